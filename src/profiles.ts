@@ -1,0 +1,198 @@
+import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import { type } from "arktype";
+import coding from "../profiles/coding.json" with { type: "json" };
+import research from "../profiles/research.json" with { type: "json" };
+import supervised from "../profiles/supervised.json" with { type: "json" };
+import test from "../profiles/test.json" with { type: "json" };
+import { builtinExecutorArgv } from "./builtin-executors.ts";
+import { ConfigError } from "./errors.ts";
+import { JsonObject, parseJsonText } from "./json-object.ts";
+import { isCompiled, RUNNER_HOME } from "./runner-home.ts";
+
+export const DEFAULT_EXECUTOR_PATH = "executors/claude-code/ao-claude-code-exec";
+export const DEFAULT_EXECUTOR_TYPE = "claude-code";
+
+/** A named executor configuration; a runner runs exactly one. */
+export interface ExecutorProfile {
+  name: string;
+  type: string;
+  command: string;
+  /** Executor-specific settings, passed through to the executor untouched. */
+  config: JsonObject;
+  /** `built-in`, `default`, or the file the profile was read from. */
+  source: string;
+  /** How to start the executor: the command resolved against the runner's directory. */
+  argv: string[];
+}
+
+export interface ProfileSources {
+  /** An operator's own profile directory (`--profiles-dir`); its files override all others. */
+  profilesDir?: string;
+}
+
+export interface ProfileListing {
+  name: string;
+  source: string;
+  profile?: ExecutorProfile;
+  error?: string;
+}
+
+const ProfileFile = type({
+  type: "string > 0",
+  command: "string > 0",
+  "config?": JsonObject,
+});
+const PROFILE_FIELDS = ["type", "command", "config"];
+
+// Imported at build time so the single executable carries them.
+const BUILTIN_PROFILES: Record<string, unknown> = { coding, research, supervised, test };
+const BUILTIN_DIR = join(RUNNER_HOME, "profiles");
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+type ProfileOrigin = { name: string; source: string; read: () => unknown };
+
+function assertProfileName(name: string): void {
+  if (!PROFILE_NAME.test(name) || name.includes("..")) {
+    throw new ConfigError(
+      `Invalid profile name '${name}': use letters, digits, '-', '_' and '.', without '/' or '..' (a profile is a file in a profiles directory, named by its file name without .json)`,
+    );
+  }
+}
+
+function profileFilesIn(dir: string): ProfileOrigin[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw new ConfigError(`Cannot read profiles directory ${dir}: ${(error as Error).message}`);
+  }
+  return names
+    .filter((file) => file.endsWith(".json") && PROFILE_NAME.test(file.slice(0, -5)))
+    .map((file) => {
+      const path = join(dir, file);
+      return { name: file.slice(0, -5), source: path, read: () => readProfileFile(path) };
+    });
+}
+
+function readProfileFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`Cannot read profile file ${path}: ${(error as Error).message}`);
+  }
+  try {
+    return parseJsonText(text, `Profile file ${path}`);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}
+
+/** Every known profile by name, later sources overriding earlier ones. */
+function profileOrigins(sources: ProfileSources): Map<string, ProfileOrigin> {
+  const origins = new Map<string, ProfileOrigin>();
+  for (const [name, content] of Object.entries(BUILTIN_PROFILES)) {
+    origins.set(name, { name, source: "built-in", read: () => content });
+  }
+  for (const origin of profileFilesIn(BUILTIN_DIR)) {
+    // Run from source, the built-ins are these very files: keep calling them built-in.
+    if (!isCompiled && origin.name in BUILTIN_PROFILES) continue;
+    origins.set(origin.name, origin);
+  }
+  if (sources.profilesDir) {
+    for (const origin of profileFilesIn(resolve(sources.profilesDir))) origins.set(origin.name, origin);
+  }
+  return origins;
+}
+
+/**
+ * Resolves an executor command against the runner's directory. A built-in executor that has no
+ * file beside the compiled runner is run by the runner's own executable.
+ */
+export function resolveExecutorCommand(command: string): string[] | { error: string } {
+  const path = isAbsolute(command) ? command : resolve(RUNNER_HOME, command);
+  if (existsSync(path)) {
+    if (!statSync(path).isFile()) return { error: `${path} is not a file` };
+    try {
+      accessSync(path, constants.X_OK);
+    } catch {
+      return { error: `${path} is not executable (chmod +x it)` };
+    }
+    return [path];
+  }
+  return builtinExecutorArgv(command) ?? { error: `${path} does not exist` };
+}
+
+function toProfile(origin: ProfileOrigin): ExecutorProfile {
+  const where = origin.source === "built-in" ? `built-in profile '${origin.name}'` : `profile file ${origin.source}`;
+  const content = origin.read();
+  const parsed = ProfileFile(content);
+  if (parsed instanceof type.errors) {
+    throw new ConfigError(`Invalid ${where}: ${parsed.summary.replaceAll("\n", "; ")}`);
+  }
+  const unknown = Object.keys(content as object).filter((key) => !PROFILE_FIELDS.includes(key));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `Invalid ${where}: unknown field ${unknown.map((key) => `'${key}'`).join(", ")} (expected type, command and optional config)`,
+    );
+  }
+  const argv = resolveExecutorCommand(parsed.command);
+  if ("error" in argv) {
+    throw new ConfigError(`Profile '${origin.name}': executor command ${parsed.command} cannot be run: ${argv.error}`);
+  }
+  return {
+    name: origin.name,
+    type: parsed.type,
+    command: parsed.command,
+    config: parsed.config ?? {},
+    source: origin.source,
+    argv,
+  };
+}
+
+/** Sorted names of every available profile (built-in and runtime files). */
+export function listProfiles(sources: ProfileSources = {}): string[] {
+  return [...profileOrigins(sources).keys()].sort();
+}
+
+/** Every available profile with where it comes from; an invalid one carries its error. */
+export function describeProfiles(sources: ProfileSources = {}): ProfileListing[] {
+  const origins = profileOrigins(sources);
+  return [...origins.keys()].sort().map((name) => {
+    const origin = origins.get(name)!;
+    try {
+      return { name, source: origin.source, profile: toProfile(origin) };
+    } catch (error) {
+      return { name, source: origin.source, error: (error as Error).message };
+    }
+  });
+}
+
+/** Loads and validates one profile; a missing or invalid one is a ConfigError naming the problem. */
+export function loadProfile(name: string, sources: ProfileSources = {}): ExecutorProfile {
+  assertProfileName(name);
+  const origins = profileOrigins(sources);
+  const origin = origins.get(name);
+  if (!origin) {
+    throw new ConfigError(`Profile '${name}' not found. Available: ${[...origins.keys()].sort().join(", ")}`);
+  }
+  return toProfile(origin);
+}
+
+/** The profile used without `--profile`: the Claude Code executor with no config at all. */
+export function defaultProfile(): ExecutorProfile {
+  const argv = resolveExecutorCommand(DEFAULT_EXECUTOR_PATH);
+  if ("error" in argv) {
+    throw new ConfigError(`Default executor ${DEFAULT_EXECUTOR_PATH} cannot be run: ${argv.error}`);
+  }
+  return {
+    name: DEFAULT_EXECUTOR_TYPE,
+    type: DEFAULT_EXECUTOR_TYPE,
+    command: DEFAULT_EXECUTOR_PATH,
+    config: {},
+    source: "default",
+    argv,
+  };
+}
