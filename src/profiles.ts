@@ -34,7 +34,9 @@ export interface ProfileSources {
 export interface ProfileListing {
   name: string;
   source: string;
-  profile?: ExecutorProfile;
+  /** The profile's content, when its file is valid. */
+  profile?: Omit<ExecutorProfile, "argv">;
+  /** Why the profile cannot be used (invalid file, or a command that cannot be run). */
   error?: string;
 }
 
@@ -125,7 +127,9 @@ export function resolveExecutorCommand(command: string): string[] | { error: str
   return builtinExecutorArgv(command) ?? { error: `${path} does not exist` };
 }
 
-function toProfile(origin: ProfileOrigin): ExecutorProfile {
+type ProfileContent = Omit<ExecutorProfile, "argv">;
+
+function parseProfile(origin: ProfileOrigin): ProfileContent {
   const where = origin.source === "built-in" ? `built-in profile '${origin.name}'` : `profile file ${origin.source}`;
   const content = origin.read();
   const parsed = ProfileFile(content);
@@ -138,18 +142,15 @@ function toProfile(origin: ProfileOrigin): ExecutorProfile {
       `Invalid ${where}: unknown field ${unknown.map((key) => `'${key}'`).join(", ")} (expected type, command and optional config)`,
     );
   }
-  const argv = resolveExecutorCommand(parsed.command);
+  return { name: origin.name, type: parsed.type, command: parsed.command, config: parsed.config ?? {}, source: origin.source };
+}
+
+function withArgv(profile: ProfileContent): ExecutorProfile {
+  const argv = resolveExecutorCommand(profile.command);
   if ("error" in argv) {
-    throw new ConfigError(`Profile '${origin.name}': executor command ${parsed.command} cannot be run: ${argv.error}`);
+    throw new ConfigError(`Profile '${profile.name}': executor command ${profile.command} cannot be run: ${argv.error}`);
   }
-  return {
-    name: origin.name,
-    type: parsed.type,
-    command: parsed.command,
-    config: parsed.config ?? {},
-    source: origin.source,
-    argv,
-  };
+  return { ...profile, argv };
 }
 
 /** Sorted names of every available profile (built-in and runtime files). */
@@ -162,11 +163,14 @@ export function describeProfiles(sources: ProfileSources = {}): ProfileListing[]
   const origins = profileOrigins(sources);
   return [...origins.keys()].sort().map((name) => {
     const origin = origins.get(name)!;
+    let profile: ProfileContent;
     try {
-      return { name, source: origin.source, profile: toProfile(origin) };
+      profile = parseProfile(origin);
     } catch (error) {
       return { name, source: origin.source, error: (error as Error).message };
     }
+    const argv = resolveExecutorCommand(profile.command);
+    return "error" in argv ? { name, source: origin.source, profile, error: argv.error } : { name, source: origin.source, profile };
   });
 }
 
@@ -178,21 +182,16 @@ export function loadProfile(name: string, sources: ProfileSources = {}): Executo
   if (!origin) {
     throw new ConfigError(`Profile '${name}' not found. Available: ${[...origins.keys()].sort().join(", ")}`);
   }
-  return toProfile(origin);
+  return withArgv(parseProfile(origin));
 }
 
 /** The profile used without `--profile`: the Claude Code executor with no config at all. */
 export function defaultProfile(): ExecutorProfile {
-  const argv = resolveExecutorCommand(DEFAULT_EXECUTOR_PATH);
-  if ("error" in argv) {
-    throw new ConfigError(`Default executor ${DEFAULT_EXECUTOR_PATH} cannot be run: ${argv.error}`);
-  }
-  return {
+  return withArgv({
     name: DEFAULT_EXECUTOR_TYPE,
     type: DEFAULT_EXECUTOR_TYPE,
     command: DEFAULT_EXECUTOR_PATH,
     config: {},
     source: "default",
-    argv,
-  };
+  });
 }

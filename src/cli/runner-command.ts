@@ -62,14 +62,17 @@ export const runnerArgs = {
 } as const;
 
 function printProfileList(profilesDir: string | undefined): void {
-  const rows = describeProfiles({ profilesDir }).map((entry) =>
-    entry.profile
-      ? [entry.name, entry.profile.type, entry.profile.command, entry.source]
-      : [entry.name, "INVALID", entry.error ?? "", entry.source],
-  );
-  const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const entries = describeProfiles({ profilesDir });
+  const rows = entries.map((entry) => [
+    entry.name,
+    entry.profile?.type ?? "-",
+    entry.profile?.command ?? "-",
+    entry.source,
+    entry.error ? `(unusable: ${entry.error})` : "",
+  ]);
+  const widths = [0, 1, 2, 3].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   for (const row of rows) {
-    console.log(row.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell)).join("  "));
+    console.log(row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join("  ").trimEnd());
   }
 }
 
