@@ -16,6 +16,7 @@ export const noAuth: TokenSource = {
 /** Refresh this long before expiry, so a token never dies mid-request. */
 const REFRESH_MARGIN_MS = 60_000;
 
+/** The token endpoint refused the credentials or answered nonsense: retrying will not help. */
 export class AuthError extends Error {
   override name = "AuthError";
 }
@@ -66,7 +67,8 @@ export class ClientCredentialsAuth implements TokenSource {
         signal: AbortSignal.timeout(30_000),
       });
     } catch (error) {
-      throw new AuthError(`Token request to ${url} failed: ${(error as Error).message}`);
+      // Unreachable is worth retrying; a refusal (AuthError below) is not.
+      throw new Error(`Token request to ${url} failed: ${(error as Error).message}`);
     }
     const text = await response.text();
     if (!response.ok) {

@@ -1,10 +1,9 @@
-import { hostname } from "node:os";
 import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { resolveConfig, resolveProfilesDir } from "../config.ts";
-import { log, setVerbose } from "../log.ts";
+import { setVerbose } from "../log.ts";
 import { defaultProfile, describeProfiles, loadProfile } from "../profiles.ts";
-import { buildRegistrationPayload } from "../registration.ts";
+import { runRunner } from "../runner-service.ts";
 import { assertKnownFlags } from "./flags.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -108,14 +107,6 @@ export const runnerCommand = defineCommand({
       setVerbose(config.verbose);
       const profile =
         config.profile === undefined ? defaultProfile() : loadProfile(config.profile, { profilesDir: config.profilesDir });
-      const payload = buildRegistrationPayload({
-        hostname: hostname(),
-        projectDir: config.projectDir,
-        profile,
-        tags: config.tags,
-        requireMatchingTags: config.requireMatchingTags,
-      });
-      log.info(`Profile '${profile.name}' (${profile.source}); registration payload:`);
-      console.log(JSON.stringify(payload, null, 2));
+      await runRunner(config, profile);
     }),
 });

@@ -1,0 +1,51 @@
+import type { JsonObject } from "./json-object.ts";
+
+export interface BlueprintContext {
+  sessionId: string;
+  mcpUrl: string;
+}
+
+type Server = Record<string, unknown>;
+
+function fill(value: unknown, context: BlueprintContext): unknown {
+  if (typeof value === "string") {
+    return value
+      .replaceAll("${AGENT_SESSION_ID}", context.sessionId)
+      .replaceAll("${AGENT_ORCHESTRATOR_MCP_URL}", context.mcpUrl);
+  }
+  if (Array.isArray(value)) return value.map((item) => fill(item, context));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, fill(item, context)]));
+  }
+  return value;
+}
+
+/** The fields of an MCP server entry that may carry placeholders, by server type. */
+const PLACEHOLDER_FIELDS: Record<string, string[]> = {
+  http: ["url", "headers"],
+  stdio: ["command", "args", "env"],
+};
+
+function resolveServer(server: unknown, context: BlueprintContext): unknown {
+  if (server === null || typeof server !== "object" || Array.isArray(server)) return server;
+  const fields = PLACEHOLDER_FIELDS[String((server as Server).type)];
+  if (!fields) return server;
+  const resolved: Server = { ...(server as Server) };
+  for (const field of fields) if (field in resolved) resolved[field] = fill(resolved[field], context);
+  return resolved;
+}
+
+/**
+ * Fills the run-specific placeholders of a blueprint's MCP servers (design §6): the session id
+ * and the runner's own MCP server URL. A server of unknown type passes through unchanged.
+ */
+export function resolveBlueprint(blueprint: JsonObject, context: BlueprintContext): JsonObject {
+  const servers = blueprint.mcp_servers;
+  if (servers === null || typeof servers !== "object" || Array.isArray(servers)) return blueprint;
+  return {
+    ...blueprint,
+    mcp_servers: Object.fromEntries(
+      Object.entries(servers).map(([name, server]) => [name, resolveServer(server, context)]),
+    ),
+  };
+}

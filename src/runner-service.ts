@@ -1,0 +1,60 @@
+import { hostname } from "node:os";
+import { createTokenSource } from "./auth.ts";
+import type { RunnerConfig } from "./config.ts";
+import { CoordinatorClient } from "./coordinator-client.ts";
+import { CoordinatorHttp } from "./coordinator-http.ts";
+import { startGateway } from "./gateway.ts";
+import { log } from "./log.ts";
+import type { ExecutorProfile } from "./profiles.ts";
+import { buildRegistrationPayload } from "./registration.ts";
+import { Runner, RunnerStartError } from "./runner.ts";
+
+/**
+ * Starts everything a runner process needs (auth, gateway, MCP server, worker loop), wires the
+ * signals, and exits when the worker loop is done: 0 after a clean shutdown, 1 when it cannot start.
+ */
+export async function runRunner(config: RunnerConfig, profile: ExecutorProfile): Promise<never> {
+  const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
+  const client = new CoordinatorClient(http);
+  const machine = hostname();
+  const gateway = startGateway({ http, hostname: machine, executorProfile: profile.name });
+  log.debug(`Gateway for executors at ${gateway.url}`);
+  const { startMcpServer } = await import("./mcp/server.ts");
+  const mcp = await startMcpServer({ coordinator: http, port: config.mcpPort });
+  log.info(`MCP server for agents at ${mcp.url}`);
+
+  const runner = new Runner({
+    config,
+    profile,
+    client,
+    registration: buildRegistrationPayload({
+      hostname: machine,
+      projectDir: config.projectDir,
+      profile,
+      tags: config.tags,
+      requireMatchingTags: config.requireMatchingTags,
+    }),
+    gatewayUrl: gateway.url,
+    mcpUrl: mcp.url,
+  });
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (runner.shutdown(signal) >= 3) {
+      log.error(`${signal} a third time: exiting now, without waiting for runs or reports`);
+      process.exit(130);
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  let exitCode = 0;
+  try {
+    if (await runner.register()) await runner.run();
+  } catch (error) {
+    if (!(error instanceof RunnerStartError)) throw error;
+    log.box({ title: "agent-runner cannot start", message: error.message });
+    exitCode = 1;
+  }
+  await Promise.all([gateway.stop(), mcp.stop()]);
+  process.exit(exitCode);
+}

@@ -1,0 +1,97 @@
+import { join } from "node:path";
+import { resolveConfig, type RunnerConfig } from "../../src/config.ts";
+import { CoordinatorClient } from "../../src/coordinator-client.ts";
+import { CoordinatorHttp } from "../../src/coordinator-http.ts";
+import { startGateway, type Gateway } from "../../src/gateway.ts";
+import type { JsonObject } from "../../src/json-object.ts";
+import type { ExecutorProfile } from "../../src/profiles.ts";
+import { buildRegistrationPayload } from "../../src/registration.ts";
+import { Runner } from "../../src/runner.ts";
+import { startFakeCoordinator, type FakeCoordinator, type FakeCoordinatorOptions } from "./fake-coordinator.ts";
+
+export const FIXTURES = join(import.meta.dir, "..", "fixtures", "executors");
+
+/** A profile whose command is one of the test fixture executors. */
+export function fixtureProfile(fixture: string, config: JsonObject = {}): ExecutorProfile {
+  const command = join(FIXTURES, fixture);
+  return { name: "test", type: "test-executor", command, config, source: "test", argv: [command] };
+}
+
+export interface RunnerHarness {
+  fake: FakeCoordinator;
+  runner: Runner;
+  gateway: Gateway;
+  config: RunnerConfig;
+  /** Resolves when the runner's worker loop has finished (after shutdown). */
+  done: Promise<void>;
+  /** Hands out a start_session run and returns its id. */
+  handRun(fields?: Record<string, unknown>): string;
+  close(): Promise<void>;
+}
+
+let counter = 0;
+
+export interface HarnessOptions {
+  fixture?: string;
+  profile?: ExecutorProfile;
+  flags?: Parameters<typeof resolveConfig>[0];
+  env?: Record<string, string>;
+  fake?: FakeCoordinatorOptions;
+  flushTimeoutMs?: number;
+  retryInitialMs?: number;
+  /** Don't register and start the loop (for tests of registration itself). */
+  manual?: boolean;
+}
+
+/** A Runner wired as the CLI wires it, against a fake coordinator, with a fixture executor. */
+export async function startRunnerHarness(options: HarnessOptions = {}): Promise<RunnerHarness> {
+  const fake = startFakeCoordinator(options.fake);
+  const config = resolveConfig({ coordinatorUrl: fake.url, stopGraceSeconds: "1", ...options.flags }, {});
+  const profile = options.profile ?? fixtureProfile(options.fixture ?? "capture");
+  const http = new CoordinatorHttp(config.coordinatorUrl);
+  const client = new CoordinatorClient(http);
+  const gateway = startGateway({ http, hostname: "test-host", executorProfile: profile.name });
+  const runner = new Runner({
+    config,
+    profile,
+    client,
+    registration: buildRegistrationPayload({
+      hostname: "test-host",
+      projectDir: config.projectDir,
+      profile,
+      tags: config.tags,
+      requireMatchingTags: config.requireMatchingTags,
+    }),
+    gatewayUrl: gateway.url,
+    mcpUrl: "http://127.0.0.1:9/mcp",
+    env: { ...process.env, ...options.env },
+    flushTimeoutMs: options.flushTimeoutMs ?? 5000,
+    retryInitialMs: options.retryInitialMs ?? 50,
+  });
+  let done: Promise<void> = Promise.resolve();
+  if (!options.manual) {
+    await runner.register();
+    done = runner.run();
+  }
+  return {
+    fake,
+    runner,
+    gateway,
+    config,
+    get done() {
+      return done;
+    },
+    handRun(fields = {}) {
+      const id = `run_${++counter}`;
+      fake.handRun({ run_id: id, type: "start_session", session_id: `ses_${counter}`, prompt: "hello", ...fields });
+      return id;
+    },
+    async close() {
+      runner.shutdown("test cleanup");
+      runner.shutdown("test cleanup");
+      await done;
+      await gateway.stop();
+      await fake.stop();
+    },
+  };
+}
