@@ -80,7 +80,9 @@ export function parseInvocation(text: string): Invocation {
 
 /** JSON Schema (draft 2020-12) of invocation 2.1, for executors written in other languages. */
 export function invocationJsonSchema(): Record<string, unknown> {
-  const schema = InvocationFields.toJsonSchema() as Record<string, unknown>;
+  // arktype cannot export a .narrow predicate; the only ones here are JsonObject's "not an array",
+  // which JSON Schema's `type: "object"` already says. (The start-mode rule is added below as if/then.)
+  const schema = InvocationFields.toJsonSchema({ fallback: { predicate: (ctx) => ctx.base } }) as Record<string, unknown>;
   return {
     ...schema,
     title: `Executor invocation ${SCHEMA_VERSION}`,

@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import pkg from "../package.json" with { type: "json" };
+
+const REPO = resolve(import.meta.dir, "..");
+const SCRIPT_OUTFILE = "dist/agent-runner";
+
+let tmp: string;
+let buildDir: string;
+let runDir: string;
+
+async function run(argv: string[], cwd: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1" };
+  // Only the profiles/ beside the executable may count here.
+  delete env.AGENT_RUNNER_PROFILES_DIR;
+  const proc = Bun.spawn(argv, {
+    cwd,
+    env,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: 60_000,
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { exitCode, stdout, stderr };
+}
+
+/**
+ * The package's build script, with its output redirected into a temp dir: the test builds exactly
+ * what `bun run build` builds without overwriting a dist/ someone may be using.
+ */
+function buildCommand(outfile: string): string[] {
+  const words = pkg.scripts.build.split(/\s+/);
+  const at = words.indexOf("--outfile");
+  if (words[0] !== "bun" || words[1] !== "build" || !words.includes("--compile") || words[at + 1] !== SCRIPT_OUTFILE) {
+    throw new Error(`unexpected build script: ${pkg.scripts.build}`);
+  }
+  words[at + 1] = outfile;
+  return [process.execPath, ...words.slice(1)];
+}
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), "ar-build-"));
+  buildDir = join(tmp, "build");
+  runDir = join(tmp, "run");
+  mkdirSync(runDir);
+  const result = await run(buildCommand(join(buildDir, "agent-runner")), REPO);
+  if (result.exitCode !== 0) throw new Error(`build failed (${result.exitCode}):\n${result.stdout}\n${result.stderr}`);
+  // The executable alone, in a directory with nothing else: no profiles/, no executors/, no node_modules.
+  copyFileSync(join(buildDir, "agent-runner"), join(runDir, "agent-runner"));
+  chmodSync(join(runDir, "agent-runner"), 0o755);
+}, 120_000);
+
+afterAll(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("the compiled single executable", () => {
+  test("the build script writes dist/agent-runner", () => {
+    expect(pkg.scripts.build).toContain(`--outfile ${SCRIPT_OUTFILE}`);
+  });
+
+  test("run alone, it lists the four built-in profiles, all usable", async () => {
+    expect(readdirSync(runDir)).toEqual(["agent-runner"]);
+    const { exitCode, stdout, stderr } = await run(["./agent-runner", "--profile-list"], runDir);
+    expect({ exitCode, stderr }).toEqual({ exitCode: 0, stderr: "" });
+    const lines = stdout.trimEnd().split("\n");
+    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual(["coding", "research", "supervised", "test"]);
+    for (const line of lines) {
+      expect(line).toContain("built-in");
+      // The built-in executors travel inside the executable.
+      expect(line).not.toContain("unusable");
+    }
+  });
+
+  test("a profiles/ directory beside it overrides and adds profiles", async () => {
+    const dir = mkdtempSync(join(tmp, "beside-"));
+    copyFileSync(join(buildDir, "agent-runner"), join(dir, "agent-runner"));
+    chmodSync(join(dir, "agent-runner"), 0o755);
+    mkdirSync(join(dir, "profiles"));
+    writeFileSync(join(dir, "profiles", "coding.json"), JSON.stringify({ type: "custom", command: "/bin/true" }));
+    writeFileSync(join(dir, "profiles", "local.json"), JSON.stringify({ type: "custom", command: "/bin/true" }));
+    const { exitCode, stdout } = await run(["./agent-runner", "--profile-list"], dir);
+    expect(exitCode).toBe(0);
+    const lines = stdout.trimEnd().split("\n");
+    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual(["coding", "local", "research", "supervised", "test"]);
+    expect(lines[0]).toContain(join(dir, "profiles", "coding.json"));
+    expect(lines[1]).toContain(join(dir, "profiles", "local.json"));
+    expect(lines[2]).toContain("built-in");
+  });
+
+  test("--profile nonexistent exits 1 listing the profiles", async () => {
+    const { exitCode, stderr } = await run(["./agent-runner", "--profile", "nonexistent"], runDir);
+    expect(exitCode).toBe(1);
+    expect(stderr).toContain("Profile 'nonexistent' not found. Available: coding, research, supervised, test");
+  });
+
+  test("--version prints the package version", async () => {
+    const { exitCode, stdout } = await run(["./agent-runner", "--version"], runDir);
+    expect(exitCode).toBe(0);
+    expect(stdout.trim()).toBe(pkg.version);
+  });
+});
