@@ -1,3 +1,4 @@
+import { formatWithOptions } from "node:util";
 import { createConsola, LogLevels, type ConsolaReporter, type LogObject } from "consola";
 
 const secrets = new Set<string>();
@@ -30,12 +31,34 @@ function redactArg(arg: unknown): unknown {
 function redacting(reporter: ConsolaReporter): ConsolaReporter {
   return {
     log(logObj: LogObject, ctx) {
-      reporter.log({ ...logObj, args: logObj.args.map(redactArg), message: logObj.message && redact(logObj.message) }, ctx);
+      reporter.log(
+        {
+          ...logObj,
+          args: logObj.args.map(redactArg),
+          message: logObj.message && redact(logObj.message),
+          title: typeof logObj.title === "string" ? redact(logObj.title) : logObj.title,
+        },
+        ctx,
+      );
     },
   };
 }
 
-const base = createConsola({ formatOptions: { date: true } });
+/**
+ * Off a terminal (a service's journal, a log file) every line starts with an ISO timestamp and
+ * its level, so logs can be read and grepped at 3 a.m.
+ */
+const timestampedLines: ConsolaReporter = {
+  log(logObj) {
+    // Boxes are kept for what stops the runner; off a terminal they are plain error lines.
+    const type = logObj.type === "box" ? "error" : logObj.type === "log" ? "info" : logObj.type;
+    const text = formatWithOptions({ colors: false }, ...logObj.args);
+    const title = logObj.type === "box" && logObj.title ? `${logObj.title}: ` : "";
+    process.stderr.write(`${logObj.date.toISOString()} ${type.toUpperCase().padEnd(5)} ${title}${text}\n`);
+  },
+};
+
+const interactive = createConsola({ formatOptions: { date: true } });
 
 /** The runner's logger. Everything goes to stderr: stdout is for what a command prints as its answer. */
 export const log = createConsola({
@@ -43,7 +66,7 @@ export const log = createConsola({
   stdout: process.stderr,
   stderr: process.stderr,
   formatOptions: { date: true, colors: process.stderr.isTTY ?? false },
-  reporters: base.options.reporters.map(redacting),
+  reporters: (process.stderr.isTTY ? interactive.options.reporters : [timestampedLines]).map(redacting),
 });
 
 export function setVerbose(verbose: boolean): void {

@@ -1,0 +1,119 @@
+import { afterEach, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnRunner, type RunnerChild } from "../support/child-process.ts";
+import { startFakeCoordinator, type FakeCoordinator } from "../support/fake-coordinator.ts";
+import { FIXTURES } from "../support/runner-harness.ts";
+
+let fake: FakeCoordinator | undefined;
+let child: RunnerChild | undefined;
+const cleanups: Array<() => unknown> = [];
+
+afterEach(async () => {
+  child?.process.kill("SIGKILL");
+  await child?.process.exited;
+  child = undefined;
+  await fake?.stop();
+  fake = undefined;
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+/** A profiles directory with one profile, `fixture`, running the named fixture executor. */
+function profilesDir(fixture: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "runner-cli-"));
+  writeFileSync(join(dir, "fixture.json"), JSON.stringify({ type: "fixture", command: join(FIXTURES, fixture), config: { model: "m1" } }));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function start(fixture: string, extraArgs: string[] = [], env: Record<string, string> = {}) {
+  fake ??= startFakeCoordinator();
+  child = spawnRunner(
+    ["--profile", "fixture", "--profiles-dir", profilesDir(fixture), "-c", fake.url, "--stop-grace-seconds", "2", ...extraArgs],
+    env,
+  );
+  return child;
+}
+
+test("runs a run, then SIGINT deregisters and exits 0", async () => {
+  const { process: runner, output } = start("capture");
+  const register = await fake!.waitForRequest("POST", "/runner/register");
+  expect(register.body.executor_profile).toBe("fixture");
+  expect(register.body.executor.config).toEqual({ model: "m1" });
+  await output.waitFor(/MCP server for agents at http:\/\/127\.0\.0\.1:\d+\/mcp/);
+  fake!.handRun({ run_id: "run_cli", type: "start_session", session_id: "ses_cli", prompt: "hi" });
+  await fake!.waitForRequest("POST", "/runner/runs/run_cli/completed");
+  runner.kill("SIGINT");
+  expect(await runner.exited).toBe(0);
+  expect(fake!.find("DELETE", "/runners/lnch_test")).toHaveLength(1);
+  expect(output.output).toContain("Run run_cli completed");
+});
+
+test("SIGINT waits for the active run; a second SIGINT stops it and it is reported", async () => {
+  const { process: runner, output } = start("hang");
+  await fake!.waitForRequest("POST", "/runner/register");
+  fake!.handRun({ run_id: "run_hang", type: "start_session", session_id: "ses_hang", prompt: "hi" });
+  await fake!.waitForRequest("POST", "/sessions/ses_hang/events");
+  runner.kill("SIGINT");
+  await output.waitFor(/waiting for 1 active run\(s\) to finish\. Press Ctrl\+C again/);
+  expect(fake!.find("DELETE", /^\/runners\//)).toHaveLength(0);
+  runner.kill("SIGINT");
+  expect(await runner.exited).toBe(0);
+  expect(fake!.reportsFor("run_hang").map((r) => r.kind)).toEqual(["started", "stopped"]);
+  expect(fake!.find("DELETE", "/runners/lnch_test")).toHaveLength(1);
+});
+
+test("a duplicate runner identity: boxed message with the existing runner, exit 1", async () => {
+  fake = startFakeCoordinator();
+  fake.on("POST", /^\/runner\/register$/, () =>
+    Response.json(
+      { detail: { error: "duplicate_runner", message: "already online", runner_id: "lnch_dup", hostname: "h1", project_dir: "/w", executor_profile: "fixture" } },
+      { status: 409 },
+    ),
+  );
+  const { process: runner, output } = start("capture");
+  expect(await runner.exited).toBe(1);
+  await output.closed;
+  expect(output.output).toContain("agent-runner cannot start");
+  expect(output.output).toContain("lnch_dup");
+});
+
+test("credentials refused at registration: authentication message, exit 1", async () => {
+  fake = startFakeCoordinator();
+  fake.on("POST", /^\/runner\/register$/, () => Response.json({ detail: "Forbidden" }, { status: 403 }));
+  const { process: runner, output } = start("capture");
+  expect(await runner.exited).toBe(1);
+  await output.closed;
+  expect(output.output).toContain("rejected the runner's credentials");
+});
+
+test("with auth: every request carries the token; neither secret nor token is ever logged", async () => {
+  const secret = "client-secret-4f9a7c";
+  const token = "access-token-b81e22";
+  const tokenServer = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: () => Response.json({ access_token: token, expires_in: 3600 }),
+  });
+  cleanups.push(() => tokenServer.stop(true));
+  fake = startFakeCoordinator();
+  const { process: runner, output } = start("capture", ["-v"], {
+    AUTH0_DOMAIN: `http://127.0.0.1:${tokenServer.port}`,
+    AUTH0_RUNNER_CLIENT_ID: "runner-client",
+    AUTH0_RUNNER_CLIENT_SECRET: secret,
+    AUTH0_AUDIENCE: "agent-coordinator",
+  });
+  fake.handRun({ run_id: "run_auth", type: "start_session", session_id: "ses_auth", prompt: "hi" });
+  const event = await fake.waitForRequest("POST", "/sessions/ses_auth/events");
+  await fake.waitForRequest("POST", "/runner/runs/run_auth/completed");
+  runner.kill("SIGINT");
+  expect(await runner.exited).toBe(0);
+  await output.closed;
+  for (const request of fake.requests) expect(request.headers.get("authorization")).toBe(`Bearer ${token}`);
+  // The executor got no secret in its environment.
+  expect(event.body.env.AUTH0_RUNNER_CLIENT_SECRET).toBeNull();
+  expect(output.output).toContain("Run run_auth completed");
+  expect(output.output).not.toContain(secret);
+  expect(output.output).not.toContain(token);
+});
