@@ -1,0 +1,316 @@
+import { setTimeout as delay } from "node:timers/promises";
+import { CoordinatorError, type CoordinatorHttp, type CoordinatorRequest } from "../coordinator-http.ts";
+import { DEMANDS_HEADER, PARENT_SESSION_HEADER, type Demands, type RequestContext } from "./context.ts";
+
+/** A failure the calling agent should read: becomes an MCP tool result with `isError: true`. */
+export class ToolError extends Error {
+  override name = "ToolError";
+}
+
+export const MAX_PROMPT_LENGTH = 100_000;
+export const MAX_RESULT_LENGTH = 50_000;
+export const DEFAULT_SYNC_TIMEOUT_MS = 10 * 60_000;
+export const DEFAULT_POLL_INTERVAL_MS = 2_000;
+/** Consecutive failed polls (coordinator unreachable or 5xx) a sync wait rides out before giving up. */
+const MAX_POLL_FAILURES = 3;
+
+export const EXECUTION_MODES = ["sync", "async_poll", "async_callback"] as const;
+export type ExecutionMode = (typeof EXECUTION_MODES)[number];
+
+export interface BlueprintSummary {
+  name: string;
+  description: string;
+  tags: string[];
+}
+
+export interface SessionSummary {
+  session_id: string;
+  status: string | null;
+  agent_name: string | null;
+  created_at: string | null;
+  last_resumed_at: string | null;
+}
+
+export type SessionRunResult =
+  | { session_id: string; result: string }
+  | { session_id: string; run_id: string; status: string };
+
+export interface WaitOptions {
+  /** Ends a sync wait early: the client went away or the server is stopping. */
+  signal: AbortSignal;
+  /** Called after every poll of a sync wait (used for MCP progress notifications). */
+  onPoll?: (poll: { runId: string; runStatus: string; elapsedMs: number }) => void;
+}
+
+interface RunReply {
+  run_id?: string;
+  session_id?: string;
+  status?: string;
+  error?: string | null;
+}
+
+const STILL_GOING = new Set(["pending", "claimed", "running", "stopping"]);
+
+const segment = (id: string) => encodeURIComponent(id);
+
+/** Cuts a result to MAX_RESULT_LENGTH characters and says so, without splitting a surrogate pair. */
+export function truncateResult(result: string): string {
+  if (result.length <= MAX_RESULT_LENGTH) return result;
+  let end = MAX_RESULT_LENGTH;
+  const last = result.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return (
+    `${result.slice(0, end)}\n\n[Result truncated: showing the first ${MAX_RESULT_LENGTH.toLocaleString("en-US")} ` +
+    `of ${result.length.toLocaleString("en-US")} characters]`
+  );
+}
+
+function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${Math.round(ms / 1000)} s`;
+}
+
+function checkPrompt(prompt: string): void {
+  if (prompt.trim() === "") throw new ToolError("prompt is empty: say what the agent should do");
+  if (prompt.length > MAX_PROMPT_LENGTH) {
+    throw new ToolError(
+      `prompt is ${prompt.length.toLocaleString("en-US")} characters; the limit is ` +
+        `${MAX_PROMPT_LENGTH.toLocaleString("en-US")}. Shorten it, or put the material in a file and pass its path.`,
+    );
+  }
+}
+
+function checkMode(mode: ExecutionMode, context: RequestContext): void {
+  if (mode === "async_callback" && !context.parentSessionId) {
+    throw new ToolError(
+      `mode "async_callback" needs the calling session's id in the ${PARENT_SESSION_HEADER} header, so the ` +
+        `coordinator knows which session to call back; this request has none. Use "async_poll" or "sync" instead.`,
+    );
+  }
+}
+
+function usableDemands(context: RequestContext): Demands | undefined {
+  if (context.demandsError) throw new ToolError(`${context.demandsError}. Fix the ${DEMANDS_HEADER} header in this MCP server's configuration.`);
+  return context.demands && Object.keys(context.demands).length > 0 ? context.demands : undefined;
+}
+
+function isTransient(error: unknown): boolean {
+  if (error instanceof CoordinatorError) return error.status >= 500;
+  // fetch failures (connection refused, reset) and per-request timeouts
+  return error instanceof TypeError || (error instanceof DOMException && error.name === "TimeoutError");
+}
+
+/**
+ * The seven orchestration tools' work, against the coordinator. Knows nothing of MCP: every
+ * method returns the tool's answer or throws a ToolError whose message the agent reads.
+ */
+export class Orchestrator {
+  readonly syncTimeoutMs: number;
+  readonly pollIntervalMs: number;
+
+  constructor(
+    private readonly coordinator: CoordinatorHttp,
+    options: { syncTimeoutMs?: number; pollIntervalMs?: number } = {},
+  ) {
+    this.syncTimeoutMs = options.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS;
+    this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+  }
+
+  async listBlueprints(context: RequestContext): Promise<BlueprintSummary[]> {
+    const query = context.tags ? `?tags=${encodeURIComponent(context.tags)}` : "";
+    const agents = await this.call<unknown>("Could not list agent blueprints", `/agents${query}`);
+    if (!Array.isArray(agents)) throw new ToolError("Could not list agent blueprints: the coordinator's reply is not a list");
+    return agents
+      .filter((agent) => agent && (agent.status ?? "active") === "active")
+      .map((agent) => ({ name: agent.name, description: agent.description ?? "", tags: agent.tags ?? [] }));
+  }
+
+  async listSessions(): Promise<SessionSummary[]> {
+    return (await this.fetchSessions("Could not list sessions")).map((session) => ({
+      session_id: session.session_id,
+      status: session.status ?? null,
+      agent_name: session.agent_name ?? null,
+      created_at: session.created_at ?? null,
+      last_resumed_at: session.last_resumed_at ?? null,
+    }));
+  }
+
+  async startSession(
+    context: RequestContext,
+    args: { agent_name: string; prompt: string; project_dir?: string; mode: ExecutionMode },
+    wait: WaitOptions,
+  ): Promise<SessionRunResult> {
+    checkPrompt(args.prompt);
+    checkMode(args.mode, context);
+    const demands = usableDemands(context);
+    const projectDir = args.project_dir || (typeof demands?.project_dir === "string" ? demands.project_dir : undefined);
+    const run = await this.createRun("Could not start the session", {
+      type: "start_session",
+      agent_name: args.agent_name,
+      prompt: args.prompt,
+      project_dir: projectDir,
+      parent_session_id: context.parentSessionId,
+      execution_mode: args.mode,
+      additional_demands: demands,
+    });
+    return this.finish(run, args.mode, wait);
+  }
+
+  async resumeSession(
+    context: RequestContext,
+    args: { session_id: string; prompt: string; mode: ExecutionMode },
+    wait: WaitOptions,
+  ): Promise<SessionRunResult> {
+    checkPrompt(args.prompt);
+    checkMode(args.mode, context);
+    const demands = usableDemands(context);
+    await this.requireSession(args.session_id);
+    // project_dir and agent_name are left out: the coordinator takes them from the session.
+    const run = await this.createRun("Could not resume the session", {
+      type: "resume_session",
+      session_id: args.session_id,
+      prompt: args.prompt,
+      parent_session_id: context.parentSessionId,
+      execution_mode: args.mode,
+      additional_demands: demands,
+    });
+    return this.finish(run, args.mode, wait);
+  }
+
+  async sessionStatus(sessionId: string): Promise<{ session_id: string; status: string }> {
+    return { session_id: sessionId, status: await this.fetchStatus(sessionId) };
+  }
+
+  async sessionResult(sessionId: string): Promise<{ session_id: string; result: string }> {
+    const status = await this.fetchStatus(sessionId);
+    if (status === "not_existent") throw new ToolError(`Session ${sessionId} does not exist; list_agent_sessions shows the sessions there are`);
+    if (status !== "finished") {
+      throw new ToolError(`Session ${sessionId} is not finished (status: ${status}); check again later with get_agent_session_status`);
+    }
+    return { session_id: sessionId, result: truncateResult(await this.fetchResult(sessionId)) };
+  }
+
+  async deleteAllSessions(): Promise<{ deleted_count: number }> {
+    const sessions = await this.fetchSessions("Could not delete sessions");
+    let deleted = 0;
+    for (const { session_id: sessionId } of sessions) {
+      if (typeof sessionId !== "string" || sessionId === "") continue;
+      try {
+        await this.coordinator.json(`/sessions/${segment(sessionId)}`, { method: "DELETE" });
+        deleted += 1;
+      } catch (error) {
+        // Gone already (deleted by someone else meanwhile): nothing left to do for it.
+        if (error instanceof CoordinatorError && error.status === 404) continue;
+        throw this.toToolError(`Deleted ${deleted} of ${sessions.length} sessions, then could not delete session ${sessionId}`, error);
+      }
+    }
+    return { deleted_count: deleted };
+  }
+
+  private async createRun(what: string, body: Record<string, unknown>): Promise<{ run_id: string; session_id: string; status?: string }> {
+    const json = Object.fromEntries(Object.entries(body).filter(([, value]) => value !== undefined && value !== null));
+    const reply = await this.call<RunReply>(what, "/runs", { method: "POST", json });
+    const sessionId = reply?.session_id ?? (typeof body.session_id === "string" ? body.session_id : undefined);
+    if (!reply?.run_id || !sessionId) throw new ToolError(`${what}: the coordinator's reply to POST /runs has no run_id or session_id`);
+    return { run_id: reply.run_id, session_id: sessionId, status: reply.status };
+  }
+
+  private async finish(run: { run_id: string; session_id: string; status?: string }, mode: ExecutionMode, wait: WaitOptions): Promise<SessionRunResult> {
+    if (mode !== "sync") return { session_id: run.session_id, run_id: run.run_id, status: run.status ?? "pending" };
+    const result = await this.waitForRun(run.run_id, run.session_id, wait);
+    return { session_id: run.session_id, result: truncateResult(result) };
+  }
+
+  /** Polls `GET /runs/{id}` until the run ends; returns the session's result when it completed. */
+  private async waitForRun(runId: string, sessionId: string, { signal, onPoll }: WaitOptions): Promise<string> {
+    const started = Date.now();
+    const deadline = started + this.syncTimeoutMs;
+    let failures = 0;
+    let lastStatus = "pending";
+    for (;;) {
+      if (signal.aborted) throw new ToolError(`Stopped waiting for session ${sessionId}: the request was cancelled or the runner is shutting down`);
+      let run: RunReply | undefined;
+      try {
+        run = await this.coordinator.json<RunReply>(`/runs/${segment(runId)}`, { signal });
+        failures = 0;
+      } catch (error) {
+        if (signal.aborted) continue;
+        failures += 1;
+        if (!isTransient(error) || failures >= MAX_POLL_FAILURES) {
+          throw this.toToolError(`Lost track of run ${runId} of session ${sessionId}`, error);
+        }
+      }
+      if (run) {
+        lastStatus = run.status ?? "unknown";
+        onPoll?.({ runId, runStatus: lastStatus, elapsedMs: Date.now() - started });
+        if (lastStatus === "completed") return this.fetchResult(sessionId);
+        if (lastStatus === "failed") throw new ToolError(`Session ${sessionId} failed: ${run.error || "the coordinator gave no reason"}`);
+        if (lastStatus === "stopped") throw new ToolError(`Session ${sessionId} was stopped before it finished (run ${runId})`);
+        if (!STILL_GOING.has(lastStatus)) throw new ToolError(`Run ${runId} of session ${sessionId} has an unexpected status: ${lastStatus}`);
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        throw new ToolError(
+          `Session ${sessionId} did not finish within ${formatDuration(this.syncTimeoutMs)} (run ${runId} is ${lastStatus}). ` +
+            `It goes on running: check it with get_agent_session_status and fetch the result with get_agent_session_result.`,
+        );
+      }
+      try {
+        await delay(Math.min(this.pollIntervalMs, remaining), undefined, { signal });
+      } catch {
+        // aborted: the loop's first check reports it
+      }
+    }
+  }
+
+  private async requireSession(sessionId: string): Promise<void> {
+    try {
+      await this.coordinator.json(`/sessions/${segment(sessionId)}`);
+    } catch (error) {
+      if (error instanceof CoordinatorError && error.status === 404) {
+        throw new ToolError(`Session ${sessionId} does not exist; list_agent_sessions shows the sessions there are`);
+      }
+      throw this.toToolError(`Could not look up session ${sessionId}`, error);
+    }
+  }
+
+  private async fetchStatus(sessionId: string): Promise<string> {
+    try {
+      const reply = await this.coordinator.json<{ status?: string }>(`/sessions/${segment(sessionId)}/status`);
+      return reply?.status ?? "not_existent";
+    } catch (error) {
+      if (error instanceof CoordinatorError && error.status === 404) return "not_existent";
+      throw this.toToolError(`Could not get the status of session ${sessionId}`, error);
+    }
+  }
+
+  private async fetchResult(sessionId: string): Promise<string> {
+    const reply = await this.call<{ result?: unknown }>(`Could not get the result of session ${sessionId}`, `/sessions/${segment(sessionId)}/result`);
+    const result = reply?.result;
+    if (result === undefined || result === null) return "";
+    return typeof result === "string" ? result : JSON.stringify(result);
+  }
+
+  private async fetchSessions(what: string): Promise<Array<Record<string, any>>> {
+    const reply = await this.call<{ sessions?: unknown }>(what, "/sessions");
+    if (!Array.isArray(reply?.sessions)) throw new ToolError(`${what}: the coordinator's reply has no "sessions" list`);
+    return reply.sessions.filter((session) => session && typeof session === "object");
+  }
+
+  private async call<T>(what: string, path: string, request?: CoordinatorRequest): Promise<T | undefined> {
+    try {
+      return await this.coordinator.json<T>(path, request);
+    } catch (error) {
+      throw this.toToolError(what, error);
+    }
+  }
+
+  private toToolError(what: string, error: unknown): ToolError {
+    if (error instanceof ToolError) return error;
+    if (error instanceof CoordinatorError) return new ToolError(`${what}: ${error.message}`);
+    const reason = error instanceof Error ? error.message : String(error);
+    if (isTransient(error)) return new ToolError(`${what}: the coordinator at ${this.coordinator.baseUrl} could not be reached (${reason})`);
+    return new ToolError(`${what}: ${reason}`);
+  }
+}

@@ -1,0 +1,142 @@
+import type { Server } from "bun";
+import pkg from "../../package.json" with { type: "json" };
+import type { CoordinatorHttp } from "../coordinator-http.ts";
+import { ConfigError } from "../errors.ts";
+import { log } from "../log.ts";
+import { contextFromHeaders } from "./context.ts";
+
+export const MCP_PATH = "/mcp";
+
+export interface McpServerOptions {
+  /** Every coordinator call goes through it, so it carries the runner's shared auth token. */
+  coordinator: CoordinatorHttp;
+  /** Fixed port (`--mcp-port`); default: any free port. */
+  port?: number;
+  /** Loopback only: the tools act with the runner's credentials, so nothing off this machine may call them. */
+  hostname?: "127.0.0.1";
+  /** How long a `sync` start/resume waits for its run (default 10 minutes). */
+  syncTimeoutMs?: number;
+  /** How often a `sync` wait polls `GET /runs/{id}` (default 2 s). */
+  pollIntervalMs?: number;
+}
+
+export interface RunningMcpServer {
+  /** Streamable HTTP endpoint, path included: `http://127.0.0.1:PORT/mcp`. */
+  url: string;
+  port: number;
+  /** Ends waits in progress and closes every connection. */
+  stop(): Promise<void>;
+}
+
+function jsonRpcError(status: number, message: string, headers?: Record<string, string>): Response {
+  return Response.json({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }, { status, headers });
+}
+
+function isAddressInUse(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === "EADDRINUSE" || (typeof message === "string" && /in use|EADDRINUSE/i.test(message));
+}
+
+type McpHandler = (request: Request) => Promise<Response>;
+
+/**
+ * Loads the MCP SDK and the tools, and returns the handler for one MCP request. Stateless
+ * streamable HTTP: each POST gets its own MCP server and transport, built with that request's
+ * headers as the tools' context, so calls from different agents (and a long `sync` wait) never
+ * share or block anything.
+ */
+async function loadMcpHandler(options: McpServerOptions, lifetime: AbortSignal): Promise<McpHandler> {
+  const [{ McpServer }, { WebStandardStreamableHTTPServerTransport }, { registerTools }, { Orchestrator }] = await Promise.all([
+    import("@modelcontextprotocol/sdk/server/mcp.js"),
+    import("@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"),
+    import("./tools.ts"),
+    import("./orchestrator.ts"),
+  ]);
+  const orchestrator = new Orchestrator(options.coordinator, {
+    syncTimeoutMs: options.syncTimeoutMs,
+    pollIntervalMs: options.pollIntervalMs,
+  });
+  return async (request) => {
+    const server = new McpServer({ name: "agent-orchestrator", version: pkg.version }, { capabilities: { tools: {} } });
+    registerTools(server, orchestrator, {
+      context: contextFromHeaders(request.headers),
+      signal: AbortSignal.any([request.signal, lifetime]),
+    });
+    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+    await server.connect(transport);
+    request.signal.addEventListener("abort", () => void server.close().catch(() => {}), { once: true });
+    return transport.handleRequest(request);
+  };
+}
+
+/**
+ * Starts the embedded MCP server (design §9). The port is bound at once (so its URL is known and
+ * a taken --mcp-port fails the start), but the MCP SDK is loaded on the first request: most
+ * runners never get one, and the SDK would cost every runner's start-up time and memory.
+ */
+export async function startMcpServer(options: McpServerOptions): Promise<RunningMcpServer> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const lifetime = new AbortController();
+  let allowedHosts = new Set<string>();
+  let handler: Promise<McpHandler> | undefined;
+  const handleMcp = async (request: Request) => {
+    handler ??= loadMcpHandler(options, lifetime.signal).catch((error) => {
+      handler = undefined;
+      throw error;
+    });
+    return (await handler)(request);
+  };
+
+  let server: Server<undefined>;
+  try {
+    server = Bun.serve({
+      hostname,
+      port: options.port ?? 0,
+      // A sync tool call holds its request for up to syncTimeoutMs; the SSE stream's keep-alives
+      // are the only traffic meanwhile, so Bun's idle timeout (10 s by default) must not apply.
+      idleTimeout: 0,
+      async fetch(request) {
+        const url = new URL(request.url);
+        if (url.pathname !== MCP_PATH && url.pathname !== `${MCP_PATH}/`) {
+          return Response.json({ detail: `Not found: the MCP endpoint is ${MCP_PATH}` }, { status: 404 });
+        }
+        // DNS rebinding guard: a web page whose name resolves to 127.0.0.1 still sends its own Host.
+        if (!allowedHosts.has(request.headers.get("host") ?? "")) {
+          return jsonRpcError(403, "Forbidden: Host header must name this server (127.0.0.1 or localhost)");
+        }
+        // Stateless server: no standalone SSE stream (GET) and no session to end (DELETE).
+        if (request.method !== "POST") return jsonRpcError(405, "Method not allowed: use POST", { allow: "POST" });
+        try {
+          return await handleMcp(request);
+        } catch (error) {
+          log.warn("MCP request failed:", error);
+          return jsonRpcError(500, `Internal error: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      },
+    });
+  } catch (error) {
+    if (options.port && isAddressInUse(error)) {
+      throw new ConfigError(`--mcp-port ${options.port} is already in use on ${hostname}; choose another port or leave --mcp-port out to use any free port`);
+    }
+    throw error;
+  }
+
+  const port = server.port!;
+  allowedHosts = new Set([`${hostname}:${port}`, `localhost:${port}`]);
+  const url = `http://${hostname}:${port}${MCP_PATH}`;
+  log.debug(`Embedded MCP server listening on ${url}`);
+
+  let stopped: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    stop() {
+      stopped ??= (async () => {
+        lifetime.abort();
+        await server.stop(true);
+        log.debug("Embedded MCP server stopped");
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import { describe, expect, test } from "bun:test";
+import { contextFromHeaders, parseDemands } from "../../src/mcp/context.ts";
+
+describe("MCP request context", () => {
+  test("reads parent session, tags and demands from the headers, case-insensitively", () => {
+    const context = contextFromHeaders(
+      new Headers({
+        "x-agent-session-id": " ses_parent ",
+        "X-AGENT-TAGS": "python,backend",
+        "X-Additional-Demands": '{"project_dir": "/work", "tags": ["gpu"], "custom": 1}',
+      }),
+    );
+    expect(context).toEqual({
+      parentSessionId: "ses_parent",
+      tags: "python,backend",
+      demands: { project_dir: "/work", tags: ["gpu"], custom: 1 },
+    });
+  });
+
+  test("no headers, or empty ones: no context", () => {
+    expect(contextFromHeaders(new Headers())).toEqual({ parentSessionId: undefined, tags: undefined });
+    expect(contextFromHeaders(new Headers({ "X-Agent-Session-Id": "", "X-Additional-Demands": "  " }))).toEqual({
+      parentSessionId: undefined,
+      tags: undefined,
+    });
+  });
+
+  test("malformed demands are kept as a reason, not thrown", () => {
+    const context = contextFromHeaders(new Headers({ "X-Additional-Demands": "not json" }));
+    expect(context.demands).toBeUndefined();
+    expect(context.demandsError).toContain("X-Additional-Demands header is not valid JSON");
+  });
+
+  test.each([
+    ["[1, 2]", "must be a JSON object"],
+    ["null", "must be a JSON object"],
+    ['"/work"', "must be a JSON object"],
+    ['{"project_dir": 5}', '"project_dir" must be a string'],
+    ['{"hostname": ["a"]}', '"hostname" must be a string'],
+    ['{"executor_profile": true}', '"executor_profile" must be a string'],
+    ['{"tags": [1]}', '"tags" must be an array of strings'],
+  ])("demands %s are refused: %s", (raw, reason) => {
+    const result = parseDemands(raw);
+    expect("error" in result && result.error).toContain(reason);
+  });
+});
