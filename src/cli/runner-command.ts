@@ -2,8 +2,6 @@ import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { resolveConfig, resolveProfilesDir } from "../config.ts";
 import { setVerbose } from "../log.ts";
-import { defaultProfile, describeProfiles, loadProfile } from "../profiles.ts";
-import { runRunner } from "../runner-service.ts";
 import { assertKnownFlags } from "./flags.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -60,7 +58,8 @@ export const runnerArgs = {
   verbose: { type: "boolean", alias: "v", description: "Debug logging" },
 } as const;
 
-function printProfileList(profilesDir: string | undefined): void {
+async function printProfileList(profilesDir: string | undefined): Promise<void> {
+  const { describeProfiles } = await import("../profiles.ts");
   const entries = describeProfiles({ profilesDir });
   const rows = entries.map((entry) => [
     entry.name,
@@ -88,7 +87,7 @@ export const runnerCommand = defineCommand({
     exitOnConfigError(async () => {
       assertKnownFlags(rawArgs, runnerArgs);
       if (args["profile-list"]) {
-        printProfileList(resolveProfilesDir({ profilesDir: args["profiles-dir"] }));
+        await printProfileList(resolveProfilesDir({ profilesDir: args["profiles-dir"] }));
         return;
       }
       const config = resolveConfig({
@@ -105,8 +104,11 @@ export const runnerCommand = defineCommand({
         verbose: args.verbose,
       });
       setVerbose(config.verbose);
+      // Profiles bring the validator; loaded here so that --help and --version stay instant.
+      const { defaultProfile, loadProfile } = await import("../profiles.ts");
       const profile =
         config.profile === undefined ? defaultProfile() : loadProfile(config.profile, { profilesDir: config.profilesDir });
+      const { runRunner } = await import("../runner-service.ts");
       await runRunner(config, profile);
     }),
 });
