@@ -138,6 +138,7 @@ export class Runner {
     await this.pollLoop();
     await this.waitForIdle();
     clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
     const undelivered = await this.outbox.flush(this.options.flushTimeoutMs ?? FLUSH_TIMEOUT_MS);
     for (const report of undelivered) log.error(`Undelivered report (coordinator unreachable): ${report}`);
     if (!this.deregistered && this.runnerId) {
@@ -262,7 +263,9 @@ export class Runner {
       } catch (error) {
         log.warn(`Heartbeat failed: ${(error as Error).message}`);
       }
-      if (!this.stopped.signal.aborted) this.scheduleHeartbeat();
+      // Beats go on while active runs drain after a shutdown signal: the coordinator must not
+      // take a draining runner for dead. run() ends them.
+      if (this.heartbeatTimer) this.scheduleHeartbeat();
     }, intervalSeconds * 1000);
   }
 

@@ -344,6 +344,22 @@ describe("shutdown", () => {
     expect(deregister!.query.get("self")).toBe("true");
   });
 
+  test("heartbeats go on while active runs drain", async () => {
+    const release = releaseServer();
+    harness = await startRunnerHarness({
+      fixture: "wait-release",
+      env: { FIXTURE_RELEASE_URL: release.url },
+      fake: { heartbeatIntervalSeconds: 0.05 },
+    });
+    harness.handRun({ session_id: "ses_drain" });
+    await release.waiting("ses_drain");
+    harness.runner.shutdown("SIGTERM");
+    const beatsBefore = harness.fake.find("POST", "/runner/heartbeat").length;
+    await harness.fake.waitFor(() => harness!.fake.find("POST", "/runner/heartbeat").length >= beatsBefore + 2);
+    release.release("ses_drain");
+    await harness.done;
+  });
+
   test("second signal stops active runs and reports them", async () => {
     harness = await startRunnerHarness({ fixture: "hang" });
     const runId = harness.handRun({ session_id: "ses_two" });
