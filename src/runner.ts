@@ -89,6 +89,8 @@ export class Runner {
       AGENT_ORCHESTRATOR_API_URL: options.gatewayUrl,
     };
     for (const name of WITHHELD_FROM_EXECUTORS) delete env[name];
+    // A verbose runner logs executors' stderr; ask them for their debug lines too.
+    if (log.level >= LogLevels.debug) env.AGENT_RUNNER_DEBUG ??= "1";
     this.executorEnv = env;
   }
 

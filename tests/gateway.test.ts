@@ -65,7 +65,7 @@ test("requests without a session_id, or not JSON, are refused with a reason", as
   start();
   const noSession = await post("/events", { event_type: "message" });
   expect(noSession.status).toBe(400);
-  expect((await noSession.json()).detail).toContain("session_id");
+  expect(((await noSession.json()) as { detail: string }).detail).toContain("session_id");
   const notJson = await fetch(`${gateway.url}/bind`, { method: "POST", body: "{nope" });
   expect(notJson.status).toBe(400);
   expect((await post("/bind", [1, 2])).status).toBe(400);
@@ -77,7 +77,7 @@ test("the coordinator being down gives a 502 with a JSON detail", async () => {
   await fake.down();
   const response = await post("/events", { session_id: "ses_4", event_type: "message" });
   expect(response.status).toBe(502);
-  expect((await response.json()).detail).toContain("Coordinator unreachable");
+  expect(((await response.json()) as { detail: string }).detail).toContain("Coordinator unreachable");
 });
 
 test("bodies over the limit are refused", async () => {

@@ -1,7 +1,23 @@
 import { runMain } from "citty";
+import { EXECUTOR_ENTRY } from "../builtin-executors.ts";
 import { runnerCommand } from "./runner-command.ts";
 
-/** Entry point: `agent-runner [flags]` runs the runner. */
+/**
+ * Entry point: `agent-runner [flags]` runs the runner, `agent-runner exec …` one local invocation,
+ * `agent-runner __executor <name>` a built-in executor. Dispatched here on the first argument:
+ * citty would also run the runner's `run` after a subcommand. exec and the executors are imported
+ * only when used, so the runner does not load them (nor the Agent SDK).
+ */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
+  const [first, ...rest] = argv;
+  if (first === "exec") {
+    const { execCommand } = await import("./exec-command.ts");
+    await runMain(execCommand, { rawArgs: rest });
+    return;
+  }
+  if (first === EXECUTOR_ENTRY) {
+    const { runBuiltinExecutor } = await import("../executors/builtin-entry.ts");
+    process.exit(await runBuiltinExecutor(rest));
+  }
   await runMain(runnerCommand, { rawArgs: argv });
 }

@@ -1,0 +1,227 @@
+/**
+ * The gateway `agent-runner exec` gives its executor: the same routes as the runner's gateway
+ * (design §7), but instead of forwarding to a coordinator it records what the executor sends and
+ * keeps the session state itself, so `GET /sessions/{id}` (and with it a resume) works offline.
+ */
+import type { Server } from "bun";
+
+/** A session as the local gateway knows it; the fields a coordinator's `GET /sessions/{id}` gives. */
+export interface LocalSession {
+  session_id: string;
+  status: "pending" | "running" | "finished";
+  created_at: string;
+  executor_session_id?: string;
+  project_dir?: string;
+  hostname?: string;
+  executor_profile?: string;
+  last_resumed_at?: string;
+  agent_name?: string;
+  /** Text of the last assistant message (what `GET /sessions/{id}/result` answers). */
+  result?: string;
+}
+
+export type GatewayRecordKind = "bind" | "event" | "metadata" | "request";
+
+/** One request the executor made, in arrival order. */
+export interface GatewayRecord {
+  kind: GatewayRecordKind;
+  method: string;
+  path: string;
+  body?: any;
+  /** The status the gateway answered, and its `detail` when it refused. */
+  status: number;
+  detail?: string;
+  at: string;
+}
+
+export interface LocalGatewayOptions {
+  /** Sessions known before the executor starts (from an earlier `exec`, or given for a resume). */
+  sessions?: LocalSession[];
+  /** What the runner adds to a bind (design §7: the runner owns these). */
+  hostname?: string;
+  executorProfile?: string;
+  /** Called for every request, as it arrives. */
+  onRecord?: (record: GatewayRecord) => void;
+  /** Called whenever a session changes, e.g. to keep it for a later resume. */
+  onSessionChange?: (session: LocalSession) => void;
+}
+
+type Reply = { status: number; body: unknown };
+const reply = (body: unknown, status = 200): Reply => ({ status, body });
+const detail = (status: number, message: string): Reply => reply({ detail: message }, status);
+
+function isObject(value: unknown): value is Record<string, any> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function missingString(body: unknown, fields: string[]): string | undefined {
+  if (!isObject(body)) return "expected a JSON object body";
+  const missing = fields.filter((field) => typeof body[field] !== "string" || body[field] === "");
+  return missing.length > 0 ? `missing or empty ${missing.join(", ")}` : undefined;
+}
+
+function textOfContent(content: unknown): string {
+  if (!Array.isArray(content)) return typeof content === "string" ? content : "";
+  return content
+    .filter((block) => isObject(block) && block.type === "text" && typeof block.text === "string")
+    .map((block) => block.text as string)
+    .join("");
+}
+
+export class LocalGateway {
+  readonly records: GatewayRecord[] = [];
+  readonly sessions = new Map<string, LocalSession>();
+  private server?: Server<undefined>;
+  private waiters: Array<{ test: (record: GatewayRecord) => boolean; resolve: (record: GatewayRecord) => void }> = [];
+
+  constructor(private readonly options: LocalGatewayOptions = {}) {
+    for (const session of options.sessions ?? []) this.sessions.set(session.session_id, { ...session });
+  }
+
+  /** Serves on 127.0.0.1, on a free port. */
+  start(): this {
+    this.server = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (request) => this.handle(request) });
+    return this;
+  }
+
+  get url(): string {
+    if (!this.server) throw new Error("local gateway not started");
+    return `http://127.0.0.1:${this.server.port}`;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    await server?.stop(true);
+  }
+
+  session(sessionId: string): LocalSession | undefined {
+    return this.sessions.get(sessionId);
+  }
+
+  /** Resolves with the first record (received or still to come) that passes the test. */
+  waitFor(test: (record: GatewayRecord) => boolean, timeoutMs = 30_000): Promise<GatewayRecord> {
+    const seen = this.records.find(test);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.resolve !== done);
+        reject(new Error(`local gateway: no matching request within ${timeoutMs} ms; got:\n${this.describe()}`));
+      }, timeoutMs);
+      const done = (record: GatewayRecord) => {
+        clearTimeout(timer);
+        resolve(record);
+      };
+      this.waiters.push({ test, resolve: done });
+    });
+  }
+
+  describe(): string {
+    return this.records.map((r) => `${r.method} ${r.path} ${r.status} ${r.body === undefined ? "" : JSON.stringify(r.body)}`).join("\n");
+  }
+
+  private async handle(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const text = await request.text();
+    let body: unknown;
+    let badJson = false;
+    if (text) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = text;
+        badJson = true;
+      }
+    }
+    const kind = this.kindOf(request.method, url.pathname);
+    const answer = badJson ? detail(400, "request body is not valid JSON") : this.route(request.method, url.pathname, body);
+    const record: GatewayRecord = { kind, method: request.method, path: url.pathname, status: answer.status, at: new Date().toISOString() };
+    if (body !== undefined) record.body = body;
+    if (answer.status >= 400) record.detail = String((answer.body as { detail?: unknown }).detail ?? "");
+    this.records.push(record);
+    this.options.onRecord?.(record);
+    const ready = this.waiters.filter((w) => w.test(record));
+    this.waiters = this.waiters.filter((w) => !ready.includes(w));
+    for (const waiter of ready) waiter.resolve(record);
+    return Response.json(answer.body, { status: answer.status });
+  }
+
+  private kindOf(method: string, path: string): GatewayRecordKind {
+    if (method === "POST" && path === "/bind") return "bind";
+    if (method === "POST" && path === "/events") return "event";
+    if (method === "PATCH" && path === "/metadata") return "metadata";
+    return "request";
+  }
+
+  private route(method: string, path: string, body: unknown): Reply {
+    if (method === "POST" && path === "/bind") return this.bind(body);
+    if (method === "POST" && path === "/events") return this.event(body);
+    if (method === "PATCH" && path === "/metadata") return this.metadata(body);
+    const sessionPath = /^\/sessions\/([^/]+)(?:\/(status|result))?$/.exec(path);
+    if (method === "GET" && sessionPath) {
+      const session = this.sessions.get(decodeURIComponent(sessionPath[1]!));
+      if (sessionPath[2] === "status") return reply({ status: session?.status ?? "not_existent" });
+      if (!session) return detail(404, "Session not found");
+      if (sessionPath[2] === "result") {
+        if (session.status !== "finished") return detail(400, "Session not finished");
+        return session.result === undefined ? detail(404, "No result found") : reply({ result: session.result });
+      }
+      return reply({ session });
+    }
+    return detail(
+      501,
+      `agent-runner exec has no coordinator: its local gateway serves POST /bind, POST /events, PATCH /metadata and GET /sessions/{id}[/status|/result], not ${method} ${path}`,
+    );
+  }
+
+  private upsert(sessionId: string): LocalSession {
+    let session = this.sessions.get(sessionId);
+    if (!session) {
+      session = { session_id: sessionId, status: "pending", created_at: new Date().toISOString() };
+      this.sessions.set(sessionId, session);
+    }
+    return session;
+  }
+
+  private changed(session: LocalSession): void {
+    this.options.onSessionChange?.({ ...session });
+  }
+
+  private bind(body: unknown): Reply {
+    const problem = missingString(body, ["session_id", "executor_session_id"]);
+    if (problem) return detail(400, `POST /bind: ${problem}`);
+    const fields = body as Record<string, any>;
+    const session = this.upsert(fields.session_id);
+    session.executor_session_id = fields.executor_session_id;
+    if (typeof fields.project_dir === "string") session.project_dir = fields.project_dir;
+    if (this.options.hostname) session.hostname = this.options.hostname;
+    if (this.options.executorProfile) session.executor_profile = this.options.executorProfile;
+    session.status = "running";
+    this.changed(session);
+    return reply({ ok: true, session });
+  }
+
+  private event(body: unknown): Reply {
+    const problem = missingString(body, ["session_id", "event_type"]);
+    if (problem) return detail(400, `POST /events: ${problem}`);
+    const event = body as Record<string, any>;
+    const session = this.upsert(event.session_id);
+    if (event.event_type === "session_start") session.status = "running";
+    if (event.event_type === "session_stop") session.status = "finished";
+    if (event.event_type === "message" && event.role === "assistant") session.result = textOfContent(event.content);
+    this.changed(session);
+    return reply({ ok: true });
+  }
+
+  private metadata(body: unknown): Reply {
+    const problem = missingString(body, ["session_id"]);
+    if (problem) return detail(400, `PATCH /metadata: ${problem}`);
+    const fields = body as Record<string, any>;
+    const session = this.sessions.get(fields.session_id);
+    if (!session) return detail(404, "Session not found");
+    if (typeof fields.last_resumed_at === "string") session.last_resumed_at = fields.last_resumed_at;
+    if (typeof fields.executor_session_id === "string") session.executor_session_id = fields.executor_session_id;
+    this.changed(session);
+    return reply({ ok: true, session });
+  }
+}

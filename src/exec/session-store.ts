@@ -1,0 +1,63 @@
+/**
+ * Where `agent-runner exec` keeps the sessions its local gateway recorded, one JSON file per
+ * session, so a later `exec --resume --session-id …` can answer `GET /sessions/{id}` with the
+ * executor session id and project directory of the start.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { ConfigError } from "../errors.ts";
+import type { LocalSession } from "./local-gateway.ts";
+
+const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** `$AGENT_RUNNER_EXEC_STATE_DIR`, else `$XDG_STATE_HOME/agent-runner/exec-sessions`, else `~/.local/state/…`. */
+export function defaultExecStateDir(env: Record<string, string | undefined> = process.env): string {
+  if (env.AGENT_RUNNER_EXEC_STATE_DIR) return resolve(env.AGENT_RUNNER_EXEC_STATE_DIR);
+  const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
+  return join(stateHome, "agent-runner", "exec-sessions");
+}
+
+/** A session id that can name a file: letters, digits, `_`, `-`, `.`; no path tricks. */
+export function assertSessionId(sessionId: string): void {
+  if (!SESSION_ID.test(sessionId) || sessionId.includes("..")) {
+    throw new ConfigError(`Invalid session id '${sessionId}': use letters, digits, '_', '-' and '.' (e.g. ses_1a2b3c)`);
+  }
+}
+
+export class ExecSessionStore {
+  constructor(readonly dir: string) {}
+
+  private file(sessionId: string): string {
+    assertSessionId(sessionId);
+    return join(this.dir, `${sessionId}.json`);
+  }
+
+  /** The stored session, or undefined when there is none. */
+  load(sessionId: string): LocalSession | undefined {
+    const path = this.file(sessionId);
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new ConfigError(`Cannot read stored session ${path}: ${(error as Error).message}`);
+    }
+    try {
+      const session = JSON.parse(text);
+      if (session?.session_id !== sessionId) throw new Error(`it holds session ${JSON.stringify(session?.session_id)}`);
+      return session as LocalSession;
+    } catch (error) {
+      throw new ConfigError(`Stored session ${path} is unusable (${(error as Error).message}); delete it to start over`);
+    }
+  }
+
+  /** Writes atomically, so an interrupted exec never leaves half a file. */
+  save(session: LocalSession): void {
+    const path = this.file(session.session_id);
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const temp = `${path}.${process.pid}.tmp`;
+    writeFileSync(temp, `${JSON.stringify(session, null, 2)}\n`, { mode: 0o600 });
+    renameSync(temp, path);
+  }
+}

@@ -1,0 +1,316 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
+import { LocalGateway } from "../../src/exec/local-gateway.ts";
+import { buildInvocation } from "../../src/invocation.ts";
+import { cleanEnv, REPO, runProcess, TempDirs } from "../executors/process.ts";
+import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
+
+const INDEX = join(REPO, "index.ts");
+const CLAUDE_BINARY = join(REPO, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
+const temp = new TempDirs();
+let api: FakeAnthropic;
+
+beforeAll(() => {
+  api = startFakeAnthropic((request) => ({ text: `fake answer from ${request.body.model}` }));
+});
+afterAll(async () => {
+  await api.stop();
+  temp.cleanup();
+});
+
+function exec(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; stdin?: string } = {}) {
+  return runProcess([process.execPath, INDEX, "exec", ...args], {
+    cwd: options.cwd ?? temp.make(),
+    env: options.env ?? cleanEnv(),
+    stdin: options.stdin,
+  });
+}
+
+/** Claude Code pointed at the fake API, isolated from this machine's settings and credentials. */
+function claudeEnv(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  const home = temp.make("ar-cli-home-");
+  return cleanEnv({
+    HOME: home,
+    CLAUDE_CONFIG_DIR: join(home, ".claude"),
+    ANTHROPIC_BASE_URL: api.url,
+    ANTHROPIC_API_KEY: "sk-ant-test-dummy",
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+    DISABLE_TELEMETRY: "1",
+    DISABLE_AUTOUPDATER: "1",
+    DISABLE_ERROR_REPORTING: "1",
+    IS_SANDBOX: "1",
+    ...extra,
+  });
+}
+
+/** A profiles dir with a `dump` profile whose executor writes what it was given to $DUMP_FILE. */
+function dumpProfilesDir(config: Record<string, unknown>): string {
+  const dir = temp.make("ar-cli-profiles-");
+  const script = join(dir, "dump-exec");
+  writeFileSync(
+    script,
+    `#!/usr/bin/env bun
+const stdin = await Bun.stdin.text();
+await Bun.write(process.env.DUMP_FILE, JSON.stringify({ stdin, session: process.env.AGENT_SESSION_ID, api: process.env.AGENT_ORCHESTRATOR_API_URL }));
+if (process.env.DUMP_HANG) {
+  await fetch(process.env.AGENT_ORCHESTRATOR_API_URL + "/bind", { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ session_id: process.env.AGENT_SESSION_ID, executor_session_id: "hanging" }) });
+  await new Promise(() => setInterval(() => {}, 1000));
+}
+console.log("dump result");
+process.exit(Number(process.env.DUMP_EXIT ?? 0));
+`,
+  );
+  chmodSync(script, 0o755);
+  writeFileSync(join(dir, "dump.json"), JSON.stringify({ type: "dump", command: script, config }));
+  return dir;
+}
+
+describe("agent-runner exec with the test profile", () => {
+  test("shows the events as they arrive, prints the result on stdout, exits 0", async () => {
+    const state = temp.make();
+    const project = temp.make();
+    const outcome = await exec(["--profile", "test", "--prompt", "hello", "--project-dir", project, "--state-dir", state, "--session-id", "ses_cli0"]);
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello\n");
+    const lines = outcome.stderr.split("\n");
+    const order = ["bind", "user", "assistant", "session_stop"].map((label) => lines.findIndex((l) => new RegExp(`^\\d\\d:\\d\\d:\\d\\d  ${label} `).test(l)));
+    expect(order.every((index) => index >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(outcome.stderr).toContain(`bind           executor session `);
+    expect(outcome.stderr).toContain(`in ${project}`);
+    expect(outcome.stderr).toContain("user           hello");
+    expect(outcome.stderr).toContain("session_stop   exit 0 (completed)");
+    expect(outcome.stderr).toContain("agent-runner exec --profile test --resume --session-id ses_cli0");
+    expect(readdirSync(state)).toEqual(["ses_cli0.json"]);
+  });
+
+  test("--json: one JSON object per line on stdout, the result last", async () => {
+    const outcome = await exec(["--profile", "test", "--prompt", "hi json", "--json", "--session-id", "ses_json", "--state-dir", temp.make()]);
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    const lines = outcome.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    expect(lines.map((l) => l.kind)).toEqual(["bind", "event", "event", "event", "result"]);
+    expect(lines[1].body).toMatchObject({ event_type: "message", role: "user", content: [{ type: "text", text: "hi json" }] });
+    expect(lines[3].body).toMatchObject({ event_type: "session_stop", exit_code: 0 });
+    expect(lines.at(-1)).toEqual({ kind: "result", session_id: "ses_json", exit_code: 0, result: "[TEST-EXECUTOR] Received: hi json" });
+  });
+
+  test("--resume continues a session an earlier exec recorded", async () => {
+    const state = temp.make();
+    const project = temp.make();
+    const started = await exec(["--profile", "test", "--prompt", "one", "--session-id", "ses_res", "--state-dir", state, "-p", project]);
+    expect(started.exitCode, started.stderr).toBe(0);
+    const first = JSON.parse(readFileSync(join(state, "ses_res.json"), "utf8"));
+
+    const resumed = await exec(["--profile", "test", "--prompt", "two", "--resume", "--session-id", "ses_res", "--state-dir", state]);
+    expect(resumed.exitCode, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toBe("[TEST-EXECUTOR] Received: two\n");
+    expect(resumed.stderr).toContain("GET /sessions/ses_res → 200");
+    expect(resumed.stderr).toContain("session_start  resumed");
+    expect(resumed.stderr).toContain("metadata       last_resumed_at=");
+    expect(resumed.stderr).toContain(`Resuming session ses_res with profile 'test' in ${project}`);
+    const second = JSON.parse(readFileSync(join(state, "ses_res.json"), "utf8"));
+    expect(second).toMatchObject({ executor_session_id: first.executor_session_id, project_dir: project, status: "finished", result: "[TEST-EXECUTOR] Received: two" });
+    expect(second.last_resumed_at).toBeString();
+  });
+
+  test("--resume of a session nobody recorded: the executor's failure and exit code", async () => {
+    const outcome = await exec(["--profile", "test", "--prompt", "x", "--resume", "--session-id", "ses_ghost", "--state-dir", temp.make()]);
+    expect(outcome.exitCode).toBe(1);
+    expect(outcome.stdout).toBe("");
+    expect(outcome.stderr).toContain("No session 'ses_ghost' recorded");
+    expect(outcome.stderr).toContain("GET /sessions/ses_ghost → 404 Session not found");
+    expect(outcome.stderr).toContain("ao-test-exec: Cannot resume session 'ses_ghost'");
+    expect(outcome.stderr).toContain("Executor exited with code 1");
+  });
+
+  test("-v passes debug on to the executor", async () => {
+    const outcome = await exec(["--profile", "test", "--prompt", "x", "-v", "--state-dir", temp.make()]);
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stderr).toContain("ao-test-exec: debug: invocation mode=start");
+  });
+});
+
+describe("agent-runner exec: the invocation, blueprint and exit code", () => {
+  test("builds the invocation from the profile as the runner does, with the blueprint file", async () => {
+    const config = { model: "opus", permission_mode: "plan" };
+    const profilesDir = dumpProfilesDir(config);
+    const blueprintFile = join(temp.make(), "agent.json");
+    const blueprint = { name: "helper", system_prompt: "Help.", mcp_servers: {} };
+    writeFileSync(blueprintFile, JSON.stringify({ agent: blueprint }));
+    const project = temp.make();
+    const dumpFile = join(temp.make(), "dump.json");
+    const outcome = await exec(
+      ["--profile", "dump", "--profiles-dir", profilesDir, "--prompt", "task", "--session-id", "ses_dump", "--blueprint", blueprintFile, "--project-dir", project, "--state-dir", temp.make()],
+      { env: cleanEnv({ DUMP_FILE: dumpFile }) },
+    );
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    expect(outcome.stdout).toBe("dump result\n");
+    const dump = JSON.parse(readFileSync(dumpFile, "utf8"));
+    expect(JSON.parse(dump.stdin)).toEqual(
+      buildInvocation({ mode: "start", sessionId: "ses_dump", prompt: "task", projectDir: project, agentBlueprint: blueprint, executorConfig: config }),
+    );
+    expect(dump.session).toBe("ses_dump");
+    expect(dump.api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  test("exits with the executor's exit code", async () => {
+    const outcome = await exec(["--profile", "dump", "--profiles-dir", dumpProfilesDir({}), "--prompt", "x", "--state-dir", temp.make()], {
+      env: cleanEnv({ DUMP_FILE: join(temp.make(), "d.json"), DUMP_EXIT: "4" }),
+    });
+    expect(outcome.exitCode).toBe(4);
+    expect(outcome.stdout).toBe("dump result\n");
+    expect(outcome.stderr).toContain("Executor exited with code 4");
+  });
+
+  test("Ctrl-C (SIGINT) stops the executor with SIGTERM, as the runner stops a run", async () => {
+    const proc = Bun.spawn(
+      [process.execPath, INDEX, "exec", "--profile", "dump", "--profiles-dir", dumpProfilesDir({}), "--prompt", "x", "--state-dir", temp.make()],
+      { cwd: temp.make(), env: cleanEnv({ DUMP_FILE: join(temp.make(), "d.json"), DUMP_HANG: "1" }), stdout: "pipe", stderr: "pipe", timeout: 30_000 },
+    );
+    // Wait for the executor's bind to be shown: it is running and will not end by itself.
+    // (stderr is read to its end: exec still writes to it after the signal.)
+    let stderr = "";
+    let bound!: () => void;
+    const isBound = new Promise<void>((resolve) => (bound = resolve));
+    const reading = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of proc.stderr) {
+        stderr += decoder.decode(chunk);
+        if (stderr.includes("executor session hanging")) bound();
+      }
+    })();
+    await isBound;
+    proc.kill("SIGINT");
+    expect(await proc.exited).toBe(143);
+    await reading;
+    expect(stderr).toContain("Executor ended by SIGTERM");
+  });
+
+  test("without --profile: the default Claude Code executor (against the fake API)", async () => {
+    const outcome = await exec(["--prompt", "hi there", "--state-dir", temp.make()], { env: claudeEnv() });
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    expect(outcome.stdout).toMatch(/^fake answer from \S+\n$/);
+    expect(outcome.stderr).toContain("with profile 'claude-code'");
+    expect(outcome.stderr).toContain("user           hi there");
+    expect(outcome.stderr).toContain("session_stop   exit 0 (completed)");
+  }, 60_000);
+});
+
+describe("agent-runner exec: bad input", () => {
+  const cases: Array<[string, string[], string]> = [
+    ["an unknown flag", ["--profle", "test", "--prompt", "x"], "Unknown option --profle"],
+    ["a removed flag", ["--executor", "x", "--prompt", "x"], "--executor has been removed"],
+    ["no prompt", ["--profile", "test"], "--prompt is required"],
+    ["--resume without a session", ["--profile", "test", "--prompt", "x", "--resume"], "--resume needs --session-id"],
+    ["an unknown profile", ["--profile", "nonexistent", "--prompt", "x"], "Profile 'nonexistent' not found. Available: coding, research, supervised, test"],
+    ["a project dir that does not exist", ["--profile", "test", "--prompt", "x", "-p", "/nonexistent/p"], "--project-dir '/nonexistent/p': directory /nonexistent/p does not exist"],
+    ["a session id with a path in it", ["--profile", "test", "--prompt", "x", "--session-id", "../x"], "Invalid session id '../x'"],
+    ["a blueprint file that is missing", ["--profile", "test", "--prompt", "x", "--blueprint", "/nonexistent.json"], "--blueprint /nonexistent.json: cannot read it"],
+  ];
+  for (const [name, args, message] of cases) {
+    test(`${name}: exit 1 with a message`, async () => {
+      const outcome = await exec([...args, "--state-dir", temp.make()]);
+      expect(outcome.exitCode).toBe(1);
+      expect(outcome.stdout).toBe("");
+      expect(outcome.stderr).toContain(message);
+    });
+  }
+
+  test("a blueprint that is not a JSON object", async () => {
+    const file = join(temp.make(), "bp.json");
+    writeFileSync(file, "[1, 2]");
+    const notObject = await exec(["--profile", "test", "--prompt", "x", "--blueprint", file, "--state-dir", temp.make()]);
+    expect(notObject.exitCode).toBe(1);
+    expect(notObject.stderr).toContain(`--blueprint ${file}: expected a JSON object`);
+    writeFileSync(file, "{nope");
+    const badJson = await exec(["--profile", "test", "--prompt", "x", "--blueprint", file, "--state-dir", temp.make()]);
+    expect(badJson.exitCode).toBe(1);
+    expect(badJson.stderr).toContain(`--blueprint ${file} is not valid JSON`);
+  });
+
+  test("--help describes exec", async () => {
+    const outcome = await exec(["--help"]);
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toContain("--prompt");
+    expect(outcome.stdout).toContain("--resume");
+  });
+});
+
+describe("agent-runner __executor", () => {
+  test("runs a built-in executor in-process (from source too)", async () => {
+    const gateway = new LocalGateway().start();
+    try {
+      const stdin = JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "ses_in", prompt: "inside", project_dir: "/tmp" });
+      const outcome = await runProcess([process.execPath, INDEX, "__executor", "test"], {
+        stdin,
+        env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.url }),
+      });
+      expect(outcome.exitCode, outcome.stderr).toBe(0);
+      expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: inside\n");
+      expect(gateway.records.map((r) => r.kind)).toEqual(["bind", "event", "event", "event"]);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  test("an unknown name is refused with the known ones", async () => {
+    const outcome = await runProcess([process.execPath, INDEX, "__executor", "nope"]);
+    expect(outcome.exitCode).toBe(1);
+    expect(outcome.stderr).toBe("agent-runner __executor: unknown built-in executor 'nope' (known: claude-code, test)\n");
+  });
+});
+
+describe("the compiled executable alone in an empty directory", () => {
+  let runDir: string;
+  let binary: string;
+
+  beforeAll(async () => {
+    // The package's build script, with its output sent to a temp dir (dist/ may be in use).
+    const words = pkg.scripts.build.split(/\s+/);
+    const outAt = words.indexOf("--outfile");
+    if (words[0] !== "bun" || words[1] !== "build" || outAt < 0) throw new Error(`unexpected build script: ${pkg.scripts.build}`);
+    const buildDir = temp.make("ar-exec-build-");
+    words[outAt + 1] = join(buildDir, "agent-runner");
+    const built = await runProcess([process.execPath, ...words.slice(1)], { cwd: REPO, timeoutMs: 120_000 });
+    if (built.exitCode !== 0) throw new Error(`build failed:\n${built.stdout}\n${built.stderr}`);
+    runDir = temp.make("ar-exec-empty-");
+    binary = join(runDir, "agent-runner");
+    copyFileSync(join(buildDir, "agent-runner"), binary);
+    chmodSync(binary, 0o755);
+  }, 120_000);
+
+  test("exec --profile test runs the test executor carried inside the executable", async () => {
+    const outcome = await runProcess([binary, "exec", "--profile", "test", "--prompt", "hi", "--state-dir", temp.make()], {
+      cwd: runDir,
+      env: cleanEnv(),
+    });
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hi\n");
+    expect(outcome.stderr).toContain("session_stop   exit 0 (completed)");
+    // Nothing beside the executable was needed (or written).
+    expect(readdirSync(runDir)).toEqual(["agent-runner"]);
+  });
+
+  test("the Claude Code executor inside the executable needs CLAUDE_CODE_EXECUTABLE, and works with it", async () => {
+    const state = temp.make();
+    const without = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", state], { cwd: runDir, env: claudeEnv() });
+    expect(without.exitCode).toBe(1);
+    expect(without.stderr).toContain("Set CLAUDE_CODE_EXECUTABLE to the path of a Claude Code executable");
+
+    const withBinary = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", state], {
+      cwd: runDir,
+      env: claudeEnv({ CLAUDE_CODE_EXECUTABLE: CLAUDE_BINARY }),
+    });
+    expect(withBinary.exitCode, withBinary.stderr).toBe(0);
+    expect(withBinary.stdout).toMatch(/^fake answer from \S+\n$/);
+  }, 60_000);
+
+  test("__executor claude-code --help answers from the executable", async () => {
+    const outcome = await runProcess([binary, "__executor", "claude-code", "--help"], { cwd: runDir, env: cleanEnv() });
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toContain("ao-claude-code-exec");
+  });
+});

@@ -1,0 +1,44 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import { readdirSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ConfigError } from "../../src/errors.ts";
+import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../../src/exec/session-store.ts";
+import { TempDirs } from "../executors/process.ts";
+
+const temp = new TempDirs();
+afterAll(() => temp.cleanup());
+
+describe("ExecSessionStore", () => {
+  test("saves and loads a session; an unknown one is undefined", () => {
+    const dir = join(temp.make(), "nested", "state");
+    const store = new ExecSessionStore(dir);
+    expect(store.load("ses_a")).toBeUndefined();
+    const session = { session_id: "ses_a", status: "finished" as const, created_at: "2025-01-01T00:00:00.000Z", executor_session_id: "exe" };
+    store.save(session);
+    expect(store.load("ses_a")).toEqual(session);
+    expect(readdirSync(dir)).toEqual(["ses_a.json"]);
+    expect(statSync(join(dir, "ses_a.json")).mode & 0o777).toBe(0o600);
+  });
+
+  test("a broken file is a ConfigError naming it", () => {
+    const dir = temp.make();
+    writeFileSync(join(dir, "ses_b.json"), "{broken");
+    expect(() => new ExecSessionStore(dir).load("ses_b")).toThrow(`Stored session ${join(dir, "ses_b.json")} is unusable`);
+    writeFileSync(join(dir, "ses_c.json"), JSON.stringify({ session_id: "ses_other" }));
+    expect(() => new ExecSessionStore(dir).load("ses_c")).toThrow('it holds session "ses_other"');
+  });
+
+  test("session ids that are not plain names are refused", () => {
+    for (const bad of ["../etc/passwd", "a/b", "..", "", "-x"]) {
+      expect(() => assertSessionId(bad)).toThrow(ConfigError);
+    }
+    expect(() => assertSessionId("ses_1a2b.c-d")).not.toThrow();
+    expect(() => new ExecSessionStore(temp.make()).load("../x")).toThrow("Invalid session id '../x'");
+  });
+
+  test("default directory: AGENT_RUNNER_EXEC_STATE_DIR, else XDG_STATE_HOME, else ~/.local/state", () => {
+    expect(defaultExecStateDir({ AGENT_RUNNER_EXEC_STATE_DIR: "/s/d", HOME: "/h" })).toBe("/s/d");
+    expect(defaultExecStateDir({ XDG_STATE_HOME: "/x", HOME: "/h" })).toBe("/x/agent-runner/exec-sessions");
+    expect(defaultExecStateDir({ HOME: "/h" })).toBe("/h/.local/state/agent-runner/exec-sessions");
+  });
+});

@@ -1,0 +1,139 @@
+import { describe, expect, test } from "bun:test";
+import {
+  CLAUDE_CODE_DEFAULTS,
+  claudeCodeSettings,
+  explainSdkFailure,
+  fillEnvPlaceholders,
+  mcpServersFor,
+  promptFor,
+  sdkOptionsFor,
+} from "../../src/executors/claude-code.ts";
+import { type Invocation, parseInvocation } from "../../src/invocation.ts";
+
+function invocation(fields: Partial<Invocation> = {}): Invocation {
+  return parseInvocation(
+    JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "ses_1", prompt: "do it", project_dir: "/work/p", ...fields }),
+  );
+}
+
+describe("claudeCodeSettings", () => {
+  test("defaults: bypassPermissions, all setting sources, the SDK's model", () => {
+    expect(claudeCodeSettings(undefined)).toEqual({ permissionMode: "bypassPermissions", settingSources: ["user", "project", "local"] });
+    expect(claudeCodeSettings({})).toEqual(CLAUDE_CODE_DEFAULTS);
+  });
+
+  test("reads permission_mode, setting_sources and model; ignores unknown keys", () => {
+    expect(
+      claudeCodeSettings({ permission_mode: "acceptEdits", setting_sources: ["project", "local"], model: "opus", later_feature: true }),
+    ).toEqual({ permissionMode: "acceptEdits", settingSources: ["project", "local"], model: "opus" });
+    expect(claudeCodeSettings({ setting_sources: [] }).settingSources).toEqual([]);
+  });
+
+  test("a value of the wrong kind is an error naming the key and what is allowed", () => {
+    expect(() => claudeCodeSettings({ permission_mode: "yolo" })).toThrow(
+      'executor_config.permission_mode must be one of "default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"; got "yolo"',
+    );
+    expect(() => claudeCodeSettings({ setting_sources: "project" })).toThrow(
+      'executor_config.setting_sources must be a list of "user", "project", "local"; got "project"',
+    );
+    expect(() => claudeCodeSettings({ setting_sources: ["project", "global"] })).toThrow("setting_sources");
+    expect(() => claudeCodeSettings({ model: 7 })).toThrow("executor_config.model must be a non-empty model name; got 7");
+  });
+});
+
+describe("sdkOptionsFor", () => {
+  test("maps executor_config onto the SDK options, cwd = project dir", () => {
+    const options = sdkOptionsFor(
+      invocation({ executor_config: { permission_mode: "plan", setting_sources: ["project"], model: "sonnet" } }),
+      { cwd: "/work/p" },
+      {},
+    );
+    expect(options).toEqual({
+      cwd: "/work/p",
+      permissionMode: "plan",
+      settingSources: ["project"],
+      model: "sonnet",
+      systemPrompt: { type: "preset", preset: "claude_code" },
+    });
+  });
+
+  test("without config: the defaults, with the acknowledgement bypassPermissions requires; no model", () => {
+    const options = sdkOptionsFor(invocation(), { cwd: "/work/p" }, {});
+    expect(options.permissionMode).toBe("bypassPermissions");
+    expect(options.allowDangerouslySkipPermissions).toBe(true);
+    expect(options.settingSources).toEqual(["user", "project", "local"]);
+    expect("model" in options).toBe(false);
+    expect("resume" in options).toBe(false);
+  });
+
+  test("resume and CLAUDE_CODE_EXECUTABLE", () => {
+    const options = sdkOptionsFor(invocation({ mode: "resume" }), { cwd: "/x", resume: "3f1c-uuid" }, { CLAUDE_CODE_EXECUTABLE: "/opt/claude" });
+    expect(options.resume).toBe("3f1c-uuid");
+    expect(options.pathToClaudeCodeExecutable).toBe("/opt/claude");
+  });
+
+  test("blueprint MCP servers are passed with ${VAR} filled in headers and env only", () => {
+    const options = sdkOptionsFor(
+      invocation({
+        agent_blueprint: {
+          name: "a",
+          mcp_servers: {
+            orchestrator: {
+              type: "http",
+              url: "http://127.0.0.1:9/mcp?s=${AGENT_SESSION_ID}",
+              headers: { "X-Agent-Session-Id": "${AGENT_SESSION_ID}", "X-Missing": "${NOT_SET_ANYWHERE}" },
+            },
+            tool: { type: "stdio", command: "${TOOL_BIN}", args: ["${AGENT_SESSION_ID}"], env: { SESSION: "id=${AGENT_SESSION_ID}" } },
+          },
+        },
+      }),
+      { cwd: "/x" },
+      { AGENT_SESSION_ID: "ses_42", TOOL_BIN: "/bin/tool" },
+    );
+    expect(options.mcpServers).toEqual({
+      orchestrator: {
+        type: "http",
+        url: "http://127.0.0.1:9/mcp?s=${AGENT_SESSION_ID}",
+        headers: { "X-Agent-Session-Id": "ses_42", "X-Missing": "${NOT_SET_ANYWHERE}" },
+      },
+      tool: { type: "stdio", command: "${TOOL_BIN}", args: ["${AGENT_SESSION_ID}"], env: { SESSION: "id=ses_42" } },
+    });
+  });
+
+  test("invalid executor_config or mcp_servers are errors", () => {
+    expect(() => sdkOptionsFor(invocation({ executor_config: { permission_mode: 1 } }), { cwd: "/x" }, {})).toThrow("permission_mode");
+    expect(() => mcpServersFor(["a"], {})).toThrow("agent_blueprint.mcp_servers must be an object");
+    expect(() => mcpServersFor({ bad: "x" }, {})).toThrow("agent_blueprint.mcp_servers.bad must be an object");
+  });
+});
+
+describe("prompt and placeholders", () => {
+  test("start puts the blueprint's system prompt before the prompt; resume does not", () => {
+    const blueprint = { name: "a", system_prompt: "You are careful." };
+    expect(promptFor(invocation({ agent_blueprint: blueprint }))).toBe("You are careful.\n\n---\n\ndo it");
+    expect(promptFor(invocation({ mode: "resume", agent_blueprint: blueprint }))).toBe("do it");
+    expect(promptFor(invocation({ agent_blueprint: { name: "no prompt" } }))).toBe("do it");
+  });
+
+  test("fillEnvPlaceholders leaves unknown variables alone", () => {
+    expect(fillEnvPlaceholders("${A}-${B}-$C-${A}", { A: "1" })).toBe("1-${B}-$C-1");
+  });
+});
+
+describe("explainSdkFailure", () => {
+  test("the root refusal says to set IS_SANDBOX=1 (or run as non-root / another mode)", () => {
+    const message = explainSdkFailure(
+      "Claude Code process exited with code 1. stderr: --dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons",
+    );
+    expect(message).toContain("refuses permission_mode 'bypassPermissions' when running as root unless IS_SANDBOX=1 is set");
+    expect(message).toContain("non-root user");
+  });
+
+  test("a missing Claude Code binary points at CLAUDE_CODE_EXECUTABLE", () => {
+    expect(explainSdkFailure("Native CLI binary for linux-x64 not found. Reinstall …")).toContain("Set CLAUDE_CODE_EXECUTABLE");
+  });
+
+  test("anything else is passed on", () => {
+    expect(explainSdkFailure("socket hang up")).toBe("Claude Agent SDK failed: socket hang up");
+  });
+});

@@ -1,0 +1,174 @@
+import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { invocationJsonSchema } from "../../src/invocation.ts";
+import { LocalGateway } from "../../src/exec/local-gateway.ts";
+import { cleanEnv, runProcess, TempDirs, TEST_EXECUTOR } from "./process.ts";
+
+const temp = new TempDirs();
+afterAll(() => temp.cleanup());
+
+let gateway: LocalGateway;
+beforeEach(() => {
+  gateway = new LocalGateway({ hostname: "test-host", executorProfile: "test" }).start();
+});
+afterEach(async () => {
+  await gateway.stop();
+});
+
+function invocation(fields: Record<string, unknown>): string {
+  return JSON.stringify({ schema_version: "2.1", session_id: "ses_test1", prompt: "hello there", ...fields });
+}
+
+function runTestExecutor(stdin: string | undefined, env: Record<string, string> = {}, args: string[] = []) {
+  return runProcess([TEST_EXECUTOR, ...args], {
+    stdin,
+    env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.url, AGENT_SESSION_ID: "ses_test1", ...env }),
+  });
+}
+
+/** `kind:event_type/role` of every request, in order. */
+function sequence(g: LocalGateway): string[] {
+  return g.records.map((r) => {
+    if (r.kind === "event") return `event:${r.body.event_type}${r.body.role ? `/${r.body.role}` : ""}`;
+    if (r.kind === "request") return `${r.method} ${r.path}`;
+    return r.kind;
+  });
+}
+
+describe("test executor: start", () => {
+  test("binds, reports user and assistant messages and session_stop, prints the answer", async () => {
+    const projectDir = temp.make();
+    const outcome = await runTestExecutor(invocation({ mode: "start", project_dir: projectDir }));
+    expect(outcome.stderr).toBe("");
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello there\n");
+    expect(sequence(gateway)).toEqual(["bind", "event:message/user", "event:message/assistant", "event:session_stop"]);
+
+    const [bind, user, assistant, stop] = gateway.records.map((r) => r.body);
+    expect(bind.session_id).toBe("ses_test1");
+    expect(bind.executor_session_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(bind.project_dir).toBe(projectDir);
+    // The executor sends only what it owns; hostname/profile are the gateway's to add.
+    expect(Object.keys(bind).sort()).toEqual(["executor_session_id", "project_dir", "session_id"]);
+    expect(user.content).toEqual([{ type: "text", text: "hello there" }]);
+    expect(assistant.content).toEqual([{ type: "text", text: "[TEST-EXECUTOR] Received: hello there" }]);
+    expect(stop).toMatchObject({ session_id: "ses_test1", exit_code: 0, reason: "completed" });
+    for (const event of [user, assistant, stop]) expect(new Date(event.timestamp).toISOString()).toBe(event.timestamp);
+
+    expect(gateway.session("ses_test1")).toMatchObject({
+      status: "finished",
+      hostname: "test-host",
+      executor_profile: "test",
+      result: "[TEST-EXECUTOR] Received: hello there",
+    });
+  });
+
+  test("a gateway that cannot be reached costs warnings, not the run", async () => {
+    const closed = new LocalGateway().start();
+    const url = closed.url;
+    await closed.stop();
+    const outcome = await runProcess([TEST_EXECUTOR], {
+      stdin: invocation({ mode: "start", project_dir: temp.make() }),
+      env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: url }),
+    });
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello there\n");
+    expect(outcome.stderr).toContain("ao-test-exec: warning: bind not delivered (continuing)");
+    expect(outcome.stderr).toContain("cannot reach the gateway");
+  });
+});
+
+describe("test executor: resume", () => {
+  test("reads the session, sends session_start, updates last_resumed_at, answers", async () => {
+    const projectDir = temp.make();
+    expect((await runTestExecutor(invocation({ mode: "start", project_dir: projectDir }))).exitCode).toBe(0);
+    const bound = gateway.session("ses_test1")!.executor_session_id;
+    gateway.records.length = 0;
+
+    const outcome = await runTestExecutor(invocation({ mode: "resume", prompt: "again" }));
+    expect(outcome.stderr).toBe("");
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: again\n");
+    expect(sequence(gateway)).toEqual([
+      "GET /sessions/ses_test1",
+      "event:session_start",
+      "metadata",
+      "event:message/user",
+      "event:message/assistant",
+      "event:session_stop",
+    ]);
+    const metadata = gateway.records.find((r) => r.kind === "metadata")!.body;
+    expect(metadata.session_id).toBe("ses_test1");
+    expect(Date.now() - Date.parse(metadata.last_resumed_at)).toBeLessThan(60_000);
+    expect(gateway.session("ses_test1")).toMatchObject({ executor_session_id: bound, last_resumed_at: metadata.last_resumed_at });
+  });
+
+  test("a session the coordinator does not know fails with exit 1 and says so", async () => {
+    const outcome = await runTestExecutor(invocation({ mode: "resume", session_id: "ses_unknown" }));
+    expect(outcome.exitCode).toBe(1);
+    expect(outcome.stdout).toBe("");
+    expect(outcome.stderr).toContain("Cannot resume session 'ses_unknown': no such session (GET /sessions/ses_unknown answered 404)");
+    expect(gateway.records.map((r) => r.kind)).toEqual(["request"]);
+  });
+});
+
+describe("test executor: executor_config", () => {
+  const config = { model: "opus", permission_mode: "plan", api_token: "tok-very-secret", future_key: { nested: 1 } };
+
+  test("is echoed on stderr at debug level (AGENT_RUNNER_DEBUG=1), secrets hidden, unknown keys ignored", async () => {
+    const outcome = await runTestExecutor(invocation({ mode: "start", project_dir: temp.make(), executor_config: config }), {
+      AGENT_RUNNER_DEBUG: "1",
+    });
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello there\n");
+    expect(outcome.stderr).toContain(
+      'ao-test-exec: debug: executor_config: {"model":"opus","permission_mode":"plan","api_token":"[redacted]","future_key":{"nested":1}}',
+    );
+    expect(outcome.stderr).not.toContain("tok-very-secret");
+  });
+
+  test("is not shown without debug", async () => {
+    const outcome = await runTestExecutor(invocation({ mode: "start", project_dir: temp.make(), executor_config: config }));
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stderr).toBe("");
+  });
+});
+
+describe("test executor: command line and invalid input", () => {
+  test("--help describes the executor", async () => {
+    const outcome = await runTestExecutor(undefined, {}, ["--help"]);
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toContain("ao-test-exec");
+    expect(outcome.stdout).toContain("--schema");
+    expect(outcome.stdout).toContain("AGENT_RUNNER_DEBUG");
+  });
+
+  test("--schema prints the invocation's JSON Schema", async () => {
+    const outcome = await runTestExecutor(undefined, {}, ["--schema"]);
+    expect(outcome.exitCode).toBe(0);
+    expect(JSON.parse(outcome.stdout)).toEqual(invocationJsonSchema());
+  });
+
+  test("an unexpected argument is refused", async () => {
+    const outcome = await runTestExecutor(undefined, {}, ["--profile"]);
+    expect(outcome.exitCode).toBe(1);
+    expect(outcome.stderr).toContain("unexpected argument '--profile'");
+  });
+
+  const cases: Array<[string, string, string]> = [
+    ["empty input", "", "stdin is empty"],
+    ["bad JSON", "{not json", "stdin is not valid JSON"],
+    ["schema 2.0", invocation({ schema_version: "2.0", mode: "start", project_dir: "/tmp" }), 'schema_version must be "2.1" (was "2.0")'],
+    ["a missing field", JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "s", project_dir: "/tmp" }), "prompt must be a string (was missing)"],
+    ["start without project_dir", invocation({ mode: "start" }), "project_dir"],
+  ];
+  for (const [name, stdin, message] of cases) {
+    test(`${name}: message on stderr, exit 1, nothing sent`, async () => {
+      const outcome = await runTestExecutor(stdin);
+      expect(outcome.exitCode).toBe(1);
+      expect(outcome.stdout).toBe("");
+      expect(outcome.stderr).toStartWith("ao-test-exec: Invalid invocation");
+      expect(outcome.stderr).toContain(message);
+      expect(gateway.records).toEqual([]);
+    });
+  }
+});
