@@ -1,0 +1,129 @@
+import type { Server } from "bun";
+import { monoNs } from "./clock.ts";
+
+/**
+ * A coordinator for the benchmark only: the runner protocol and nothing else. Not
+ * tests/support/fake-coordinator.ts, which parses and keeps every request with its headers and
+ * scans its waiters on each one; here the hot path (poll → run, report → ok) does no more than
+ * a real coordinator's cheapest answer, and timestamps are taken with the shared clock
+ * (CLOCK_MONOTONIC) at the exact moment a run is handed out and a report arrives.
+ */
+export interface BenchRun {
+  run_id: string;
+  type: "start_session";
+  session_id: string;
+  prompt: string;
+}
+
+type Kind = "started" | "completed" | "failed" | "stopped";
+
+const OK = () => new Response('{"ok":true}', { headers: { "content-type": "application/json" } });
+const REPORT = /^\/runner\/runs\/([^/]+)\/(started|completed|failed|stopped)$/;
+
+export class LeanCoordinator {
+  readonly handedAt = new Map<string, bigint>();
+  readonly reports = new Map<string, Array<{ kind: Kind; at: bigint }>>();
+  registrations: bigint[] = [];
+  polls = 0;
+  onReport?: (runId: string, kind: Kind, at: bigint) => void;
+  private readonly queue: BenchRun[] = [];
+  private heldPoll?: (response: Response) => void;
+  private waiters: Array<{ test: () => boolean; resolve: () => void }> = [];
+  private server: Server<undefined>;
+
+  constructor(readonly pollTimeoutSeconds = 30) {
+    this.server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      idleTimeout: 0,
+      fetch: (request) => this.handle(request),
+    });
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.server.port}`;
+  }
+
+  hand(run: BenchRun): void {
+    const held = this.heldPoll;
+    if (held) {
+      this.heldPoll = undefined;
+      held(this.answerRun(run));
+    } else {
+      this.queue.push(run);
+    }
+  }
+
+  /** Resolves once `test()` holds; checked after every request. */
+  until(test: () => boolean): Promise<void> {
+    if (test()) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ test, resolve }));
+  }
+
+  stop(): Promise<void> {
+    return this.server.stop(true);
+  }
+
+  private answerRun(run: BenchRun): Response {
+    this.handedAt.set(run.run_id, monoNs());
+    return new Response(JSON.stringify({ run }), { headers: { "content-type": "application/json" } });
+  }
+
+  private settle(): void {
+    if (this.waiters.length === 0) return;
+    const ready = this.waiters.filter((w) => w.test());
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => !ready.includes(w));
+    for (const waiter of ready) waiter.resolve();
+  }
+
+  private handle(request: Request): Response | Promise<Response> {
+    const at = monoNs();
+    const path = request.url.slice(request.url.indexOf("/", 8)).split("?", 1)[0]!;
+    try {
+      const report = REPORT.exec(path);
+      if (report && request.method === "POST") {
+        const runId = decodeURIComponent(report[1]!);
+        const kind = report[2] as Kind;
+        let list = this.reports.get(runId);
+        if (!list) this.reports.set(runId, (list = []));
+        list.push({ kind, at });
+        this.onReport?.(runId, kind, at);
+        return OK();
+      }
+      if (path === "/runner/runs" && request.method === "GET") {
+        this.polls++;
+        const run = this.queue.shift();
+        if (run) return this.answerRun(run);
+        return new Promise<Response>((resolve) => {
+          const answer = (response: Response) => {
+            clearTimeout(timer);
+            resolve(response);
+          };
+          const timer = setTimeout(() => {
+            if (this.heldPoll === answer) this.heldPoll = undefined;
+            answer(new Response(null, { status: 204 }));
+          }, this.pollTimeoutSeconds * 1000);
+          request.signal.addEventListener("abort", () => {
+            if (this.heldPoll === answer) this.heldPoll = undefined;
+            answer(new Response(null, { status: 204 }));
+          });
+          this.heldPoll = answer;
+        });
+      }
+      if (path === "/runner/register" && request.method === "POST") {
+        this.registrations.push(at);
+        return Response.json({
+          runner_id: "lnch_bench",
+          poll_endpoint: "/runner/runs",
+          poll_timeout_seconds: this.pollTimeoutSeconds,
+          heartbeat_interval_seconds: 60,
+        });
+      }
+      if (path === "/runner/heartbeat" || path.startsWith("/runners/")) return OK();
+      return Response.json({ detail: `bench coordinator: no route for ${request.method} ${path}` }, { status: 404 });
+    } finally {
+      this.settle();
+    }
+  }
+}
