@@ -171,8 +171,9 @@ export class CoordinatorClient {
     if (response.ok) return { kind: "delivered" };
     if (response.status === 404) return { kind: "unknown_run" };
     if (isNotRegistered(response.status, text)) return { kind: "not_registered" };
-    // Overload and server errors pass: retry. Any other refusal will not change on retry.
-    if (response.status >= 500 || response.status === 429 || response.status === 408) {
+    // Overload and server errors pass, and so do auth failures (the token was just dropped and
+    // is fetched anew, or an operator fixes the credentials): retry. Any other refusal is final.
+    if (response.status >= 500 || [401, 403, 408, 429].includes(response.status)) {
       throw new CoordinatorError(response.status, path, text);
     }
     return { kind: "rejected", detail: `HTTP ${response.status}: ${coordinatorDetail(text) ?? "no detail"}` };

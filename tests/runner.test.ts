@@ -276,6 +276,17 @@ describe("coordinator trouble", () => {
     expect(harness.fake.reportsFor(runId).map((r) => r.kind)).toEqual(["started", "completed"]);
   });
 
+  test("a report refused with 401 (token expired or revoked) is retried, not dropped", async () => {
+    harness = await startRunnerHarness();
+    let refusals = 0;
+    harness.fake.on("POST", /\/completed$/, () =>
+      refusals++ < 2 ? Response.json({ detail: "Invalid token" }, { status: 401 }) : undefined,
+    );
+    const runId = harness.handRun();
+    await harness.fake.waitFor(() => harness!.fake.find("POST", `/runner/runs/${runId}/completed`).length === 3);
+    expect(refusals).toBe(3);
+  });
+
   test("a 401 'not registered' on poll makes the runner register again and carry on", async () => {
     harness = await startRunnerHarness();
     harness.fake.forgetRunner();
