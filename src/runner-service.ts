@@ -46,6 +46,10 @@ export async function runRunner(config: RunnerConfig, profile: ExecutorProfile):
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // A bug in one run's handling must not take down the others and lose their outcomes.
+  const onUnexpected = (error: unknown) => log.error("Unexpected error (a bug; the runner carries on):", error);
+  process.on("unhandledRejection", onUnexpected);
+  process.on("uncaughtException", onUnexpected);
 
   let exitCode = 0;
   try {
