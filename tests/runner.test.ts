@@ -1,44 +1,22 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { realpathSync } from "node:fs";
+import { releaseServer as startReleaseServer } from "./support/release-server.ts";
 import { fixtureProfile, startRunnerHarness, type RunnerHarness } from "./support/runner-harness.ts";
 
 let harness: RunnerHarness | undefined;
-const releases: Array<{ stop(closeActive?: boolean): unknown }> = [];
+const releases: Array<{ stop(): unknown }> = [];
+
+function releaseServer() {
+  const server = startReleaseServer();
+  releases.push(server);
+  return server;
+}
 
 afterEach(async () => {
   await harness?.close();
   harness = undefined;
-  for (const server of releases.splice(0)) server.stop(true);
+  for (const server of releases.splice(0)) await server.stop();
 });
-
-/** A server that holds each request until the test releases its path (wait-release fixture). */
-function releaseServer() {
-  const held = new Map<string, () => void>();
-  const arrived = new Map<string, () => void>();
-  const arrivals = new Map<string, Promise<void>>();
-  const arrival = (id: string) => {
-    if (!arrivals.has(id)) arrivals.set(id, new Promise((resolve) => arrived.set(id, resolve)));
-    return arrivals.get(id)!;
-  };
-  const server = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    idleTimeout: 0,
-    fetch(request) {
-      const id = new URL(request.url).pathname.slice(1);
-      arrival(id);
-      arrived.get(id)!();
-      return new Promise<Response>((resolve) => held.set(id, () => resolve(new Response("go"))));
-    },
-  });
-  releases.push(server);
-  return {
-    url: `http://127.0.0.1:${server.port}`,
-    /** Resolves when the executor of this session is running and waiting. */
-    waiting: (sessionId: string) => arrival(sessionId),
-    release: (sessionId: string) => held.get(sessionId)!(),
-  };
-}
 
 const captured = async (h: RunnerHarness, sessionId: string) =>
   (await h.fake.waitFor((r) => r.path === `/sessions/${sessionId}/events` && r.body?.event_type === "captured")).body;

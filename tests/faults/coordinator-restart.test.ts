@@ -1,6 +1,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { startRunnerHarness, type RunnerHarness } from "../support/runner-harness.ts";
-import { faultProfile, releaseServer, until } from "./support.ts";
+import { releaseServer } from "../support/release-server.ts";
+import { faultProfile, until } from "./support.ts";
 
 let harness: RunnerHarness | undefined;
 let release: ReturnType<typeof releaseServer> | undefined;

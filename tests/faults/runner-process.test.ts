@@ -6,7 +6,8 @@ import { afterEach, expect, test } from "bun:test";
 import { join } from "node:path";
 import { startFakeCoordinator, type FakeCoordinator } from "../support/fake-coordinator.ts";
 import { FIXTURES } from "../support/runner-harness.ts";
-import { FAULT_FIXTURES, memoryMb, profilesDirFor, releaseServer, startCli, type CliRunner } from "./support.ts";
+import { releaseServer } from "../support/release-server.ts";
+import { FAULT_FIXTURES, memoryMb, profilesDirFor, startCli, type CliRunner } from "./support.ts";
 
 let fake: FakeCoordinator | undefined;
 let runner: CliRunner | undefined;
