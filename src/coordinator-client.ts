@@ -1,4 +1,4 @@
-import { type } from "arktype";
+import { type } from "./validation.ts";
 import { CoordinatorError, coordinatorDetail, type CoordinatorHttp } from "./coordinator-http.ts";
 import { JsonObject } from "./json-object.ts";
 import type { RegistrationPayload } from "./registration.ts";

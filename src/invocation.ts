@@ -1,4 +1,4 @@
-import { type } from "arktype";
+import { type } from "./validation.ts";
 import { JsonObject } from "./json-object.ts";
 
 /** The invocation schema the runner writes and executors read (2.0 is not accepted any more). */

@@ -1,4 +1,4 @@
-import { type } from "arktype";
+import { type } from "./validation.ts";
 
 /** A JSON object (`{…}`): arktype's Record alone also lets arrays through. */
 export const JsonObject = type("Record<string, unknown>").narrow(

@@ -1,6 +1,6 @@
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { type } from "arktype";
+import { type } from "./validation.ts";
 import coding from "../profiles/coding.json" with { type: "json" };
 import research from "../profiles/research.json" with { type: "json" };
 import supervised from "../profiles/supervised.json" with { type: "json" };
