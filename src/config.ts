@@ -91,7 +91,8 @@ function httpUrl(input: Sourced): string {
   return url.href.replace(/\/+$/, "");
 }
 
-function directory(input: Sourced): string {
+/** An existing directory, resolved to an absolute path; otherwise a ConfigError naming its source. */
+export function directory(input: Sourced): string {
   const path = resolve(input.value);
   let isDirectory = false;
   try {

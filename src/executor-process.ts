@@ -8,6 +8,20 @@ export const STDERR_TAIL_BYTES = 8 * 1024;
 const DRAIN_AFTER_EXIT_MS = 1000;
 const LOG_LINE_MAX = 2000;
 
+/** Executors reach the coordinator through a gateway that holds the credentials; they run AI
+ * agents, and never get the client secret. */
+const WITHHELD_FROM_EXECUTORS = ["AUTH0_RUNNER_CLIENT_SECRET"];
+
+/** The environment an executor starts with: the base one less the secrets, plus `vars`. */
+export function executorEnvironment(
+  base: Record<string, string | undefined>,
+  vars: Record<string, string>,
+): Record<string, string | undefined> {
+  const env = { ...base, ...vars };
+  for (const name of WITHHELD_FROM_EXECUTORS) delete env[name];
+  return env;
+}
+
 export type ExitStatus = { code: number; signal: null } | { code: null; signal: string };
 export type StopSignal = "SIGTERM" | "SIGKILL";
 

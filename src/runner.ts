@@ -11,7 +11,7 @@ import {
   type RunReport,
   type RunRequest,
 } from "./coordinator-client.ts";
-import { ExecutorProcess, type StopSignal } from "./executor-process.ts";
+import { ExecutorProcess, executorEnvironment, type StopSignal } from "./executor-process.ts";
 import { buildInvocation, type InvocationMode } from "./invocation.ts";
 import type { JsonObject } from "./json-object.ts";
 import { log } from "./log.ts";
@@ -24,8 +24,6 @@ const RUN_MODES: Record<string, InvocationMode> = { start_session: "start", resu
 const FLUSH_TIMEOUT_MS = 30_000;
 /** A poll's HTTP timeout is this much above the time the coordinator holds it. */
 const POLL_SLACK_MS = 5_000;
-/** Executors talk through the gateway, which holds the credentials; they never need the secret. */
-const WITHHELD_FROM_EXECUTORS = ["AUTH0_RUNNER_CLIENT_SECRET"];
 
 export interface RunnerOptions {
   config: RunnerConfig;
@@ -84,11 +82,7 @@ export class Runner {
       },
       () => this.backoff(),
     );
-    const env: Record<string, string | undefined> = {
-      ...(options.env ?? process.env),
-      AGENT_ORCHESTRATOR_API_URL: options.gatewayUrl,
-    };
-    for (const name of WITHHELD_FROM_EXECUTORS) delete env[name];
+    const env = executorEnvironment(options.env ?? process.env, { AGENT_ORCHESTRATOR_API_URL: options.gatewayUrl });
     // A verbose runner logs executors' stderr; ask them for their debug lines too.
     if (log.level >= LogLevels.debug) env.AGENT_RUNNER_DEBUG ??= "1";
     this.executorEnv = env;

@@ -4,13 +4,13 @@
  * what it reports; the events are shown as they arrive and the result is printed at the end.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { resolveProfilesDir } from "../config.ts";
+import { directory, resolveProfilesDir } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { formatRecordLine } from "../exec/event-lines.ts";
-import type { GatewayRecord } from "../exec/local-gateway.ts";
+import type { GatewayRecord, LocalSession } from "../exec/local-gateway.ts";
 import { runLocal } from "../exec/run-local.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../exec/session-store.ts";
 import { JsonObject } from "../json-object.ts";
@@ -19,7 +19,7 @@ import { defaultProfile, loadProfile } from "../profiles.ts";
 import { exitOnConfigError } from "./exit.ts";
 import { assertKnownFlags } from "./flags.ts";
 
-export const execArgs = {
+const execArgs = {
   profile: {
     type: "string",
     valueHint: "name",
@@ -61,21 +61,18 @@ function newSessionId(): string {
   return `ses_${randomBytes(6).toString("hex")}`;
 }
 
-/** The project directory from where it was given, checked to be a directory. */
-function checkedDirectory(value: string, from: string): string {
-  const path = resolve(value);
-  let isDirectory = false;
-  try {
-    isDirectory = statSync(path).isDirectory();
-  } catch {
-    throw new ConfigError(`${from} '${value}': directory ${path} does not exist`);
+/** On resume the project directory is the recorded session's, as the coordinator would have it. */
+function projectDirectory(flag: string | undefined, recorded: LocalSession | undefined): string {
+  if (flag !== undefined) return directory({ value: flag, from: "--project-dir" });
+  if (recorded?.project_dir) {
+    return directory({ value: recorded.project_dir, from: `project_dir of recorded session ${recorded.session_id}` });
   }
-  if (!isDirectory) throw new ConfigError(`${from} '${value}': ${path} is not a directory`);
-  return path;
+  if (process.env.PROJECT_DIR) return directory({ value: process.env.PROJECT_DIR, from: "PROJECT_DIR" });
+  return process.cwd();
 }
 
 /** A blueprint file: one JSON object, either the blueprint itself or wrapped as `{"agent": {…}}` like `GET /agents/{name}`. */
-export function readBlueprint(file: string): JsonObject {
+function readBlueprint(file: string): JsonObject {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -133,15 +130,7 @@ export const execCommand = defineCommand({
       if (mode === "resume" && !known) {
         log.warn(`No session '${sessionId}' recorded in ${store.dir}; the executor will not find it`);
       }
-      // On resume the project directory is the session's, as the coordinator would have it.
-      const projectDir =
-        args["project-dir"] !== undefined
-          ? checkedDirectory(args["project-dir"], "--project-dir")
-          : mode === "resume" && known?.project_dir
-            ? checkedDirectory(known.project_dir, `project_dir of recorded session ${sessionId}`)
-            : process.env.PROJECT_DIR
-              ? checkedDirectory(process.env.PROJECT_DIR, "PROJECT_DIR")
-              : process.cwd();
+      const projectDir = projectDirectory(args["project-dir"], mode === "resume" ? known : undefined);
       const agentBlueprint = args.blueprint === undefined ? undefined : readBlueprint(args.blueprint);
 
       log.debug(`Profile '${profile.name}' (${profile.source}): ${profile.argv.join(" ")}`);

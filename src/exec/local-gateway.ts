@@ -46,6 +46,13 @@ export interface LocalGatewayOptions {
   onSessionChange?: (session: LocalSession) => void;
 }
 
+/** The gateway's own routes (design §7); every other request is a plain "request". */
+const RECORD_KINDS: Record<string, GatewayRecordKind> = {
+  "POST /bind": "bind",
+  "POST /events": "event",
+  "PATCH /metadata": "metadata",
+};
+
 type Reply = { status: number; body: unknown };
 const reply = (body: unknown, status = 200): Reply => ({ status, body });
 const detail = (status: number, message: string): Reply => reply({ detail: message }, status);
@@ -133,8 +140,8 @@ export class LocalGateway {
         badJson = true;
       }
     }
-    const kind = this.kindOf(request.method, url.pathname);
-    const answer = badJson ? detail(400, "request body is not valid JSON") : this.route(request.method, url.pathname, body);
+    const kind = RECORD_KINDS[`${request.method} ${url.pathname}`] ?? "request";
+    const answer = badJson ? detail(400, "request body is not valid JSON") : this.route(kind, request.method, url.pathname, body);
     const record: GatewayRecord = { kind, method: request.method, path: url.pathname, status: answer.status, at: new Date().toISOString() };
     if (body !== undefined) record.body = body;
     if (answer.status >= 400) record.detail = String((answer.body as { detail?: unknown }).detail ?? "");
@@ -146,17 +153,10 @@ export class LocalGateway {
     return Response.json(answer.body, { status: answer.status });
   }
 
-  private kindOf(method: string, path: string): GatewayRecordKind {
-    if (method === "POST" && path === "/bind") return "bind";
-    if (method === "POST" && path === "/events") return "event";
-    if (method === "PATCH" && path === "/metadata") return "metadata";
-    return "request";
-  }
-
-  private route(method: string, path: string, body: unknown): Reply {
-    if (method === "POST" && path === "/bind") return this.bind(body);
-    if (method === "POST" && path === "/events") return this.event(body);
-    if (method === "PATCH" && path === "/metadata") return this.metadata(body);
+  private route(kind: GatewayRecordKind, method: string, path: string, body: unknown): Reply {
+    if (kind === "bind") return this.bind(body);
+    if (kind === "event") return this.event(body);
+    if (kind === "metadata") return this.metadata(body);
     const sessionPath = /^\/sessions\/([^/]+)(?:\/(status|result))?$/.exec(path);
     if (method === "GET" && sessionPath) {
       const session = this.sessions.get(decodeURIComponent(sessionPath[1]!));

@@ -3,8 +3,9 @@
  * invocation is built from the profile exactly as the runner builds it, and the executor talks to
  * a local recording gateway instead of the runner's forwarding one.
  */
-import { hostname } from "node:os";
+import { constants, hostname } from "node:os";
 import { ConfigError } from "../errors.ts";
+import { executorEnvironment } from "../executor-process.ts";
 import { buildInvocation, type Invocation, type InvocationMode } from "../invocation.ts";
 import type { JsonObject } from "../json-object.ts";
 import type { ExecutorProfile } from "../profiles.ts";
@@ -41,7 +42,9 @@ export interface LocalRunResult {
 }
 
 /** 128 + signal number, as a shell reports a process a signal ended. */
-const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGKILL: 137, SIGTERM: 143 };
+function signalExitCode(signal: NodeJS.Signals | number): number {
+  return 128 + (typeof signal === "number" ? signal : (constants.signals[signal] ?? 0));
+}
 
 export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
   const invocation = buildInvocation({
@@ -64,11 +67,10 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     try {
       child = Bun.spawn(options.profile.argv, {
         cwd: options.projectDir,
-        env: {
-          ...(options.env ?? process.env),
+        env: executorEnvironment(options.env ?? process.env, {
           AGENT_ORCHESTRATOR_API_URL: gateway.url,
           AGENT_SESSION_ID: options.sessionId,
-        },
+        }),
         stdin: "pipe",
         stdout: "pipe",
         stderr: "inherit",
@@ -77,7 +79,9 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
       throw new ConfigError(`Cannot start executor ${options.profile.argv.join(" ")}: ${(error as Error).message}`);
     }
     const stop = () => child.kill("SIGTERM");
-    options.signal?.addEventListener("abort", stop, { once: true });
+    // A stop that came while the executor was being started still stops it.
+    if (options.signal?.aborted) stop();
+    else options.signal?.addEventListener("abort", stop, { once: true });
     try {
       child.stdin.write(JSON.stringify(invocation));
       await child.stdin.end();
@@ -86,12 +90,11 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     }
     const [stdout, exitCode] = await Promise.all([new Response(child.stdout).text(), child.exited]);
     options.signal?.removeEventListener("abort", stop);
-    const code = child.signalCode;
-    const signal = code === null || code === undefined ? undefined : String(code);
+    const signal = child.signalCode ?? undefined;
     return {
       invocation,
-      exitCode: signal === undefined ? exitCode : typeof code === "number" ? 128 + code : (SIGNAL_EXIT[signal] ?? 128),
-      signal,
+      exitCode: signal === undefined ? exitCode : signalExitCode(signal),
+      signal: signal?.toString(),
       stdout,
       records: gateway.records,
       session: gateway.session(options.sessionId),

@@ -14,7 +14,7 @@ import {
   type SettingSource,
 } from "@anthropic-ai/claude-agent-sdk";
 import type { Invocation } from "../invocation.ts";
-import type { JsonObject } from "../json-object.ts";
+import { JsonObject } from "../json-object.ts";
 import {
   type ExecutorContext,
   type ExecutorDefinition,
@@ -25,10 +25,10 @@ import {
   sessionEvents,
 } from "./executor-kit.ts";
 
-export const CLAUDE_CODE_EXECUTOR_NAME = "ao-claude-code-exec";
+const CLAUDE_CODE_EXECUTOR_NAME = "ao-claude-code-exec";
 
-export const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
-export const SETTING_SOURCES = ["user", "project", "local"] as const;
+const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
+const SETTING_SOURCES = ["user", "project", "local"] as const;
 
 /** What `executor_config` can set, with the defaults of design §10. */
 export interface ClaudeCodeSettings {
@@ -83,7 +83,7 @@ export function fillEnvPlaceholders(text: string, env: Env): string {
 }
 
 function fillValues(values: unknown, env: Env): unknown {
-  if (values === null || typeof values !== "object" || Array.isArray(values)) return values;
+  if (!JsonObject.allows(values)) return values;
   return Object.fromEntries(
     Object.entries(values).map(([key, value]) => [key, typeof value === "string" ? fillEnvPlaceholders(value, env) : value]),
   );
@@ -94,12 +94,12 @@ function fillValues(values: unknown, env: Env): unknown {
  * `env` (stdio) values filled from the executor's environment (e.g. `${AGENT_SESSION_ID}`).
  */
 export function mcpServersFor(servers: unknown, env: Env): Record<string, McpServerConfig> {
-  if (servers === null || typeof servers !== "object" || Array.isArray(servers)) {
+  if (!JsonObject.allows(servers)) {
     throw new ExecutorError(`agent_blueprint.mcp_servers must be an object of server configs; got ${JSON.stringify(servers)}`);
   }
   const out: Record<string, McpServerConfig> = {};
   for (const [name, config] of Object.entries(servers)) {
-    if (config === null || typeof config !== "object" || Array.isArray(config)) {
+    if (!JsonObject.allows(config)) {
       throw new ExecutorError(`agent_blueprint.mcp_servers.${name} must be an object; got ${JSON.stringify(config)}`);
     }
     const filled: Record<string, unknown> = { ...config };
@@ -275,7 +275,7 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
   return result;
 }
 
-export const claudeCodeExecutor: ExecutorDefinition = {
+const claudeCodeExecutor: ExecutorDefinition = {
   name: CLAUDE_CODE_EXECUTOR_NAME,
   summary: "runs a Claude Code agent through the Claude Agent SDK",
   details: `executor_config (other keys are ignored):

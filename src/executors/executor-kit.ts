@@ -4,10 +4,10 @@
  * the event formats of design §7, and how errors become a message on stderr and exit code 1.
  */
 import { type Invocation, InvocationError, invocationJsonSchema, parseInvocation, SCHEMA_VERSION } from "../invocation.ts";
-import type { JsonObject } from "../json-object.ts";
+import { JsonObject } from "../json-object.ts";
 
 /** Where the gateway is when `AGENT_ORCHESTRATOR_API_URL` is not set (a coordinator on this machine). */
-export const DEFAULT_GATEWAY_URL = "http://127.0.0.1:8765";
+const DEFAULT_GATEWAY_URL = "http://127.0.0.1:8765";
 const GATEWAY_TIMEOUT_MS = 15_000;
 
 type Env = Record<string, string | undefined>;
@@ -155,7 +155,7 @@ export class GatewayClient {
       throw error;
     }
     const session = reply !== null && typeof reply === "object" && "session" in reply ? (reply as { session: unknown }).session : reply;
-    if (session === null || typeof session !== "object" || Array.isArray(session)) {
+    if (!JsonObject.allows(session)) {
       throw new GatewayError(`GET /sessions/${sessionId}: expected a session object, got ${JSON.stringify(reply)?.slice(0, 200)}`);
     }
     return session as SessionRecord;
@@ -209,12 +209,9 @@ export class SessionReporter {
   ) {}
 
   bind(executorSessionId: string, projectDir?: string): Promise<void> {
-    const body: { session_id: string; executor_session_id: string; project_dir?: string } = {
-      session_id: this.sessionId,
-      executor_session_id: executorSessionId,
-    };
-    if (projectDir !== undefined) body.project_dir = projectDir;
-    return this.bestEffort("bind", () => this.gateway.bind(body));
+    return this.bestEffort("bind", () =>
+      this.gateway.bind({ session_id: this.sessionId, executor_session_id: executorSessionId, project_dir: projectDir }),
+    );
   }
 
   event(event: SessionEvent): Promise<void> {
@@ -291,7 +288,7 @@ const defaultIO = (): ExecutorIO => ({
   env: process.env,
 });
 
-export function helpText(definition: ExecutorDefinition): string {
+function helpText(definition: ExecutorDefinition): string {
   return `${definition.name} — ${definition.summary}
 
 Usage:

@@ -14,9 +14,9 @@ import {
   sessionEvents,
 } from "./executor-kit.ts";
 
-export const TEST_EXECUTOR_NAME = "ao-test-exec";
+const TEST_EXECUTOR_NAME = "ao-test-exec";
 
-export function testExecutorAnswer(prompt: string): string {
+function testExecutorAnswer(prompt: string): string {
   return `[TEST-EXECUTOR] Received: ${prompt}`;
 }
 
@@ -38,7 +38,7 @@ async function run(invocation: Invocation, { reporter, gateway, log }: ExecutorC
   return answer;
 }
 
-export const testExecutor: ExecutorDefinition = {
+const testExecutor: ExecutorDefinition = {
   name: TEST_EXECUTOR_NAME,
   summary: "test executor: the executor protocol without AI, answering '[TEST-EXECUTOR] Received: <prompt>'",
   details: `Start: binds a generated executor session id, sends the user and assistant message events and

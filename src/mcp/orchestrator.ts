@@ -9,8 +9,8 @@ export class ToolError extends Error {
 
 export const MAX_PROMPT_LENGTH = 100_000;
 export const MAX_RESULT_LENGTH = 50_000;
-export const DEFAULT_SYNC_TIMEOUT_MS = 10 * 60_000;
-export const DEFAULT_POLL_INTERVAL_MS = 2_000;
+const DEFAULT_SYNC_TIMEOUT_MS = 10 * 60_000;
+const DEFAULT_POLL_INTERVAL_MS = 2_000;
 /** Consecutive failed polls (coordinator unreachable or 5xx) a sync wait rides out before giving up. */
 const MAX_POLL_FAILURES = 3;
 
@@ -54,7 +54,7 @@ const STILL_GOING = new Set(["pending", "claimed", "running", "stopping"]);
 const segment = (id: string) => encodeURIComponent(id);
 
 /** Cuts a result to MAX_RESULT_LENGTH characters and says so, without splitting a surrogate pair. */
-export function truncateResult(result: string): string {
+function truncateResult(result: string): string {
   if (result.length <= MAX_RESULT_LENGTH) return result;
   let end = MAX_RESULT_LENGTH;
   const last = result.charCodeAt(end - 1);

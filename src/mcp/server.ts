@@ -5,15 +5,15 @@ import { ConfigError } from "../errors.ts";
 import { log } from "../log.ts";
 import { contextFromHeaders } from "./context.ts";
 
-export const MCP_PATH = "/mcp";
+const MCP_PATH = "/mcp";
+/** Loopback only: the tools act with the runner's credentials, so nothing off this machine may call them. */
+const HOSTNAME = "127.0.0.1";
 
 export interface McpServerOptions {
   /** Every coordinator call goes through it, so it carries the runner's shared auth token. */
   coordinator: CoordinatorHttp;
   /** Fixed port (`--mcp-port`); default: any free port. */
   port?: number;
-  /** Loopback only: the tools act with the runner's credentials, so nothing off this machine may call them. */
-  hostname?: "127.0.0.1";
   /** How long a `sync` start/resume waits for its run (default 10 minutes). */
   syncTimeoutMs?: number;
   /** How often a `sync` wait polls `GET /runs/{id}` (default 2 s). */
@@ -75,7 +75,6 @@ async function loadMcpHandler(options: McpServerOptions, lifetime: AbortSignal):
  * runners never get one, and the SDK would cost every runner's start-up time and memory.
  */
 export async function startMcpServer(options: McpServerOptions): Promise<RunningMcpServer> {
-  const hostname = options.hostname ?? "127.0.0.1";
   const lifetime = new AbortController();
   let allowedHosts = new Set<string>();
   let handler: Promise<McpHandler> | undefined;
@@ -90,7 +89,7 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
   let server: Server<undefined>;
   try {
     server = Bun.serve({
-      hostname,
+      hostname: HOSTNAME,
       port: options.port ?? 0,
       // A sync tool call holds its request for up to syncTimeoutMs; the SSE stream's keep-alives
       // are the only traffic meanwhile, so Bun's idle timeout (10 s by default) must not apply.
@@ -116,14 +115,14 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
     });
   } catch (error) {
     if (options.port && isAddressInUse(error)) {
-      throw new ConfigError(`--mcp-port ${options.port} is already in use on ${hostname}; choose another port or leave --mcp-port out to use any free port`);
+      throw new ConfigError(`--mcp-port ${options.port} is already in use on ${HOSTNAME}; choose another port or leave --mcp-port out to use any free port`);
     }
     throw error;
   }
 
   const port = server.port!;
-  allowedHosts = new Set([`${hostname}:${port}`, `localhost:${port}`]);
-  const url = `http://${hostname}:${port}${MCP_PATH}`;
+  allowedHosts = new Set([`${HOSTNAME}:${port}`, `localhost:${port}`]);
+  const url = `http://${HOSTNAME}:${port}${MCP_PATH}`;
   log.debug(`Embedded MCP server listening on ${url}`);
 
   let stopped: Promise<void> | undefined;

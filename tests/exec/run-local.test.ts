@@ -21,7 +21,7 @@ function dumpExecutor(): string {
     `#!/usr/bin/env bun
 const stdin = await Bun.stdin.text();
 const env = process.env;
-await Bun.write(env.DUMP_FILE, JSON.stringify({ stdin, cwd: process.cwd(), api: env.AGENT_ORCHESTRATOR_API_URL, session: env.AGENT_SESSION_ID }));
+await Bun.write(env.DUMP_FILE, JSON.stringify({ stdin, cwd: process.cwd(), api: env.AGENT_ORCHESTRATOR_API_URL, session: env.AGENT_SESSION_ID, secret: env.AUTH0_RUNNER_CLIENT_SECRET ?? null }));
 await fetch(env.AGENT_ORCHESTRATOR_API_URL + "/bind", { method: "POST", headers: { "content-type": "application/json" },
   body: JSON.stringify({ session_id: env.AGENT_SESSION_ID, executor_session_id: "dump-1", project_dir: process.cwd() }) });
 if (env.DUMP_HANG) await new Promise(() => setInterval(() => {}, 1000));
@@ -52,11 +52,13 @@ describe("runLocal", () => {
       projectDir: project,
       agentBlueprint: blueprint,
       onRecord: (record) => records.push(record),
-      env: cleanEnv({ DUMP_FILE: dumpFile }),
+      env: cleanEnv({ DUMP_FILE: dumpFile, AUTH0_RUNNER_CLIENT_SECRET: "not-for-agents" }),
     });
     expect(outcome.exitCode).toBe(0);
     expect(outcome.stdout).toBe("dumped\n");
     const dump = JSON.parse(readFileSync(dumpFile, "utf8"));
+    // As under the runner, the executor (an AI agent) never gets the client secret.
+    expect(dump.secret).toBeNull();
     const expected = buildInvocation({
       mode: "start",
       sessionId: "ses_run1",
