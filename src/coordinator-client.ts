@@ -1,5 +1,6 @@
 import { type } from "./validation.ts";
-import { CoordinatorError, coordinatorDetail, type CoordinatorHttp } from "./coordinator-http.ts";
+import { coordinatorDetail } from "./coordinator-detail.ts";
+import { CoordinatorError, type CoordinatorHttp } from "./coordinator-http.ts";
 import { JsonObject } from "./json-object.ts";
 import type { RegistrationPayload } from "./registration.ts";
 

@@ -1,5 +1,6 @@
 import type { TokenSource } from "./auth.ts";
 import { noAuth } from "./auth.ts";
+import { coordinatorDetail } from "./coordinator-detail.ts";
 
 export interface CoordinatorRequest {
   method?: string;
@@ -22,23 +23,6 @@ export class CoordinatorError extends Error {
   ) {
     super(`Coordinator answered HTTP ${status} to ${path}: ${coordinatorDetail(body) ?? "(no body)"}`);
   }
-}
-
-/** The coordinator's error text: FastAPI's `detail` (string or object with `message`), else the body. */
-export function coordinatorDetail(body: string): string | undefined {
-  if (!body) return undefined;
-  try {
-    const parsed = JSON.parse(body) as { detail?: unknown; message?: unknown };
-    const detail = parsed.detail ?? parsed.message;
-    if (typeof detail === "string") return detail;
-    if (detail && typeof detail === "object" && "message" in detail && typeof detail.message === "string") {
-      return detail.message;
-    }
-    if (detail !== undefined) return JSON.stringify(detail);
-  } catch {
-    // not JSON: fall through to the raw text
-  }
-  return body.slice(0, 500);
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;

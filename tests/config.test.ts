@@ -11,18 +11,10 @@ import {
   type RunnerFlags,
 } from "../src/config.ts";
 import { ConfigError } from "../src/errors.ts";
+import { configError } from "./support/config-error.ts";
 
 type Env = Record<string, string | undefined>;
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error("expected a ConfigError, nothing was thrown");
-}
 
 /** resolveConfig never reads process.env here: every test passes its own environment. */
 const resolve = (flags: RunnerFlags = {}, env: Env = {}) => resolveConfig(flags, env);

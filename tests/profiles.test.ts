@@ -14,20 +14,11 @@ import {
   resolveExecutorCommand,
 } from "../src/profiles.ts";
 import { RUNNER_HOME } from "../src/runner-home.ts";
+import { configError } from "./support/config-error.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 const BUILTIN_NAMES = ["coding", "research", "supervised", "test"];
 
-/** Runs `fn` and returns the ConfigError it throws; fails the test if it throws nothing or something else. */
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error("expected a ConfigError, nothing was thrown");
-}
 
 let tmp: string;
 let profilesDir: string;

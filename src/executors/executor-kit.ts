@@ -4,6 +4,7 @@
  * the event formats of design §7, and how errors become a message on stderr and exit code 1.
  */
 import { type Invocation, InvocationError, invocationJsonSchema, parseInvocation, SCHEMA_VERSION } from "../invocation.ts";
+import { coordinatorDetail } from "../coordinator-detail.ts";
 import { JsonObject } from "../json-object.ts";
 
 /** Where the gateway is when `AGENT_ORCHESTRATOR_API_URL` is not set (a coordinator on this machine). */
@@ -176,7 +177,7 @@ export class GatewayClient {
     }
     const text = await response.text();
     if (!response.ok) {
-      throw new GatewayError(`${method} ${path}: gateway answered ${response.status}: ${describeErrorBody(text)}`, response.status);
+      throw new GatewayError(`${method} ${path}: gateway answered ${response.status}: ${coordinatorDetail(text) ?? "(empty body)"}`, response.status);
     }
     if (!text) return undefined;
     try {
@@ -185,16 +186,6 @@ export class GatewayClient {
       return text;
     }
   }
-}
-
-function describeErrorBody(text: string): string {
-  try {
-    const parsed = JSON.parse(text);
-    if (parsed && typeof parsed === "object" && "detail" in parsed) {
-      return typeof parsed.detail === "string" ? parsed.detail : JSON.stringify(parsed.detail);
-    }
-  } catch {}
-  return text.slice(0, 300) || "(empty body)";
 }
 
 /**
