@@ -3,7 +3,6 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { BUILTIN_EXECUTORS } from "../src/builtin-executors.ts";
-import { ConfigError } from "../src/errors.ts";
 import {
   DEFAULT_EXECUTOR_PATH,
   DEFAULT_EXECUTOR_TYPE,
