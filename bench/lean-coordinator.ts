@@ -85,8 +85,8 @@ export class LeanCoordinator {
       if (report && request.method === "POST") {
         const runId = decodeURIComponent(report[1]!);
         const kind = report[2] as Kind;
-        let list = this.reports.get(runId);
-        if (!list) this.reports.set(runId, (list = []));
+        const list = this.reports.get(runId) ?? [];
+        this.reports.set(runId, list);
         list.push({ kind, at });
         this.onReport?.(runId, kind, at);
         return OK();

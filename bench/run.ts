@@ -13,7 +13,7 @@ import { cpus, release, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { monoNs, nsToMs } from "./clock.ts";
-import { LeanCoordinator, type BenchRun } from "./lean-coordinator.ts";
+import { type BenchRun, LeanCoordinator } from "./lean-coordinator.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 
@@ -29,7 +29,8 @@ const STARTUPS = Number(option("startups") ?? 5);
 const VARIANTS = (option("variants") ?? "compiled,source").split(",") as Array<"compiled" | "source">;
 const BUILD = !process.argv.includes("--no-build");
 const WARMUP = Math.min(50, RUNS);
-if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`--runs must be a positive whole number, got ${option("runs")}`);
+if (!Number.isInteger(RUNS) || RUNS < 1)
+  throw new Error(`--runs must be a positive whole number, got ${option("runs")}`);
 
 // ---------- helpers ----------
 type Percentiles = { p50: number; p95: number; p99: number };
@@ -72,7 +73,11 @@ function readStamps(file: string): Map<string, { stdin: bigint; exit: bigint }> 
 
 async function sh(argv: string[], cwd = REPO): Promise<void> {
   const proc = Bun.spawn(argv, { cwd, stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   if (code !== 0) throw new Error(`${argv.join(" ")} failed (${code}):\n${out}\n${err}`);
 }
 
@@ -94,7 +99,11 @@ writeFileSync(join(profilesDir, "bench.json"), JSON.stringify({ type: "bench", c
 function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(process.env)) {
-    if (value === undefined || /^(AUTH0_|AGENT_|RUNNER_TAGS$|PROJECT_DIR$|POLL_TIMEOUT$|HEARTBEAT_INTERVAL$)/.test(name)) continue;
+    if (
+      value === undefined ||
+      /^(AUTH0_|AGENT_|RUNNER_TAGS$|PROJECT_DIR$|POLL_TIMEOUT$|HEARTBEAT_INTERVAL$)/.test(name)
+    )
+      continue;
     env[name] = value;
   }
   return { ...env, NO_COLOR: "1", BENCH_STAMP_FILE: stampFile };
@@ -108,7 +117,9 @@ async function floorPhase(concurrency: number, count: number, tag: string) {
   env.AGENT_ORCHESTRATOR_API_URL = "http://127.0.0.1:9";
   const spawnedAt = new Map<string, bigint>();
   const input = (session: string) =>
-    new TextEncoder().encode(JSON.stringify({ schema_version: "2.1", mode: "start", session_id: session, prompt: "bench", project_dir: tmp }));
+    new TextEncoder().encode(
+      JSON.stringify({ schema_version: "2.1", mode: "start", session_id: session, prompt: "bench", project_dir: tmp }),
+    );
   let next = 0;
   const started = monoNs();
   async function worker() {
@@ -152,7 +163,13 @@ function startRunner(variant: "compiled" | "source", coordinator: LeanCoordinato
   const args = ["--profile", "bench", "--profiles-dir", profilesDir, "-c", coordinator.url, "-p", tmp];
   let tail = "";
   const spawnedAt = monoNs();
-  const proc = Bun.spawn([...argv, ...args], { cwd: tmp, env: baseEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([...argv, ...args], {
+    cwd: tmp,
+    env: baseEnv(),
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   // Drain the runner's log (2 lines a run) so it never blocks; keep the end for error messages.
   for (const stream of [proc.stdout, proc.stderr]) {
     void (async () => {
@@ -178,7 +195,12 @@ async function runnerPhase(coordinator: LeanCoordinator, concurrency: number, co
   const failures: string[] = [];
   const handNext = () => {
     const i = handed++;
-    const run: BenchRun = { run_id: `run_${tag}_${i}`, type: "start_session", session_id: `ses_${tag}_${i}`, prompt: "bench" };
+    const run: BenchRun = {
+      run_id: `run_${tag}_${i}`,
+      type: "start_session",
+      session_id: `ses_${tag}_${i}`,
+      prompt: "bench",
+    };
     ids.push(run.run_id);
     coordinator.hand(run);
   };
@@ -213,7 +235,12 @@ async function runnerPhase(coordinator: LeanCoordinator, concurrency: number, co
     dispatch.push(nsToMs(stamp.stdin - handedAt));
     report.push(nsToMs(completed.at - stamp.exit));
   }
-  return { dispatch: percentiles(dispatch), report: percentiles(report), rps: round(count / (Number(elapsed) / 1e9), 1), duplicates };
+  return {
+    dispatch: percentiles(dispatch),
+    report: percentiles(report),
+    rps: round(count / (Number(elapsed) / 1e9), 1),
+    duplicates,
+  };
 }
 
 async function measureVariant(variant: "compiled" | "source") {
@@ -235,7 +262,10 @@ async function measureVariant(variant: "compiled" | "source") {
       const exited = runner.proc.exited.then((code) => {
         throw new Error(`runner exited ${code} before registering:\n${runner!.output()}`);
       });
-      await Promise.race([coordinator.until(() => coordinator.registrations.length > registrations && coordinator.polls > polls), exited]);
+      await Promise.race([
+        coordinator.until(() => coordinator.registrations.length > registrations && coordinator.polls > polls),
+        exited,
+      ]);
       startups.push(nsToMs(coordinator.registrations.at(-1)! - runner.spawnedAt));
       if (k < STARTUPS - 1) await stopRunner(runner);
     }
@@ -288,7 +318,8 @@ async function measureVariant(variant: "compiled" | "source") {
 try {
   if (VARIANTS.includes("compiled")) {
     if (BUILD) await sh(["bun", "run", "build"]);
-    if (!existsSync(join(REPO, "dist", "agent-runner"))) throw new Error("dist/agent-runner missing: run `bun run build`");
+    if (!existsSync(join(REPO, "dist", "agent-runner")))
+      throw new Error("dist/agent-runner missing: run `bun run build`");
   }
   writeFileSync(stampFile, "");
   const results: Record<string, unknown> = {
@@ -314,7 +345,9 @@ try {
     results[variant] = measured[variant];
   }
 
-  const targets: Array<[string, (m: (typeof measured)[string]) => number, string, (v: number, m: (typeof measured)[string]) => boolean]> = [
+  const targets: Array<
+    [string, (m: (typeof measured)[string]) => number, string, (v: number, m: (typeof measured)[string]) => boolean]
+  > = [
     ["report latency p99 (ms)", (m) => m.report_latency_ms.p99, "< 10", (v) => v < 10],
     ["dispatch p50 / floor p50", (m) => m.ratios.dispatch_p50_vs_floor, "≤ 1.5", (v) => v <= 1.5],
     ["throughput c16 / floor", (m) => m.ratios.throughput_c16_vs_floor, "≥ 0.7", (v) => v >= 0.7],
@@ -324,7 +357,12 @@ try {
   results.targets = Object.fromEntries(
     VARIANTS.map((variant) => [
       variant,
-      Object.fromEntries(targets.map(([name, get, target, ok]) => [name, { value: get(measured[variant]!), target, met: ok(get(measured[variant]!), measured[variant]!) }])),
+      Object.fromEntries(
+        targets.map(([name, get, target, ok]) => [
+          name,
+          { value: get(measured[variant]!), target, met: ok(get(measured[variant]!), measured[variant]!) },
+        ]),
+      ),
     ]),
   );
   writeFileSync(join(import.meta.dir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
@@ -342,9 +380,15 @@ try {
     ["c16 dispatch ms p50/p95/p99", (m) => fmt(m.at_c16.dispatch_latency_ms)],
     ["c16 floor spawn→stdin ms", (m) => fmt(m.at_c16.floor_spawn_to_stdin_ms)],
     ["c16 report latency ms", (m) => fmt(m.at_c16.report_latency_ms)],
-    ["CPU ms per run at c16: runner / coord.", (m) => `${m.cpu_ms_per_run_c16.runner} / ${m.cpu_ms_per_run_c16.bench_coordinator}`],
+    [
+      "CPU ms per run at c16: runner / coord.",
+      (m) => `${m.cpu_ms_per_run_c16.runner} / ${m.cpu_ms_per_run_c16.bench_coordinator}`,
+    ],
     ["RSS idle / peak MB", (m) => `${m.rss_idle_mb} / ${m.rss_peak_mb}`],
-    ["start → registered ms (median)", (m) => `${m.start_to_registered_ms} [${m.start_to_registered_all_ms.join(", ")}]`],
+    [
+      "start → registered ms (median)",
+      (m) => `${m.start_to_registered_ms} [${m.start_to_registered_all_ms.join(", ")}]`,
+    ],
   ];
   const header = ["metric", ...VARIANTS];
   const body = rows.map(([name, get]) => [name, ...VARIANTS.map((v) => get(measured[v]!))]);
@@ -358,7 +402,9 @@ try {
   for (const variant of VARIANTS) {
     for (const [name, get, target, ok] of targets) {
       const value = get(measured[variant]!);
-      console.log(`  ${variant.padEnd(8)} ${name.padEnd(26)} ${String(value).padStart(8)}  target ${target.padEnd(16)} ${ok(value, measured[variant]!) ? "met" : "MISSED"}`);
+      console.log(
+        `  ${variant.padEnd(8)} ${name.padEnd(26)} ${String(value).padStart(8)}  target ${target.padEnd(16)} ${ok(value, measured[variant]!) ? "met" : "MISSED"}`,
+      );
     }
   }
   console.log(`\nwritten: bench/results.json`);

@@ -17,7 +17,9 @@ if (process.argv.includes("--compiled")) {
   const dir = mkdtempSync(join(tmpdir(), "ar-phases-"));
   try {
     const out = join(dir, "phases");
-    const build = Bun.spawnSync(["bun", "build", "--compile", "--minify", import.meta.path, "--outfile", out], { stderr: "pipe" });
+    const build = Bun.spawnSync(["bun", "build", "--compile", "--minify", import.meta.path, "--outfile", out], {
+      stderr: "pipe",
+    });
     if (build.exitCode !== 0) throw new Error(build.stderr.toString());
     const run = Bun.spawnSync([out], { stdout: "inherit", stderr: "inherit" });
     process.exit(run.exitCode ?? 1);
@@ -38,30 +40,30 @@ async function step(name: string, body: () => unknown) {
 }
 
 await step("citty", () => import("citty"));
-await step("consola + src/log.ts", () => import("../src/log.ts"));
-await step("src/config.ts", () => import("../src/config.ts"));
+await step("consola + src/shared/log.ts", () => import("../src/shared/log.ts"));
+await step("src/config/runner-config.ts", () => import("../src/config/runner-config.ts"));
 await step("arktype (module init: builds its keyword scopes)", () => import("arktype"));
-await step("src/profiles.ts (+ json-object, own types)", () => import("../src/profiles.ts"));
-await step("src/coordinator-client.ts + runner.ts (their arktype types)", async () => {
-  await import("../src/coordinator-client.ts");
-  await import("../src/runner.ts");
+await step("src/config/profiles.ts (+ shared/json, own types)", () => import("../src/config/profiles.ts"));
+await step("src/coordinator/client.ts + runner/agent-worker.ts (their arktype types)", async () => {
+  await import("../src/coordinator/client.ts");
+  await import("../src/runner/agent-worker.ts");
 });
-await step("src/runner-service.ts + gateway, auth", () => import("../src/runner-service.ts"));
+await step("src/runner/start-runner.ts + gateway, auth", () => import("../src/runner/start-runner.ts"));
 await step("src/mcp/server.ts (module only)", () => import("../src/mcp/server.ts"));
 let mcp: { stop(): Promise<void> } | undefined;
 let gateway: { stop(): Promise<void> } | undefined;
 await step("startGateway()", async () => {
-  const { startGateway } = await import("../src/gateway.ts");
-  const { CoordinatorHttp } = await import("../src/coordinator-http.ts");
+  const { startGateway } = await import("../src/runner/gateway.ts");
+  const { CoordinatorHttp } = await import("../src/coordinator/http.ts");
   gateway = startGateway({ http: new CoordinatorHttp("http://127.0.0.1:9"), hostname: "h", executorProfile: "p" });
 });
 await step("startMcpServer() (imports the MCP SDK + zod, tools)", async () => {
   const { startMcpServer } = await import("../src/mcp/server.ts");
-  const { CoordinatorHttp } = await import("../src/coordinator-http.ts");
+  const { CoordinatorHttp } = await import("../src/coordinator/http.ts");
   mcp = await startMcpServer({ coordinator: new CoordinatorHttp("http://127.0.0.1:9") });
 });
 await step("loadProfile('test') (arktype validation, fs checks)", async () => {
-  const { loadProfile } = await import("../src/profiles.ts");
+  const { loadProfile } = await import("../src/config/profiles.ts");
   loadProfile("test");
 });
 await Promise.all([mcp?.stop(), gateway?.stop()]);
@@ -70,5 +72,6 @@ rows.push(["after Bun.gc(true)", 0, rss()]);
 
 const total = rows.reduce((sum, [, ms]) => sum + ms, 0);
 console.log(`${"step".padEnd(62)} ${"ms".padStart(7)} ${"RSS MB".padStart(7)}`);
-for (const [name, ms, mb] of rows) console.log(`${name.padEnd(62)} ${ms.toFixed(1).padStart(7)} ${String(mb).padStart(7)}`);
+for (const [name, ms, mb] of rows)
+  console.log(`${name.padEnd(62)} ${ms.toFixed(1).padStart(7)} ${String(mb).padStart(7)}`);
 console.log(`${"total".padEnd(62)} ${total.toFixed(1).padStart(7)}`);

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
+import { REPO_ROOT } from "./support/processes.ts";
 
-const REPO = resolve(import.meta.dir, "..");
 const SCRIPT_OUTFILE = "dist/agent-runner";
 
 let tmp: string;
@@ -50,7 +50,7 @@ beforeAll(async () => {
   buildDir = join(tmp, "build");
   runDir = join(tmp, "run");
   mkdirSync(runDir);
-  const result = await run(buildCommand(join(buildDir, "agent-runner")), REPO);
+  const result = await run(buildCommand(join(buildDir, "agent-runner")), REPO_ROOT);
   if (result.exitCode !== 0) throw new Error(`build failed (${result.exitCode}):\n${result.stdout}\n${result.stderr}`);
   // The executable alone, in a directory with nothing else: no profiles/, no executors/, no node_modules.
   copyFileSync(join(buildDir, "agent-runner"), join(runDir, "agent-runner"));

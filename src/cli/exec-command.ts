@@ -7,55 +7,28 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { directory, resolveProfilesDir } from "../config.ts";
-import { ConfigError } from "../errors.ts";
+import { execFlags } from "../config/flags.ts";
+import { defaultProfile, loadProfile } from "../config/profiles.ts";
+import {
+  DEFAULT_STOP_GRACE_SECONDS,
+  directory,
+  flagReader,
+  number,
+  resolveProfilesDir,
+} from "../config/runner-config.ts";
 import { formatRecordLine } from "../exec/event-lines.ts";
 import type { GatewayRecord, LocalSession } from "../exec/local-gateway.ts";
 import { runLocal } from "../exec/run-local.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../exec/session-store.ts";
-import { JsonObject } from "../json-object.ts";
-import { log, setVerbose } from "../log.ts";
-import { defaultProfile, loadProfile } from "../profiles.ts";
+import { AgentBlueprint } from "../protocol/invocation.ts";
+import { type } from "../shared/arktype.ts";
+import { ConfigError } from "../shared/errors.ts";
+import { type JsonObject, parseJson, validate } from "../shared/json.ts";
+import { log, setVerbose } from "../shared/log.ts";
+import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
-import { assertKnownFlags } from "./flags.ts";
 
-const execArgs = {
-  profile: {
-    type: "string",
-    valueHint: "name",
-    description: "Executor profile (see agent-runner --profile-list). Default: the Claude Code executor with no config",
-  },
-  prompt: { type: "string", valueHint: "text", description: "The prompt (required)" },
-  "project-dir": {
-    type: "string",
-    alias: "p",
-    valueHint: "dir",
-    description: "Project directory of the run (env PROJECT_DIR, default: current directory)",
-  },
-  "session-id": {
-    type: "string",
-    valueHint: "id",
-    description: "Session id (default: a new ses_… id); with --resume, the session to continue",
-  },
-  blueprint: {
-    type: "string",
-    valueHint: "file.json",
-    description: "Agent blueprint (JSON: name, system_prompt, mcp_servers) handed to the executor as agent_blueprint",
-  },
-  resume: { type: "boolean", description: "Resume the session named by --session-id (recorded by an earlier exec)" },
-  "profiles-dir": {
-    type: "string",
-    valueHint: "dir",
-    description: "Directory of your own profile files (env AGENT_RUNNER_PROFILES_DIR)",
-  },
-  "state-dir": {
-    type: "string",
-    valueHint: "dir",
-    description: "Where exec keeps recorded sessions for --resume (env AGENT_RUNNER_EXEC_STATE_DIR, default ~/.local/state/agent-runner/exec-sessions)",
-  },
-  json: { type: "boolean", description: "One JSON object per line on stdout: each gateway request, then the result" },
-  verbose: { type: "boolean", alias: "v", description: "Debug logging, for exec and the executor (AGENT_RUNNER_DEBUG=1)" },
-} as const;
+const execArgs = commandArgs(execFlags);
 
 function newSessionId(): string {
   return `ses_${randomBytes(6).toString("hex")}`;
@@ -71,7 +44,9 @@ function projectDirectory(flag: string | undefined, recorded: LocalSession | und
   return process.cwd();
 }
 
-/** A blueprint file: one JSON object, either the blueprint itself or wrapped as `{"agent": {…}}` like `GET /agents/{name}`. */
+/** A blueprint file may wrap the blueprint as `{"agent": {…}}`, like `GET /agents/{name}`. */
+const WrappedBlueprint = type({ agent: AgentBlueprint });
+
 function readBlueprint(file: string): JsonObject {
   let text: string;
   try {
@@ -79,23 +54,10 @@ function readBlueprint(file: string): JsonObject {
   } catch (error) {
     throw new ConfigError(`--blueprint ${file}: cannot read it: ${(error as Error).message}`);
   }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError(`--blueprint ${file} is not valid JSON: ${(error as Error).message}`);
-  }
-  const isObject = (value: unknown) => JsonObject.allows(value);
-  if (isObject(data) && isObject((data as JsonObject).agent)) data = (data as JsonObject).agent;
-  if (!isObject(data)) throw new ConfigError(`--blueprint ${file}: expected a JSON object (name, system_prompt, mcp_servers)`);
-  const blueprint = data as JsonObject;
-  if (blueprint.system_prompt !== undefined && typeof blueprint.system_prompt !== "string") {
-    throw new ConfigError(`--blueprint ${file}: system_prompt must be a string`);
-  }
-  if (blueprint.mcp_servers !== undefined && !isObject(blueprint.mcp_servers)) {
-    throw new ConfigError(`--blueprint ${file}: mcp_servers must be an object of server configs`);
-  }
-  return blueprint;
+  const blueprint = parseJson(text, AgentBlueprint, `--blueprint ${file}`, ConfigError);
+  return WrappedBlueprint.allows(blueprint)
+    ? validate(blueprint, WrappedBlueprint, `--blueprint ${file}`).agent
+    : blueprint;
 }
 
 function writeStdout(line: string): void {
@@ -118,12 +80,17 @@ export const execCommand = defineCommand({
       if (args.prompt === undefined) throw new ConfigError("--prompt is required (the text to send to the agent)");
       const mode = args.resume ? "resume" : "start";
       if (mode === "resume" && !args["session-id"]) {
-        throw new ConfigError("--resume needs --session-id <id>: the session to continue (printed by the exec that started it)");
+        throw new ConfigError(
+          "--resume needs --session-id <id>: the session to continue (printed by the exec that started it)",
+        );
       }
       const sessionId = args["session-id"] ?? newSessionId();
       assertSessionId(sessionId);
+      const input = flagReader(execFlags, args, process.env);
+      const graceSeconds =
+        number(input("stop-grace-seconds"), { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? DEFAULT_STOP_GRACE_SECONDS;
 
-      const profilesDir = resolveProfilesDir({ profilesDir: args["profiles-dir"] });
+      const profilesDir = resolveProfilesDir({ "profiles-dir": args["profiles-dir"] });
       const profile = args.profile === undefined ? defaultProfile() : loadProfile(args.profile, { profilesDir });
       const store = new ExecSessionStore(args["state-dir"] ? resolve(args["state-dir"]) : defaultExecStateDir());
       const known = store.load(sessionId);
@@ -134,11 +101,16 @@ export const execCommand = defineCommand({
       const agentBlueprint = args.blueprint === undefined ? undefined : readBlueprint(args.blueprint);
 
       log.debug(`Profile '${profile.name}' (${profile.source}): ${profile.argv.join(" ")}`);
-      if (!args.json) log.info(`${mode === "start" ? "Starting" : "Resuming"} session ${sessionId} with profile '${profile.name}' in ${projectDir}`);
+      if (!args.json) {
+        const doing = mode === "start" ? "Starting" : "Resuming";
+        log.info(`${doing} session ${sessionId} with profile '${profile.name}' in ${projectDir}`);
+      }
 
       const show = (record: GatewayRecord) => {
-        if (args.json) writeStdout(JSON.stringify({ kind: record.kind, at: record.at, method: record.method, path: record.path, status: record.status, body: record.body }));
-        else process.stderr.write(`${formatRecordLine(record)}\n`);
+        if (args.json) {
+          const { kind, at, method, path, status, body } = record;
+          writeStdout(JSON.stringify({ kind, at, method, path, status, body }));
+        } else process.stderr.write(`${formatRecordLine(record)}\n`);
       };
       const env: Record<string, string | undefined> = { ...process.env };
       if (args.verbose) env.AGENT_RUNNER_DEBUG = "1";
@@ -146,7 +118,7 @@ export const execCommand = defineCommand({
       const stop = () => stopping.abort();
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
-      let outcome;
+      let outcome: Awaited<ReturnType<typeof runLocal>>;
       try {
         outcome = await runLocal({
           profile,
@@ -160,6 +132,7 @@ export const execCommand = defineCommand({
           onSessionChange: (session) => store.save(session),
           env,
           signal: stopping.signal,
+          stopGraceMs: graceSeconds * 1000,
         });
       } finally {
         process.off("SIGINT", stop);
@@ -168,16 +141,25 @@ export const execCommand = defineCommand({
 
       const result = outcome.stdout.replace(/\n$/, "");
       if (args.json) {
-        const line: Record<string, unknown> = { kind: "result", session_id: sessionId, exit_code: outcome.exitCode, result };
+        const line: Record<string, unknown> = {
+          kind: "result",
+          session_id: sessionId,
+          exit_code: outcome.exitCode,
+          result,
+        };
         if (outcome.signal) line.signal = outcome.signal;
         writeStdout(JSON.stringify(line));
       } else {
         if (result !== "") writeStdout(result);
         if (outcome.exitCode === 0) {
           const profileFlag = args.profile === undefined ? "" : ` --profile ${args.profile}`;
-          log.info(`Session ${sessionId} done. Continue it with: agent-runner exec${profileFlag} --resume --session-id ${sessionId} --prompt '…'`);
+          log.info(
+            `Session ${sessionId} done. Continue it with: agent-runner exec${profileFlag} --resume --session-id ${sessionId} --prompt '…'`,
+          );
         } else {
-          log.error(`Executor ${outcome.signal ? `ended by ${outcome.signal}` : `exited with code ${outcome.exitCode}`}`);
+          log.error(
+            `Executor ${outcome.signal ? `ended by ${outcome.signal}` : `exited with code ${outcome.exitCode}`}`,
+          );
         }
       }
       process.exitCode = outcome.exitCode;

@@ -1,5 +1,6 @@
+/** The command line's entry: dispatches to the runner, `exec`, or a built-in executor. */
 import { runMain } from "citty";
-import { EXECUTOR_ENTRY } from "../builtin-executors.ts";
+import { EXECUTOR_ENTRY, runBuiltinExecutor } from "../executors/builtin.ts";
 import { runnerCommand } from "./runner-command.ts";
 
 /**
@@ -16,7 +17,6 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     return;
   }
   if (first === EXECUTOR_ENTRY) {
-    const { runBuiltinExecutor } = await import("../executors/builtin-entry.ts");
     process.exit(await runBuiltinExecutor(rest));
   }
   await runMain(runnerCommand, { rawArgs: argv });

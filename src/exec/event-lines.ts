@@ -1,4 +1,5 @@
 /** How `agent-runner exec` shows what the executor reports, one readable line per gateway request. */
+import { JsonObject } from "../shared/json.ts";
 import type { GatewayRecord } from "./local-gateway.ts";
 
 const MAX_TEXT = 300;
@@ -20,13 +21,13 @@ function textOf(content: unknown): string {
 }
 
 function sizeOf(output: unknown): string {
-  const text = typeof output === "string" ? output : JSON.stringify(output) ?? "";
+  const text = typeof output === "string" ? output : (JSON.stringify(output) ?? "");
   return `${text.length} chars`;
 }
 
 /** `<label> <text>`: what the request means for the session. */
 export function describeRecord(record: GatewayRecord): { label: string; text: string } {
-  const body = record.body ?? {};
+  const body = JsonObject.allows(record.body) ? record.body : {};
   const failed = record.status >= 400 ? ` → ${record.status} ${record.detail ?? ""}`.trimEnd() : "";
   switch (record.kind) {
     case "bind":
@@ -56,7 +57,10 @@ export function describeRecord(record: GatewayRecord): { label: string; text: st
           return { label: String(body.event_type ?? "event"), text: compactJson(body) + failed };
       }
     default:
-      return { label: "request", text: `${record.method} ${record.path} → ${record.status}${record.detail ? ` ${record.detail}` : ""}` };
+      return {
+        label: "request",
+        text: `${record.method} ${record.path} → ${record.status}${record.detail ? ` ${record.detail}` : ""}`,
+      };
   }
 }
 

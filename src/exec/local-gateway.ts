@@ -1,24 +1,29 @@
 /**
- * The gateway `agent-runner exec` gives its executor: the same routes as the runner's gateway
- * (design §7), but instead of forwarding to a coordinator it records what the executor sends and
- * keeps the session state itself, so `GET /sessions/{id}` (and with it a resume) works offline.
+ * The gateway `agent-runner exec` gives its executor: the same routes as the runner's gateway,
+ * but instead of forwarding to a coordinator it records what the executor sends and keeps the
+ * session state itself, so `GET /sessions/{id}` (and with it a resume) works offline.
  */
+
+import type { Type } from "arktype";
 import type { Server } from "bun";
+import { BindRequest, EventRequest, MessageContent, MetadataRequest } from "../protocol/gateway-requests.ts";
+import { type } from "../shared/arktype.ts";
 
 /** A session as the local gateway knows it; the fields a coordinator's `GET /sessions/{id}` gives. */
-export interface LocalSession {
-  session_id: string;
-  status: "pending" | "running" | "finished";
-  created_at: string;
-  executor_session_id?: string;
-  project_dir?: string;
-  hostname?: string;
-  executor_profile?: string;
-  last_resumed_at?: string;
-  agent_name?: string;
+export const LocalSession = type({
+  session_id: "string > 0",
+  status: "'pending' | 'running' | 'finished'",
+  created_at: "string",
+  "executor_session_id?": "string",
+  "project_dir?": "string",
+  "hostname?": "string",
+  "executor_profile?": "string",
+  "last_resumed_at?": "string",
+  "agent_name?": "string",
   /** Text of the last assistant message (what `GET /sessions/{id}/result` answers). */
-  result?: string;
-}
+  "result?": "string",
+});
+export type LocalSession = typeof LocalSession.infer;
 
 export type GatewayRecordKind = "bind" | "event" | "metadata" | "request";
 
@@ -27,7 +32,7 @@ export interface GatewayRecord {
   kind: GatewayRecordKind;
   method: string;
   path: string;
-  body?: any;
+  body?: unknown;
   /** The status the gateway answered, and its `detail` when it refused. */
   status: number;
   detail?: string;
@@ -37,7 +42,7 @@ export interface GatewayRecord {
 export interface LocalGatewayOptions {
   /** Sessions known before the executor starts (from an earlier `exec`, or given for a resume). */
   sessions?: LocalSession[];
-  /** What the runner adds to a bind (design §7: the runner owns these). */
+  /** What the runner adds to a bind (the runner owns these, not the executor). */
   hostname?: string;
   executorProfile?: string;
   /** Called for every request, as it arrives. */
@@ -46,7 +51,7 @@ export interface LocalGatewayOptions {
   onSessionChange?: (session: LocalSession) => void;
 }
 
-/** The gateway's own routes (design §7); every other request is a plain "request". */
+/** The gateway's own routes; every other request is a plain "request". */
 const RECORD_KINDS: Record<string, GatewayRecordKind> = {
   "POST /bind": "bind",
   "POST /events": "event",
@@ -57,21 +62,23 @@ type Reply = { status: number; body: unknown };
 const reply = (body: unknown, status = 200): Reply => ({ status, body });
 const detail = (status: number, message: string): Reply => reply({ detail: message }, status);
 
-function isObject(value: unknown): value is Record<string, any> {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
+/** The request body if it fits the schema, else the 400 reply naming what is wrong. */
+function check<T>(route: string, body: unknown, schema: Type<T>): T | Reply {
+  const result = schema(body);
+  if (result instanceof type.errors) return detail(400, `${route}: ${result.summary.replaceAll("\n", "; ")}`);
+  return result as T;
 }
 
-function missingString(body: unknown, fields: string[]): string | undefined {
-  if (!isObject(body)) return "expected a JSON object body";
-  const missing = fields.filter((field) => typeof body[field] !== "string" || body[field] === "");
-  return missing.length > 0 ? `missing or empty ${missing.join(", ")}` : undefined;
-}
+const isReply = (value: unknown): value is Reply =>
+  typeof value === "object" && value !== null && "status" in value && "body" in value;
 
 function textOfContent(content: unknown): string {
-  if (!Array.isArray(content)) return typeof content === "string" ? content : "";
-  return content
-    .filter((block) => isObject(block) && block.type === "text" && typeof block.text === "string")
-    .map((block) => block.text as string)
+  const blocks = MessageContent(content);
+  if (blocks instanceof type.errors) return "";
+  if (typeof blocks === "string") return blocks;
+  return blocks
+    .filter((block) => block.type === "text")
+    .map((block) => block.text ?? "")
     .join("");
 }
 
@@ -87,7 +94,12 @@ export class LocalGateway {
 
   /** Serves on 127.0.0.1, on a free port. */
   start(): this {
-    this.server = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (request) => this.handle(request) });
+    this.server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      idleTimeout: 0,
+      fetch: (request) => this.handle(request),
+    });
     return this;
   }
 
@@ -124,7 +136,9 @@ export class LocalGateway {
   }
 
   describe(): string {
-    return this.records.map((r) => `${r.method} ${r.path} ${r.status} ${r.body === undefined ? "" : JSON.stringify(r.body)}`).join("\n");
+    return this.records
+      .map((r) => `${r.method} ${r.path} ${r.status} ${r.body === undefined ? "" : JSON.stringify(r.body)}`)
+      .join("\n");
   }
 
   private async handle(request: Request): Promise<Response> {
@@ -141,8 +155,16 @@ export class LocalGateway {
       }
     }
     const kind = RECORD_KINDS[`${request.method} ${url.pathname}`] ?? "request";
-    const answer = badJson ? detail(400, "request body is not valid JSON") : this.route(kind, request.method, url.pathname, body);
-    const record: GatewayRecord = { kind, method: request.method, path: url.pathname, status: answer.status, at: new Date().toISOString() };
+    const answer = badJson
+      ? detail(400, "request body is not valid JSON")
+      : this.route(kind, request.method, url.pathname, body);
+    const record: GatewayRecord = {
+      kind,
+      method: request.method,
+      path: url.pathname,
+      status: answer.status,
+      at: new Date().toISOString(),
+    };
     if (body !== undefined) record.body = body;
     if (answer.status >= 400) record.detail = String((answer.body as { detail?: unknown }).detail ?? "");
     this.records.push(record);
@@ -188,12 +210,11 @@ export class LocalGateway {
   }
 
   private bind(body: unknown): Reply {
-    const problem = missingString(body, ["session_id", "executor_session_id"]);
-    if (problem) return detail(400, `POST /bind: ${problem}`);
-    const fields = body as Record<string, any>;
+    const fields = check("POST /bind", body, BindRequest);
+    if (isReply(fields)) return fields;
     const session = this.upsert(fields.session_id);
     session.executor_session_id = fields.executor_session_id;
-    if (typeof fields.project_dir === "string") session.project_dir = fields.project_dir;
+    if (fields.project_dir !== undefined) session.project_dir = fields.project_dir;
     if (this.options.hostname) session.hostname = this.options.hostname;
     if (this.options.executorProfile) session.executor_profile = this.options.executorProfile;
     session.status = "running";
@@ -202,9 +223,8 @@ export class LocalGateway {
   }
 
   private event(body: unknown): Reply {
-    const problem = missingString(body, ["session_id", "event_type"]);
-    if (problem) return detail(400, `POST /events: ${problem}`);
-    const event = body as Record<string, any>;
+    const event = check("POST /events", body, EventRequest);
+    if (isReply(event)) return event;
     const session = this.upsert(event.session_id);
     if (event.event_type === "session_start") session.status = "running";
     if (event.event_type === "session_stop") session.status = "finished";
@@ -214,13 +234,12 @@ export class LocalGateway {
   }
 
   private metadata(body: unknown): Reply {
-    const problem = missingString(body, ["session_id"]);
-    if (problem) return detail(400, `PATCH /metadata: ${problem}`);
-    const fields = body as Record<string, any>;
+    const fields = check("PATCH /metadata", body, MetadataRequest);
+    if (isReply(fields)) return fields;
     const session = this.sessions.get(fields.session_id);
     if (!session) return detail(404, "Session not found");
-    if (typeof fields.last_resumed_at === "string") session.last_resumed_at = fields.last_resumed_at;
-    if (typeof fields.executor_session_id === "string") session.executor_session_id = fields.executor_session_id;
+    if (fields.last_resumed_at !== undefined) session.last_resumed_at = fields.last_resumed_at;
+    if (fields.executor_session_id !== undefined) session.executor_session_id = fields.executor_session_id;
     this.changed(session);
     return reply({ ok: true, session });
   }

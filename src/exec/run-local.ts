@@ -1,14 +1,16 @@
 /**
- * One invocation run locally, the way the runner would run it, but without a coordinator: the
- * invocation is built from the profile exactly as the runner builds it, and the executor talks to
- * a local recording gateway instead of the runner's forwarding one.
+ * One invocation run locally, the way the runner runs it, but without a coordinator: the
+ * invocation is built from the profile exactly as the runner builds it, the executor is spawned
+ * through the same process module, and it talks to a local recording gateway.
  */
 import { constants, hostname } from "node:os";
-import { ConfigError } from "../errors.ts";
-import { executorEnvironment } from "../executor-process.ts";
-import { buildInvocation, type Invocation, type InvocationMode } from "../invocation.ts";
-import type { JsonObject } from "../json-object.ts";
-import type { ExecutorProfile } from "../profiles.ts";
+import type { ExecutorProfile } from "../config/profiles.ts";
+import { executorEnvironment } from "../process/executor-env.ts";
+import { ExecutorProcess } from "../process/executor-process.ts";
+import { buildInvocation, type Invocation, type InvocationMode } from "../protocol/invocation.ts";
+import type { Env } from "../shared/env.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
+import type { JsonObject } from "../shared/json.ts";
 import { type GatewayRecord, LocalGateway, type LocalSession } from "./local-gateway.ts";
 
 export interface LocalRunOptions {
@@ -25,9 +27,10 @@ export interface LocalRunOptions {
   onRecord?: (record: GatewayRecord) => void;
   onSessionChange?: (session: LocalSession) => void;
   /** Environment for the executor, before the gateway variables are added. Default: this process's. */
-  env?: Record<string, string | undefined>;
-  /** Aborting stops the executor (SIGTERM), as the runner does for a stopped run. */
+  env?: Env;
+  /** Aborting stops the executor: SIGTERM, then SIGKILL after `stopGraceMs`. */
   signal?: AbortSignal;
+  stopGraceMs?: number;
 }
 
 export interface LocalRunResult {
@@ -42,8 +45,8 @@ export interface LocalRunResult {
 }
 
 /** 128 + signal number, as a shell reports a process a signal ended. */
-function signalExitCode(signal: NodeJS.Signals | number): number {
-  return 128 + (typeof signal === "number" ? signal : (constants.signals[signal] ?? 0));
+function signalExitCode(signal: string): number {
+  return 128 + (constants.signals[signal as NodeJS.Signals] ?? 0);
 }
 
 export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
@@ -63,39 +66,33 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     onSessionChange: options.onSessionChange,
   }).start();
   try {
-    let child: Bun.Subprocess<"pipe", "pipe", "inherit">;
+    let executor: ExecutorProcess;
     try {
-      child = Bun.spawn(options.profile.argv, {
+      executor = new ExecutorProcess({
+        argv: options.profile.argv,
+        input: JSON.stringify(invocation),
         cwd: options.projectDir,
         env: executorEnvironment(options.env ?? process.env, {
           AGENT_ORCHESTRATOR_API_URL: gateway.url,
           AGENT_SESSION_ID: options.sessionId,
         }),
-        stdin: "pipe",
-        stdout: "pipe",
+        stdout: "capture",
         stderr: "inherit",
       });
     } catch (error) {
-      throw new ConfigError(`Cannot start executor ${options.profile.argv.join(" ")}: ${(error as Error).message}`);
+      throw new ConfigError(`Cannot start executor ${options.profile.argv.join(" ")}: ${messageOf(error)}`);
     }
-    const stop = () => child.kill("SIGTERM");
+    const stop = () => void executor.stop(options.stopGraceMs ?? 5000);
     // A stop that came while the executor was being started still stops it.
     if (options.signal?.aborted) stop();
     else options.signal?.addEventListener("abort", stop, { once: true });
-    try {
-      child.stdin.write(JSON.stringify(invocation));
-      await child.stdin.end();
-    } catch {
-      // The executor may exit before reading its stdin; its exit code tells what happened.
-    }
-    const [stdout, exitCode] = await Promise.all([new Response(child.stdout).text(), child.exited]);
+    const status = await executor.exited;
     options.signal?.removeEventListener("abort", stop);
-    const signal = child.signalCode ?? undefined;
     return {
       invocation,
-      exitCode: signal === undefined ? exitCode : signalExitCode(signal),
-      signal: signal?.toString(),
-      stdout,
+      exitCode: status.signal === null ? status.code : signalExitCode(status.signal),
+      signal: status.signal ?? undefined,
+      stdout: executor.stdout(),
       records: gateway.records,
       session: gateway.session(options.sessionId),
     };

@@ -6,8 +6,9 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { ConfigError } from "../errors.ts";
-import type { LocalSession } from "./local-gateway.ts";
+import { ConfigError } from "../shared/errors.ts";
+import { parseJson } from "../shared/json.ts";
+import { LocalSession } from "./local-gateway.ts";
 
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
@@ -43,13 +44,18 @@ export class ExecSessionStore {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw new ConfigError(`Cannot read stored session ${path}: ${(error as Error).message}`);
     }
+    let session: LocalSession;
     try {
-      const session = JSON.parse(text);
-      if (session?.session_id !== sessionId) throw new Error(`it holds session ${JSON.stringify(session?.session_id)}`);
-      return session as LocalSession;
+      session = parseJson(text, LocalSession, `Stored session ${path}`);
     } catch (error) {
-      throw new ConfigError(`Stored session ${path} is unusable (${(error as Error).message}); delete it to start over`);
+      throw new ConfigError(`${(error as Error).message} (delete it to start over)`);
     }
+    if (session.session_id !== sessionId) {
+      throw new ConfigError(
+        `Stored session ${path} holds session ${session.session_id}, not ${sessionId} (delete it to start over)`,
+      );
+    }
+    return session;
   }
 
   /** Writes atomically, so an interrupted exec never leaves half a file. */

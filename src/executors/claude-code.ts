@@ -4,17 +4,17 @@
  * message events, post_tool events from the PostToolUse hooks, session_stop at the end).
  */
 import { existsSync, statSync } from "node:fs";
+import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk";
+import type { Invocation } from "../protocol/invocation.ts";
+import { sessionEvents } from "../protocol/session-events.ts";
 import {
-  type HookCallback,
-  type McpServerConfig,
-  type Options,
-  type PermissionMode,
-  query,
-  type SDKMessage,
-  type SettingSource,
-} from "@anthropic-ai/claude-agent-sdk";
-import type { Invocation } from "../invocation.ts";
-import { JsonObject } from "../json-object.ts";
+  explainSdkFailure,
+  PERMISSION_MODES,
+  promptFor,
+  SETTING_SOURCES,
+  type SessionTarget,
+  sdkOptionsFor,
+} from "./claude-code-options.ts";
 import {
   type ExecutorContext,
   type ExecutorDefinition,
@@ -22,156 +22,9 @@ import {
   type ExecutorIO,
   readSessionForResume,
   runExecutor,
-  sessionEvents,
-} from "./executor-kit.ts";
+} from "./kit/run-executor.ts";
 
 const CLAUDE_CODE_EXECUTOR_NAME = "ao-claude-code-exec";
-
-const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
-const SETTING_SOURCES = ["user", "project", "local"] as const;
-
-/** What `executor_config` can set, with the defaults of design §10. */
-export interface ClaudeCodeSettings {
-  permissionMode: PermissionMode;
-  settingSources: SettingSource[];
-  /** Undefined: the SDK's default model. */
-  model?: string;
-}
-
-export const CLAUDE_CODE_DEFAULTS: ClaudeCodeSettings = {
-  permissionMode: "bypassPermissions",
-  settingSources: ["user", "project", "local"],
-};
-
-type Env = Record<string, string | undefined>;
-
-const quoteList = (values: readonly string[]) => values.map((v) => `"${v}"`).join(", ");
-
-/** Reads the keys this executor knows from `executor_config`; other keys are ignored (forward compatibility). */
-export function claudeCodeSettings(config: JsonObject | undefined): ClaudeCodeSettings {
-  const settings: ClaudeCodeSettings = { ...CLAUDE_CODE_DEFAULTS, settingSources: [...CLAUDE_CODE_DEFAULTS.settingSources] };
-  if (!config) return settings;
-  const { permission_mode: mode, setting_sources: sources, model } = config;
-  if (mode !== undefined && mode !== null) {
-    if (typeof mode !== "string" || !(PERMISSION_MODES as readonly string[]).includes(mode)) {
-      throw new ExecutorError(
-        `executor_config.permission_mode must be one of ${quoteList(PERMISSION_MODES)}; got ${JSON.stringify(mode)}`,
-      );
-    }
-    settings.permissionMode = mode as PermissionMode;
-  }
-  if (sources !== undefined && sources !== null) {
-    if (!Array.isArray(sources) || sources.some((s) => !(SETTING_SOURCES as readonly unknown[]).includes(s))) {
-      throw new ExecutorError(
-        `executor_config.setting_sources must be a list of ${quoteList(SETTING_SOURCES)}; got ${JSON.stringify(sources)}`,
-      );
-    }
-    settings.settingSources = [...new Set(sources as SettingSource[])];
-  }
-  if (model !== undefined && model !== null) {
-    if (typeof model !== "string" || model.trim() === "") {
-      throw new ExecutorError(`executor_config.model must be a non-empty model name; got ${JSON.stringify(model)}`);
-    }
-    settings.model = model;
-  }
-  return settings;
-}
-
-/** `${VAR}` → the variable's value; a variable that is not set leaves its placeholder as is. */
-export function fillEnvPlaceholders(text: string, env: Env): string {
-  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (placeholder, name: string) => env[name] ?? placeholder);
-}
-
-function fillValues(values: unknown, env: Env): unknown {
-  if (!JsonObject.allows(values)) return values;
-  return Object.fromEntries(
-    Object.entries(values).map(([key, value]) => [key, typeof value === "string" ? fillEnvPlaceholders(value, env) : value]),
-  );
-}
-
-/**
- * The blueprint's MCP servers for the SDK, with `${VAR}` placeholders in `headers` (http/sse) and
- * `env` (stdio) values filled from the executor's environment (e.g. `${AGENT_SESSION_ID}`).
- */
-export function mcpServersFor(servers: unknown, env: Env): Record<string, McpServerConfig> {
-  if (!JsonObject.allows(servers)) {
-    throw new ExecutorError(`agent_blueprint.mcp_servers must be an object of server configs; got ${JSON.stringify(servers)}`);
-  }
-  const out: Record<string, McpServerConfig> = {};
-  for (const [name, config] of Object.entries(servers)) {
-    if (!JsonObject.allows(config)) {
-      throw new ExecutorError(`agent_blueprint.mcp_servers.${name} must be an object; got ${JSON.stringify(config)}`);
-    }
-    const filled: Record<string, unknown> = { ...config };
-    if ("headers" in filled) filled.headers = fillValues(filled.headers, env);
-    if ("env" in filled) filled.env = fillValues(filled.env, env);
-    out[name] = filled as McpServerConfig;
-  }
-  return out;
-}
-
-/** The prompt sent to the agent: on start the blueprint's system prompt goes first (design §10). */
-export function promptFor(invocation: Invocation): string {
-  const systemPrompt = invocation.agent_blueprint?.system_prompt;
-  if (invocation.mode === "start" && typeof systemPrompt === "string" && systemPrompt.trim() !== "") {
-    return `${systemPrompt}\n\n---\n\n${invocation.prompt}`;
-  }
-  return invocation.prompt;
-}
-
-/** Where the agent works and which SDK session it continues. */
-export interface SessionTarget {
-  cwd: string;
-  /** The SDK session to resume (the coordinator's `executor_session_id`). */
-  resume?: string;
-}
-
-/**
- * The Claude Agent SDK options for an invocation: pure data, from `executor_config` (with defaults),
- * the blueprint and the environment. Hooks and process plumbing are added by the caller.
- */
-export function sdkOptionsFor(invocation: Invocation, target: SessionTarget, env: Env = process.env): Options {
-  const settings = claudeCodeSettings(invocation.executor_config);
-  const options: Options = {
-    cwd: target.cwd,
-    permissionMode: settings.permissionMode,
-    settingSources: settings.settingSources,
-    // The agent is a Claude Code agent: keep Claude Code's own system prompt and tools. The
-    // blueprint's system prompt travels in the prompt (design §10).
-    systemPrompt: { type: "preset", preset: "claude_code" },
-  };
-  // The SDK refuses bypassPermissions without this explicit acknowledgement.
-  if (settings.permissionMode === "bypassPermissions") options.allowDangerouslySkipPermissions = true;
-  if (settings.model) options.model = settings.model;
-  if (target.resume) options.resume = target.resume;
-  const mcpServers = invocation.agent_blueprint?.mcp_servers;
-  if (mcpServers !== undefined && mcpServers !== null) options.mcpServers = mcpServersFor(mcpServers, env);
-  const executable = env.CLAUDE_CODE_EXECUTABLE;
-  if (executable) options.pathToClaudeCodeExecutable = executable;
-  return options;
-}
-
-const ROOT_REFUSAL = /cannot be used with root\/sudo privileges/;
-const BINARY_NOT_FOUND = /Native CLI binary for .* not found/;
-
-/** Turns what the SDK threw into a message that says what to do. */
-export function explainSdkFailure(message: string): string {
-  if (ROOT_REFUSAL.test(message)) {
-    return (
-      "Claude Code refuses permission_mode 'bypassPermissions' when running as root unless IS_SANDBOX=1 is set. " +
-      "Run the runner as a non-root user, set IS_SANDBOX=1 in its environment if this machine is a disposable " +
-      `sandbox (container, VM), or use a profile with another permission_mode. (Claude Code said: ${message.trim()})`
-    );
-  }
-  if (BINARY_NOT_FOUND.test(message)) {
-    return (
-      "The Claude Code binary that the Agent SDK runs was not found (it ships in the optional package " +
-      `@anthropic-ai/claude-agent-sdk-${process.platform}-${process.arch}, which a compiled runner does not carry). ` +
-      `Set CLAUDE_CODE_EXECUTABLE to the path of a Claude Code executable. (SDK: ${message.trim()})`
-    );
-  }
-  return `Claude Agent SDK failed: ${message.trim()}`;
-}
 
 function checkDirectory(path: string, what: string): void {
   if (!existsSync(path)) throw new ExecutorError(`${what} ${path} does not exist`);
@@ -195,7 +48,8 @@ async function sessionTarget(invocation: Invocation, context: ExecutorContext): 
 }
 
 function resultFailure(message: Extract<SDKMessage, { type: "result" }>): string | undefined {
-  if (message.subtype === "success") return message.is_error ? message.result || "the turn ended on an error" : undefined;
+  if (message.subtype === "success")
+    return message.is_error ? message.result || "the turn ended on an error" : undefined;
   const errors = "errors" in message && Array.isArray(message.errors) ? message.errors.join("; ") : "";
   return `${message.subtype}${errors ? `: ${errors}` : ""}`;
 }
@@ -210,11 +64,21 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
   const postTool: HookCallback = async (input) => {
     if (input.hook_event_name === "PostToolUse") {
       await reporter.event(
-        sessionEvents.postTool(sessionId, { name: input.tool_name, input: input.tool_input, output: input.tool_response, error: null }),
+        sessionEvents.postTool(sessionId, {
+          name: input.tool_name,
+          input: input.tool_input,
+          output: input.tool_response,
+          error: null,
+        }),
       );
     } else if (input.hook_event_name === "PostToolUseFailure") {
       await reporter.event(
-        sessionEvents.postTool(sessionId, { name: input.tool_name, input: input.tool_input, output: null, error: input.error }),
+        sessionEvents.postTool(sessionId, {
+          name: input.tool_name,
+          input: input.tool_input,
+          output: null,
+          error: input.error,
+        }),
       );
     }
     return { continue: true };
@@ -244,7 +108,9 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
     for await (const message of query({ prompt, options })) {
       if (message.type === "system" && message.subtype === "init" && executorSessionId === undefined) {
         executorSessionId = message.session_id;
-        log.debug(`Claude Code session ${executorSessionId} (model ${message.model}, permission mode ${message.permissionMode})`);
+        log.debug(
+          `Claude Code session ${executorSessionId} (model ${message.model}, permission mode ${message.permissionMode})`,
+        );
         await reporter.bind(executorSessionId, target.cwd);
         if (invocation.mode === "resume") {
           await reporter.event(sessionEvents.sessionStart(sessionId));

@@ -4,15 +4,15 @@
  * exercised end to end in a second.
  */
 import { randomUUID } from "node:crypto";
-import type { Invocation } from "../invocation.ts";
+import type { Invocation } from "../protocol/invocation.ts";
+import { sessionEvents } from "../protocol/session-events.ts";
 import {
   type ExecutorContext,
   type ExecutorDefinition,
   type ExecutorIO,
   readSessionForResume,
   runExecutor,
-  sessionEvents,
-} from "./executor-kit.ts";
+} from "./kit/run-executor.ts";
 
 const TEST_EXECUTOR_NAME = "ao-test-exec";
 

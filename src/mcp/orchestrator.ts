@@ -1,6 +1,20 @@
-import { setTimeout as delay } from "node:timers/promises";
-import { CoordinatorError, type CoordinatorHttp, type CoordinatorRequest } from "../coordinator-http.ts";
-import { DEMANDS_HEADER, PARENT_SESSION_HEADER, type Demands, type RequestContext } from "./context.ts";
+/**
+ * The seven orchestration tools' work against the coordinator, without MCP: each method returns
+ * the tool's answer or throws a ToolError whose message the calling agent reads.
+ */
+import type { Type } from "arktype";
+import { CoordinatorError, type CoordinatorHttp, type CoordinatorRequest } from "../coordinator/http.ts";
+import { sleep } from "../shared/retry.ts";
+import { DEMANDS_HEADER, type Demands, PARENT_SESSION_HEADER, type RequestContext } from "./context.ts";
+import {
+  AgentList,
+  AnyReply,
+  RunReply,
+  type SessionEntry,
+  SessionList,
+  SessionResultReply,
+  SessionStatusReply,
+} from "./replies.ts";
 
 /** A failure the calling agent should read: becomes an MCP tool result with `isError: true`. */
 export class ToolError extends Error {
@@ -40,13 +54,6 @@ export interface WaitOptions {
   signal: AbortSignal;
   /** Called after every poll of a sync wait (used for MCP progress notifications). */
   onPoll?: (poll: { runId: string; runStatus: string; elapsedMs: number }) => void;
-}
-
-interface RunReply {
-  run_id?: string;
-  session_id?: string;
-  status?: string;
-  error?: string | null;
 }
 
 const STILL_GOING = new Set(["pending", "claimed", "running", "stopping"]);
@@ -91,7 +98,10 @@ function checkMode(mode: ExecutionMode, context: RequestContext): void {
 }
 
 function usableDemands(context: RequestContext): Demands | undefined {
-  if (context.demandsError) throw new ToolError(`${context.demandsError}. Fix the ${DEMANDS_HEADER} header in this MCP server's configuration.`);
+  if (context.demandsError)
+    throw new ToolError(
+      `${context.demandsError}. Fix the ${DEMANDS_HEADER} header in this MCP server's configuration.`,
+    );
   return context.demands && Object.keys(context.demands).length > 0 ? context.demands : undefined;
 }
 
@@ -119,10 +129,9 @@ export class Orchestrator {
 
   async listBlueprints(context: RequestContext): Promise<BlueprintSummary[]> {
     const query = context.tags ? `?tags=${encodeURIComponent(context.tags)}` : "";
-    const agents = await this.call<unknown>("Could not list agent blueprints", `/agents${query}`);
-    if (!Array.isArray(agents)) throw new ToolError("Could not list agent blueprints: the coordinator's reply is not a list");
+    const agents = await this.call("Could not list agent blueprints", `/agents${query}`, AgentList);
     return agents
-      .filter((agent) => agent && (agent.status ?? "active") === "active")
+      .filter((agent) => (agent.status ?? "active") === "active")
       .map((agent) => ({ name: agent.name, description: agent.description ?? "", tags: agent.tags ?? [] }));
   }
 
@@ -184,9 +193,12 @@ export class Orchestrator {
 
   async sessionResult(sessionId: string): Promise<{ session_id: string; result: string }> {
     const status = await this.fetchStatus(sessionId);
-    if (status === "not_existent") throw new ToolError(`Session ${sessionId} does not exist; list_agent_sessions shows the sessions there are`);
+    if (status === "not_existent")
+      throw new ToolError(`Session ${sessionId} does not exist; list_agent_sessions shows the sessions there are`);
     if (status !== "finished") {
-      throw new ToolError(`Session ${sessionId} is not finished (status: ${status}); check again later with get_agent_session_status`);
+      throw new ToolError(
+        `Session ${sessionId} is not finished (status: ${status}); check again later with get_agent_session_status`,
+      );
     }
     return { session_id: sessionId, result: truncateResult(await this.fetchResult(sessionId)) };
   }
@@ -197,26 +209,39 @@ export class Orchestrator {
     for (const { session_id: sessionId } of sessions) {
       if (typeof sessionId !== "string" || sessionId === "") continue;
       try {
-        await this.coordinator.json(`/sessions/${segment(sessionId)}`, { method: "DELETE" });
+        const path = `/sessions/${segment(sessionId)}`;
+        const response = await this.coordinator.fetch(path, { method: "DELETE" });
+        if (!response.ok) throw new CoordinatorError(response.status, path, await response.text());
         deleted += 1;
       } catch (error) {
         // Gone already (deleted by someone else meanwhile): nothing left to do for it.
         if (error instanceof CoordinatorError && error.status === 404) continue;
-        throw this.toToolError(`Deleted ${deleted} of ${sessions.length} sessions, then could not delete session ${sessionId}`, error);
+        throw this.toToolError(
+          `Deleted ${deleted} of ${sessions.length} sessions, then could not delete session ${sessionId}`,
+          error,
+        );
       }
     }
     return { deleted_count: deleted };
   }
 
-  private async createRun(what: string, body: Record<string, unknown>): Promise<{ run_id: string; session_id: string; status?: string }> {
+  private async createRun(
+    what: string,
+    body: Record<string, unknown>,
+  ): Promise<{ run_id: string; session_id: string; status?: string }> {
     const json = Object.fromEntries(Object.entries(body).filter(([, value]) => value !== undefined && value !== null));
-    const reply = await this.call<RunReply>(what, "/runs", { method: "POST", json });
-    const sessionId = reply?.session_id ?? (typeof body.session_id === "string" ? body.session_id : undefined);
-    if (!reply?.run_id || !sessionId) throw new ToolError(`${what}: the coordinator's reply to POST /runs has no run_id or session_id`);
+    const reply = await this.call(what, "/runs", RunReply, { method: "POST", json });
+    const sessionId = reply.session_id ?? (typeof body.session_id === "string" ? body.session_id : undefined);
+    if (!reply.run_id || !sessionId)
+      throw new ToolError(`${what}: the coordinator's reply to POST /runs has no run_id or session_id`);
     return { run_id: reply.run_id, session_id: sessionId, status: reply.status };
   }
 
-  private async finish(run: { run_id: string; session_id: string; status?: string }, mode: ExecutionMode, wait: WaitOptions): Promise<SessionRunResult> {
+  private async finish(
+    run: { run_id: string; session_id: string; status?: string },
+    mode: ExecutionMode,
+    wait: WaitOptions,
+  ): Promise<SessionRunResult> {
     if (mode !== "sync") return { session_id: run.session_id, run_id: run.run_id, status: run.status ?? "pending" };
     const result = await this.waitForRun(run.run_id, run.session_id, wait);
     return { session_id: run.session_id, result: truncateResult(result) };
@@ -229,10 +254,13 @@ export class Orchestrator {
     let failures = 0;
     let lastStatus = "pending";
     for (;;) {
-      if (signal.aborted) throw new ToolError(`Stopped waiting for session ${sessionId}: the request was cancelled or the runner is shutting down`);
+      if (signal.aborted)
+        throw new ToolError(
+          `Stopped waiting for session ${sessionId}: the request was cancelled or the runner is shutting down`,
+        );
       let run: RunReply | undefined;
       try {
-        run = await this.coordinator.json<RunReply>(`/runs/${segment(runId)}`, { signal });
+        run = await this.coordinator.json(`/runs/${segment(runId)}`, RunReply, { signal });
         failures = 0;
       } catch (error) {
         if (signal.aborted) continue;
@@ -245,9 +273,12 @@ export class Orchestrator {
         lastStatus = run.status ?? "unknown";
         onPoll?.({ runId, runStatus: lastStatus, elapsedMs: Date.now() - started });
         if (lastStatus === "completed") return this.fetchResult(sessionId);
-        if (lastStatus === "failed") throw new ToolError(`Session ${sessionId} failed: ${run.error || "the coordinator gave no reason"}`);
-        if (lastStatus === "stopped") throw new ToolError(`Session ${sessionId} was stopped before it finished (run ${runId})`);
-        if (!STILL_GOING.has(lastStatus)) throw new ToolError(`Run ${runId} of session ${sessionId} has an unexpected status: ${lastStatus}`);
+        if (lastStatus === "failed")
+          throw new ToolError(`Session ${sessionId} failed: ${run.error || "the coordinator gave no reason"}`);
+        if (lastStatus === "stopped")
+          throw new ToolError(`Session ${sessionId} was stopped before it finished (run ${runId})`);
+        if (!STILL_GOING.has(lastStatus))
+          throw new ToolError(`Run ${runId} of session ${sessionId} has an unexpected status: ${lastStatus}`);
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
@@ -256,17 +287,14 @@ export class Orchestrator {
             `It goes on running: check it with get_agent_session_status and fetch the result with get_agent_session_result.`,
         );
       }
-      try {
-        await delay(Math.min(this.pollIntervalMs, remaining), undefined, { signal });
-      } catch {
-        // aborted: the loop's first check reports it
-      }
+      // Aborted: the loop's first check reports it.
+      await sleep(Math.min(this.pollIntervalMs, remaining), signal);
     }
   }
 
   private async requireSession(sessionId: string): Promise<void> {
     try {
-      await this.coordinator.json(`/sessions/${segment(sessionId)}`);
+      await this.coordinator.json(`/sessions/${segment(sessionId)}`, AnyReply);
     } catch (error) {
       if (error instanceof CoordinatorError && error.status === 404) {
         throw new ToolError(`Session ${sessionId} does not exist; list_agent_sessions shows the sessions there are`);
@@ -277,8 +305,8 @@ export class Orchestrator {
 
   private async fetchStatus(sessionId: string): Promise<string> {
     try {
-      const reply = await this.coordinator.json<{ status?: string }>(`/sessions/${segment(sessionId)}/status`);
-      return reply?.status ?? "not_existent";
+      const reply = await this.coordinator.json(`/sessions/${segment(sessionId)}/status`, SessionStatusReply);
+      return reply.status ?? "not_existent";
     } catch (error) {
       if (error instanceof CoordinatorError && error.status === 404) return "not_existent";
       throw this.toToolError(`Could not get the status of session ${sessionId}`, error);
@@ -286,21 +314,23 @@ export class Orchestrator {
   }
 
   private async fetchResult(sessionId: string): Promise<string> {
-    const reply = await this.call<{ result?: unknown }>(`Could not get the result of session ${sessionId}`, `/sessions/${segment(sessionId)}/result`);
-    const result = reply?.result;
+    const reply = await this.call(
+      `Could not get the result of session ${sessionId}`,
+      `/sessions/${segment(sessionId)}/result`,
+      SessionResultReply,
+    );
+    const result = reply.result;
     if (result === undefined || result === null) return "";
     return typeof result === "string" ? result : JSON.stringify(result);
   }
 
-  private async fetchSessions(what: string): Promise<Array<Record<string, any>>> {
-    const reply = await this.call<{ sessions?: unknown }>(what, "/sessions");
-    if (!Array.isArray(reply?.sessions)) throw new ToolError(`${what}: the coordinator's reply has no "sessions" list`);
-    return reply.sessions.filter((session) => session && typeof session === "object");
+  private async fetchSessions(what: string): Promise<SessionEntry[]> {
+    return (await this.call(what, "/sessions", SessionList)).sessions;
   }
 
-  private async call<T>(what: string, path: string, request?: CoordinatorRequest): Promise<T | undefined> {
+  private async call<T>(what: string, path: string, schema: Type<T>, request?: CoordinatorRequest): Promise<T> {
     try {
-      return await this.coordinator.json<T>(path, request);
+      return await this.coordinator.json(path, schema, request);
     } catch (error) {
       throw this.toToolError(what, error);
     }
@@ -310,7 +340,8 @@ export class Orchestrator {
     if (error instanceof ToolError) return error;
     if (error instanceof CoordinatorError) return new ToolError(`${what}: ${error.message}`);
     const reason = error instanceof Error ? error.message : String(error);
-    if (isTransient(error)) return new ToolError(`${what}: the coordinator at ${this.coordinator.baseUrl} could not be reached (${reason})`);
+    if (isTransient(error))
+      return new ToolError(`${what}: the coordinator at ${this.coordinator.baseUrl} could not be reached (${reason})`);
     return new ToolError(`${what}: ${reason}`);
   }
 }

@@ -1,8 +1,9 @@
+/** The embedded MCP server (streamable HTTP on 127.0.0.1) through which agents start and steer agents. */
 import type { Server } from "bun";
 import pkg from "../../package.json" with { type: "json" };
-import type { CoordinatorHttp } from "../coordinator-http.ts";
-import { ConfigError } from "../errors.ts";
-import { log } from "../log.ts";
+import type { CoordinatorHttp } from "../coordinator/http.ts";
+import { ConfigError } from "../shared/errors.ts";
+import { log } from "../shared/log.ts";
 import { contextFromHeaders } from "./context.ts";
 
 const MCP_PATH = "/mcp";
@@ -46,12 +47,13 @@ type McpHandler = (request: Request) => Promise<Response>;
  * share or block anything.
  */
 async function loadMcpHandler(options: McpServerOptions, lifetime: AbortSignal): Promise<McpHandler> {
-  const [{ McpServer }, { WebStandardStreamableHTTPServerTransport }, { registerTools }, { Orchestrator }] = await Promise.all([
-    import("@modelcontextprotocol/sdk/server/mcp.js"),
-    import("@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"),
-    import("./tools.ts"),
-    import("./orchestrator.ts"),
-  ]);
+  const [{ McpServer }, { WebStandardStreamableHTTPServerTransport }, { registerTools }, { Orchestrator }] =
+    await Promise.all([
+      import("@modelcontextprotocol/sdk/server/mcp.js"),
+      import("@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"),
+      import("./tools.ts"),
+      import("./orchestrator.ts"),
+    ]);
   const orchestrator = new Orchestrator(options.coordinator, {
     syncTimeoutMs: options.syncTimeoutMs,
     pollIntervalMs: options.pollIntervalMs,
@@ -70,7 +72,7 @@ async function loadMcpHandler(options: McpServerOptions, lifetime: AbortSignal):
 }
 
 /**
- * Starts the embedded MCP server (design §9). The port is bound at once (so its URL is known and
+ * Starts the embedded MCP server (docs/protocol.md, "MCP tools"). The port is bound at once (so its URL is known and
  * a taken --mcp-port fails the start), but the MCP SDK is loaded on the first request: most
  * runners never get one, and the SDK would cost every runner's start-up time and memory.
  */
@@ -115,7 +117,9 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
     });
   } catch (error) {
     if (options.port && isAddressInUse(error)) {
-      throw new ConfigError(`--mcp-port ${options.port} is already in use on ${HOSTNAME}; choose another port or leave --mcp-port out to use any free port`);
+      throw new ConfigError(
+        `--mcp-port ${options.port} is already in use on ${HOSTNAME}; choose another port or leave --mcp-port out to use any free port`,
+      );
     }
     throw error;
   }

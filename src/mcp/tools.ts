@@ -1,10 +1,18 @@
+/** The seven orchestration tools as MCP tools: names, descriptions, zod input schemas (the SDK's). */
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { RequestHandlerExtra } from "@modelcontextprotocol/sdk/shared/protocol.js";
 import type { CallToolResult, ServerNotification, ServerRequest } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import { log } from "../log.ts";
-import { DEMANDS_HEADER, PARENT_SESSION_HEADER, TAGS_HEADER, type RequestContext } from "./context.ts";
-import { EXECUTION_MODES, MAX_PROMPT_LENGTH, MAX_RESULT_LENGTH, ToolError, type Orchestrator, type WaitOptions } from "./orchestrator.ts";
+import { log } from "../shared/log.ts";
+import { DEMANDS_HEADER, PARENT_SESSION_HEADER, type RequestContext, TAGS_HEADER } from "./context.ts";
+import {
+  EXECUTION_MODES,
+  MAX_PROMPT_LENGTH,
+  MAX_RESULT_LENGTH,
+  type Orchestrator,
+  ToolError,
+  type WaitOptions,
+} from "./orchestrator.ts";
 
 export const TOOL_NAMES = [
   "list_agent_blueprints",
@@ -25,8 +33,13 @@ const modeSchema = z
       `"async_callback": return at once; when the session finishes, the coordinator resumes your session with its result (needs the ${PARENT_SESSION_HEADER} header).`,
   );
 
-const promptSchema = z.string().describe(`What the agent should do. At most ${MAX_PROMPT_LENGTH.toLocaleString("en-US")} characters.`);
-const sessionIdSchema = z.string().min(1).describe('Session id as returned by start_agent_session or list_agent_sessions (e.g. "ses_abc123def456").');
+const promptSchema = z
+  .string()
+  .describe(`What the agent should do. At most ${MAX_PROMPT_LENGTH.toLocaleString("en-US")} characters.`);
+const sessionIdSchema = z
+  .string()
+  .min(1)
+  .describe('Session id as returned by start_agent_session or list_agent_sessions (e.g. "ses_abc123def456").');
 
 const resultNote = `Results longer than ${MAX_RESULT_LENGTH.toLocaleString("en-US")} characters are cut, with a note saying so.`;
 
@@ -121,12 +134,15 @@ export function registerTools(server: McpServer, orchestrator: Orchestrator, req
           .string()
           .min(1)
           .optional()
-          .describe(`Directory the agent works in. Default: project_dir from the ${DEMANDS_HEADER} header, else the runner's own.`),
+          .describe(
+            `Directory the agent works in. Default: project_dir from the ${DEMANDS_HEADER} header, else the runner's own.`,
+          ),
         mode: modeSchema,
       },
       annotations: { readOnlyHint: false, destructiveHint: false, openWorldHint: false },
     },
-    (args, extra) => run("start_agent_session", () => orchestrator.startSession(context, args, waitOptions(request, extra))),
+    (args, extra) =>
+      run("start_agent_session", () => orchestrator.startSession(context, args, waitOptions(request, extra))),
   );
 
   server.registerTool(
@@ -143,7 +159,8 @@ export function registerTools(server: McpServer, orchestrator: Orchestrator, req
       },
       annotations: { readOnlyHint: false, destructiveHint: false, openWorldHint: false },
     },
-    (args, extra) => run("resume_agent_session", () => orchestrator.resumeSession(context, args, waitOptions(request, extra))),
+    (args, extra) =>
+      run("resume_agent_session", () => orchestrator.resumeSession(context, args, waitOptions(request, extra))),
   );
 
   server.registerTool(

@@ -3,12 +3,12 @@ import { chmodSync, copyFileSync, readdirSync, readFileSync, writeFileSync } fro
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
-import { buildInvocation } from "../../src/invocation.ts";
-import { cleanEnv, REPO, runProcess, TempDirs } from "../executors/process.ts";
+import { buildInvocation } from "../../src/protocol/invocation.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
+import { cleanEnv, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 
-const INDEX = join(REPO, "index.ts");
-const CLAUDE_BINARY = join(REPO, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
+const INDEX = join(REPO_ROOT, "index.ts");
+const CLAUDE_BINARY = join(REPO_ROOT, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
 const temp = new TempDirs();
 let api: FakeAnthropic;
 
@@ -20,7 +20,10 @@ afterAll(async () => {
   temp.cleanup();
 });
 
-function exec(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; stdin?: string } = {}) {
+function exec(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; stdin?: string } = {},
+) {
   return runProcess([process.execPath, INDEX, "exec", ...args], {
     cwd: options.cwd ?? temp.make(),
     env: options.env ?? cleanEnv(),
@@ -72,11 +75,24 @@ describe("agent-runner exec with the test profile", () => {
   test("shows the events as they arrive, prints the result on stdout, exits 0", async () => {
     const state = temp.make();
     const project = temp.make();
-    const outcome = await exec(["--profile", "test", "--prompt", "hello", "--project-dir", project, "--state-dir", state, "--session-id", "ses_cli0"]);
+    const outcome = await exec([
+      "--profile",
+      "test",
+      "--prompt",
+      "hello",
+      "--project-dir",
+      project,
+      "--state-dir",
+      state,
+      "--session-id",
+      "ses_cli0",
+    ]);
     expect(outcome.exitCode, outcome.stderr).toBe(0);
     expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello\n");
     const lines = outcome.stderr.split("\n");
-    const order = ["bind", "user", "assistant", "session_stop"].map((label) => lines.findIndex((l) => new RegExp(`^\\d\\d:\\d\\d:\\d\\d  ${label} `).test(l)));
+    const order = ["bind", "user", "assistant", "session_stop"].map((label) =>
+      lines.findIndex((l) => new RegExp(`^\\d\\d:\\d\\d:\\d\\d  ${label} `).test(l)),
+    );
     expect(order.every((index) => index >= 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
     expect(outcome.stderr).toContain(`bind           executor session `);
@@ -88,23 +104,66 @@ describe("agent-runner exec with the test profile", () => {
   });
 
   test("--json: one JSON object per line on stdout, the result last", async () => {
-    const outcome = await exec(["--profile", "test", "--prompt", "hi json", "--json", "--session-id", "ses_json", "--state-dir", temp.make()]);
+    const outcome = await exec([
+      "--profile",
+      "test",
+      "--prompt",
+      "hi json",
+      "--json",
+      "--session-id",
+      "ses_json",
+      "--state-dir",
+      temp.make(),
+    ]);
     expect(outcome.exitCode, outcome.stderr).toBe(0);
-    const lines = outcome.stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+    const lines = outcome.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
     expect(lines.map((l) => l.kind)).toEqual(["bind", "event", "event", "event", "result"]);
-    expect(lines[1].body).toMatchObject({ event_type: "message", role: "user", content: [{ type: "text", text: "hi json" }] });
+    expect(lines[1].body).toMatchObject({
+      event_type: "message",
+      role: "user",
+      content: [{ type: "text", text: "hi json" }],
+    });
     expect(lines[3].body).toMatchObject({ event_type: "session_stop", exit_code: 0 });
-    expect(lines.at(-1)).toEqual({ kind: "result", session_id: "ses_json", exit_code: 0, result: "[TEST-EXECUTOR] Received: hi json" });
+    expect(lines.at(-1)).toEqual({
+      kind: "result",
+      session_id: "ses_json",
+      exit_code: 0,
+      result: "[TEST-EXECUTOR] Received: hi json",
+    });
   });
 
   test("--resume continues a session an earlier exec recorded", async () => {
     const state = temp.make();
     const project = temp.make();
-    const started = await exec(["--profile", "test", "--prompt", "one", "--session-id", "ses_res", "--state-dir", state, "-p", project]);
+    const started = await exec([
+      "--profile",
+      "test",
+      "--prompt",
+      "one",
+      "--session-id",
+      "ses_res",
+      "--state-dir",
+      state,
+      "-p",
+      project,
+    ]);
     expect(started.exitCode, started.stderr).toBe(0);
     const first = JSON.parse(readFileSync(join(state, "ses_res.json"), "utf8"));
 
-    const resumed = await exec(["--profile", "test", "--prompt", "two", "--resume", "--session-id", "ses_res", "--state-dir", state]);
+    const resumed = await exec([
+      "--profile",
+      "test",
+      "--prompt",
+      "two",
+      "--resume",
+      "--session-id",
+      "ses_res",
+      "--state-dir",
+      state,
+    ]);
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     expect(resumed.stdout).toBe("[TEST-EXECUTOR] Received: two\n");
     expect(resumed.stderr).toContain("GET /sessions/ses_res → 200");
@@ -112,12 +171,27 @@ describe("agent-runner exec with the test profile", () => {
     expect(resumed.stderr).toContain("metadata       last_resumed_at=");
     expect(resumed.stderr).toContain(`Resuming session ses_res with profile 'test' in ${project}`);
     const second = JSON.parse(readFileSync(join(state, "ses_res.json"), "utf8"));
-    expect(second).toMatchObject({ executor_session_id: first.executor_session_id, project_dir: project, status: "finished", result: "[TEST-EXECUTOR] Received: two" });
+    expect(second).toMatchObject({
+      executor_session_id: first.executor_session_id,
+      project_dir: project,
+      status: "finished",
+      result: "[TEST-EXECUTOR] Received: two",
+    });
     expect(second.last_resumed_at).toBeString();
   });
 
   test("--resume of a session nobody recorded: the executor's failure and exit code", async () => {
-    const outcome = await exec(["--profile", "test", "--prompt", "x", "--resume", "--session-id", "ses_ghost", "--state-dir", temp.make()]);
+    const outcome = await exec([
+      "--profile",
+      "test",
+      "--prompt",
+      "x",
+      "--resume",
+      "--session-id",
+      "ses_ghost",
+      "--state-dir",
+      temp.make(),
+    ]);
     expect(outcome.exitCode).toBe(1);
     expect(outcome.stdout).toBe("");
     expect(outcome.stderr).toContain("No session 'ses_ghost' recorded");
@@ -143,23 +217,48 @@ describe("agent-runner exec: the invocation, blueprint and exit code", () => {
     const project = temp.make();
     const dumpFile = join(temp.make(), "dump.json");
     const outcome = await exec(
-      ["--profile", "dump", "--profiles-dir", profilesDir, "--prompt", "task", "--session-id", "ses_dump", "--blueprint", blueprintFile, "--project-dir", project, "--state-dir", temp.make()],
+      [
+        "--profile",
+        "dump",
+        "--profiles-dir",
+        profilesDir,
+        "--prompt",
+        "task",
+        "--session-id",
+        "ses_dump",
+        "--blueprint",
+        blueprintFile,
+        "--project-dir",
+        project,
+        "--state-dir",
+        temp.make(),
+      ],
       { env: cleanEnv({ DUMP_FILE: dumpFile }) },
     );
     expect(outcome.exitCode, outcome.stderr).toBe(0);
     expect(outcome.stdout).toBe("dump result\n");
     const dump = JSON.parse(readFileSync(dumpFile, "utf8"));
     expect(JSON.parse(dump.stdin)).toEqual(
-      buildInvocation({ mode: "start", sessionId: "ses_dump", prompt: "task", projectDir: project, agentBlueprint: blueprint, executorConfig: config }),
+      buildInvocation({
+        mode: "start",
+        sessionId: "ses_dump",
+        prompt: "task",
+        projectDir: project,
+        agentBlueprint: blueprint,
+        executorConfig: config,
+      }),
     );
     expect(dump.session).toBe("ses_dump");
     expect(dump.api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   });
 
   test("exits with the executor's exit code", async () => {
-    const outcome = await exec(["--profile", "dump", "--profiles-dir", dumpProfilesDir({}), "--prompt", "x", "--state-dir", temp.make()], {
-      env: cleanEnv({ DUMP_FILE: join(temp.make(), "d.json"), DUMP_EXIT: "4" }),
-    });
+    const outcome = await exec(
+      ["--profile", "dump", "--profiles-dir", dumpProfilesDir({}), "--prompt", "x", "--state-dir", temp.make()],
+      {
+        env: cleanEnv({ DUMP_FILE: join(temp.make(), "d.json"), DUMP_EXIT: "4" }),
+      },
+    );
     expect(outcome.exitCode).toBe(4);
     expect(outcome.stdout).toBe("dump result\n");
     expect(outcome.stderr).toContain("Executor exited with code 4");
@@ -167,8 +266,26 @@ describe("agent-runner exec: the invocation, blueprint and exit code", () => {
 
   test("Ctrl-C (SIGINT) stops the executor with SIGTERM, as the runner stops a run", async () => {
     const proc = Bun.spawn(
-      [process.execPath, INDEX, "exec", "--profile", "dump", "--profiles-dir", dumpProfilesDir({}), "--prompt", "x", "--state-dir", temp.make()],
-      { cwd: temp.make(), env: cleanEnv({ DUMP_FILE: join(temp.make(), "d.json"), DUMP_HANG: "1" }), stdout: "pipe", stderr: "pipe", timeout: 30_000 },
+      [
+        process.execPath,
+        INDEX,
+        "exec",
+        "--profile",
+        "dump",
+        "--profiles-dir",
+        dumpProfilesDir({}),
+        "--prompt",
+        "x",
+        "--state-dir",
+        temp.make(),
+      ],
+      {
+        cwd: temp.make(),
+        env: cleanEnv({ DUMP_FILE: join(temp.make(), "d.json"), DUMP_HANG: "1" }),
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: 30_000,
+      },
     );
     // Wait for the executor's bind to be shown: it is running and will not end by itself.
     // (stderr is read to its end: exec still writes to it after the signal.)
@@ -205,10 +322,26 @@ describe("agent-runner exec: bad input", () => {
     ["a removed flag", ["--executor", "x", "--prompt", "x"], "--executor has been removed"],
     ["no prompt", ["--profile", "test"], "--prompt is required"],
     ["--resume without a session", ["--profile", "test", "--prompt", "x", "--resume"], "--resume needs --session-id"],
-    ["an unknown profile", ["--profile", "nonexistent", "--prompt", "x"], "Profile 'nonexistent' not found. Available: coding, research, supervised, test"],
-    ["a project dir that does not exist", ["--profile", "test", "--prompt", "x", "-p", "/nonexistent/p"], "--project-dir '/nonexistent/p': directory /nonexistent/p does not exist"],
-    ["a session id with a path in it", ["--profile", "test", "--prompt", "x", "--session-id", "../x"], "Invalid session id '../x'"],
-    ["a blueprint file that is missing", ["--profile", "test", "--prompt", "x", "--blueprint", "/nonexistent.json"], "--blueprint /nonexistent.json: cannot read it"],
+    [
+      "an unknown profile",
+      ["--profile", "nonexistent", "--prompt", "x"],
+      "Profile 'nonexistent' not found. Available: coding, research, supervised, test",
+    ],
+    [
+      "a project dir that does not exist",
+      ["--profile", "test", "--prompt", "x", "-p", "/nonexistent/p"],
+      "--project-dir '/nonexistent/p': directory /nonexistent/p does not exist",
+    ],
+    [
+      "a session id with a path in it",
+      ["--profile", "test", "--prompt", "x", "--session-id", "../x"],
+      "Invalid session id '../x'",
+    ],
+    [
+      "a blueprint file that is missing",
+      ["--profile", "test", "--prompt", "x", "--blueprint", "/nonexistent.json"],
+      "--blueprint /nonexistent.json: cannot read it",
+    ],
   ];
   for (const [name, args, message] of cases) {
     test(`${name}: exit 1 with a message`, async () => {
@@ -222,9 +355,18 @@ describe("agent-runner exec: bad input", () => {
   test("a blueprint that is not a JSON object", async () => {
     const file = join(temp.make(), "bp.json");
     writeFileSync(file, "[1, 2]");
-    const notObject = await exec(["--profile", "test", "--prompt", "x", "--blueprint", file, "--state-dir", temp.make()]);
+    const notObject = await exec([
+      "--profile",
+      "test",
+      "--prompt",
+      "x",
+      "--blueprint",
+      file,
+      "--state-dir",
+      temp.make(),
+    ]);
     expect(notObject.exitCode).toBe(1);
-    expect(notObject.stderr).toContain(`--blueprint ${file}: expected a JSON object`);
+    expect(notObject.stderr).toContain(`--blueprint ${file}: must be an object (not an array)`);
     writeFileSync(file, "{nope");
     const badJson = await exec(["--profile", "test", "--prompt", "x", "--blueprint", file, "--state-dir", temp.make()]);
     expect(badJson.exitCode).toBe(1);
@@ -243,7 +385,13 @@ describe("agent-runner __executor", () => {
   test("runs a built-in executor in-process (from source too)", async () => {
     const gateway = new LocalGateway().start();
     try {
-      const stdin = JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "ses_in", prompt: "inside", project_dir: "/tmp" });
+      const stdin = JSON.stringify({
+        schema_version: "2.1",
+        mode: "start",
+        session_id: "ses_in",
+        prompt: "inside",
+        project_dir: "/tmp",
+      });
       const outcome = await runProcess([process.execPath, INDEX, "__executor", "test"], {
         stdin,
         env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.url }),
@@ -259,7 +407,9 @@ describe("agent-runner __executor", () => {
   test("an unknown name is refused with the known ones", async () => {
     const outcome = await runProcess([process.execPath, INDEX, "__executor", "nope"]);
     expect(outcome.exitCode).toBe(1);
-    expect(outcome.stderr).toBe("agent-runner __executor: unknown built-in executor 'nope' (known: claude-code, test)\n");
+    expect(outcome.stderr).toBe(
+      "agent-runner __executor: unknown built-in executor 'nope' (known: claude-code, test)\n",
+    );
   });
 });
 
@@ -271,10 +421,11 @@ describe("the compiled executable alone in an empty directory", () => {
     // The package's build script, with its output sent to a temp dir (dist/ may be in use).
     const words = pkg.scripts.build.split(/\s+/);
     const outAt = words.indexOf("--outfile");
-    if (words[0] !== "bun" || words[1] !== "build" || outAt < 0) throw new Error(`unexpected build script: ${pkg.scripts.build}`);
+    if (words[0] !== "bun" || words[1] !== "build" || outAt < 0)
+      throw new Error(`unexpected build script: ${pkg.scripts.build}`);
     const buildDir = temp.make("ar-exec-build-");
     words[outAt + 1] = join(buildDir, "agent-runner");
-    const built = await runProcess([process.execPath, ...words.slice(1)], { cwd: REPO, timeoutMs: 120_000 });
+    const built = await runProcess([process.execPath, ...words.slice(1)], { cwd: REPO_ROOT, timeoutMs: 120_000 });
     if (built.exitCode !== 0) throw new Error(`build failed:\n${built.stdout}\n${built.stderr}`);
     runDir = temp.make("ar-exec-empty-");
     binary = join(runDir, "agent-runner");
@@ -283,10 +434,13 @@ describe("the compiled executable alone in an empty directory", () => {
   }, 120_000);
 
   test("exec --profile test runs the test executor carried inside the executable", async () => {
-    const outcome = await runProcess([binary, "exec", "--profile", "test", "--prompt", "hi", "--state-dir", temp.make()], {
-      cwd: runDir,
-      env: cleanEnv(),
-    });
+    const outcome = await runProcess(
+      [binary, "exec", "--profile", "test", "--prompt", "hi", "--state-dir", temp.make()],
+      {
+        cwd: runDir,
+        env: cleanEnv(),
+      },
+    );
     expect(outcome.exitCode, outcome.stderr).toBe(0);
     expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hi\n");
     expect(outcome.stderr).toContain("session_stop   exit 0 (completed)");
@@ -296,7 +450,10 @@ describe("the compiled executable alone in an empty directory", () => {
 
   test("the Claude Code executor inside the executable needs CLAUDE_CODE_EXECUTABLE, and works with it", async () => {
     const state = temp.make();
-    const without = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", state], { cwd: runDir, env: claudeEnv() });
+    const without = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", state], {
+      cwd: runDir,
+      env: claudeEnv(),
+    });
     expect(without.exitCode).toBe(1);
     expect(without.stderr).toContain("Set CLAUDE_CODE_EXECUTABLE to the path of a Claude Code executable");
 

@@ -1,10 +1,10 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
+import { REPO_ROOT } from "../support/processes.ts";
 
-const REPO = resolve(import.meta.dir, "../..");
 const BUILTIN_NAMES = ["coding", "research", "supervised", "test"];
 
 // Variables the runner reads: the tests' own environment must not leak into the child.
@@ -21,7 +21,7 @@ const RUNNER_ENV = [
   "AUTH0_AUDIENCE",
 ];
 
-const stripAnsi = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "");
+const stripAnsi = (text: string) => Bun.stripANSI(text);
 
 interface Result {
   exitCode: number;
@@ -34,7 +34,7 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<Re
   const childEnv: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", ...env };
   for (const name of RUNNER_ENV) if (!(name in env)) delete childEnv[name];
   const proc = Bun.spawn([process.execPath, "index.ts", ...args], {
-    cwd: REPO,
+    cwd: REPO_ROOT,
     env: childEnv,
     stdin: "ignore",
     stdout: "pipe",
@@ -79,7 +79,14 @@ describe("agent-runner CLI", () => {
     const { exitCode, stdout } = await cli(["--profile-list", "--profiles-dir", tmp]);
     expect(exitCode).toBe(0);
     const lines = stdout.trimEnd().split("\n");
-    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual(["broken", "coding", "mine", "research", "supervised", "test"]);
+    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual([
+      "broken",
+      "coding",
+      "mine",
+      "research",
+      "supervised",
+      "test",
+    ]);
     const mine = lines.find((line) => line.startsWith("mine "))!;
     expect(mine).toContain("custom");
     expect(mine).toContain(join(tmp, "mine.json"));

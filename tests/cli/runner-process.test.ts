@@ -2,8 +2,8 @@ import { afterEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawnRunner, type RunnerChild } from "../support/child-process.ts";
-import { startFakeCoordinator, type FakeCoordinator } from "../support/fake-coordinator.ts";
+import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
+import { type RunnerChild, spawnRunner } from "../support/processes.ts";
 import { FIXTURES } from "../support/runner-harness.ts";
 
 let fake: FakeCoordinator | undefined;
@@ -22,7 +22,10 @@ afterEach(async () => {
 /** A profiles directory with one profile, `fixture`, running the named fixture executor. */
 function profilesDir(fixture: string): string {
   const dir = mkdtempSync(join(tmpdir(), "runner-cli-"));
-  writeFileSync(join(dir, "fixture.json"), JSON.stringify({ type: "fixture", command: join(FIXTURES, fixture), config: { model: "m1" } }));
+  writeFileSync(
+    join(dir, "fixture.json"),
+    JSON.stringify({ type: "fixture", command: join(FIXTURES, fixture), config: { model: "m1" } }),
+  );
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
@@ -30,7 +33,17 @@ function profilesDir(fixture: string): string {
 function start(fixture: string, extraArgs: string[] = [], env: Record<string, string> = {}) {
   fake ??= startFakeCoordinator();
   child = spawnRunner(
-    ["--profile", "fixture", "--profiles-dir", profilesDir(fixture), "-c", fake.url, "--stop-grace-seconds", "2", ...extraArgs],
+    [
+      "--profile",
+      "fixture",
+      "--profiles-dir",
+      profilesDir(fixture),
+      "-c",
+      fake.url,
+      "--stop-grace-seconds",
+      "2",
+      ...extraArgs,
+    ],
     env,
   );
   return child;
@@ -68,7 +81,16 @@ test("a duplicate runner identity: boxed message with the existing runner, exit 
   fake = startFakeCoordinator();
   fake.on("POST", /^\/runner\/register$/, () =>
     Response.json(
-      { detail: { error: "duplicate_runner", message: "already online", runner_id: "lnch_dup", hostname: "h1", project_dir: "/w", executor_profile: "fixture" } },
+      {
+        detail: {
+          error: "duplicate_runner",
+          message: "already online",
+          runner_id: "lnch_dup",
+          hostname: "h1",
+          project_dir: "/w",
+          executor_profile: "fixture",
+        },
+      },
       { status: 409 },
     ),
   );

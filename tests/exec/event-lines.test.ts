@@ -18,35 +18,65 @@ describe("event lines", () => {
     expect(formatRecordLine(record("bind", { session_id: "s", executor_session_id: "exe-1", project_dir: "/p" }))).toBe(
       "12:34:56  bind           executor session exe-1 in /p",
     );
-    expect(formatRecordLine(record("event", { event_type: "message", role: "user", content: [{ type: "text", text: "line one\nline two" }] }))).toBe(
-      "12:34:56  user           line one ⏎ line two",
-    );
+    expect(
+      formatRecordLine(
+        record("event", {
+          event_type: "message",
+          role: "user",
+          content: [{ type: "text", text: "line one\nline two" }],
+        }),
+      ),
+    ).toBe("12:34:56  user           line one ⏎ line two");
     expect(formatRecordLine(record("event", { event_type: "session_stop", exit_code: 0, reason: "completed" }))).toBe(
       "12:34:56  session_stop   exit 0 (completed)",
     );
-    expect(formatRecordLine(record("metadata", { session_id: "s", last_resumed_at: at }))).toBe(`12:34:56  metadata       last_resumed_at=${at}`);
-    expect(formatRecordLine(record("request", undefined, { method: "GET", path: "/sessions/s", status: 404, detail: "Session not found" }))).toBe(
-      "12:34:56  request        GET /sessions/s → 404 Session not found",
+    expect(formatRecordLine(record("metadata", { session_id: "s", last_resumed_at: at }))).toBe(
+      `12:34:56  metadata       last_resumed_at=${at}`,
     );
+    expect(
+      formatRecordLine(
+        record("request", undefined, { method: "GET", path: "/sessions/s", status: 404, detail: "Session not found" }),
+      ),
+    ).toBe("12:34:56  request        GET /sessions/s → 404 Session not found");
   });
 
   test("tools show their input and how they ended", () => {
-    expect(describeRecord(record("event", { event_type: "post_tool", tool_name: "Read", tool_input: { file_path: "/a" }, tool_output: "hello", error: null }))).toEqual({
+    expect(
+      describeRecord(
+        record("event", {
+          event_type: "post_tool",
+          tool_name: "Read",
+          tool_input: { file_path: "/a" },
+          tool_output: "hello",
+          error: null,
+        }),
+      ),
+    ).toEqual({
       label: "tool",
       text: 'Read {"file_path":"/a"} → ok, 5 chars',
     });
-    expect(describeRecord(record("event", { event_type: "post_tool", tool_name: "Bash", tool_input: {}, tool_output: null, error: "exit 2" })).text).toBe(
-      "Bash {} → error: exit 2",
-    );
+    expect(
+      describeRecord(
+        record("event", {
+          event_type: "post_tool",
+          tool_name: "Bash",
+          tool_input: {},
+          tool_output: null,
+          error: "exit 2",
+        }),
+      ).text,
+    ).toBe("Bash {} → error: exit 2");
   });
 
   test("long texts are cut, rejected requests say so", () => {
     const long = "x".repeat(1000);
-    expect(describeRecord(record("event", { event_type: "message", role: "assistant", content: [{ type: "text", text: long }] })).text).toBe(
-      `${"x".repeat(300)}… (1000 chars)`,
-    );
-    expect(describeRecord(record("bind", { session_id: "s" }, { status: 400, detail: "missing executor_session_id" })).text).toBe(
-      "executor session (none) → 400 missing executor_session_id",
-    );
+    expect(
+      describeRecord(
+        record("event", { event_type: "message", role: "assistant", content: [{ type: "text", text: long }] }),
+      ).text,
+    ).toBe(`${"x".repeat(300)}… (1000 chars)`);
+    expect(
+      describeRecord(record("bind", { session_id: "s" }, { status: 400, detail: "missing executor_session_id" })).text,
+    ).toBe("executor session (none) → 400 missing executor_session_id");
   });
 });

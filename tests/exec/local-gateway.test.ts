@@ -45,16 +45,40 @@ describe("LocalGateway", () => {
       status: "running",
     });
     // What the executor sent is recorded as sent, not as enriched.
-    expect(gateway.records[0]).toMatchObject({ kind: "bind", method: "POST", path: "/bind", status: 200, body: { session_id: "ses_1", executor_session_id: "exe-1", project_dir: "/p" } });
+    expect(gateway.records[0]).toMatchObject({
+      kind: "bind",
+      method: "POST",
+      path: "/bind",
+      status: 200,
+      body: { session_id: "ses_1", executor_session_id: "exe-1", project_dir: "/p" },
+    });
     expect(changes.at(-1)?.executor_session_id).toBe("exe-1");
   });
 
   test("events are recorded in order; the last assistant message is the result; session_stop finishes the session", async () => {
     await call("POST", "/bind", { session_id: "ses_2", executor_session_id: "exe-2" });
-    await call("POST", "/events", { session_id: "ses_2", event_type: "message", role: "user", content: [{ type: "text", text: "q" }] });
+    await call("POST", "/events", {
+      session_id: "ses_2",
+      event_type: "message",
+      role: "user",
+      content: [{ type: "text", text: "q" }],
+    });
     expect((await call("GET", "/sessions/ses_2/result")).status).toBe(400);
-    await call("POST", "/events", { session_id: "ses_2", event_type: "message", role: "assistant", content: [{ type: "text", text: "an" }, { type: "text", text: "swer" }] });
-    await call("POST", "/events", { session_id: "ses_2", event_type: "session_stop", exit_code: 0, reason: "completed" });
+    await call("POST", "/events", {
+      session_id: "ses_2",
+      event_type: "message",
+      role: "assistant",
+      content: [
+        { type: "text", text: "an" },
+        { type: "text", text: "swer" },
+      ],
+    });
+    await call("POST", "/events", {
+      session_id: "ses_2",
+      event_type: "session_stop",
+      exit_code: 0,
+      reason: "completed",
+    });
     expect(seen.map((r) => r.kind)).toEqual(["bind", "event", "request", "event", "event"]);
     expect(await call("GET", "/sessions/ses_2/status")).toEqual({ status: 200, body: { status: "finished" } });
     expect(await call("GET", "/sessions/ses_2/result")).toEqual({ status: 200, body: { result: "answer" } });
@@ -62,7 +86,10 @@ describe("LocalGateway", () => {
 
   test("metadata updates a known session; unknown sessions are 404 like the coordinator's", async () => {
     await call("POST", "/bind", { session_id: "ses_3", executor_session_id: "exe-3" });
-    const updated = await call("PATCH", "/metadata", { session_id: "ses_3", last_resumed_at: "2025-05-05T00:00:00.000Z" });
+    const updated = await call("PATCH", "/metadata", {
+      session_id: "ses_3",
+      last_resumed_at: "2025-05-05T00:00:00.000Z",
+    });
     expect(updated.body.session.last_resumed_at).toBe("2025-05-05T00:00:00.000Z");
     expect((await call("PATCH", "/metadata", { session_id: "ses_nope" })).status).toBe(404);
     expect(await call("GET", "/sessions/ses_nope")).toEqual({ status: 404, body: { detail: "Session not found" } });
@@ -70,7 +97,13 @@ describe("LocalGateway", () => {
   });
 
   test("answers GET /sessions/{id} for sessions it was given", async () => {
-    const given: LocalSession = { session_id: "ses_old", status: "finished", created_at: "2025-01-01T00:00:00.000Z", executor_session_id: "exe-old", project_dir: "/old" };
+    const given: LocalSession = {
+      session_id: "ses_old",
+      status: "finished",
+      created_at: "2025-01-01T00:00:00.000Z",
+      executor_session_id: "exe-old",
+      project_dir: "/old",
+    };
     const withSessions = new LocalGateway({ sessions: [given] }).start();
     try {
       const response = await fetch(`${withSessions.url}/sessions/ses_old`);
@@ -83,9 +116,11 @@ describe("LocalGateway", () => {
   test("malformed requests are 400 with a detail that names what is missing", async () => {
     expect(await call("POST", "/bind", { session_id: "ses_4" })).toEqual({
       status: 400,
-      body: { detail: "POST /bind: missing or empty executor_session_id" },
+      body: { detail: "POST /bind: executor_session_id must be a string (was missing)" },
     });
-    expect((await call("POST", "/events", { event_type: "message" })).body.detail).toBe("POST /events: missing or empty session_id");
+    expect((await call("POST", "/events", { event_type: "message" })).body.detail).toBe(
+      "POST /events: session_id must be a string (was missing)",
+    );
     expect((await call("POST", "/events", "{oops")).body.detail).toBe("request body is not valid JSON");
     expect(gateway.records.map((r) => r.status)).toEqual([400, 400, 400]);
   });
@@ -98,8 +133,13 @@ describe("LocalGateway", () => {
   });
 
   test("waitFor resolves with a record still to come", async () => {
-    const waiting = gateway.waitFor((r) => r.kind === "event" && r.body.event_type === "session_stop", 5_000);
-    await call("POST", "/events", { session_id: "ses_5", event_type: "session_stop", exit_code: 0, reason: "completed" });
-    expect((await waiting).body.session_id).toBe("ses_5");
+    const waiting = gateway.waitFor((r) => r.kind === "event" && (r.body as any).event_type === "session_stop", 5_000);
+    await call("POST", "/events", {
+      session_id: "ses_5",
+      event_type: "session_stop",
+      exit_code: 0,
+      reason: "completed",
+    });
+    expect(((await waiting).body as any).session_id).toBe("ses_5");
   });
 });

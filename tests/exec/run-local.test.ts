@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildInvocation } from "../../src/invocation.ts";
+import { type ExecutorProfile, loadProfile } from "../../src/config/profiles.ts";
 import type { GatewayRecord } from "../../src/exec/local-gateway.ts";
 import { runLocal } from "../../src/exec/run-local.ts";
-import { type ExecutorProfile, loadProfile } from "../../src/profiles.ts";
-import { cleanEnv, TempDirs } from "../executors/process.ts";
+import { buildInvocation } from "../../src/protocol/invocation.ts";
+import { cleanEnv, TempDirs } from "../support/processes.ts";
 
 const temp = new TempDirs();
 afterAll(() => temp.cleanup());
@@ -73,9 +73,19 @@ describe("runLocal", () => {
     expect(dump.session).toBe("ses_run1");
     expect(dump.api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(records.map((r) => r.kind)).toEqual(["bind"]);
-    expect(outcome.session).toMatchObject({ session_id: "ses_run1", executor_session_id: "dump-1", executor_profile: "dump", status: "running" });
+    expect(outcome.session).toMatchObject({
+      session_id: "ses_run1",
+      executor_session_id: "dump-1",
+      executor_profile: "dump",
+      status: "running",
+    });
     // The gateway is gone once the run is over.
-    expect(await fetch(`${dump.api}/sessions/ses_run1`).then(() => "answered", () => "closed")).toBe("closed");
+    expect(
+      await fetch(`${dump.api}/sessions/ses_run1`).then(
+        () => "answered",
+        () => "closed",
+      ),
+    ).toBe("closed");
   });
 
   test("a profile without config sends no executor_config; resume sends no project_dir", async () => {
@@ -143,6 +153,10 @@ describe("runLocal", () => {
     expect(outcome.exitCode).toBe(0);
     expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: ping\n");
     expect(outcome.records.map((r) => r.kind)).toEqual(["bind", "event", "event", "event"]);
-    expect(outcome.session).toMatchObject({ status: "finished", result: "[TEST-EXECUTOR] Received: ping", executor_profile: "test" });
+    expect(outcome.session).toMatchObject({
+      status: "finished",
+      result: "[TEST-EXECUTOR] Received: ping",
+      executor_profile: "test",
+    });
   });
 });

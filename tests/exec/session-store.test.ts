@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError } from "../../src/errors.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../../src/exec/session-store.ts";
-import { TempDirs } from "../executors/process.ts";
+import { ConfigError } from "../../src/shared/errors.ts";
+import { TempDirs } from "../support/processes.ts";
 
 const temp = new TempDirs();
 afterAll(() => temp.cleanup());
@@ -13,7 +13,12 @@ describe("ExecSessionStore", () => {
     const dir = join(temp.make(), "nested", "state");
     const store = new ExecSessionStore(dir);
     expect(store.load("ses_a")).toBeUndefined();
-    const session = { session_id: "ses_a", status: "finished" as const, created_at: "2025-01-01T00:00:00.000Z", executor_session_id: "exe" };
+    const session = {
+      session_id: "ses_a",
+      status: "finished" as const,
+      created_at: "2025-01-01T00:00:00.000Z",
+      executor_session_id: "exe",
+    };
     store.save(session);
     expect(store.load("ses_a")).toEqual(session);
     expect(readdirSync(dir)).toEqual(["ses_a.json"]);
@@ -23,9 +28,14 @@ describe("ExecSessionStore", () => {
   test("a broken file is a ConfigError naming it", () => {
     const dir = temp.make();
     writeFileSync(join(dir, "ses_b.json"), "{broken");
-    expect(() => new ExecSessionStore(dir).load("ses_b")).toThrow(`Stored session ${join(dir, "ses_b.json")} is unusable`);
+    expect(() => new ExecSessionStore(dir).load("ses_b")).toThrow(
+      `Stored session ${join(dir, "ses_b.json")} is not valid JSON`,
+    );
     writeFileSync(join(dir, "ses_c.json"), JSON.stringify({ session_id: "ses_other" }));
-    expect(() => new ExecSessionStore(dir).load("ses_c")).toThrow('it holds session "ses_other"');
+    expect(() => new ExecSessionStore(dir).load("ses_c")).toThrow("created_at must be a string (was missing)");
+    const other = { session_id: "ses_other", status: "finished", created_at: "2026-01-01T00:00:00Z" };
+    writeFileSync(join(dir, "ses_d.json"), JSON.stringify(other));
+    expect(() => new ExecSessionStore(dir).load("ses_d")).toThrow("holds session ses_other, not ses_d");
   });
 
   test("session ids that are not plain names are refused", () => {

@@ -7,37 +7,55 @@ import {
   mcpServersFor,
   promptFor,
   sdkOptionsFor,
-} from "../../src/executors/claude-code.ts";
-import { type Invocation, parseInvocation } from "../../src/invocation.ts";
+} from "../../src/executors/claude-code-options.ts";
+import { type Invocation, parseInvocation } from "../../src/protocol/invocation.ts";
 
 function invocation(fields: Partial<Invocation> = {}): Invocation {
   return parseInvocation(
-    JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "ses_1", prompt: "do it", project_dir: "/work/p", ...fields }),
+    JSON.stringify({
+      schema_version: "2.1",
+      mode: "start",
+      session_id: "ses_1",
+      prompt: "do it",
+      project_dir: "/work/p",
+      ...fields,
+    }),
   );
 }
 
 describe("claudeCodeSettings", () => {
   test("defaults: bypassPermissions, all setting sources, the SDK's model", () => {
-    expect(claudeCodeSettings(undefined)).toEqual({ permissionMode: "bypassPermissions", settingSources: ["user", "project", "local"] });
+    expect(claudeCodeSettings(undefined)).toEqual({
+      permissionMode: "bypassPermissions",
+      settingSources: ["user", "project", "local"],
+    });
     expect(claudeCodeSettings({})).toEqual(CLAUDE_CODE_DEFAULTS);
   });
 
   test("reads permission_mode, setting_sources and model; ignores unknown keys", () => {
     expect(
-      claudeCodeSettings({ permission_mode: "acceptEdits", setting_sources: ["project", "local"], model: "opus", later_feature: true }),
+      claudeCodeSettings({
+        permission_mode: "acceptEdits",
+        setting_sources: ["project", "local"],
+        model: "opus",
+        later_feature: true,
+      }),
     ).toEqual({ permissionMode: "acceptEdits", settingSources: ["project", "local"], model: "opus" });
     expect(claudeCodeSettings({ setting_sources: [] }).settingSources).toEqual([]);
   });
 
   test("a value of the wrong kind is an error naming the key and what is allowed", () => {
     expect(() => claudeCodeSettings({ permission_mode: "yolo" })).toThrow(
-      'executor_config.permission_mode must be one of "default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"; got "yolo"',
+      'executor_config: permission_mode must be "acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan" or null (was "yolo")',
     );
     expect(() => claudeCodeSettings({ setting_sources: "project" })).toThrow(
-      'executor_config.setting_sources must be a list of "user", "project", "local"; got "project"',
+      'executor_config: setting_sources must be an array or null (was "project")',
     );
-    expect(() => claudeCodeSettings({ setting_sources: ["project", "global"] })).toThrow("setting_sources");
-    expect(() => claudeCodeSettings({ model: 7 })).toThrow("executor_config.model must be a non-empty model name; got 7");
+    expect(() => claudeCodeSettings({ setting_sources: ["project", "global"] })).toThrow(
+      'executor_config: setting_sources[1] must be "local", "project" or "user" (was "global")',
+    );
+    expect(() => claudeCodeSettings({ model: 7 })).toThrow("executor_config: model must be a string or null (was 7)");
+    expect(() => claudeCodeSettings({ model: " " })).toThrow("executor_config: model must be a non-empty model name");
   });
 });
 
@@ -67,7 +85,11 @@ describe("sdkOptionsFor", () => {
   });
 
   test("resume and CLAUDE_CODE_EXECUTABLE", () => {
-    const options = sdkOptionsFor(invocation({ mode: "resume" }), { cwd: "/x", resume: "3f1c-uuid" }, { CLAUDE_CODE_EXECUTABLE: "/opt/claude" });
+    const options = sdkOptionsFor(
+      invocation({ mode: "resume" }),
+      { cwd: "/x", resume: "3f1c-uuid" },
+      { CLAUDE_CODE_EXECUTABLE: "/opt/claude" },
+    );
     expect(options.resume).toBe("3f1c-uuid");
     expect(options.pathToClaudeCodeExecutable).toBe("/opt/claude");
   });
@@ -83,7 +105,12 @@ describe("sdkOptionsFor", () => {
               url: "http://127.0.0.1:9/mcp?s=${AGENT_SESSION_ID}",
               headers: { "X-Agent-Session-Id": "${AGENT_SESSION_ID}", "X-Missing": "${NOT_SET_ANYWHERE}" },
             },
-            tool: { type: "stdio", command: "${TOOL_BIN}", args: ["${AGENT_SESSION_ID}"], env: { SESSION: "id=${AGENT_SESSION_ID}" } },
+            tool: {
+              type: "stdio",
+              command: "${TOOL_BIN}",
+              args: ["${AGENT_SESSION_ID}"],
+              env: { SESSION: "id=${AGENT_SESSION_ID}" },
+            },
           },
         },
       }),
@@ -101,7 +128,9 @@ describe("sdkOptionsFor", () => {
   });
 
   test("invalid executor_config or mcp_servers are errors", () => {
-    expect(() => sdkOptionsFor(invocation({ executor_config: { permission_mode: 1 } }), { cwd: "/x" }, {})).toThrow("permission_mode");
+    expect(() => sdkOptionsFor(invocation({ executor_config: { permission_mode: 1 } }), { cwd: "/x" }, {})).toThrow(
+      "permission_mode",
+    );
     expect(() => mcpServersFor(["a"], {})).toThrow("agent_blueprint.mcp_servers must be an object");
     expect(() => mcpServersFor({ bad: "x" }, {})).toThrow("agent_blueprint.mcp_servers.bad must be an object");
   });
@@ -125,12 +154,16 @@ describe("explainSdkFailure", () => {
     const message = explainSdkFailure(
       "Claude Code process exited with code 1. stderr: --dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons",
     );
-    expect(message).toContain("refuses permission_mode 'bypassPermissions' when running as root unless IS_SANDBOX=1 is set");
+    expect(message).toContain(
+      "refuses permission_mode 'bypassPermissions' when running as root unless IS_SANDBOX=1 is set",
+    );
     expect(message).toContain("non-root user");
   });
 
   test("a missing Claude Code binary points at CLAUDE_CODE_EXECUTABLE", () => {
-    expect(explainSdkFailure("Native CLI binary for linux-x64 not found. Reinstall …")).toContain("Set CLAUDE_CODE_EXECUTABLE");
+    expect(explainSdkFailure("Native CLI binary for linux-x64 not found. Reinstall …")).toContain(
+      "Set CLAUDE_CODE_EXECUTABLE",
+    );
   });
 
   test("anything else is passed on", () => {

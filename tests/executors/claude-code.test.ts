@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
-import { CLAUDE_CODE_EXECUTOR, runProcess, TempDirs } from "./process.ts";
+import { CLAUDE_CODE_EXECUTOR, runProcess, TempDirs } from "../support/processes.ts";
 
 const TIMEOUT = 90_000;
 const temp = new TempDirs();
@@ -16,7 +16,13 @@ let gateway: LocalGateway;
 
 function textOf(content: unknown): string {
   if (typeof content === "string") return content;
-  return Array.isArray(content) ? content.map((b: any) => (typeof b?.text === "string" ? b.text : typeof b?.content === "string" ? b.content : textOf(b?.content))).join("\n") : "";
+  return Array.isArray(content)
+    ? content
+        .map((b: any) =>
+          typeof b?.text === "string" ? b.text : typeof b?.content === "string" ? b.content : textOf(b?.content),
+        )
+        .join("\n")
+    : "";
 }
 
 beforeAll(() => {
@@ -69,18 +75,25 @@ function runClaudeExecutor(invocation: Record<string, unknown>, env: Record<stri
 
 /** The text blocks of the user turns (Claude Code adds its own context turns around the prompt). */
 function userTexts(request: any): string[] {
-  return request.messages.filter((m: any) => m.role === "user").flatMap((m: any) =>
-    typeof m.content === "string" ? [m.content] : m.content.filter((b: any) => b.type === "text").map((b: any) => b.text),
-  );
+  return request.messages
+    .filter((m: any) => m.role === "user")
+    .flatMap((m: any) =>
+      typeof m.content === "string"
+        ? [m.content]
+        : m.content.filter((b: any) => b.type === "text").map((b: any) => b.text),
+    );
 }
 
 function toolResults(request: any): any[] {
-  return request.messages.flatMap((m: any) => (Array.isArray(m.content) ? m.content.filter((b: any) => b.type === "tool_result") : []));
+  return request.messages.flatMap((m: any) =>
+    Array.isArray(m.content) ? m.content.filter((b: any) => b.type === "tool_result") : [],
+  );
 }
 
 function sequence(g: LocalGateway): string[] {
   return g.records.map((r) => {
-    if (r.kind === "event") return `event:${r.body.event_type}${r.body.role ? `/${r.body.role}` : ""}`;
+    if (r.kind === "event")
+      return `event:${(r.body as any).event_type}${(r.body as any).role ? `/${(r.body as any).role}` : ""}`;
     if (r.kind === "request") return `${r.method} ${r.path}`;
     return r.kind;
   });
@@ -90,8 +103,14 @@ function sequence(g: LocalGateway): string[] {
 function agentRequestsSince(from: number): any[] {
   return api.requests
     .slice(from)
-    .filter((r) => r.method === "POST" && r.path === "/v1/messages" && Array.isArray(r.body?.tools) && r.body.tools.length > 0)
-    .map((r) => r.body);
+    .filter(
+      (r) =>
+        r.method === "POST" &&
+        r.path === "/v1/messages" &&
+        Array.isArray(r.body?.tools) &&
+        (r.body as any).tools.length > 0,
+    )
+    .map((r) => r.body as any);
 }
 
 describe("Claude Code executor against a fake Anthropic API", () => {
@@ -107,7 +126,12 @@ describe("Claude Code executor against a fake Anthropic API", () => {
           prompt: `READ_FILE_PLEASE ${join(project, "notes.txt")}`,
           project_dir: project,
           agent_blueprint: { name: "reader", system_prompt: "You are the reading agent." },
-          executor_config: { model: "claude-e2e-model-1", permission_mode: "bypassPermissions", setting_sources: ["project"], unknown_key: 1 },
+          executor_config: {
+            model: "claude-e2e-model-1",
+            permission_mode: "bypassPermissions",
+            setting_sources: ["project"],
+            unknown_key: 1,
+          },
         },
         claudeEnv(api.url),
       );
@@ -119,23 +143,40 @@ describe("Claude Code executor against a fake Anthropic API", () => {
       expect(requests.length).toBe(2);
       for (const request of requests) expect(request.model).toBe("claude-e2e-model-1");
       expect(requests[0].stream).toBe(true);
-      expect(userTexts(requests[0])).toContain(`You are the reading agent.\n\n---\n\nREAD_FILE_PLEASE ${join(project, "notes.txt")}`);
+      expect(userTexts(requests[0])).toContain(
+        `You are the reading agent.\n\n---\n\nREAD_FILE_PLEASE ${join(project, "notes.txt")}`,
+      );
       // The tool really ran: its result went back to the model.
       expect(toolResults(requests[0])).toEqual([]);
       const [toolResult] = toolResults(requests[1]);
       expect(textOf(toolResult.content)).toContain("the secret word is pelican");
 
-      expect(sequence(gateway)).toEqual(["bind", "event:message/user", "event:post_tool", "event:message/assistant", "event:session_stop"]);
-      const [bind, user, postTool, assistant, stop] = gateway.records.map((r) => r.body);
+      expect(sequence(gateway)).toEqual([
+        "bind",
+        "event:message/user",
+        "event:post_tool",
+        "event:message/assistant",
+        "event:session_stop",
+      ]);
+      const [bind, user, postTool, assistant, stop] = gateway.records.map((r) => r.body as any);
       expect(bind.executor_session_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       expect(bind.project_dir).toBe(project);
-      expect(user.content[0].text).toBe(`You are the reading agent.\n\n---\n\nREAD_FILE_PLEASE ${join(project, "notes.txt")}`);
-      expect(postTool).toMatchObject({ session_id: "ses_cc1", tool_name: "Read", tool_input: { file_path: join(project, "notes.txt") }, error: null });
+      expect(user.content[0].text).toBe(
+        `You are the reading agent.\n\n---\n\nREAD_FILE_PLEASE ${join(project, "notes.txt")}`,
+      );
+      expect(postTool).toMatchObject({
+        session_id: "ses_cc1",
+        tool_name: "Read",
+        tool_input: { file_path: join(project, "notes.txt") },
+        error: null,
+      });
       expect(JSON.stringify(postTool.tool_output)).toContain("the secret word is pelican");
       expect(`${assistant.content[0].text}\n`).toBe(outcome.stdout);
       expect(stop).toMatchObject({ exit_code: 0, reason: "completed" });
       // Claude Code's own init message reports the mode it runs in.
-      expect(outcome.stderr).toContain(`Claude Code session ${bind.executor_session_id} (model claude-e2e-model-1, permission mode bypassPermissions)`);
+      expect(outcome.stderr).toContain(
+        `Claude Code session ${bind.executor_session_id} (model claude-e2e-model-1, permission mode bypassPermissions)`,
+      );
       expect(outcome.stderr).not.toContain("sk-ant-test-dummy-key");
     },
     TIMEOUT,
@@ -146,11 +187,19 @@ describe("Claude Code executor against a fake Anthropic API", () => {
     async () => {
       const project = temp.make("ar-cc-project-");
       mkdirSync(join(project, ".claude"));
-      writeFileSync(join(project, ".claude", "settings.json"), JSON.stringify({ model: "claude-from-project-settings" }));
+      writeFileSync(
+        join(project, ".claude", "settings.json"),
+        JSON.stringify({ model: "claude-from-project-settings" }),
+      );
 
       let from = api.requests.length;
       const withProject = await runClaudeExecutor(
-        { mode: "start", prompt: "hi", project_dir: project, executor_config: { permission_mode: "plan", setting_sources: ["project"] } },
+        {
+          mode: "start",
+          prompt: "hi",
+          project_dir: project,
+          executor_config: { permission_mode: "plan", setting_sources: ["project"] },
+        },
         claudeEnv(api.url),
       );
       expect(withProject.exitCode, withProject.stderr).toBe(0);
@@ -160,7 +209,12 @@ describe("Claude Code executor against a fake Anthropic API", () => {
 
       from = api.requests.length;
       const userOnly = await runClaudeExecutor(
-        { mode: "start", prompt: "hi", project_dir: project, executor_config: { permission_mode: "acceptEdits", setting_sources: ["user"] } },
+        {
+          mode: "start",
+          prompt: "hi",
+          project_dir: project,
+          executor_config: { permission_mode: "acceptEdits", setting_sources: ["user"] },
+        },
         claudeEnv(api.url),
       );
       expect(userOnly.exitCode, userOnly.stderr).toBe(0);
@@ -178,13 +232,19 @@ describe("Claude Code executor against a fake Anthropic API", () => {
       const project = temp.make("ar-cc-project-");
       const blueprint = { name: "a", system_prompt: "SYSTEM PROMPT TEXT" };
       const env = claudeEnv(api.url);
-      const started = await runClaudeExecutor({ mode: "start", prompt: "FIRST_TURN_MARKER", project_dir: project, agent_blueprint: blueprint }, env);
+      const started = await runClaudeExecutor(
+        { mode: "start", prompt: "FIRST_TURN_MARKER", project_dir: project, agent_blueprint: blueprint },
+        env,
+      );
       expect(started.exitCode, started.stderr).toBe(0);
       const executorSessionId = gateway.session("ses_cc1")!.executor_session_id;
       gateway.records.length = 0;
 
       const from = api.requests.length;
-      const resumed = await runClaudeExecutor({ mode: "resume", prompt: "SECOND_TURN_MARKER", agent_blueprint: blueprint }, env);
+      const resumed = await runClaudeExecutor(
+        { mode: "resume", prompt: "SECOND_TURN_MARKER", agent_blueprint: blueprint },
+        env,
+      );
       expect(resumed.exitCode, resumed.stderr).toBe(0);
       expect(resumed.stdout).toStartWith("Hello from the fake API");
 
@@ -197,17 +257,23 @@ describe("Claude Code executor against a fake Anthropic API", () => {
         "event:message/assistant",
         "event:session_stop",
       ]);
-      expect(gateway.records[1]!.body.executor_session_id).toBe(executorSessionId);
-      expect(gateway.records[4]!.body.content[0].text).toBe("SECOND_TURN_MARKER");
-      expect(gateway.session("ses_cc1")!.last_resumed_at).toBe(gateway.records[3]!.body.last_resumed_at);
+      expect((gateway.records[1]!.body as any).executor_session_id).toBe(executorSessionId);
+      expect((gateway.records[4]!.body as any).content[0].text).toBe("SECOND_TURN_MARKER");
+      expect(gateway.session("ses_cc1")!.last_resumed_at).toBe((gateway.records[3]!.body as any).last_resumed_at);
 
       const [request] = agentRequestsSince(from);
       const texts = userTexts(request);
       // The history of the start (with its system prompt), then the new prompt on its own.
       expect(texts).toContain("SYSTEM PROMPT TEXT\n\n---\n\nFIRST_TURN_MARKER");
       expect(texts).toContain("SECOND_TURN_MARKER");
-      expect(texts.indexOf("SECOND_TURN_MARKER")).toBeGreaterThan(texts.indexOf("SYSTEM PROMPT TEXT\n\n---\n\nFIRST_TURN_MARKER"));
-      expect(request.messages.some((m: any) => m.role === "assistant" && JSON.stringify(m.content).includes("Hello from the fake API"))).toBe(true);
+      expect(texts.indexOf("SECOND_TURN_MARKER")).toBeGreaterThan(
+        texts.indexOf("SYSTEM PROMPT TEXT\n\n---\n\nFIRST_TURN_MARKER"),
+      );
+      expect(
+        request.messages.some(
+          (m: any) => m.role === "assistant" && JSON.stringify(m.content).includes("Hello from the fake API"),
+        ),
+      ).toBe(true);
     },
     TIMEOUT,
   );
@@ -216,7 +282,10 @@ describe("Claude Code executor against a fake Anthropic API", () => {
     "resume of a session the coordinator does not know: exit 1, nothing sent to the API",
     async () => {
       const from = api.requests.length;
-      const outcome = await runClaudeExecutor({ mode: "resume", prompt: "x", session_id: "ses_missing" }, claudeEnv(api.url));
+      const outcome = await runClaudeExecutor(
+        { mode: "resume", prompt: "x", session_id: "ses_missing" },
+        claudeEnv(api.url),
+      );
       expect(outcome.exitCode).toBe(1);
       expect(outcome.stdout).toBe("");
       expect(outcome.stderr).toContain("Cannot resume session 'ses_missing': no such session");
@@ -331,11 +400,16 @@ describe("Claude Code executor against a fake Anthropic API", () => {
     async () => {
       const from = api.requests.length;
       const outcome = await runClaudeExecutor(
-        { mode: "start", prompt: "hi", project_dir: temp.make("ar-cc-project-"), executor_config: { permission_mode: "yolo" } },
+        {
+          mode: "start",
+          prompt: "hi",
+          project_dir: temp.make("ar-cc-project-"),
+          executor_config: { permission_mode: "yolo" },
+        },
         claudeEnv(api.url),
       );
       expect(outcome.exitCode).toBe(1);
-      expect(outcome.stderr).toContain('executor_config.permission_mode must be one of "default"');
+      expect(outcome.stderr).toContain('executor_config: permission_mode must be "acceptEdits"');
       expect(gateway.records).toEqual([]);
       expect(api.requests.length).toBe(from);
     },
@@ -355,8 +429,14 @@ describe("Claude Code executor: command line", () => {
     for (const [stdin, message] of [
       ["", "stdin is empty"],
       ["[1,", "not valid JSON"],
-      [JSON.stringify({ schema_version: "2.0", mode: "start", session_id: "s", prompt: "p", project_dir: "/" }), 'must be "2.1"'],
-      [JSON.stringify({ schema_version: "2.1", mode: "start", prompt: "p", project_dir: "/" }), "session_id must be a string (was missing)"],
+      [
+        JSON.stringify({ schema_version: "2.0", mode: "start", session_id: "s", prompt: "p", project_dir: "/" }),
+        'must be "2.1"',
+      ],
+      [
+        JSON.stringify({ schema_version: "2.1", mode: "start", prompt: "p", project_dir: "/" }),
+        "session_id must be a string (was missing)",
+      ],
     ]) {
       const outcome = await runProcess([CLAUDE_CODE_EXECUTOR], { stdin, env: { PATH: process.env.PATH } });
       expect(outcome.exitCode).toBe(1);
@@ -367,7 +447,13 @@ describe("Claude Code executor: command line", () => {
 
   test("a start whose project_dir does not exist fails with a message naming it", async () => {
     const outcome = await runProcess([CLAUDE_CODE_EXECUTOR], {
-      stdin: JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "s", prompt: "p", project_dir: "/nonexistent/dir/x" }),
+      stdin: JSON.stringify({
+        schema_version: "2.1",
+        mode: "start",
+        session_id: "s",
+        prompt: "p",
+        project_dir: "/nonexistent/dir/x",
+      }),
       env: { PATH: process.env.PATH, AGENT_ORCHESTRATOR_API_URL: gateway.url },
     });
     expect(outcome.exitCode).toBe(1);
@@ -381,7 +467,13 @@ describe("Claude Code executor: stopped by the runner", () => {
     async () => {
       const thinking = startFakeAnthropic().holdMessages();
       try {
-        const stdin = JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "ses_stop", prompt: "take your time", project_dir: temp.make("ar-cc-project-") });
+        const stdin = JSON.stringify({
+          schema_version: "2.1",
+          mode: "start",
+          session_id: "ses_stop",
+          prompt: "take your time",
+          project_dir: temp.make("ar-cc-project-"),
+        });
         const executor = Bun.spawn([CLAUDE_CODE_EXECUTOR], {
           stdin: new Blob([stdin]),
           stdout: "pipe",
@@ -392,7 +484,12 @@ describe("Claude Code executor: stopped by the runner", () => {
         const stderr = new Response(executor.stderr).text();
         // Claude Code is waiting for the model: the turn is under way.
         await thinking.waitFor((r) => r.path === "/v1/messages");
-        const children = Bun.spawnSync(["pgrep", "-P", String(executor.pid)]).stdout.toString().trim().split("\n").filter(Boolean).map(Number);
+        const children = Bun.spawnSync(["pgrep", "-P", String(executor.pid)])
+          .stdout.toString()
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map(Number);
         expect(children.length).toBeGreaterThan(0);
         executor.kill("SIGTERM");
         expect(await executor.exited).toBe(143);
@@ -413,7 +510,9 @@ describe("Claude Code executor: stopped by the runner", () => {
 async function goneWithin(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    const stat = Bun.spawnSync(["ps", "-o", "stat=", "-p", String(pid)]).stdout.toString().trim();
+    const stat = Bun.spawnSync(["ps", "-o", "stat=", "-p", String(pid)])
+      .stdout.toString()
+      .trim();
     if (stat === "" || stat.startsWith("Z")) return true;
     if (performance.now() > deadline) return false;
     await Bun.sleep(20);

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { invocationJsonSchema } from "../../src/invocation.ts";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
-import { cleanEnv, runProcess, TempDirs, TEST_EXECUTOR } from "./process.ts";
+import { invocationJsonSchema } from "../../src/protocol/invocation.ts";
+import { cleanEnv, runProcess, TEST_EXECUTOR, TempDirs } from "../support/processes.ts";
 
 const temp = new TempDirs();
 afterAll(() => temp.cleanup());
@@ -28,7 +28,8 @@ function runTestExecutor(stdin: string | undefined, env: Record<string, string> 
 /** `kind:event_type/role` of every request, in order. */
 function sequence(g: LocalGateway): string[] {
   return g.records.map((r) => {
-    if (r.kind === "event") return `event:${r.body.event_type}${r.body.role ? `/${r.body.role}` : ""}`;
+    if (r.kind === "event")
+      return `event:${(r.body as any).event_type}${(r.body as any).role ? `/${(r.body as any).role}` : ""}`;
     if (r.kind === "request") return `${r.method} ${r.path}`;
     return r.kind;
   });
@@ -43,7 +44,7 @@ describe("test executor: start", () => {
     expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello there\n");
     expect(sequence(gateway)).toEqual(["bind", "event:message/user", "event:message/assistant", "event:session_stop"]);
 
-    const [bind, user, assistant, stop] = gateway.records.map((r) => r.body);
+    const [bind, user, assistant, stop] = gateway.records.map((r) => r.body as any);
     expect(bind.session_id).toBe("ses_test1");
     expect(bind.executor_session_id).toMatch(/^[0-9a-f-]{36}$/);
     expect(bind.project_dir).toBe(projectDir);
@@ -96,17 +97,22 @@ describe("test executor: resume", () => {
       "event:message/assistant",
       "event:session_stop",
     ]);
-    const metadata = gateway.records.find((r) => r.kind === "metadata")!.body;
+    const metadata = gateway.records.find((r) => r.kind === "metadata")!.body as any;
     expect(metadata.session_id).toBe("ses_test1");
     expect(Date.now() - Date.parse(metadata.last_resumed_at)).toBeLessThan(60_000);
-    expect(gateway.session("ses_test1")).toMatchObject({ executor_session_id: bound, last_resumed_at: metadata.last_resumed_at });
+    expect(gateway.session("ses_test1")).toMatchObject({
+      executor_session_id: bound,
+      last_resumed_at: metadata.last_resumed_at,
+    });
   });
 
   test("a session the coordinator does not know fails with exit 1 and says so", async () => {
     const outcome = await runTestExecutor(invocation({ mode: "resume", session_id: "ses_unknown" }));
     expect(outcome.exitCode).toBe(1);
     expect(outcome.stdout).toBe("");
-    expect(outcome.stderr).toContain("Cannot resume session 'ses_unknown': no such session (GET /sessions/ses_unknown answered 404)");
+    expect(outcome.stderr).toContain(
+      "Cannot resume session 'ses_unknown': no such session (GET /sessions/ses_unknown answered 404)",
+    );
     expect(gateway.records.map((r) => r.kind)).toEqual(["request"]);
   });
 });
@@ -115,9 +121,12 @@ describe("test executor: executor_config", () => {
   const config = { model: "opus", permission_mode: "plan", api_token: "tok-very-secret", future_key: { nested: 1 } };
 
   test("is echoed on stderr at debug level (AGENT_RUNNER_DEBUG=1), secrets hidden, unknown keys ignored", async () => {
-    const outcome = await runTestExecutor(invocation({ mode: "start", project_dir: temp.make(), executor_config: config }), {
-      AGENT_RUNNER_DEBUG: "1",
-    });
+    const outcome = await runTestExecutor(
+      invocation({ mode: "start", project_dir: temp.make(), executor_config: config }),
+      {
+        AGENT_RUNNER_DEBUG: "1",
+      },
+    );
     expect(outcome.exitCode).toBe(0);
     expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello there\n");
     expect(outcome.stderr).toContain(
@@ -127,7 +136,9 @@ describe("test executor: executor_config", () => {
   });
 
   test("is not shown without debug", async () => {
-    const outcome = await runTestExecutor(invocation({ mode: "start", project_dir: temp.make(), executor_config: config }));
+    const outcome = await runTestExecutor(
+      invocation({ mode: "start", project_dir: temp.make(), executor_config: config }),
+    );
     expect(outcome.exitCode).toBe(0);
     expect(outcome.stderr).toBe("");
   });
@@ -157,8 +168,16 @@ describe("test executor: command line and invalid input", () => {
   const cases: Array<[string, string, string]> = [
     ["empty input", "", "stdin is empty"],
     ["bad JSON", "{not json", "stdin is not valid JSON"],
-    ["schema 2.0", invocation({ schema_version: "2.0", mode: "start", project_dir: "/tmp" }), 'schema_version must be "2.1" (was "2.0")'],
-    ["a missing field", JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "s", project_dir: "/tmp" }), "prompt must be a string (was missing)"],
+    [
+      "schema 2.0",
+      invocation({ schema_version: "2.0", mode: "start", project_dir: "/tmp" }),
+      'schema_version must be "2.1" (was "2.0")',
+    ],
+    [
+      "a missing field",
+      JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "s", project_dir: "/tmp" }),
+      "prompt must be a string (was missing)",
+    ],
     ["start without project_dir", invocation({ mode: "start" }), "project_dir"],
   ];
   for (const [name, stdin, message] of cases) {

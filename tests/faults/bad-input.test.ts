@@ -19,8 +19,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RecordedRequest } from "../support/fake-coordinator.ts";
-import { startRunnerHarness, type RunnerHarness } from "../support/runner-harness.ts";
-import { captureLog, faultProfile, startCli, type CliRunner } from "./support.ts";
+import { type CliRunner, captureLog, faultProfile, startCli } from "../support/fault-tools.ts";
+import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
 let harness: RunnerHarness | undefined;
 let done: Promise<void> | undefined;
@@ -30,8 +30,8 @@ const cleanups: Array<() => unknown> = [];
 
 afterEach(async () => {
   if (harness) {
-    harness.runner.shutdown("test cleanup");
-    harness.runner.shutdown("test cleanup");
+    harness.worker.shutdown("test cleanup");
+    harness.worker.shutdown("test cleanup");
     await done;
     await harness.close();
   }
@@ -66,66 +66,135 @@ interface CoordinatorCase {
   logged?: RegExp;
 }
 
-const run = (fields: Record<string, unknown>) => ({ run_id: "run_bad", type: "start_session", session_id: "ses_bad", prompt: "p", ...fields });
+const run = (fields: Record<string, unknown>) => ({
+  run_id: "run_bad",
+  type: "start_session",
+  session_id: "ses_bad",
+  prompt: "p",
+  ...fields,
+});
 const poll = /^\/runner\/runs$/;
 
 const coordinatorCases: Array<[string, CoordinatorCase]> = [
-  ["poll reply is JSON null", { routes: [["GET", poll, once(() => new Response("null"))]], logged: /poll: expected a JSON object, got null/ }],
-  ["poll reply is a JSON string", { routes: [["GET", poll, once(() => Response.json("run"))]], logged: /poll: expected a JSON object, got "run"/ }],
+  [
+    "poll reply is JSON null",
+    {
+      routes: [["GET", poll, once(() => new Response("null"))]],
+      logged: /Coordinator reply to poll: must be an object \(was null\)/,
+    },
+  ],
+  [
+    "poll reply is a JSON string",
+    {
+      routes: [["GET", poll, once(() => Response.json("run"))]],
+      logged: /Coordinator reply to poll: must be an object \(was (a )?string\)/,
+    },
+  ],
   ["poll reply {run: null}", { item: { run: null }, logged: /Malformed run payload/ }],
-  ["run with session_id a number", { run: run({ session_id: 42 }), failedWith: "session_id must be a string (was a number)" }],
-  ["run with prompt an object", { run: run({ prompt: { text: "p" } }), failedWith: "prompt must be a string (was an object)" }],
+  [
+    "run with session_id a number",
+    { run: run({ session_id: 42 }), failedWith: "session_id must be a string (was a number)" },
+  ],
+  [
+    "run with prompt an object",
+    { run: run({ prompt: { text: "p" } }), failedWith: "prompt must be a string (was an object)" },
+  ],
   ["run with demands a string", { run: run({ demands: "gpu" }), failedWith: "demands must be" }],
   ["run with metadata an array", { run: run({ metadata: [1] }), failedWith: "metadata must be" }],
   ["run with an empty run_id", { run: run({ run_id: "" }), logged: /Malformed run payload: run_id must be non-empty/ }],
-  ["poll reply {deregistered: \"yes\"} (not true: no shutdown)", { item: { deregistered: "yes" }, logged: /reply has none of run, stop_runs, deregistered/ }],
-  ["stop_runs with numbers", { item: { stop_runs: [1, 2] }, logged: /stop_runs must be a list of run ids, got \[1,2\]/ }],
+  [
+    'poll reply {deregistered: "yes"} (not true: no shutdown)',
+    { item: { deregistered: "yes" }, logged: /Coordinator reply to poll: deregistered must be boolean \(was "yes"\)/ },
+  ],
+  [
+    "stop_runs with numbers",
+    {
+      item: { stop_runs: [1, 2] },
+      logged: /Coordinator reply to poll: stop_runs\[0\] must be a string \(was (a )?number\)/,
+    },
+  ],
   [
     "poll reply of 5 MB that is not JSON",
-    { routes: [["GET", poll, once(() => new Response("x".repeat(5_000_000)))]], logged: /poll: reply is not JSON: "x{200}"; retrying/ },
+    {
+      routes: [["GET", poll, once(() => new Response("x".repeat(5_000_000)))]],
+      logged: /Coordinator reply to poll is not valid JSON \(.*\): "x{200}…"; retrying/,
+    },
   ],
   [
     "poll answered 404 with an HTML page (wrong URL behind a proxy)",
-    { routes: [["GET", poll, once(() => new Response("<html>Not Found</html>", { status: 404 }))]], logged: /Coordinator answered HTTP 404 to \/runner\/runs/ },
+    {
+      routes: [["GET", poll, once(() => new Response("<html>Not Found</html>", { status: 404 }))]],
+      logged: /Coordinator answered HTTP 404 to \/runner\/runs/,
+    },
   ],
   [
     "register reply not JSON, then good",
-    { routes: [["POST", /^\/runner\/register$/, once(() => new Response("<html>starting up</html>"))]], logged: /register: reply is not JSON/ },
+    {
+      routes: [["POST", /^\/runner\/register$/, once(() => new Response("<html>starting up</html>"))]],
+      logged: /Coordinator reply to register is not valid JSON/,
+    },
   ],
   [
     "register reply without runner_id, then good",
-    { routes: [["POST", /^\/runner\/register$/, once(() => Response.json({ poll_endpoint: "/runner/runs" }))]], logged: /register: runner_id must be a string \(was missing\)/ },
+    {
+      routes: [["POST", /^\/runner\/register$/, once(() => Response.json({ poll_endpoint: "/runner/runs" }))]],
+      logged: /register: runner_id must be a string \(was missing\)/,
+    },
   ],
   [
     "report answered 503, then accepted",
-    { routes: [["POST", /\/started$/, once(() => new Response("overloaded", { status: 503 }))]], run: run({}), logged: /run run_bad started not delivered \(Coordinator answered HTTP 503/ },
+    {
+      routes: [["POST", /\/started$/, once(() => new Response("overloaded", { status: 503 }))]],
+      run: run({}),
+      logged: /run run_bad started not delivered \(Coordinator answered HTTP 503/,
+    },
   ],
   [
     "report refused with 422",
-    { routes: [["POST", /\/started$/, once(() => Response.json({ detail: "bad runner_id" }, { status: 422 }))]], run: run({}), logged: /rejected report run run_bad started \(HTTP 422: bad runner_id\); dropped/ },
+    {
+      routes: [["POST", /\/started$/, once(() => Response.json({ detail: "bad runner_id" }, { status: 422 }))]],
+      run: run({}),
+      logged: /rejected report run run_bad started \(HTTP 422: bad runner_id\); dropped/,
+    },
   ],
   [
     "agent blueprint reply not JSON",
-    { routes: [["GET", /^\/agents\/weird$/, () => new Response("<b>agent</b>")]], run: run({ agent_name: "weird" }), failedWith: "Could not fetch agent blueprint 'weird': /agents/weird: reply is not JSON" },
+    {
+      routes: [["GET", /^\/agents\/weird$/, () => new Response("<b>agent</b>")]],
+      run: run({ agent_name: "weird" }),
+      failedWith: "Could not fetch agent blueprint 'weird': Coordinator reply to GET /agents/weird is not valid JSON",
+    },
   ],
   [
     "agent blueprint a JSON array",
-    { routes: [["GET", /^\/agents\/list$/, () => Response.json([1])]], run: run({ agent_name: "list" }), failedWith: "Could not fetch agent blueprint 'list'" },
+    {
+      routes: [["GET", /^\/agents\/list$/, () => Response.json([1])]],
+      run: run({ agent_name: "list" }),
+      failedWith: "Could not fetch agent blueprint 'list'",
+    },
   ],
   [
     "agent endpoint answers 500",
-    { routes: [["GET", /^\/agents\/down$/, () => new Response("db down", { status: 500 })]], run: run({ agent_name: "down" }), failedWith: "Could not fetch agent blueprint 'down': Coordinator answered HTTP 500" },
+    {
+      routes: [["GET", /^\/agents\/down$/, () => new Response("db down", { status: 500 })]],
+      run: run({ agent_name: "down" }),
+      failedWith: "Could not fetch agent blueprint 'down': Coordinator answered HTTP 500",
+    },
   ],
 ];
 
 describe("coordinator replies: a clear error, then the next good run completes", () => {
   test.each(coordinatorCases)("%s", async (_, spec) => {
     logs = captureLog();
-    harness = await startRunnerHarness({ profile: faultProfile("outcome"), manual: true, fake: { heartbeatIntervalSeconds: 60 } });
+    harness = await startRunnerHarness({
+      profile: faultProfile("outcome"),
+      manual: true,
+      fake: { heartbeatIntervalSeconds: 60 },
+    });
     const h = harness;
     for (const [method, path, handler] of spec.routes ?? []) h.fake.on(method, path, handler);
-    expect(await h.runner.register()).toBe(true);
-    done = h.runner.run();
+    expect(await h.worker.register()).toBe(true);
+    done = h.worker.run();
     if (spec.run) h.fake.handRun(spec.run);
     if (spec.item) h.fake.hand(spec.item);
     if (spec.failedWith) {
@@ -157,11 +226,19 @@ describe("coordinator replies: a clear error, then the next good run completes",
 
   test("heartbeat answered 500: logged, polling and runs go on", async () => {
     logs = captureLog();
-    harness = await startRunnerHarness({ profile: faultProfile("outcome"), manual: true, fake: { heartbeatIntervalSeconds: 0.05 } });
+    harness = await startRunnerHarness({
+      profile: faultProfile("outcome"),
+      manual: true,
+      fake: { heartbeatIntervalSeconds: 0.05 },
+    });
     const h = harness;
-    h.fake.on("POST", /^\/runner\/heartbeat$/, once(() => new Response("boom", { status: 500 })));
-    await h.runner.register();
-    done = h.runner.run();
+    h.fake.on(
+      "POST",
+      /^\/runner\/heartbeat$/,
+      once(() => new Response("boom", { status: 500 })),
+    );
+    await h.worker.register();
+    done = h.worker.run();
     await logs.waitFor(/Heartbeat failed: Coordinator answered HTTP 500 to \/runner\/heartbeat: boom/);
     expect((await outcome(h, h.handRun())).path).toEndWith("/completed");
   });
@@ -179,8 +256,22 @@ describe("coordinator replies: a clear error, then the next good run completes",
 describe("gateway requests: refused with a reason, the gateway keeps serving", () => {
   const cases: Array<[string, string, string, unknown, number, string]> = [
     ["PATCH /metadata without session_id", "PATCH", "/metadata", { last_resumed_at: "now" }, 400, "session_id"],
-    ["/events with session_id a number", "POST", "/events", { session_id: 7, event_type: "message" }, 400, "session_id"],
-    ["/bind with an empty session_id", "POST", "/bind", { session_id: "", executor_session_id: "x" }, 400, "session_id"],
+    [
+      "/events with session_id a number",
+      "POST",
+      "/events",
+      { session_id: 7, event_type: "message" },
+      400,
+      "session_id",
+    ],
+    [
+      "/bind with an empty session_id",
+      "POST",
+      "/bind",
+      { session_id: "", executor_session_id: "x" },
+      400,
+      "session_id",
+    ],
     ["/bind with an empty body", "POST", "/bind", undefined, 400, "JSON object body"],
     ["/events with JSON null", "POST", "/events", null, 400, "JSON object body"],
   ];
@@ -193,7 +284,10 @@ describe("gateway requests: refused with a reason, the gateway keeps serving", (
     });
     expect(response.status).toBe(status);
     expect(((await response.json()) as { detail: string }).detail).toContain(detail);
-    const ok = await fetch(`${harness.gateway.url}/events`, { method: "POST", body: JSON.stringify({ session_id: "ses_ok", event_type: "message" }) });
+    const ok = await fetch(`${harness.gateway.url}/events`, {
+      method: "POST",
+      body: JSON.stringify({ session_id: "ses_ok", event_type: "message" }),
+    });
     expect(ok.status).toBe(200);
     expect(harness.fake.find("POST", /^\/sessions\//)).toHaveLength(1);
   });
@@ -214,9 +308,17 @@ describe("operator input to the real CLI: a clear message, exit 1 (or retrying, 
   const test_profile = ["--profile", "test", "-c", "http://127.0.0.1:9"];
 
   test.each([
-    ["token endpoint answers non-JSON", () => new Response("<html>login</html>"), "is not JSON"],
-    ["token endpoint refuses the client (401)", () => Response.json({ error: "access_denied" }, { status: 401 }), "was refused (HTTP 401)"],
-    ["token reply without access_token", () => Response.json({ token_type: "Bearer" }), "has no access_token"],
+    ["token endpoint answers non-JSON", () => new Response("<html>login</html>"), "is not valid JSON"],
+    [
+      "token endpoint refuses the client (401)",
+      () => Response.json({ error: "access_denied" }, { status: 401 }),
+      "was refused (HTTP 401)",
+    ],
+    [
+      "token reply without access_token",
+      () => Response.json({ token_type: "Bearer" }),
+      "access_token must be a string (was missing)",
+    ],
   ] as Array<[string, () => Response, string]>)("%s", async (_, reply, message) => {
     cli = startCli(test_profile, auth(tokenServer(reply)));
     expect(await cli.process.exited).toBe(1);

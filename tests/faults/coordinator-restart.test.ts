@@ -1,7 +1,7 @@
 import { afterEach, expect, test } from "bun:test";
-import { startRunnerHarness, type RunnerHarness } from "../support/runner-harness.ts";
+import { faultProfile, until } from "../support/fault-tools.ts";
 import { releaseServer } from "../support/release-server.ts";
-import { faultProfile, until } from "./support.ts";
+import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
 let harness: RunnerHarness | undefined;
 let release: ReturnType<typeof releaseServer> | undefined;
@@ -20,7 +20,8 @@ const RUNS = 50;
 /** What the coordinator must end up with for each kind of run (the `outcome` fixture's contract). */
 function expected(kind: Kind, sessionId: string) {
   if (kind === "ok") return { kind: "completed", body: { runner_id: "lnch_test", status: "success" } };
-  if (kind === "fail") return { kind: "failed", body: { runner_id: "lnch_test", error: `planned failure for ${sessionId}` } };
+  if (kind === "fail")
+    return { kind: "failed", body: { runner_id: "lnch_test", error: `planned failure for ${sessionId}` } };
   return { kind: "failed", body: { runner_id: "lnch_test", error: "Process exited with code 7" } };
 }
 
@@ -32,7 +33,8 @@ test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 du
     const kind = KINDS[i % 3]!;
     return { runId: `run_r${i}`, sessionId: `ses_${kind}_${i}`, kind };
   });
-  for (const run of runs) h.fake.handRun({ run_id: run.runId, type: "start_session", session_id: run.sessionId, prompt: "p" });
+  for (const run of runs)
+    h.fake.handRun({ run_id: run.runId, type: "start_session", session_id: run.sessionId, prompt: "p" });
   // All 50 executors running, their `started` delivered.
   await Promise.all(runs.map((run) => release!.waiting(run.sessionId)));
   await Promise.all(runs.map((run) => h.fake.waitForRequest("POST", `/runner/runs/${run.runId}/started`)));
@@ -41,7 +43,8 @@ test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 du
     h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
   const [a, b, c] = [runs.slice(0, 17), runs.slice(17, 34), runs.slice(34)];
   const incarnations: number[] = [];
-  const reportsSoFar = () => h.fake.requests.filter((r) => /^\/runner\/runs\/.+\/(completed|failed)$/.test(r.path)).length;
+  const reportsSoFar = () =>
+    h.fake.requests.filter((r) => /^\/runner\/runs\/.+\/(completed|failed)$/.test(r.path)).length;
 
   // Incarnation 1: a third of the runs end while it is up.
   for (const run of a) release.release(run.sessionId);
@@ -50,22 +53,22 @@ test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 du
 
   // Killed with no report in flight: a report whose reply is cut off would be sent again (delivery
   // is at least once), which is the coordinator's to absorb, not what this test counts.
-  await until(() => h.runner.outbox.pendingCount === 0, "batch A reports to be acknowledged");
+  await until(() => h.worker.outbox.pendingCount === 0, "batch A reports to be acknowledged");
   await h.fake.down();
   // A third end while it is down, so their reports wait in the outbox.
   for (const run of b) release.release(run.sessionId);
-  await until(() => h.runner.activeRunCount === c.length, "batch B executors to exit");
-  expect(h.runner.outbox.pendingCount).toBe(b.length);
+  await until(() => h.worker.activeRunCount === c.length, "batch B executors to exit");
+  expect(h.worker.outbox.pendingCount).toBe(b.length);
   // Incarnation 2: same port, still knows the runner.
   h.fake.up();
   await Promise.all(b.map((run) => outcomeArrived(run.runId)));
   incarnations.push(reportsSoFar() - incarnations[0]!);
 
   // Killed again; the last third end while it is down. Incarnation 3 has forgotten the runner.
-  await until(() => h.runner.outbox.pendingCount === 0, "batch B reports to be acknowledged");
+  await until(() => h.worker.outbox.pendingCount === 0, "batch B reports to be acknowledged");
   await h.fake.down();
   for (const run of c) release.release(run.sessionId);
-  await until(() => h.runner.activeRunCount === 0, "batch C executors to exit");
+  await until(() => h.worker.activeRunCount === 0, "batch C executors to exit");
   h.fake.up({ forgetRunner: true });
   await Promise.all(c.map((run) => outcomeArrived(run.runId)));
   incarnations.push(reportsSoFar() - incarnations[0]! - incarnations[1]!);
@@ -82,7 +85,8 @@ test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 du
     const reports = h.fake.reportsFor(run.runId);
     const outcomes = reports.filter((r) => r.kind !== "started");
     if (outcomes.length === 0) lost++;
-    duplicated += Math.max(0, reports.filter((r) => r.kind === "started").length - 1) + Math.max(0, outcomes.length - 1);
+    duplicated +=
+      Math.max(0, reports.filter((r) => r.kind === "started").length - 1) + Math.max(0, outcomes.length - 1);
     expect(reports).toEqual([{ kind: "started", body: { runner_id: "lnch_test" } }, expected(run.kind, run.sessionId)]);
   }
   console.log(
@@ -96,7 +100,10 @@ test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 du
 
 test("an executor that ignores SIGTERM is SIGKILLed within grace + 1 s and reported so", async () => {
   const graceSeconds = 1;
-  harness = await startRunnerHarness({ profile: faultProfile("ignore-term"), flags: { stopGraceSeconds: String(graceSeconds) } });
+  harness = await startRunnerHarness({
+    profile: faultProfile("ignore-term"),
+    flags: { "stop-grace-seconds": String(graceSeconds) },
+  });
   const runId = harness.handRun({ session_id: "ses_ignore_term" });
   const ready = await harness.fake.waitFor((r) => r.path === "/sessions/ses_ignore_term/events");
   const pid = ready.body.pid as number;
@@ -104,7 +111,9 @@ test("an executor that ignores SIGTERM is SIGKILLed within grace + 1 s and repor
   harness.fake.handStop([runId]);
   const report = await harness.fake.waitForRequest("POST", `/runner/runs/${runId}/stopped`);
   const tookMs = report.at - stopAt;
-  console.log(`SIGTERM ignored: stopped by ${report.body.signal} ${tookMs.toFixed(0)} ms after the stop (grace ${graceSeconds} s)`);
+  console.log(
+    `SIGTERM ignored: stopped by ${report.body.signal} ${tookMs.toFixed(0)} ms after the stop (grace ${graceSeconds} s)`,
+  );
   expect(report.body).toEqual({ runner_id: "lnch_test", signal: "SIGKILL" });
   expect(tookMs).toBeGreaterThanOrEqual(graceSeconds * 1000 - 50);
   expect(tookMs).toBeLessThan((graceSeconds + 1) * 1000);

@@ -4,10 +4,10 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { join } from "node:path";
-import { startFakeCoordinator, type FakeCoordinator } from "../support/fake-coordinator.ts";
-import { FIXTURES } from "../support/runner-harness.ts";
+import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
+import { type CliRunner, FAULT_FIXTURES, memoryMb, profilesDirFor, startCli } from "../support/fault-tools.ts";
 import { releaseServer } from "../support/release-server.ts";
-import { FAULT_FIXTURES, memoryMb, profilesDirFor, startCli, type CliRunner } from "./support.ts";
+import { FIXTURES } from "../support/runner-harness.ts";
 
 let fake: FakeCoordinator | undefined;
 let runner: CliRunner | undefined;
@@ -25,7 +25,10 @@ function start(command: string, args: string[] = [], env: Record<string, string>
   const profiles = profilesDirFor(command);
   cleanups.push(profiles.cleanup);
   fake ??= startFakeCoordinator();
-  runner = startCli(["--profile", "fault", "--profiles-dir", profiles.dir, "-c", fake.url, "--stop-grace-seconds", "1", ...args], env);
+  runner = startCli(
+    ["--profile", "fault", "--profiles-dir", profiles.dir, "-c", fake.url, "--stop-grace-seconds", "1", ...args],
+    env,
+  );
   return runner;
 }
 
@@ -40,18 +43,24 @@ const outcome = (f: FakeCoordinator, runId: string) =>
 test.each([
   ["", []],
   [" at -v (every output line logged)", ["-v"]],
-] as Array<[string, string[]]>)("an executor flooding 50 MB to stdout and stderr finishes and is reported; runner memory stays bounded%s", async (_, args) => {
-  const cli = start(join(FIXTURES, "flood"), args, { FIXTURE_FLOOD_BYTES: String(50_000_000) });
-  await idle(fake!);
-  const before = memoryMb(cli.process.pid);
-  fake!.handRun({ run_id: "run_flood", type: "start_session", session_id: "ses_flood", prompt: "p" });
-  const report = await outcome(fake!, "run_flood");
-  const after = memoryMb(cli.process.pid);
-  const growth = after.peak - before.rss;
-  console.log(`flood 2 × 50 MB${args.length ? " at -v" : ""}: runner RSS ${before.rss} MB before, peak ${after.peak} MB (growth ${growth.toFixed(1)} MB), ${after.rss} MB after`);
-  expect(report.path).toEndWith("/completed");
-  expect(growth).toBeLessThan(100);
-}, 120_000);
+] as Array<[string, string[]]>)(
+  "an executor flooding 50 MB to stdout and stderr finishes and is reported; runner memory stays bounded%s",
+  async (_, args) => {
+    const cli = start(join(FIXTURES, "flood"), args, { FIXTURE_FLOOD_BYTES: String(50_000_000) });
+    await idle(fake!);
+    const before = memoryMb(cli.process.pid);
+    fake!.handRun({ run_id: "run_flood", type: "start_session", session_id: "ses_flood", prompt: "p" });
+    const report = await outcome(fake!, "run_flood");
+    const after = memoryMb(cli.process.pid);
+    const growth = after.peak - before.rss;
+    console.log(
+      `flood 2 × 50 MB${args.length ? " at -v" : ""}: runner RSS ${before.rss} MB before, peak ${after.peak} MB (growth ${growth.toFixed(1)} MB), ${after.rss} MB after`,
+    );
+    expect(report.path).toEndWith("/completed");
+    expect(growth).toBeLessThan(100);
+  },
+  120_000,
+);
 
 test("200 runs in flight at once: all reported; memory per active run printed", async () => {
   const release = releaseServer();
@@ -59,8 +68,12 @@ test("200 runs in flight at once: all reported; memory per active run printed", 
   const cli = start(join(FAULT_FIXTURES, "outcome"), [], { FAULT_RELEASE_URL: release.url });
   await idle(fake!);
   const batch = async (tag: string) => {
-    const runs = Array.from({ length: 200 }, (_, i) => ({ runId: `run_${tag}${i}`, sessionId: `ses_${i % 4 === 0 ? "fail" : "ok"}_${tag}${i}` }));
-    for (const run of runs) fake!.handRun({ run_id: run.runId, type: "start_session", session_id: run.sessionId, prompt: "p" });
+    const runs = Array.from({ length: 200 }, (_, i) => ({
+      runId: `run_${tag}${i}`,
+      sessionId: `ses_${i % 4 === 0 ? "fail" : "ok"}_${tag}${i}`,
+    }));
+    for (const run of runs)
+      fake!.handRun({ run_id: run.runId, type: "start_session", session_id: run.sessionId, prompt: "p" });
     // All 200 executors running at once, each held by the release server.
     await Promise.all(runs.map((run) => release.waiting(run.sessionId)));
     const active = memoryMb(cli.process.pid);
@@ -95,10 +108,17 @@ test("with auth at -v: a run, a failing run, gateway requests, a token refresh a
   cleanups.push(() => tokenServer.stop(true));
   fake = startFakeCoordinator();
   // Replies that echo the caller's token back: the runner logs these errors, and must cut the token out.
-  fake.on("GET", /^\/agents\/leaky$/, (r) => Response.json({ detail: `upstream refused ${r.headers.get("authorization")}` }, { status: 500 }));
+  fake.on("GET", /^\/agents\/leaky$/, (r) =>
+    Response.json({ detail: `upstream refused ${r.headers.get("authorization")}` }, { status: 500 }),
+  );
   let rejectedOnce = false;
   fake.on("GET", /^\/runner\/runs$/, (r) => {
-    if (rejectedOnce || r.headers.get("authorization") !== `Bearer ${tokens[0]}` || fake!.find("POST", /\/completed$/).length === 0) return undefined;
+    if (
+      rejectedOnce ||
+      r.headers.get("authorization") !== `Bearer ${tokens[0]}` ||
+      fake!.find("POST", /\/completed$/).length === 0
+    )
+      return undefined;
     rejectedOnce = true;
     // Not "not registered": the token was refused, so the runner must fetch a new one.
     return Response.json({ detail: `invalid token ${r.headers.get("authorization")}` }, { status: 401 });
@@ -130,6 +150,8 @@ test("with auth at -v: a run, a failing run, gateway requests, a token refresh a
   expect(output).toContain("Run run_a1 completed");
   expect(output).toContain("[redacted]");
   const leaks = output.split("\n").filter((line) => [secret, ...tokens].some((value) => line.includes(value)));
-  console.log(`auth at -v: ${output.split("\n").length} lines of output, ${leaks.length} containing the secret or a token`);
+  console.log(
+    `auth at -v: ${output.split("\n").length} lines of output, ${leaks.length} containing the secret or a token`,
+  );
   expect(leaks).toEqual([]);
 }, 60_000);

@@ -32,13 +32,13 @@ describe("MCP request context", () => {
   });
 
   test.each([
-    ["[1, 2]", "must be a JSON object"],
-    ["null", "must be a JSON object"],
-    ['"/work"', "must be a JSON object"],
-    ['{"project_dir": 5}', '"project_dir" must be a string'],
-    ['{"hostname": ["a"]}', '"hostname" must be a string'],
-    ['{"executor_profile": true}', '"executor_profile" must be a string'],
-    ['{"tags": [1]}', '"tags" must be an array of strings'],
+    ["[1, 2]", "must be an object (not an array)"],
+    ["null", "must be an object (was null)"],
+    ['"/work"', "must be an object (was a string)"],
+    ['{"project_dir": 5}', "project_dir must be a string or null (was 5)"],
+    ['{"hostname": ["a"]}', "hostname must be a string or null"],
+    ['{"executor_profile": true}', "executor_profile must be a string or null (was true)"],
+    ['{"tags": [1]}', "tags[0] must be a string (was a number)"],
   ])("demands %s are refused: %s", (raw, reason) => {
     const result = parseDemands(raw);
     expect("error" in result && result.error).toContain(reason);

@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import type { TokenSource } from "../../src/auth.ts";
-import { CoordinatorHttp } from "../../src/coordinator-http.ts";
-import { ConfigError } from "../../src/errors.ts";
+import type { TokenSource } from "../../src/coordinator/auth.ts";
+import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { startMcpServer } from "../../src/mcp/server.ts";
 import { TOOL_NAMES } from "../../src/mcp/tools.ts";
+import { ConfigError } from "../../src/shared/errors.ts";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { closeAll, connectClient, json, onCleanup, startHarness } from "./harness.ts";
+import { closeAll, connectClient, json, onCleanup, startHarness } from "../support/mcp-harness.ts";
 
 afterEach(closeAll);
 
@@ -58,7 +58,10 @@ describe("embedded MCP server", () => {
   test("a taken --mcp-port is a ConfigError naming the port", async () => {
     const squatter = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
     onCleanup(() => squatter.stop(true));
-    const error = await startMcpServer({ coordinator: new CoordinatorHttp("http://127.0.0.1:9"), port: squatter.port }).then(
+    const error = await startMcpServer({
+      coordinator: new CoordinatorHttp("http://127.0.0.1:9"),
+      port: squatter.port,
+    }).then(
       () => undefined,
       (caught: unknown) => caught,
     );
@@ -87,9 +90,17 @@ describe("embedded MCP server", () => {
 
     const listTools = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list", params: {} });
     const headers = { "content-type": "application/json", accept: "application/json, text/event-stream" };
-    const rebound = await fetch(`${base}/mcp`, { method: "POST", body: listTools, headers: { ...headers, host: "attacker.example" } });
+    const rebound = await fetch(`${base}/mcp`, {
+      method: "POST",
+      body: listTools,
+      headers: { ...headers, host: "attacker.example" },
+    });
     expect(rebound.status).toBe(403);
-    const viaLocalhost = await fetch(`http://localhost:${h.mcp.port}/mcp`, { method: "POST", body: listTools, headers }).catch(() => undefined);
+    const viaLocalhost = await fetch(`http://localhost:${h.mcp.port}/mcp`, {
+      method: "POST",
+      body: listTools,
+      headers,
+    }).catch(() => undefined);
     // localhost may resolve to ::1 first on some machines, where nothing listens; when it reaches us, it is served.
     if (viaLocalhost) expect(viaLocalhost.status).toBe(200);
   });
@@ -116,8 +127,15 @@ describe("embedded MCP server", () => {
     await h.ok("start_agent_session", { agent_name: "coder", prompt: "hi" });
 
     const seen = h.coordinator.requests.map((r) => `${r.method} ${r.path}`);
-    expect(seen).toEqual(["GET /agents", "GET /sessions", "POST /runs", "GET /runs/run_1", "GET /sessions/ses_1/result"]);
-    for (const request of h.coordinator.requests) expect(request.headers.get("authorization")).toBe("Bearer test-token-xyz");
+    expect(seen).toEqual([
+      "GET /agents",
+      "GET /sessions",
+      "POST /runs",
+      "GET /runs/run_1",
+      "GET /sessions/ses_1/result",
+    ]);
+    for (const request of h.coordinator.requests)
+      expect(request.headers.get("authorization")).toBe("Bearer test-token-xyz");
     expect(asked).toBe(h.coordinator.requests.length);
   });
 
@@ -143,7 +161,12 @@ describe("embedded MCP server", () => {
     // The call must not come back as a success: either the connection dropped or the wait was cut off.
     if ("result" in outcome) expect(outcome.result.isError).toBe(true);
     else expect(outcome.error).toBeInstanceOf(Error);
-    expect(await fetch(h.mcp.url, { method: "POST" }).then(() => "answered", () => "refused")).toBe("refused");
+    expect(
+      await fetch(h.mcp.url, { method: "POST" }).then(
+        () => "answered",
+        () => "refused",
+      ),
+    ).toBe("refused");
     await h.mcp.stop(); // a second stop is harmless
   });
 
@@ -152,7 +175,9 @@ describe("embedded MCP server", () => {
     const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url) });
     onCleanup(() => mcp.stop());
     const client = await connectClient(mcp.url);
-    const call = client.callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } }).catch(() => undefined);
+    const call = client
+      .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
+      .catch(() => undefined);
     await coordinator.pollArrived;
     await mcp.stop();
     await coordinator.pollAbandoned;
@@ -164,7 +189,9 @@ describe("embedded MCP server", () => {
     const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url) });
     onCleanup(() => mcp.stop());
     const client = await connectClient(mcp.url);
-    const call = client.callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } }).catch(() => undefined);
+    const call = client
+      .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
+      .catch(() => undefined);
     await coordinator.pollArrived;
     await client.close();
     await coordinator.pollAbandoned;
@@ -198,7 +225,8 @@ function startHoldingCoordinator() {
     port: 0,
     idleTimeout: 0, // only the caller giving up may end a held poll
     fetch(request) {
-      if (new URL(request.url).pathname === "/runs") return json({ run_id: "run_1", session_id: "ses_1", status: "pending" });
+      if (new URL(request.url).pathname === "/runs")
+        return json({ run_id: "run_1", session_id: "ses_1", status: "pending" });
       arrived();
       return new Promise<Response>((resolve) =>
         request.signal.addEventListener("abort", () => {

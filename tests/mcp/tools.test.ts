@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { closeAll, json, startHarness } from "./harness.ts";
+import { closeAll, json, startHarness } from "../support/mcp-harness.ts";
 
 afterEach(closeAll);
 
@@ -32,14 +32,18 @@ describe("list_agent_blueprints", () => {
   test("passes X-Agent-Tags to the coordinator as the tags filter", async () => {
     const h = await startHarness({ headers: { "X-Agent-Tags": "python,backend" } });
     h.coordinator.on("GET", /^\/agents$/, () => json([agents[0]]));
-    expect(await h.ok("list_agent_blueprints")).toEqual([{ name: "coder", description: "Writes code", tags: ["python", "backend"] }]);
+    expect(await h.ok("list_agent_blueprints")).toEqual([
+      { name: "coder", description: "Writes code", tags: ["python", "backend"] },
+    ]);
     expect(h.coordinator.find("GET", "/agents")[0]!.query.get("tags")).toBe("python,backend");
   });
 
   test("a reply that is not a list is a tool error", async () => {
     const h = await startHarness();
     h.coordinator.on("GET", /^\/agents$/, () => json({ agents: agents }));
-    expect(await h.fails("list_agent_blueprints")).toBe("Could not list agent blueprints: the coordinator's reply is not a list");
+    expect(await h.fails("list_agent_blueprints")).toBe(
+      "Could not list agent blueprints: Coordinator reply to GET /agents: must be an array (was object)",
+    );
   });
 
   test("a coordinator error is a tool error with the coordinator's words", async () => {
@@ -73,15 +77,27 @@ describe("list_agent_sessions", () => {
       }),
     );
     expect(await h.ok("list_agent_sessions")).toEqual([
-      { session_id: "ses_a", status: "finished", agent_name: "coder", created_at: "2025-01-01T10:00:00Z", last_resumed_at: "2025-01-01T11:00:00Z" },
-      { session_id: "ses_b", status: "pending", agent_name: null, created_at: "2025-01-02T10:00:00Z", last_resumed_at: null },
+      {
+        session_id: "ses_a",
+        status: "finished",
+        agent_name: "coder",
+        created_at: "2025-01-01T10:00:00Z",
+        last_resumed_at: "2025-01-01T11:00:00Z",
+      },
+      {
+        session_id: "ses_b",
+        status: "pending",
+        agent_name: null,
+        created_at: "2025-01-02T10:00:00Z",
+        last_resumed_at: null,
+      },
     ]);
   });
 
   test("a reply without a sessions list is a tool error", async () => {
     const h = await startHarness();
     h.coordinator.on("GET", /^\/sessions$/, () => json({ nope: true }));
-    expect(await h.fails("list_agent_sessions")).toContain('no "sessions" list');
+    expect(await h.fails("list_agent_sessions")).toContain("sessions must be an array (was missing)");
   });
 });
 
@@ -89,7 +105,10 @@ describe("get_agent_session_status", () => {
   test("answers {session_id, status}", async () => {
     const h = await startHarness();
     h.coordinator.on("GET", /^\/sessions\/ses_1\/status$/, () => json({ status: "running" }));
-    expect(await h.ok("get_agent_session_status", { session_id: "ses_1" })).toEqual({ session_id: "ses_1", status: "running" });
+    expect(await h.ok("get_agent_session_status", { session_id: "ses_1" })).toEqual({
+      session_id: "ses_1",
+      status: "running",
+    });
   });
 
   test("an unknown session is not_existent, whether the coordinator says so or answers 404", async () => {
@@ -97,8 +116,14 @@ describe("get_agent_session_status", () => {
     h.coordinator
       .on("GET", /^\/sessions\/ses_said\/status$/, () => json({ status: "not_existent" }))
       .on("GET", /^\/sessions\/ses_404\/status$/, () => json({ detail: "Session not found" }, 404));
-    expect(await h.ok("get_agent_session_status", { session_id: "ses_said" })).toEqual({ session_id: "ses_said", status: "not_existent" });
-    expect(await h.ok("get_agent_session_status", { session_id: "ses_404" })).toEqual({ session_id: "ses_404", status: "not_existent" });
+    expect(await h.ok("get_agent_session_status", { session_id: "ses_said" })).toEqual({
+      session_id: "ses_said",
+      status: "not_existent",
+    });
+    expect(await h.ok("get_agent_session_status", { session_id: "ses_404" })).toEqual({
+      session_id: "ses_404",
+      status: "not_existent",
+    });
   });
 
   test("session ids are escaped in the coordinator path", async () => {
@@ -123,7 +148,10 @@ describe("get_agent_session_result", () => {
     h.coordinator
       .on("GET", /^\/sessions\/ses_1\/status$/, () => json({ status: "finished" }))
       .on("GET", /^\/sessions\/ses_1\/result$/, () => json({ result: "All tests pass." }));
-    expect(await h.ok("get_agent_session_result", { session_id: "ses_1" })).toEqual({ session_id: "ses_1", result: "All tests pass." });
+    expect(await h.ok("get_agent_session_result", { session_id: "ses_1" })).toEqual({
+      session_id: "ses_1",
+      result: "All tests pass.",
+    });
   });
 
   test("a session that is not finished is a tool error naming its status", async () => {
@@ -137,7 +165,9 @@ describe("get_agent_session_result", () => {
   test("a missing session is a tool error", async () => {
     const h = await startHarness();
     h.coordinator.on("GET", /^\/sessions\/ses_x\/status$/, () => json({ status: "not_existent" }));
-    expect(await h.fails("get_agent_session_result", { session_id: "ses_x" })).toContain("Session ses_x does not exist");
+    expect(await h.fails("get_agent_session_result", { session_id: "ses_x" })).toContain(
+      "Session ses_x does not exist",
+    );
   });
 
   test("the coordinator's refusal to give a result is passed on", async () => {
@@ -175,7 +205,9 @@ describe("delete_all_agent_sessions", () => {
   test("deletes every session and counts the ones deleted", async () => {
     const h = await startHarness();
     h.coordinator
-      .on("GET", /^\/sessions$/, () => json({ sessions: [{ session_id: "ses_a" }, { session_id: "ses_b" }, { session_id: "ses_c" }] }))
+      .on("GET", /^\/sessions$/, () =>
+        json({ sessions: [{ session_id: "ses_a" }, { session_id: "ses_b" }, { session_id: "ses_c" }] }),
+      )
       .on("DELETE", /^\/sessions\/[^/]+$/, (r) => json({ ok: true, session_id: r.path.split("/")[2] }))
       // (added last, so tried first) ses_b vanished between the listing and the delete: not counted, not an error
       .on("DELETE", /^\/sessions\/ses_b$/, () => json({ detail: "Session not found" }, 404));
@@ -196,7 +228,9 @@ describe("delete_all_agent_sessions", () => {
   test("a failed delete stops and says how far it got", async () => {
     const h = await startHarness();
     h.coordinator
-      .on("GET", /^\/sessions$/, () => json({ sessions: [{ session_id: "ses_a" }, { session_id: "ses_b" }, { session_id: "ses_c" }] }))
+      .on("GET", /^\/sessions$/, () =>
+        json({ sessions: [{ session_id: "ses_a" }, { session_id: "ses_b" }, { session_id: "ses_c" }] }),
+      )
       .on("DELETE", /^\/sessions\/[^/]+$/, () => json({ ok: true }))
       .on("DELETE", /^\/sessions\/ses_b$/, () => json({ detail: "database is locked" }, 500));
     const error = await h.fails("delete_all_agent_sessions");

@@ -1,5 +1,5 @@
 import { expect } from "bun:test";
-import { ConfigError } from "../../src/errors.ts";
+import { ConfigError } from "../../src/shared/errors.ts";
 
 /** Runs `fn` and returns the ConfigError it throws; fails the test if it throws nothing or something else. */
 export function configError(fn: () => unknown): ConfigError {

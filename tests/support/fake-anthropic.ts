@@ -59,7 +59,12 @@ function contentBlocks(reply: ScriptedReply): any[] {
   const blocks: any[] = [];
   if (reply.text !== undefined) blocks.push({ type: "text", text: reply.text });
   if (reply.toolUse) {
-    blocks.push({ type: "tool_use", id: reply.toolUse.id ?? nextId("toolu"), name: reply.toolUse.name, input: reply.toolUse.input });
+    blocks.push({
+      type: "tool_use",
+      id: reply.toolUse.id ?? nextId("toolu"),
+      name: reply.toolUse.name,
+      input: reply.toolUse.input,
+    });
   }
   if (blocks.length === 0) blocks.push({ type: "text", text: "" });
   return blocks;
@@ -106,15 +111,25 @@ function sseEvents(model: string, reply: ScriptedReply): Array<[string, unknown]
   ];
   blocks.forEach((block, index) => {
     if (block.type === "text") {
-      events.push(["content_block_start", { type: "content_block_start", index, content_block: { type: "text", text: "" } }]);
+      events.push([
+        "content_block_start",
+        { type: "content_block_start", index, content_block: { type: "text", text: "" } },
+      ]);
       if (index === 0) events.push(["ping", { type: "ping" }]);
       for (const piece of chunks(block.text)) {
-        events.push(["content_block_delta", { type: "content_block_delta", index, delta: { type: "text_delta", text: piece } }]);
+        events.push([
+          "content_block_delta",
+          { type: "content_block_delta", index, delta: { type: "text_delta", text: piece } },
+        ]);
       }
     } else {
       events.push([
         "content_block_start",
-        { type: "content_block_start", index, content_block: { type: "tool_use", id: block.id, name: block.name, input: {} } },
+        {
+          type: "content_block_start",
+          index,
+          content_block: { type: "tool_use", id: block.id, name: block.name, input: {} },
+        },
       ]);
       for (const piece of chunks(JSON.stringify(block.input), 20)) {
         events.push([
@@ -138,7 +153,10 @@ function sseEvents(model: string, reply: ScriptedReply): Array<[string, unknown]
 }
 
 function apiError(status: number, type: string, message: string): Response {
-  return Response.json({ type: "error", error: { type, message } }, { status, headers: { "request-id": nextId("req") } });
+  return Response.json(
+    { type: "error", error: { type, message } },
+    { status, headers: { "request-id": nextId("req") } },
+  );
 }
 
 /**
@@ -242,7 +260,13 @@ export class FakeAnthropic {
     } catch {
       body = text;
     }
-    const recorded: AnthropicRequest = { method: request.method, path: url.pathname, query: url.searchParams, headers: request.headers, body };
+    const recorded: AnthropicRequest = {
+      method: request.method,
+      path: url.pathname,
+      query: url.searchParams,
+      headers: request.headers,
+      body,
+    };
     this.requests.push(recorded);
     const ready = this.waiters.filter((w) => w.test(recorded));
     this.waiters = this.waiters.filter((w) => !ready.includes(w));
@@ -300,7 +324,8 @@ export class FakeAnthropic {
     const events = sseEvents(body.model, reply);
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
-        for (const [event, data] of events) controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+        for (const [event, data] of events)
+          controller.enqueue(encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
         controller.close();
       },
     });

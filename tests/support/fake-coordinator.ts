@@ -10,7 +10,11 @@ export interface RecordedRequest {
   at: number;
 }
 
-type PollItem = { run: Record<string, unknown> } | { stop_runs: string[] } | { deregistered: true } | Record<string, unknown>;
+type PollItem =
+  | { run: Record<string, unknown> }
+  | { stop_runs: string[] }
+  | { deregistered: true }
+  | Record<string, unknown>;
 
 export type RouteHandler = (request: RecordedRequest) => Response | Promise<Response> | undefined;
 
@@ -46,7 +50,7 @@ export class FakeCoordinator {
   private routes: Array<{ method: string; path: RegExp; handler: RouteHandler }> = [];
   port = 0;
 
-  constructor(private readonly options: FakeCoordinatorOptions = {}) {
+  constructor(readonly options: FakeCoordinatorOptions = {}) {
     this.pollTimeoutSeconds = options.pollTimeoutSeconds ?? 1;
     this.heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? 60;
     this.runnerId = options.runnerId ?? "lnch_test";
@@ -152,7 +156,9 @@ export class FakeCoordinator {
   }
 
   describe(): string {
-    return this.requests.map((r) => `${r.method} ${r.path} ${r.body === undefined ? "" : JSON.stringify(r.body)}`).join("\n");
+    return this.requests
+      .map((r) => `${r.method} ${r.path} ${r.body === undefined ? "" : JSON.stringify(r.body)}`)
+      .join("\n");
   }
 
   private record(request: RecordedRequest): void {
@@ -165,7 +171,7 @@ export class FakeCoordinator {
   private async handle(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const text = await request.text();
-    let body: unknown = undefined;
+    let body: unknown;
     if (text) {
       try {
         body = JSON.parse(text);

@@ -8,9 +8,9 @@ export function releaseServer() {
   const arrival = (id: string) => {
     let entry = arrivals.get(id);
     if (!entry) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      arrivals.set(id, (entry = { promise, resolve }));
+      const { promise, resolve } = Promise.withResolvers<void>();
+      entry = { promise, resolve };
+      arrivals.set(id, entry);
     }
     return entry;
   };

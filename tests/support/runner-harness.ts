@@ -1,13 +1,14 @@
 import { join } from "node:path";
-import { resolveConfig, type RunnerConfig } from "../../src/config.ts";
-import { CoordinatorClient } from "../../src/coordinator-client.ts";
-import { CoordinatorHttp } from "../../src/coordinator-http.ts";
-import { startGateway, type Gateway } from "../../src/gateway.ts";
-import type { JsonObject } from "../../src/json-object.ts";
-import type { ExecutorProfile } from "../../src/profiles.ts";
-import { buildRegistrationPayload } from "../../src/registration.ts";
-import { Runner } from "../../src/runner.ts";
-import { startFakeCoordinator, type FakeCoordinator, type FakeCoordinatorOptions } from "./fake-coordinator.ts";
+import type { ExecutorProfile } from "../../src/config/profiles.ts";
+import { type RunnerConfig, resolveConfig } from "../../src/config/runner-config.ts";
+import { CoordinatorClient } from "../../src/coordinator/client.ts";
+import { CoordinatorHttp } from "../../src/coordinator/http.ts";
+import { buildRegistrationPayload } from "../../src/coordinator/registration.ts";
+import { executorEnvironment } from "../../src/process/executor-env.ts";
+import { AgentWorker } from "../../src/runner/agent-worker.ts";
+import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
+import type { JsonObject } from "../../src/shared/json.ts";
+import { type FakeCoordinator, type FakeCoordinatorOptions, startFakeCoordinator } from "./fake-coordinator.ts";
 
 export const FIXTURES = join(import.meta.dir, "..", "fixtures", "executors");
 
@@ -19,7 +20,7 @@ export function fixtureProfile(fixture: string, config: JsonObject = {}): Execut
 
 export interface RunnerHarness {
   fake: FakeCoordinator;
-  runner: Runner;
+  worker: AgentWorker;
   gateway: Gateway;
   config: RunnerConfig;
   /** Resolves when the runner's worker loop has finished (after shutdown). */
@@ -46,12 +47,12 @@ export interface HarnessOptions {
 /** A Runner wired as the CLI wires it, against a fake coordinator, with a fixture executor. */
 export async function startRunnerHarness(options: HarnessOptions = {}): Promise<RunnerHarness> {
   const fake = startFakeCoordinator(options.fake);
-  const config = resolveConfig({ coordinatorUrl: fake.url, stopGraceSeconds: "1", ...options.flags }, {});
+  const config = resolveConfig({ "coordinator-url": fake.url, "stop-grace-seconds": "1", ...options.flags }, {});
   const profile = options.profile ?? fixtureProfile(options.fixture ?? "capture");
   const http = new CoordinatorHttp(config.coordinatorUrl);
   const client = new CoordinatorClient(http);
   const gateway = startGateway({ http, hostname: "test-host", executorProfile: profile.name });
-  const runner = new Runner({
+  const worker = new AgentWorker({
     config,
     profile,
     client,
@@ -62,20 +63,19 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
       tags: config.tags,
       requireMatchingTags: config.requireMatchingTags,
     }),
-    gatewayUrl: gateway.url,
+    executorEnv: executorEnvironment({ ...process.env, ...options.env }, { AGENT_ORCHESTRATOR_API_URL: gateway.url }),
     mcpUrl: "http://127.0.0.1:9/mcp",
-    env: { ...process.env, ...options.env },
     flushTimeoutMs: options.flushTimeoutMs ?? 5000,
     retryInitialMs: options.retryInitialMs ?? 50,
   });
   let done: Promise<void> = Promise.resolve();
   if (!options.manual) {
-    await runner.register();
-    done = runner.run();
+    await worker.register();
+    done = worker.run();
   }
   return {
     fake,
-    runner,
+    worker,
     gateway,
     config,
     get done() {
@@ -87,8 +87,8 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
       return id;
     },
     async close() {
-      runner.shutdown("test cleanup");
-      runner.shutdown("test cleanup");
+      worker.shutdown("test cleanup");
+      worker.shutdown("test cleanup");
       await done;
       await gateway.stop();
       await fake.stop();

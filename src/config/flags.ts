@@ -1,0 +1,122 @@
+/**
+ * Every command-line flag, defined once: its type, alias, help text and the environment variable
+ * that sets it when the flag is absent. Commands take their citty arguments from here, and the
+ * config is read from these definitions, so a flag's name is written in one place only.
+ */
+import type { ArgDef } from "citty";
+
+/** A citty flag definition, plus the environment variable that can set it. */
+export type FlagDef = ArgDef & { env?: string };
+export type FlagDefs = Record<string, FlagDef>;
+
+/** What citty parsed for a set of flags: strings and booleans, by flag name. */
+export type FlagValues<F extends FlagDefs> = {
+  [K in keyof F]?: F[K]["type"] extends "boolean" ? boolean : string;
+};
+
+export const profileFlags = {
+  profile: {
+    type: "string",
+    valueHint: "name",
+    description: "Executor profile (see --profile-list). Default: the Claude Code executor with no config",
+  },
+  "profiles-dir": {
+    type: "string",
+    valueHint: "dir",
+    env: "AGENT_RUNNER_PROFILES_DIR",
+    description: "Directory of your own profile files; they override built-ins of the same name",
+  },
+} as const satisfies FlagDefs;
+
+export const commonFlags = {
+  "project-dir": {
+    type: "string",
+    alias: "p",
+    valueHint: "dir",
+    env: "PROJECT_DIR",
+    description: "Project directory of runs that name none (default: current directory)",
+  },
+  "stop-grace-seconds": {
+    type: "string",
+    valueHint: "seconds",
+    description: "How long a stopped executor gets between SIGTERM and SIGKILL (default 5)",
+  },
+  verbose: { type: "boolean", alias: "v", description: "Debug logging, also for executors (AGENT_RUNNER_DEBUG=1)" },
+} as const satisfies FlagDefs;
+
+export const runnerFlags = {
+  ...profileFlags,
+  "profile-list": { type: "boolean", description: "List the available profiles and exit" },
+  "require-matching-tags": {
+    type: "boolean",
+    description: "Accept only runs that share at least one tag with this runner",
+  },
+  "coordinator-url": {
+    type: "string",
+    alias: "c",
+    valueHint: "url",
+    env: "AGENT_ORCHESTRATOR_API_URL",
+    description: "Coordinator URL (default http://localhost:8765)",
+  },
+  ...commonFlags,
+  tags: {
+    type: "string",
+    alias: "t",
+    valueHint: "a,b",
+    env: "RUNNER_TAGS",
+    description: "Comma-separated capability tags",
+  },
+  "mcp-port": {
+    type: "string",
+    alias: "m",
+    valueHint: "port",
+    description: "Fixed port for the embedded MCP server (default: any free port)",
+  },
+  "poll-timeout": {
+    type: "string",
+    valueHint: "seconds",
+    env: "POLL_TIMEOUT",
+    description: "Long-poll duration (default: what the coordinator says, else 30)",
+  },
+  "heartbeat-interval": {
+    type: "string",
+    valueHint: "seconds",
+    env: "HEARTBEAT_INTERVAL",
+    description: "Heartbeat interval (default: what the coordinator says, else 60)",
+  },
+} as const satisfies FlagDefs;
+
+export const execFlags = {
+  ...profileFlags,
+  prompt: { type: "string", valueHint: "text", description: "The prompt (required)" },
+  "project-dir": {
+    ...commonFlags["project-dir"],
+    description: "Project directory of the run (default: current directory)",
+  },
+  "session-id": {
+    type: "string",
+    valueHint: "id",
+    description: "Session id (default: a new ses_… id); with --resume, the session to continue",
+  },
+  blueprint: {
+    type: "string",
+    valueHint: "file.json",
+    description: "Agent blueprint (JSON: name, system_prompt, mcp_servers) handed to the executor as agent_blueprint",
+  },
+  resume: { type: "boolean", description: "Resume the session named by --session-id (recorded by an earlier exec)" },
+  "state-dir": {
+    type: "string",
+    valueHint: "dir",
+    env: "AGENT_RUNNER_EXEC_STATE_DIR",
+    description: "Where exec keeps recorded sessions for --resume (default ~/.local/state/agent-runner/exec-sessions)",
+  },
+  json: { type: "boolean", description: "One JSON object per line on stdout: each gateway request, then the result" },
+  "stop-grace-seconds": commonFlags["stop-grace-seconds"],
+  verbose: commonFlags.verbose,
+} as const satisfies FlagDefs;
+
+/** Environment variables that configure the runner itself; executors never see them. */
+export function runnerEnvironmentVariables(): string[] {
+  const names = [runnerFlags, execFlags].flatMap((flags) => Object.values(flags).map((def: FlagDef) => def.env));
+  return [...new Set(names.filter((name): name is string => name !== undefined))];
+}

@@ -1,0 +1,195 @@
+/** Executor profiles: the built-ins and the operator's files, validated, with the command to run. */
+import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import coding from "../../profiles/coding.json" with { type: "json" };
+import research from "../../profiles/research.json" with { type: "json" };
+import supervised from "../../profiles/supervised.json" with { type: "json" };
+import test from "../../profiles/test.json" with { type: "json" };
+import { builtinExecutorArgv } from "../executors/builtin.ts";
+import { type } from "../shared/arktype.ts";
+import { ConfigError } from "../shared/errors.ts";
+import { JsonObject, parseJson, validate } from "../shared/json.ts";
+import { INSTALL_DIR, isCompiled } from "./install-dir.ts";
+
+export const DEFAULT_EXECUTOR_PATH = "executors/claude-code/ao-claude-code-exec";
+export const DEFAULT_EXECUTOR_TYPE = "claude-code";
+
+/** A named executor configuration; a runner runs exactly one. */
+export interface ExecutorProfile {
+  name: string;
+  type: string;
+  command: string;
+  /** Executor-specific settings, passed through to the executor untouched. */
+  config: JsonObject;
+  /** `built-in`, `default`, or the file the profile was read from. */
+  source: string;
+  /** How to start the executor: the command resolved against the runner's directory. */
+  argv: string[];
+}
+
+export interface ProfileSources {
+  /** An operator's own profile directory (`--profiles-dir`); its files override all others. */
+  profilesDir?: string;
+}
+
+export interface ProfileListing {
+  name: string;
+  source: string;
+  /** The profile's content, when its file is valid. */
+  profile?: Omit<ExecutorProfile, "argv">;
+  /** Why the profile cannot be used (invalid file, or a command that cannot be run). */
+  error?: string;
+}
+
+/** A profile file's content; any other field is a typo worth refusing (`confg`). */
+const ProfileFile = type({
+  "+": "reject",
+  type: "string > 0",
+  command: "string > 0",
+  "config?": JsonObject,
+});
+
+// Imported at build time so the single executable carries them.
+const BUILTIN_PROFILES: Record<string, unknown> = { coding, research, supervised, test };
+const BUILTIN_DIR = join(INSTALL_DIR, "profiles");
+const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+type ProfileOrigin = { name: string; source: string; read: () => unknown };
+
+function assertProfileName(name: string): void {
+  if (!PROFILE_NAME.test(name) || name.includes("..")) {
+    throw new ConfigError(
+      `Invalid profile name '${name}': use letters, digits, '-', '_' and '.', without '/' or '..' (a profile is a file in a profiles directory, named by its file name without .json)`,
+    );
+  }
+}
+
+function profileFilesIn(dir: string): ProfileOrigin[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw new ConfigError(`Cannot read profiles directory ${dir}: ${(error as Error).message}`);
+  }
+  return names
+    .filter((file) => file.endsWith(".json") && PROFILE_NAME.test(file.slice(0, -5)))
+    .map((file) => {
+      const path = join(dir, file);
+      return { name: file.slice(0, -5), source: path, read: () => readProfileFile(path) };
+    });
+}
+
+function readProfileFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`Cannot read profile file ${path}: ${(error as Error).message}`);
+  }
+  return parseJson(text, type("unknown"), `Profile file ${path}`, ConfigError);
+}
+
+/** Every known profile by name, later sources overriding earlier ones. */
+function profileOrigins(sources: ProfileSources): Map<string, ProfileOrigin> {
+  const origins = new Map<string, ProfileOrigin>();
+  for (const [name, content] of Object.entries(BUILTIN_PROFILES)) {
+    origins.set(name, { name, source: "built-in", read: () => content });
+  }
+  for (const origin of profileFilesIn(BUILTIN_DIR)) {
+    // Run from source, the built-ins are these very files: keep calling them built-in.
+    if (!isCompiled && origin.name in BUILTIN_PROFILES) continue;
+    origins.set(origin.name, origin);
+  }
+  if (sources.profilesDir) {
+    for (const origin of profileFilesIn(resolve(sources.profilesDir))) origins.set(origin.name, origin);
+  }
+  return origins;
+}
+
+/**
+ * Resolves an executor command against the runner's directory. A built-in executor that has no
+ * file beside the compiled runner is run by the runner's own executable.
+ */
+export function resolveExecutorCommand(command: string): string[] | { error: string } {
+  const path = isAbsolute(command) ? command : resolve(INSTALL_DIR, command);
+  if (existsSync(path)) {
+    if (!statSync(path).isFile()) return { error: `${path} is not a file` };
+    try {
+      accessSync(path, constants.X_OK);
+    } catch {
+      return { error: `${path} is not executable (chmod +x it)` };
+    }
+    return [path];
+  }
+  return builtinExecutorArgv(command) ?? { error: `${path} does not exist` };
+}
+
+type ProfileContent = Omit<ExecutorProfile, "argv">;
+
+function parseProfile(origin: ProfileOrigin): ProfileContent {
+  const where = origin.source === "built-in" ? `built-in profile '${origin.name}'` : `profile file ${origin.source}`;
+  const parsed = validate(origin.read(), ProfileFile, `Invalid ${where}`, ConfigError);
+  return {
+    name: origin.name,
+    type: parsed.type,
+    command: parsed.command,
+    config: parsed.config ?? {},
+    source: origin.source,
+  };
+}
+
+function withArgv(profile: ProfileContent): ExecutorProfile {
+  const argv = resolveExecutorCommand(profile.command);
+  if ("error" in argv) {
+    throw new ConfigError(
+      `Profile '${profile.name}': executor command ${profile.command} cannot be run: ${argv.error}`,
+    );
+  }
+  return { ...profile, argv };
+}
+
+/** Sorted names of every available profile (built-in and runtime files). */
+export function listProfiles(sources: ProfileSources = {}): string[] {
+  return [...profileOrigins(sources).keys()].sort();
+}
+
+/** Every available profile with where it comes from; an invalid one carries its error. */
+export function describeProfiles(sources: ProfileSources = {}): ProfileListing[] {
+  const origins = profileOrigins(sources);
+  return [...origins.keys()].sort().map((name) => {
+    const origin = origins.get(name)!;
+    let profile: ProfileContent;
+    try {
+      profile = parseProfile(origin);
+    } catch (error) {
+      return { name, source: origin.source, error: (error as Error).message };
+    }
+    const argv = resolveExecutorCommand(profile.command);
+    return "error" in argv
+      ? { name, source: origin.source, profile, error: argv.error }
+      : { name, source: origin.source, profile };
+  });
+}
+
+/** Loads and validates one profile; a missing or invalid one is a ConfigError naming the problem. */
+export function loadProfile(name: string, sources: ProfileSources = {}): ExecutorProfile {
+  assertProfileName(name);
+  const origins = profileOrigins(sources);
+  const origin = origins.get(name);
+  if (!origin) {
+    throw new ConfigError(`Profile '${name}' not found. Available: ${[...origins.keys()].sort().join(", ")}`);
+  }
+  return withArgv(parseProfile(origin));
+}
+
+/** The profile used without `--profile`: the Claude Code executor with no config at all. */
+export function defaultProfile(): ExecutorProfile {
+  return withArgv({
+    name: DEFAULT_EXECUTOR_TYPE,
+    type: DEFAULT_EXECUTOR_TYPE,
+    command: DEFAULT_EXECUTOR_PATH,
+    config: {},
+    source: "default",
+  });
+}

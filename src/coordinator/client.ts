@@ -1,0 +1,182 @@
+/**
+ * The coordinator's runner protocol (docs/protocol.md): paths and reply shapes. Knows nothing of
+ * retries or scheduling, which belong to the runner.
+ */
+import { coordinatorDetail } from "../protocol/error-detail.ts";
+import { type } from "../shared/arktype.ts";
+import type { JsonObject } from "../shared/json.ts";
+import { parseJson, validate } from "../shared/json.ts";
+import { BadReplyError, CoordinatorError, type CoordinatorHttp } from "./http.ts";
+import type { RegistrationPayload } from "./registration.ts";
+import {
+  AgentReply,
+  type DuplicateRunner,
+  DuplicateRunnerReply,
+  PollReply,
+  type Registration,
+  Registration as RegistrationReply,
+  RunIdOnly,
+  RunRequest,
+  WrappedAgentReply,
+} from "./replies.ts";
+
+export type { Registration, RunRequest };
+
+export type PollResult =
+  | { kind: "idle" }
+  | { kind: "run"; run: RunRequest }
+  /** A run the runner cannot execute as given; reported failed when it has a run id. */
+  | { kind: "bad_run"; runId?: string; reason: string }
+  | { kind: "stop"; runIds: string[] }
+  | { kind: "deregistered" }
+  | { kind: "not_registered" };
+
+export type StopSignal = "SIGTERM" | "SIGKILL";
+
+export type RunReport =
+  | { kind: "started" }
+  | { kind: "completed" }
+  | { kind: "failed"; error: string }
+  | { kind: "stopped"; signal: StopSignal };
+
+export type ReportOutcome =
+  | { kind: "delivered" }
+  | { kind: "unknown_run" }
+  | { kind: "not_registered" }
+  /** Refused for good (a 4xx other than 404/401): retrying would not change it. */
+  | { kind: "rejected"; detail: string };
+
+/** The identity is already online at the coordinator (409). */
+export class DuplicateRunnerError extends Error {
+  override name = "DuplicateRunnerError";
+  constructor(
+    message: string,
+    readonly existing: DuplicateRunner,
+  ) {
+    super(message);
+  }
+}
+
+/** The coordinator refused our credentials (401/403 at registration). */
+export class AuthenticationError extends Error {
+  override name = "AuthenticationError";
+}
+
+const isNotRegistered = (status: number, text: string) =>
+  status === 401 && /not registered/i.test(coordinatorDetail(text) ?? "");
+
+function duplicateRunner(text: string): DuplicateRunner {
+  try {
+    return parseJson(text, DuplicateRunnerReply, "409 reply").detail;
+  } catch {
+    return {};
+  }
+}
+
+export class CoordinatorClient {
+  /** Set by a successful registration; reports and heartbeats carry it. */
+  runnerId?: string;
+
+  constructor(readonly http: CoordinatorHttp) {}
+
+  async register(payload: RegistrationPayload, signal?: AbortSignal): Promise<Registration> {
+    const response = await this.http.fetch("/runner/register", { json: payload, signal });
+    const text = await response.text();
+    if (response.status === 409) {
+      const existing = duplicateRunner(text);
+      throw new DuplicateRunnerError(existing.message ?? "A runner with this identity is already online", existing);
+    }
+    if (response.status === 401 || response.status === 403) {
+      const detail = coordinatorDetail(text) ?? "no detail";
+      throw new AuthenticationError(
+        response.status === 401
+          ? `The coordinator requires authentication (HTTP 401: ${detail}). Set AUTH0_DOMAIN, AUTH0_RUNNER_CLIENT_ID, AUTH0_RUNNER_CLIENT_SECRET and AUTH0_AUDIENCE, or disable auth on the coordinator.`
+          : `The coordinator rejected the runner's credentials (HTTP 403: ${detail}). Check the AUTH0_* settings and the client's permissions.`,
+      );
+    }
+    if (!response.ok) throw new CoordinatorError(response.status, "/runner/register", text);
+    const registration = parseJson(text, RegistrationReply, "Coordinator reply to register", BadReplyError);
+    this.runnerId = registration.runner_id;
+    return registration;
+  }
+
+  /** One long poll. Network failures and 5xx throw; everything else is a PollResult. */
+  async poll(timeoutMs: number, signal?: AbortSignal): Promise<PollResult> {
+    const path = `/runner/runs?runner_id=${encodeURIComponent(this.requireId())}`;
+    const response = await this.http.fetch(path, { timeoutMs, signal });
+    if (response.status === 204) return { kind: "idle" };
+    const text = await response.text();
+    if (isNotRegistered(response.status, text)) return { kind: "not_registered" };
+    if (!response.ok) throw new CoordinatorError(response.status, "/runner/runs", text);
+    if (text.trim() === "") return { kind: "idle" };
+    const reply = parseJson(text, PollReply, "Coordinator reply to poll", BadReplyError);
+    if (reply.deregistered === true) return { kind: "deregistered" };
+    if (reply.stop_runs !== undefined) return { kind: "stop", runIds: reply.stop_runs };
+    if ("run" in reply) {
+      const run = RunRequest(reply.run);
+      if (run instanceof type.errors) {
+        const runId = RunIdOnly(reply.run);
+        return {
+          kind: "bad_run",
+          runId: runId instanceof type.errors ? undefined : runId.run_id,
+          reason: `Malformed run payload: ${run.summary.replaceAll("\n", "; ")}`,
+        };
+      }
+      return { kind: "run", run };
+    }
+    throw new BadReplyError(
+      `Coordinator reply to poll has none of run, stop_runs, deregistered: ${text.slice(0, 200)}`,
+    );
+  }
+
+  /** Sends one run report. Network failures and 5xx throw (the caller retries); the rest is an outcome. */
+  async report(runId: string, report: RunReport): Promise<ReportOutcome> {
+    const { kind, ...fields } = report;
+    const body = { runner_id: this.requireId(), ...(kind === "completed" ? { status: "success" } : {}), ...fields };
+    const path = `/runner/runs/${encodeURIComponent(runId)}/${kind}`;
+    const response = await this.http.fetch(path, { json: body });
+    const text = await response.text();
+    if (response.ok) return { kind: "delivered" };
+    if (response.status === 404) return { kind: "unknown_run" };
+    if (isNotRegistered(response.status, text)) return { kind: "not_registered" };
+    // Overload and server errors pass, and so do auth failures (the token was just dropped and
+    // is fetched anew, or an operator fixes the credentials): retry. Any other refusal is final.
+    if (response.status >= 500 || [401, 403, 408, 429].includes(response.status)) {
+      throw new CoordinatorError(response.status, path, text);
+    }
+    return { kind: "rejected", detail: `HTTP ${response.status}: ${coordinatorDetail(text) ?? "no detail"}` };
+  }
+
+  /** `true` when the coordinator still knows this runner. */
+  async heartbeat(): Promise<boolean> {
+    const response = await this.http.fetch("/runner/heartbeat", { json: { runner_id: this.requireId() } });
+    const text = await response.text();
+    if (isNotRegistered(response.status, text)) return false;
+    if (!response.ok) throw new CoordinatorError(response.status, "/runner/heartbeat", text);
+    return true;
+  }
+
+  async deregister(): Promise<void> {
+    const path = `/runners/${encodeURIComponent(this.requireId())}?self=true`;
+    const response = await this.http.fetch(path, { method: "DELETE", timeoutMs: 5000 });
+    const text = await response.text();
+    if (!response.ok && response.status !== 404) throw new CoordinatorError(response.status, path, text);
+  }
+
+  /** The agent blueprint, or undefined when the coordinator does not know the agent. */
+  async getAgent(name: string): Promise<JsonObject | undefined> {
+    const path = `/agents/${encodeURIComponent(name)}`;
+    const response = await this.http.fetch(path);
+    const text = await response.text();
+    if (response.status === 404) return undefined;
+    if (!response.ok) throw new CoordinatorError(response.status, path, text);
+    const body = parseJson(text, AgentReply, `Coordinator reply to GET ${path}`, BadReplyError);
+    // Some coordinators wrap it as {"agent": {…}}.
+    return WrappedAgentReply.allows(body) ? validate(body, WrappedAgentReply, path).agent : body;
+  }
+
+  private requireId(): string {
+    if (!this.runnerId) throw new Error("runner is not registered yet");
+    return this.runnerId;
+  }
+}

@@ -1,0 +1,82 @@
+/** HTTP to the coordinator: the base URL and the shared auth header, in one place. */
+import type { Type } from "arktype";
+import { coordinatorDetail } from "../protocol/error-detail.ts";
+import { parseJson } from "../shared/json.ts";
+import { noAuth, type TokenSource } from "./auth.ts";
+
+export interface CoordinatorRequest {
+  method?: string;
+  /** Serialized as JSON with a JSON content type. */
+  json?: unknown;
+  /** Raw body, sent as is. */
+  body?: RequestInit["body"];
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A coordinator reply that is not 2xx, with the status and the coordinator's own words. */
+export class CoordinatorError extends Error {
+  override name = "CoordinatorError";
+  constructor(
+    readonly status: number,
+    readonly path: string,
+    readonly body: string,
+  ) {
+    super(`Coordinator answered HTTP ${status} to ${path}: ${coordinatorDetail(body) ?? "(no body)"}`);
+  }
+}
+
+/** A reply that does not follow the protocol; the runner logs it and carries on. */
+export class BadReplyError extends Error {
+  override name = "BadReplyError";
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+/**
+ * Every part of the runner (worker loop, gateway, MCP tools) talks to the coordinator through
+ * this class, so one cached token serves all of them.
+ */
+export class CoordinatorHttp {
+  constructor(
+    readonly baseUrl: string,
+    readonly auth: TokenSource = noAuth,
+  ) {}
+
+  url(path: string): string {
+    return `${this.baseUrl}${path.startsWith("/") ? path : `/${path}`}`;
+  }
+
+  /** Sends a request; the Response comes back whatever its status. Network failures throw. */
+  async fetch(path: string, request: CoordinatorRequest = {}): Promise<Response> {
+    const headers = new Headers(request.headers);
+    const authorization = await this.auth.authorization();
+    if (authorization) headers.set("authorization", authorization);
+    let body = request.body;
+    if (request.json !== undefined) {
+      body = JSON.stringify(request.json);
+      headers.set("content-type", "application/json");
+    }
+    const timeout = AbortSignal.timeout(request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const response = await fetch(this.url(path), {
+      method: request.method ?? (body === undefined ? "GET" : "POST"),
+      headers,
+      body,
+      signal: request.signal ? AbortSignal.any([request.signal, timeout]) : timeout,
+    });
+    if (response.status === 401 && authorization) this.auth.invalidate();
+    return response;
+  }
+
+  /**
+   * Sends a request and checks the JSON reply against a schema. A non-2xx status is a
+   * CoordinatorError, a reply that does not fit the schema a BadReplyError naming the field.
+   */
+  async json<T>(path: string, schema: Type<T>, request: CoordinatorRequest = {}): Promise<T> {
+    const response = await this.fetch(path, request);
+    const text = await response.text();
+    if (!response.ok) throw new CoordinatorError(response.status, path, text);
+    return parseJson(text, schema, `Coordinator reply to ${request.method ?? "GET"} ${path}`, BadReplyError);
+  }
+}

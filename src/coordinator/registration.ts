@@ -1,0 +1,34 @@
+/** The body of `POST /runner/register`: who this runner is and what it runs. */
+import type { ExecutorProfile } from "../config/profiles.ts";
+import type { JsonObject } from "../shared/json.ts";
+
+/** Body of `POST /runner/register`. */
+export interface RegistrationPayload {
+  hostname: string;
+  project_dir: string;
+  executor_profile: string;
+  executor: { type: string; command: string; config: JsonObject };
+  tags?: string[];
+  require_matching_tags: boolean;
+}
+
+export interface RegistrationInput {
+  hostname: string;
+  projectDir: string;
+  profile: Pick<ExecutorProfile, "name" | "type" | "command" | "config">;
+  tags: string[];
+  requireMatchingTags: boolean;
+}
+
+/** The coordinator routes by the profile name; it keeps the executor details only to show them. */
+export function buildRegistrationPayload(input: RegistrationInput): RegistrationPayload {
+  const { profile } = input;
+  return {
+    hostname: input.hostname,
+    project_dir: input.projectDir,
+    executor_profile: profile.name,
+    executor: { type: profile.type, command: profile.command, config: profile.config },
+    ...(input.tags.length > 0 ? { tags: input.tags } : {}),
+    require_matching_tags: input.requireMatchingTags,
+  };
+}

@@ -1,0 +1,61 @@
+/** The coordinator's replies as arktype schemas: nothing it sends is used before it is checked here. */
+import { type } from "../shared/arktype.ts";
+import { JsonObject } from "../shared/json.ts";
+
+/** `POST /runner/register` → 200. */
+export const Registration = type({
+  runner_id: "string > 0",
+  "poll_endpoint?": "string",
+  "poll_timeout_seconds?": "number > 0",
+  "heartbeat_interval_seconds?": "number > 0",
+});
+export type Registration = typeof Registration.infer;
+
+/** `POST /runner/register` → 409: who holds the identity. */
+export const DuplicateRunnerReply = type({
+  detail: {
+    "message?": "string",
+    "runner_id?": "string",
+    "hostname?": "string",
+    "project_dir?": "string",
+    "executor_profile?": "string",
+  },
+});
+export type DuplicateRunner = (typeof DuplicateRunnerReply.infer)["detail"];
+
+const NullableObject = JsonObject.or("null");
+
+/** A run as the coordinator hands it out; extra fields are kept for forward compatibility. */
+export const RunRequest = type({
+  run_id: "string > 0",
+  type: "string > 0",
+  session_id: "string > 0",
+  prompt: "string",
+  "agent_name?": "string | null",
+  "project_dir?": "string | null",
+  "parent_session_id?": "string | null",
+  "execution_mode?": "string | null",
+  "demands?": NullableObject,
+  "metadata?": NullableObject,
+});
+export type RunRequest = typeof RunRequest.infer;
+
+/** Enough of a malformed run to report it failed. */
+export const RunIdOnly = type({ run_id: "string > 0" });
+
+/** `GET /runner/runs` → 200: what the poll brought (the run itself is checked on its own). */
+export const PollReply = JsonObject.and({
+  "deregistered?": "boolean",
+  "stop_runs?": "string[]",
+  "run?": "unknown",
+});
+
+/** `GET /agents/{name}`: the blueprint, possibly wrapped as `{"agent": {…}}`. */
+export const AgentReply = JsonObject;
+export const WrappedAgentReply = type({ agent: JsonObject });
+
+/** The OAuth2 token endpoint's reply to a client-credentials grant. */
+export const TokenReply = type({
+  access_token: "string > 0",
+  "expires_in?": "number",
+});

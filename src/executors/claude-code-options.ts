@@ -1,0 +1,157 @@
+/**
+ * What the Claude Code executor hands the Agent SDK: settings from `executor_config` (with
+ * defaults), the blueprint's MCP servers and prompt, and SDK failures explained. Pure data, no SDK
+ * code: only its types.
+ */
+import type { McpServerConfig, Options, PermissionMode, SettingSource } from "@anthropic-ai/claude-agent-sdk";
+import type { Invocation } from "../protocol/invocation.ts";
+import { type } from "../shared/arktype.ts";
+import type { Env } from "../shared/env.ts";
+import { JsonObject, validate } from "../shared/json.ts";
+import { ExecutorError } from "./kit/run-executor.ts";
+
+export const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
+export const SETTING_SOURCES = ["user", "project", "local"] as const;
+/** What `executor_config` can set, with the defaults of docs/protocol.md ("Claude Code executor"). */
+export interface ClaudeCodeSettings {
+  permissionMode: PermissionMode;
+  settingSources: SettingSource[];
+  /** Undefined: the SDK's default model. */
+  model?: string;
+}
+
+export const CLAUDE_CODE_DEFAULTS: ClaudeCodeSettings = {
+  permissionMode: "bypassPermissions",
+  settingSources: ["user", "project", "local"],
+};
+
+/** The keys this executor reads from `executor_config` (null = default); other keys are ignored. */
+const ClaudeCodeConfig = type({
+  "permission_mode?": type.enumerated(...PERMISSION_MODES).or("null"),
+  "setting_sources?": type
+    .enumerated(...SETTING_SOURCES)
+    .array()
+    .or("null"),
+  "model?": type("string")
+    .narrow((model, ctx) => model.trim() !== "" || ctx.mustBe("a non-empty model name"))
+    .or("null"),
+});
+
+/** Reads the keys this executor knows from `executor_config`; other keys are ignored (forward compatibility). */
+export function claudeCodeSettings(config: JsonObject | undefined): ClaudeCodeSettings {
+  const settings: ClaudeCodeSettings = {
+    ...CLAUDE_CODE_DEFAULTS,
+    settingSources: [...CLAUDE_CODE_DEFAULTS.settingSources],
+  };
+  if (!config) return settings;
+  const {
+    permission_mode: mode,
+    setting_sources: sources,
+    model,
+  } = validate(config, ClaudeCodeConfig, "executor_config", ExecutorError);
+  if (mode) settings.permissionMode = mode;
+  if (sources) settings.settingSources = [...new Set(sources)];
+  if (model) settings.model = model;
+  return settings;
+}
+
+/** `${VAR}` → the variable's value; a variable that is not set leaves its placeholder as is. */
+export function fillEnvPlaceholders(text: string, env: Env): string {
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (placeholder, name: string) => env[name] ?? placeholder);
+}
+
+function fillValues(values: unknown, env: Env): unknown {
+  if (!JsonObject.allows(values)) return values;
+  return Object.fromEntries(
+    Object.entries(values).map(([key, value]) => [
+      key,
+      typeof value === "string" ? fillEnvPlaceholders(value, env) : value,
+    ]),
+  );
+}
+
+/**
+ * The blueprint's MCP servers for the SDK, with `${VAR}` placeholders in `headers` (http/sse) and
+ * `env` (stdio) values filled from the executor's environment (e.g. `${AGENT_SESSION_ID}`).
+ */
+export function mcpServersFor(servers: unknown, env: Env): Record<string, McpServerConfig> {
+  if (!JsonObject.allows(servers)) {
+    throw new ExecutorError(
+      `agent_blueprint.mcp_servers must be an object of server configs; got ${JSON.stringify(servers)}`,
+    );
+  }
+  const out: Record<string, McpServerConfig> = {};
+  for (const [name, config] of Object.entries(servers)) {
+    if (!JsonObject.allows(config)) {
+      throw new ExecutorError(`agent_blueprint.mcp_servers.${name} must be an object; got ${JSON.stringify(config)}`);
+    }
+    const filled: Record<string, unknown> = { ...config };
+    if ("headers" in filled) filled.headers = fillValues(filled.headers, env);
+    if ("env" in filled) filled.env = fillValues(filled.env, env);
+    out[name] = filled as McpServerConfig;
+  }
+  return out;
+}
+
+/** The prompt sent to the agent: on start the blueprint's system prompt goes first. */
+export function promptFor(invocation: Invocation): string {
+  const systemPrompt = invocation.agent_blueprint?.system_prompt;
+  if (invocation.mode === "start" && typeof systemPrompt === "string" && systemPrompt.trim() !== "") {
+    return `${systemPrompt}\n\n---\n\n${invocation.prompt}`;
+  }
+  return invocation.prompt;
+}
+
+/** Where the agent works and which SDK session it continues. */
+export interface SessionTarget {
+  cwd: string;
+  /** The SDK session to resume (the coordinator's `executor_session_id`). */
+  resume?: string;
+}
+
+/**
+ * The Claude Agent SDK options for an invocation: pure data, from `executor_config` (with defaults),
+ * the blueprint and the environment. Hooks and process plumbing are added by the caller.
+ */
+export function sdkOptionsFor(invocation: Invocation, target: SessionTarget, env: Env = process.env): Options {
+  const settings = claudeCodeSettings(invocation.executor_config);
+  const options: Options = {
+    cwd: target.cwd,
+    permissionMode: settings.permissionMode,
+    settingSources: settings.settingSources,
+    // The agent is a Claude Code agent: keep Claude Code's own system prompt and tools. The
+    // blueprint's system prompt travels in the prompt.
+    systemPrompt: { type: "preset", preset: "claude_code" },
+  };
+  // The SDK refuses bypassPermissions without this explicit acknowledgement.
+  if (settings.permissionMode === "bypassPermissions") options.allowDangerouslySkipPermissions = true;
+  if (settings.model) options.model = settings.model;
+  if (target.resume) options.resume = target.resume;
+  const mcpServers = invocation.agent_blueprint?.mcp_servers;
+  if (mcpServers !== undefined && mcpServers !== null) options.mcpServers = mcpServersFor(mcpServers, env);
+  const executable = env.CLAUDE_CODE_EXECUTABLE;
+  if (executable) options.pathToClaudeCodeExecutable = executable;
+  return options;
+}
+
+const ROOT_REFUSAL = /cannot be used with root\/sudo privileges/;
+const BINARY_NOT_FOUND = /Native CLI binary for .* not found/;
+
+/** Turns what the SDK threw into a message that says what to do. */
+export function explainSdkFailure(message: string): string {
+  if (ROOT_REFUSAL.test(message)) {
+    return (
+      "Claude Code refuses permission_mode 'bypassPermissions' when running as root unless IS_SANDBOX=1 is set. " +
+      "Run the runner as a non-root user, set IS_SANDBOX=1 in its environment if this machine is a disposable " +
+      `sandbox (container, VM), or use a profile with another permission_mode. (Claude Code said: ${message.trim()})`
+    );
+  }
+  if (BINARY_NOT_FOUND.test(message)) {
+    return (
+      "The Claude Code binary that the Agent SDK runs was not found (it ships in the optional package " +
+      `@anthropic-ai/claude-agent-sdk-${process.platform}-${process.arch}, which a compiled runner does not carry). ` +
+      `Set CLAUDE_CODE_EXECUTABLE to the path of a Claude Code executable. (SDK: ${message.trim()})`
+    );
+  }
+  return `Claude Agent SDK failed: ${message.trim()}`;
+}

@@ -1,0 +1,148 @@
+/**
+ * The executor kit's entry: `--help` and `--schema`, reading and validating the invocation from
+ * stdin, running it, and turning errors into a message on stderr and an exit code.
+ */
+import {
+  type Invocation,
+  InvocationError,
+  invocationJsonSchema,
+  parseInvocation,
+  SCHEMA_VERSION,
+} from "../../protocol/invocation.ts";
+import type { Env } from "../../shared/env.ts";
+import { ExecutorLog, isDebugEnabled, redactForLog } from "./executor-log.ts";
+import { DEFAULT_GATEWAY_URL, GatewayClient, type SessionRecord, SessionReporter } from "./gateway-client.ts";
+
+/** An error whose message is the whole story: printed as is, the executor exits with `exitCode` (1). */
+export class ExecutorError extends Error {
+  override name = "ExecutorError";
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+/** Resume needs the session the coordinator knows: its absence, or no gateway, fails the run. */
+export async function readSessionForResume(gateway: GatewayClient, sessionId: string): Promise<SessionRecord> {
+  let session: SessionRecord | undefined;
+  try {
+    session = await gateway.getSession(sessionId);
+  } catch (error) {
+    throw new ExecutorError(`Cannot resume session '${sessionId}': ${(error as Error).message}`);
+  }
+  if (!session) {
+    throw new ExecutorError(
+      `Cannot resume session '${sessionId}': no such session (GET /sessions/${sessionId} answered 404); start it with mode "start" first`,
+    );
+  }
+  return session;
+}
+
+export interface ExecutorContext {
+  log: ExecutorLog;
+  gateway: GatewayClient;
+  reporter: SessionReporter;
+  env: Env;
+}
+
+export interface ExecutorDefinition {
+  /** The program's name, as in `executors/…/<name>`. */
+  name: string;
+  /** One line: what the executor does. */
+  summary: string;
+  /** Extra help text: the executor_config keys it reads, its environment. */
+  details: string;
+  /** Does the work and returns the result (printed on stdout). Throw ExecutorError to fail. */
+  run(invocation: Invocation, context: ExecutorContext): Promise<string>;
+}
+
+export interface ExecutorIO {
+  readStdin: () => Promise<string>;
+  stdout: (text: string) => Promise<unknown>;
+  stderr: (text: string) => void;
+  env: Env;
+}
+
+const defaultIO = (): ExecutorIO => ({
+  readStdin: () => Bun.stdin.text(),
+  stdout: (text) => Bun.write(Bun.stdout, text),
+  stderr: (text) => process.stderr.write(text),
+  env: process.env,
+});
+
+function helpText(definition: ExecutorDefinition): string {
+  return `${definition.name} — ${definition.summary}
+
+Usage:
+  ${definition.name} < invocation.json     run one invocation (schema ${SCHEMA_VERSION}) read from stdin
+  ${definition.name} --schema              print the JSON Schema of the invocation
+  ${definition.name} --help                this text
+
+The result is printed on stdout; exit code 0 on success, 1 with a message on stderr on failure.
+Session events go to the runner's gateway at $AGENT_ORCHESTRATOR_API_URL (default ${DEFAULT_GATEWAY_URL}).
+
+${definition.details.trim()}
+
+Environment:
+  AGENT_ORCHESTRATOR_API_URL   the runner's gateway (set by the runner)
+  AGENT_SESSION_ID             the run's session id (set by the runner)
+  AGENT_RUNNER_DEBUG=1         debug lines on stderr (invocation summary, executor_config with secrets hidden)
+`;
+}
+
+/**
+ * Runs an executor: answers `--help`/`--schema`, otherwise reads and validates the invocation
+ * from stdin, runs it, prints the result. Returns the exit code (never throws).
+ */
+export async function runExecutor(
+  definition: ExecutorDefinition,
+  argv: string[],
+  io: ExecutorIO = defaultIO(),
+): Promise<number> {
+  const log = new ExecutorLog(definition.name, isDebugEnabled(io.env), io.stderr);
+  if (argv.includes("--help") || argv.includes("-h")) {
+    await io.stdout(helpText(definition));
+    return 0;
+  }
+  if (argv.includes("--schema")) {
+    await io.stdout(`${JSON.stringify(invocationJsonSchema(), null, 2)}\n`);
+    return 0;
+  }
+  if (argv.length > 0) {
+    log.error(`unexpected argument '${argv[0]}': the invocation is read from stdin (options: --help, --schema)`);
+    return 1;
+  }
+  try {
+    const invocation = parseInvocation(await io.readStdin());
+    log.debug(() => describeInvocation(invocation));
+    if (invocation.executor_config) {
+      log.debug(() => `executor_config: ${JSON.stringify(redactForLog(invocation.executor_config))}`);
+    }
+    const gateway = GatewayClient.fromEnv(io.env);
+    const reporter = new SessionReporter(gateway, invocation.session_id, log);
+    const result = await definition.run(invocation, { log, gateway, reporter, env: io.env });
+    await io.stdout(result.endsWith("\n") ? result : `${result}\n`);
+    return 0;
+  } catch (error) {
+    if (error instanceof ExecutorError) {
+      log.error(error.message);
+      return error.exitCode;
+    }
+    if (error instanceof InvocationError) log.error(error.message);
+    else log.error(`unexpected failure: ${(error as Error)?.stack ?? String(error)}`);
+    return 1;
+  }
+}
+
+function describeInvocation(invocation: Invocation): string {
+  const parts = [
+    `mode=${invocation.mode}`,
+    `session_id=${invocation.session_id}`,
+    `prompt=${invocation.prompt.length} chars`,
+  ];
+  if (invocation.project_dir) parts.push(`project_dir=${invocation.project_dir}`);
+  if (invocation.agent_blueprint) parts.push(`blueprint=${String(invocation.agent_blueprint.name ?? "(unnamed)")}`);
+  return `invocation ${parts.join(" ")}`;
+}

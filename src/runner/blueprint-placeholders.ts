@@ -1,0 +1,52 @@
+/** Run-specific placeholders in a blueprint's MCP servers, filled before the executor sees it. */
+import type { JsonObject } from "../shared/json.ts";
+
+export interface BlueprintContext {
+  sessionId: string;
+  mcpUrl: string;
+}
+
+type Server = Record<string, unknown>;
+
+function fill(value: unknown, context: BlueprintContext): unknown {
+  if (typeof value === "string") {
+    return value
+      .replaceAll("${AGENT_SESSION_ID}", context.sessionId)
+      .replaceAll("${AGENT_ORCHESTRATOR_MCP_URL}", context.mcpUrl);
+  }
+  if (Array.isArray(value)) return value.map((item) => fill(item, context));
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, fill(item, context)]));
+  }
+  return value;
+}
+
+/** The fields of an MCP server entry that may carry placeholders, by server type. */
+const PLACEHOLDER_FIELDS: Record<string, string[]> = {
+  http: ["url", "headers"],
+  stdio: ["command", "args", "env"],
+};
+
+function resolveServer(server: unknown, context: BlueprintContext): unknown {
+  if (server === null || typeof server !== "object" || Array.isArray(server)) return server;
+  const fields = PLACEHOLDER_FIELDS[String((server as Server).type)];
+  if (!fields) return server;
+  const resolved: Server = { ...(server as Server) };
+  for (const field of fields) if (field in resolved) resolved[field] = fill(resolved[field], context);
+  return resolved;
+}
+
+/**
+ * Fills `${AGENT_SESSION_ID}` and `${AGENT_ORCHESTRATOR_MCP_URL}` in a blueprint's MCP servers
+ * (docs/protocol.md, "Blueprints"). A server of unknown type passes through unchanged.
+ */
+export function fillBlueprintPlaceholders(blueprint: JsonObject, context: BlueprintContext): JsonObject {
+  const servers = blueprint.mcp_servers;
+  if (servers === null || typeof servers !== "object" || Array.isArray(servers)) return blueprint;
+  return {
+    ...blueprint,
+    mcp_servers: Object.fromEntries(
+      Object.entries(servers).map(([name, server]) => [name, resolveServer(server, context)]),
+    ),
+  };
+}

@@ -1,7 +1,0 @@
-/**
- * arktype, configured. Every module takes `type` from here, never from "arktype" directly, so the
- * configuration is applied before arktype builds its scopes.
- */
-import "./validation-config.ts";
-
-export { type } from "arktype";

@@ -1,0 +1,311 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { INSTALL_DIR } from "../../src/config/install-dir.ts";
+import {
+  DEFAULT_EXECUTOR_PATH,
+  DEFAULT_EXECUTOR_TYPE,
+  defaultProfile,
+  describeProfiles,
+  listProfiles,
+  loadProfile,
+  resolveExecutorCommand,
+} from "../../src/config/profiles.ts";
+import { builtinExecutorName } from "../../src/executors/builtin.ts";
+import { configError } from "../support/config-error.ts";
+import { REPO_ROOT } from "../support/processes.ts";
+
+const BUILTIN_NAMES = ["coding", "research", "supervised", "test"];
+
+let tmp: string;
+let profilesDir: string;
+let executor: string;
+
+/** Writes `<profilesDir>/<name>.json` (objects as JSON, strings as is) and returns its path. */
+function writeProfile(name: string, content: unknown): string {
+  const path = join(profilesDir, `${name}.json`);
+  writeFileSync(path, typeof content === "string" ? content : JSON.stringify(content));
+  return path;
+}
+
+beforeEach(() => {
+  tmp = mkdtempSync(join(tmpdir(), "ar-profiles-"));
+  profilesDir = join(tmp, "profiles");
+  mkdirSync(profilesDir);
+  // The executors shipped in the repo may not exist yet: profiles under test name this one.
+  executor = join(tmp, "exec.sh");
+  writeFileSync(executor, "#!/bin/sh\nexit 0\n");
+  chmodSync(executor, 0o755);
+});
+
+afterEach(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("profile names", () => {
+  test("an unknown name lists every available profile", () => {
+    const error = configError(() => loadProfile("nonexistent"));
+    expect(error.message).toBe("Profile 'nonexistent' not found. Available: coding, research, supervised, test");
+  });
+
+  test("the list of available profiles includes runtime files", () => {
+    writeProfile("extra", { type: "x", command: executor });
+    const error = configError(() => loadProfile("nonexistent", { profilesDir }));
+    expect(error.message).toBe("Profile 'nonexistent' not found. Available: coding, extra, research, supervised, test");
+  });
+
+  test.each(["../x", "a/b", "..", "/etc/passwd", "./coding", "a\\b", ".hidden", ""])(
+    "'%s' is refused as invalid",
+    (name) => {
+      const error = configError(() => loadProfile(name, { profilesDir }));
+      expect(error.message).toStartWith(`Invalid profile name '${name}'`);
+    },
+  );
+
+  test("a path name is refused even when the file it points at exists", () => {
+    // tmp/x.json is a valid profile one directory above profilesDir: '../x' must not reach it.
+    writeFileSync(join(tmp, "x.json"), JSON.stringify({ type: "x", command: executor }));
+    const error = configError(() => loadProfile("../x", { profilesDir }));
+    expect(error.message).toContain("Invalid profile name '../x'");
+  });
+
+  test("files whose names are not plain profile names are not listed", () => {
+    writeProfile(".hidden", { type: "x", command: executor });
+    writeFileSync(join(profilesDir, "notes.txt"), "not a profile");
+    expect(listProfiles({ profilesDir })).toEqual(BUILTIN_NAMES);
+  });
+});
+
+describe("profile file validation", () => {
+  test("invalid JSON names the file and the parse error", () => {
+    const text = '{"type": "x",';
+    const path = writeProfile("broken", text);
+    let parseError = "";
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      parseError = (error as Error).message;
+    }
+    expect(parseError).not.toBe("");
+    const error = configError(() => loadProfile("broken", { profilesDir }));
+    expect(error.message).toContain(path);
+    expect(error.message).toContain("not valid JSON");
+    expect(error.message).toContain(parseError);
+  });
+
+  const cases: Array<[string, () => unknown, string[]]> = [
+    ["missing type", () => ({ command: executor }), ["type must be a string (was missing)"]],
+    ["numeric type", () => ({ type: 5, command: executor }), ["type must be a string (was a number)"]],
+    ["empty type", () => ({ type: "", command: executor }), ["type must be non-empty"]],
+    ["missing command", () => ({ type: "x" }), ["command must be a string (was missing)"]],
+    ["command not a string", () => ({ type: "x", command: ["a"] }), ["command must be a string"]],
+    ["empty command", () => ({ type: "x", command: "" }), ["command must be non-empty"]],
+    ["config a string", () => ({ type: "x", command: executor, config: "opus" }), ["config must be an object"]],
+    [
+      "config an array",
+      () => ({ type: "x", command: executor, config: ["opus"] }),
+      ["config must be an object (not an array)"],
+    ],
+    ["config null", () => ({ type: "x", command: executor, config: null }), ["config must be an object"]],
+    ["unknown field", () => ({ type: "x", command: executor, model: "opus" }), ["model must be removed"]],
+  ];
+
+  test.each(cases)("%s: names the file, the field and what was expected", (_, content, expected) => {
+    const path = writeProfile("bad", content());
+    const error = configError(() => loadProfile("bad", { profilesDir }));
+    expect(error.message).toStartWith(`Invalid profile file ${path}: `);
+    for (const part of expected) expect(error.message).toContain(part);
+  });
+
+  test("a profile that is not an object is refused", () => {
+    const path = writeProfile("bad", "[1, 2]");
+    const error = configError(() => loadProfile("bad", { profilesDir }));
+    expect(error.message).toStartWith(`Invalid profile file ${path}: `);
+  });
+
+  test("a command that does not exist names the profile and the resolved path", () => {
+    const missing = join(tmp, "no-such-exec");
+    writeProfile("ghost", { type: "x", command: missing });
+    const error = configError(() => loadProfile("ghost", { profilesDir }));
+    expect(error.message).toBe(`Profile 'ghost': executor command ${missing} cannot be run: ${missing} does not exist`);
+  });
+
+  test("a relative command is resolved against the runner's directory", () => {
+    writeProfile("relative", { type: "x", command: "executors/no-such/exec" });
+    const error = configError(() => loadProfile("relative", { profilesDir }));
+    expect(error.message).toContain("Profile 'relative'");
+    expect(error.message).toContain(join(REPO_ROOT, "executors/no-such/exec"));
+  });
+
+  test("a command that is not executable names the profile and the path", () => {
+    const plain = join(tmp, "plain.sh");
+    writeFileSync(plain, "#!/bin/sh\n");
+    chmodSync(plain, 0o644);
+    writeProfile("noexec", { type: "x", command: plain });
+    const error = configError(() => loadProfile("noexec", { profilesDir }));
+    expect(error.message).toContain("Profile 'noexec'");
+    expect(error.message).toContain(`${plain} is not executable`);
+  });
+
+  test("a command that is a directory is refused", () => {
+    writeProfile("dir", { type: "x", command: tmp });
+    const error = configError(() => loadProfile("dir", { profilesDir }));
+    expect(error.message).toContain("Profile 'dir'");
+    expect(error.message).toContain(`${tmp} is not a file`);
+  });
+});
+
+describe("loading", () => {
+  test("a valid runtime profile loads with its config passed through untouched", () => {
+    const config = { model: "opus", nested: { list: [1, "two", null], flag: true } };
+    const path = writeProfile("mine", { type: "custom", command: executor, config });
+    expect(loadProfile("mine", { profilesDir })).toEqual({
+      name: "mine",
+      type: "custom",
+      command: executor,
+      config,
+      source: path,
+      argv: [executor],
+    });
+  });
+
+  test("a missing config means {}", () => {
+    writeProfile("bare", { type: "custom", command: executor });
+    expect(loadProfile("bare", { profilesDir }).config).toEqual({});
+  });
+
+  test("a runtime file overrides the built-in profile of the same name", () => {
+    const path = writeProfile("coding", { type: "other", command: executor, config: { model: "haiku" } });
+    expect(loadProfile("coding", { profilesDir })).toEqual({
+      name: "coding",
+      type: "other",
+      command: executor,
+      config: { model: "haiku" },
+      source: path,
+      argv: [executor],
+    });
+  });
+
+  test("a new runtime profile appears in the sorted list", () => {
+    writeProfile("zeta", { type: "x", command: executor });
+    writeProfile("alpha", { type: "x", command: executor });
+    writeProfile("coding", { type: "x", command: executor });
+    expect(listProfiles({ profilesDir })).toEqual(["alpha", "coding", "research", "supervised", "test", "zeta"]);
+    expect(listProfiles()).toEqual(BUILTIN_NAMES);
+  });
+
+  test("describeProfiles says which profile is built-in and which file the others come from", () => {
+    const coding = writeProfile("coding", { type: "other", command: executor });
+    const extra = writeProfile("extra", { type: "x", command: executor, config: { a: 1 } });
+    const broken = writeProfile("broken", "{");
+    const listing = describeProfiles({ profilesDir });
+    expect(listing.map((entry) => [entry.name, entry.source])).toEqual([
+      ["broken", broken],
+      ["coding", coding],
+      ["extra", extra],
+      ["research", "built-in"],
+      ["supervised", "built-in"],
+      ["test", "built-in"],
+    ]);
+    const byName = Object.fromEntries(listing.map((entry) => [entry.name, entry]));
+    expect(byName.extra).toEqual({
+      name: "extra",
+      source: extra,
+      profile: { name: "extra", type: "x", command: executor, config: { a: 1 }, source: extra },
+    });
+    // A broken file is listed with its error instead of breaking the whole listing.
+    expect(byName.broken?.profile).toBeUndefined();
+    expect(byName.broken?.error).toContain(broken);
+  });
+
+  test("a listed profile whose command cannot be run carries the reason", () => {
+    const missing = join(tmp, "gone");
+    writeProfile("gone", { type: "x", command: missing });
+    const entry = describeProfiles({ profilesDir }).find((e) => e.name === "gone");
+    expect(entry?.profile?.command).toBe(missing);
+    expect(entry?.error).toBe(`${missing} does not exist`);
+  });
+});
+
+describe("built-in profiles", () => {
+  const CLAUDE = { type: "claude-code", command: "executors/claude-code/ao-claude-code-exec" };
+  // Design §2, "Example profiles shipped with the runner, with exactly these contents".
+  const expected: Record<string, unknown> = {
+    coding: {
+      ...CLAUDE,
+      config: { permission_mode: "bypassPermissions", setting_sources: ["project", "local"], model: "opus" },
+    },
+    research: { ...CLAUDE, config: { permission_mode: "default", setting_sources: ["project"], model: "sonnet" } },
+    supervised: {
+      ...CLAUDE,
+      config: { permission_mode: "acceptEdits", setting_sources: ["user", "project", "local"], model: "sonnet" },
+    },
+  };
+
+  test.each(Object.keys(expected))("profiles/%s.json has exactly the documented contents", (name) => {
+    const file = JSON.parse(readFileSync(join(REPO_ROOT, "profiles", `${name}.json`), "utf8"));
+    expect(file).toEqual(expected[name]);
+  });
+
+  test("the built-in profiles are listed with their contents and source 'built-in'", () => {
+    const listing = describeProfiles();
+    expect(listing.map((entry) => entry.name)).toEqual(BUILTIN_NAMES);
+    for (const entry of listing) {
+      expect(entry.source).toBe("built-in");
+      const file = JSON.parse(readFileSync(join(REPO_ROOT, "profiles", `${entry.name}.json`), "utf8"));
+      expect(entry.profile).toEqual({ name: entry.name, config: {}, ...file, source: "built-in" });
+    }
+  });
+
+  test("the test profile runs the built-in test executor", () => {
+    const test = describeProfiles().find((entry) => entry.name === "test")?.profile;
+    expect(test?.command).toBe("executors/test-executor/ao-test-exec");
+    expect(builtinExecutorName(test!.command)).toBe("test");
+  });
+
+  const claudeExec = join(REPO_ROOT, DEFAULT_EXECUTOR_PATH);
+  // The Claude Code executor file is written separately; until it exists there is nothing to load.
+  test.skipIf(!existsSync(claudeExec))("a built-in profile loads and resolves its command in the repo", () => {
+    expect(loadProfile("coding")).toEqual({
+      name: "coding",
+      ...CLAUDE,
+      config: { permission_mode: "bypassPermissions", setting_sources: ["project", "local"], model: "opus" },
+      source: "built-in",
+      argv: [claudeExec],
+    });
+  });
+
+  test.skipIf(!existsSync(claudeExec))("without a profile the Claude Code executor runs with no config", () => {
+    expect(defaultProfile()).toEqual({
+      name: "claude-code",
+      type: "claude-code",
+      command: "executors/claude-code/ao-claude-code-exec",
+      config: {},
+      source: "default",
+      argv: [claudeExec],
+    });
+  });
+
+  test("the no-profile constants are the documented ones", () => {
+    expect(DEFAULT_EXECUTOR_PATH).toBe("executors/claude-code/ao-claude-code-exec");
+    expect(DEFAULT_EXECUTOR_TYPE).toBe("claude-code");
+  });
+});
+
+describe("resolveExecutorCommand", () => {
+  test("run from source, the runner's directory is the repo root", () => {
+    expect(INSTALL_DIR).toBe(REPO_ROOT);
+  });
+
+  test("an absolute executable path is used as is", () => {
+    expect(resolveExecutorCommand(executor)).toEqual([executor]);
+  });
+
+  test("run from source, a built-in command whose file is missing is an error, not the runner itself", () => {
+    const command = "executors/test-executor/ao-test-exec";
+    const result = resolveExecutorCommand(command);
+    if (existsSync(join(REPO_ROOT, command))) expect(result).toEqual([join(REPO_ROOT, command)]);
+    else expect(result).toEqual({ error: `${join(REPO_ROOT, command)} does not exist` });
+  });
+});

@@ -1,0 +1,280 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { FlagValues, runnerFlags } from "../../src/config/flags.ts";
+import {
+  DEFAULT_COORDINATOR_URL,
+  DEFAULT_STOP_GRACE_SECONDS,
+  parseTags,
+  resolveConfig,
+  resolveProfilesDir,
+} from "../../src/config/runner-config.ts";
+import type { Env } from "../../src/shared/env.ts";
+import { ConfigError } from "../../src/shared/errors.ts";
+import { configError } from "../support/config-error.ts";
+
+/** resolveConfig never reads process.env here: every test passes its own environment. */
+const resolve = (flags: FlagValues<typeof runnerFlags> = {}, env: Env = {}) => resolveConfig(flags, env);
+
+const AUTH: Env = {
+  AUTH0_DOMAIN: "tenant.example.com",
+  AUTH0_RUNNER_CLIENT_ID: "client-id",
+  AUTH0_RUNNER_CLIENT_SECRET: "client-secret",
+  AUTH0_AUDIENCE: "https://coordinator",
+};
+
+let tmp: string;
+let dirA: string;
+let dirB: string;
+
+beforeEach(() => {
+  tmp = realpathSync(mkdtempSync(join(tmpdir(), "ar-config-")));
+  dirA = join(tmp, "a");
+  dirB = join(tmp, "b");
+  mkdirSync(dirA);
+  mkdirSync(dirB);
+});
+
+afterEach(() => {
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("defaults", () => {
+  test("with no flags and an empty environment", () => {
+    expect(resolve()).toEqual({
+      coordinatorUrl: DEFAULT_COORDINATOR_URL,
+      projectDir: process.cwd(),
+      tags: [],
+      requireMatchingTags: false,
+      profile: undefined,
+      profilesDir: undefined,
+      mcpPort: undefined,
+      pollTimeoutSeconds: undefined,
+      heartbeatIntervalSeconds: undefined,
+      stopGraceSeconds: DEFAULT_STOP_GRACE_SECONDS,
+      verbose: false,
+      auth: undefined,
+    });
+    expect(DEFAULT_COORDINATOR_URL).toBe("http://localhost:8765");
+    expect(DEFAULT_STOP_GRACE_SECONDS).toBe(5);
+  });
+
+  test("an empty environment variable counts as unset", () => {
+    const config = resolve({}, { AGENT_ORCHESTRATOR_API_URL: "", PROJECT_DIR: "", RUNNER_TAGS: "", POLL_TIMEOUT: "" });
+    expect(config.coordinatorUrl).toBe(DEFAULT_COORDINATOR_URL);
+    expect(config.projectDir).toBe(process.cwd());
+    expect(config.tags).toEqual([]);
+    expect(config.pollTimeoutSeconds).toBeUndefined();
+  });
+});
+
+describe("flags over environment over defaults", () => {
+  const env = (): Env => ({
+    AGENT_ORCHESTRATOR_API_URL: "http://env-host:1111",
+    PROJECT_DIR: dirB,
+    RUNNER_TAGS: "env1,env2",
+    POLL_TIMEOUT: "11",
+    HEARTBEAT_INTERVAL: "22",
+  });
+
+  test("the environment is used when there is no flag", () => {
+    const config = resolve({}, env());
+    expect(config.coordinatorUrl).toBe("http://env-host:1111");
+    expect(config.projectDir).toBe(dirB);
+    expect(config.tags).toEqual(["env1", "env2"]);
+    expect(config.pollTimeoutSeconds).toBe(11);
+    expect(config.heartbeatIntervalSeconds).toBe(22);
+  });
+
+  test("a flag wins over the environment", () => {
+    const config = resolve(
+      {
+        "coordinator-url": "https://flag-host:2222/",
+        "project-dir": dirA,
+        tags: "f1",
+        "poll-timeout": "1.5",
+        "heartbeat-interval": "3",
+      },
+      env(),
+    );
+    expect(config.coordinatorUrl).toBe("https://flag-host:2222");
+    expect(config.projectDir).toBe(dirA);
+    expect(config.tags).toEqual(["f1"]);
+    expect(config.pollTimeoutSeconds).toBe(1.5);
+    expect(config.heartbeatIntervalSeconds).toBe(3);
+  });
+
+  test("a relative project dir is made absolute", () => {
+    const config = resolve({ "project-dir": "." });
+    expect(config.projectDir).toBe(process.cwd());
+  });
+
+  test("other flags pass through", () => {
+    const config = resolve({
+      profile: "coding",
+      "profiles-dir": dirA,
+      "mcp-port": "8123",
+      "stop-grace-seconds": "0",
+      verbose: true,
+      "require-matching-tags": true,
+      tags: "gpu",
+    });
+    expect(config).toMatchObject({
+      profile: "coding",
+      profilesDir: dirA,
+      mcpPort: 8123,
+      stopGraceSeconds: 0,
+      verbose: true,
+      requireMatchingTags: true,
+      tags: ["gpu"],
+    });
+  });
+});
+
+describe("numbers", () => {
+  // (An empty POLL_TIMEOUT is unset: see "an empty environment variable counts as unset".)
+  test.each(["abc", " ", "0", "-5", "0.5", "Infinity", "1e999", "30s"])(
+    "POLL_TIMEOUT %j is refused, naming POLL_TIMEOUT",
+    (value) => {
+      const error = configError(() => resolve({}, { POLL_TIMEOUT: value }));
+      expect(error.message).toBe(`POLL_TIMEOUT '${value}' is not valid: expected a number >= 1`);
+    },
+  );
+
+  test("--poll-timeout is named when the flag is bad", () => {
+    const error = configError(() => resolve({ "poll-timeout": "soon" }, { POLL_TIMEOUT: "30" }));
+    expect(error.message).toBe("--poll-timeout 'soon' is not valid: expected a number >= 1");
+  });
+
+  test("HEARTBEAT_INTERVAL is named when it is bad", () => {
+    const error = configError(() => resolve({}, { HEARTBEAT_INTERVAL: "1m" }));
+    expect(error.message).toContain("HEARTBEAT_INTERVAL '1m'");
+  });
+
+  test.each(["0", "65536", "80.5", "http"])("--mcp-port %j is refused", (value) => {
+    const error = configError(() => resolve({ "mcp-port": value }));
+    expect(error.message).toBe(`--mcp-port '${value}' is not valid: expected a whole number from 1 to 65535`);
+  });
+
+  test("--stop-grace-seconds must not be negative", () => {
+    expect(configError(() => resolve({ "stop-grace-seconds": "-1" })).message).toContain("--stop-grace-seconds '-1'");
+  });
+});
+
+describe("coordinator URL", () => {
+  test.each([
+    ["not a url", "is not a valid URL"],
+    ["localhost:8765", "must be an http:// or https:// URL"],
+    ["ftp://host/", "must be an http:// or https:// URL"],
+  ])("flag %j is refused, naming --coordinator-url", (value, problem) => {
+    const error = configError(() => resolve({ "coordinator-url": value }));
+    expect(error.message).toStartWith(`--coordinator-url '${value}' `);
+    expect(error.message).toContain(problem);
+  });
+
+  test("a bad AGENT_ORCHESTRATOR_API_URL is named", () => {
+    const error = configError(() => resolve({}, { AGENT_ORCHESTRATOR_API_URL: "ws://host" }));
+    expect(error.message).toBe("AGENT_ORCHESTRATOR_API_URL 'ws://host' must be an http:// or https:// URL");
+  });
+
+  test("trailing slashes are dropped so paths can be appended", () => {
+    expect(resolve({ "coordinator-url": "http://host:1/base//" }).coordinatorUrl).toBe("http://host:1/base");
+  });
+});
+
+describe("project directory", () => {
+  test("a nonexistent --project-dir is named with its resolved path", () => {
+    const missing = join(tmp, "missing");
+    const error = configError(() => resolve({ "project-dir": missing }));
+    expect(error.message).toBe(`--project-dir '${missing}': directory ${missing} does not exist`);
+  });
+
+  test("a nonexistent PROJECT_DIR is named", () => {
+    const missing = join(tmp, "missing");
+    const error = configError(() => resolve({}, { PROJECT_DIR: missing }));
+    expect(error.message).toStartWith(`PROJECT_DIR '${missing}'`);
+  });
+
+  test("a file is not a project directory", () => {
+    const file = join(tmp, "file");
+    writeFileSync(file, "");
+    const error = configError(() => resolve({ "project-dir": file }));
+    expect(error.message).toBe(`--project-dir '${file}': ${file} is not a directory`);
+  });
+});
+
+describe("authentication", () => {
+  test("no AUTH0_* variables: no authentication", () => {
+    expect(resolve({}, {}).auth).toBeUndefined();
+  });
+
+  test("all four: client credentials", () => {
+    expect(resolve({}, AUTH).auth).toEqual({
+      domain: "tenant.example.com",
+      clientId: "client-id",
+      clientSecret: "client-secret",
+      audience: "https://coordinator",
+    });
+  });
+
+  test("a partial set names the missing variables", () => {
+    const error = configError(() =>
+      resolve({}, { AUTH0_DOMAIN: AUTH.AUTH0_DOMAIN, AUTH0_RUNNER_CLIENT_SECRET: AUTH.AUTH0_RUNNER_CLIENT_SECRET }),
+    );
+    expect(error.message).toContain("AUTH0_DOMAIN, AUTH0_RUNNER_CLIENT_SECRET set");
+    expect(error.message).toContain("AUTH0_RUNNER_CLIENT_ID, AUTH0_AUDIENCE missing");
+  });
+
+  test("an empty variable counts as missing", () => {
+    const error = configError(() => resolve({}, { ...AUTH, AUTH0_AUDIENCE: "" }));
+    expect(error.message).toContain("AUTH0_AUDIENCE missing");
+  });
+
+  test("the secret's value never appears in the error", () => {
+    const error = configError(() => resolve({}, { AUTH0_RUNNER_CLIENT_SECRET: "s3cr3t-value" }));
+    expect(error.message).not.toContain("s3cr3t-value");
+  });
+});
+
+describe("tags", () => {
+  test("--require-matching-tags without tags is refused", () => {
+    const error = configError(() => resolve({ "require-matching-tags": true }));
+    expect(error.message).toBe("--require-matching-tags needs tags to match: set --tags or RUNNER_TAGS");
+  });
+
+  test("--require-matching-tags with RUNNER_TAGS is accepted", () => {
+    const config = resolve({ "require-matching-tags": true }, { RUNNER_TAGS: "python" });
+    expect(config.requireMatchingTags).toBe(true);
+    expect(config.tags).toEqual(["python"]);
+  });
+
+  test("--require-matching-tags with tags that are all blank is refused", () => {
+    expect(() => resolve({ "require-matching-tags": true, tags: " , ," })).toThrow(ConfigError);
+  });
+
+  test.each([
+    [undefined, []],
+    ["", []],
+    ["python", ["python"]],
+    [" python , gpu ,", ["python", "gpu"]],
+    ["a,,b,a, a", ["a", "b"]],
+    [",", []],
+  ] as const)("parseTags(%j)", (text, expected) => {
+    expect(parseTags(text)).toEqual([...expected]);
+  });
+});
+
+describe("resolveProfilesDir", () => {
+  test("flag over AGENT_RUNNER_PROFILES_DIR, unset means none", () => {
+    expect(resolveProfilesDir({}, {})).toBeUndefined();
+    expect(resolveProfilesDir({}, { AGENT_RUNNER_PROFILES_DIR: dirB })).toBe(dirB);
+    expect(resolveProfilesDir({ "profiles-dir": dirA }, { AGENT_RUNNER_PROFILES_DIR: dirB })).toBe(dirA);
+  });
+
+  test("a missing profiles directory is named", () => {
+    const missing = join(tmp, "nope");
+    const error = configError(() => resolveProfilesDir({}, { AGENT_RUNNER_PROFILES_DIR: missing }));
+    expect(error.message).toStartWith(`AGENT_RUNNER_PROFILES_DIR '${missing}'`);
+  });
+});

@@ -1,0 +1,389 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { realpathSync } from "node:fs";
+import { releaseServer as startReleaseServer } from "../support/release-server.ts";
+import { fixtureProfile, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
+
+let harness: RunnerHarness | undefined;
+const releases: Array<{ stop(): unknown }> = [];
+
+function releaseServer() {
+  const server = startReleaseServer();
+  releases.push(server);
+  return server;
+}
+
+afterEach(async () => {
+  await harness?.close();
+  harness = undefined;
+  for (const server of releases.splice(0)) await server.stop();
+});
+
+const captured = async (h: RunnerHarness, sessionId: string) =>
+  (await h.fake.waitFor((r) => r.path === `/sessions/${sessionId}/events` && r.body?.event_type === "captured")).body;
+
+const outcome = (h: RunnerHarness, runId: string) =>
+  h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
+
+describe("registration", () => {
+  test("sends the exact payload for a profile", async () => {
+    harness = await startRunnerHarness({
+      profile: fixtureProfile("capture", { model: "opus" }),
+      flags: { "project-dir": "/tmp", tags: "python,gpu" },
+    });
+    const [register] = harness.fake.find("POST", "/runner/register");
+    expect(register!.body).toEqual({
+      hostname: "test-host",
+      project_dir: realpathSync("/tmp"),
+      executor_profile: "test",
+      executor: { type: "test-executor", command: fixtureProfile("capture").command, config: { model: "opus" } },
+      tags: ["python", "gpu"],
+      require_matching_tags: false,
+    });
+    expect(harness.worker.runnerId).toBe("lnch_test");
+  });
+
+  test("keeps retrying while the coordinator is down, then registers", async () => {
+    harness = await startRunnerHarness({ manual: true });
+    await harness.fake.down();
+    const registered = harness.worker.register();
+    // The first attempt fails at once; the retry comes after about a second.
+    harness.fake.up();
+    expect(await registered).toBe(true);
+    expect(harness.fake.find("POST", "/runner/register")).toHaveLength(1);
+  });
+
+  test("a duplicate identity is a start error naming the existing runner", async () => {
+    harness = await startRunnerHarness({ manual: true });
+    harness.fake.on("POST", /^\/runner\/register$/, () =>
+      Response.json(
+        {
+          detail: {
+            error: "duplicate_runner",
+            message: "Runner already online",
+            runner_id: "lnch_other",
+            hostname: "box-7",
+            project_dir: "/srv/app",
+            executor_profile: "coding",
+          },
+        },
+        { status: 409 },
+      ),
+    );
+    const error = await harness.worker.register().catch((e: Error) => e);
+    expect(error).toBeInstanceOf(Error);
+    const message = (error as Error).message;
+    for (const part of ["lnch_other", "box-7", "/srv/app", "coding", "Stop the other runner"])
+      expect(message).toContain(part);
+  });
+
+  test("refused credentials are a start error about authentication", async () => {
+    harness = await startRunnerHarness({ manual: true });
+    harness.fake.on("POST", /^\/runner\/register$/, () =>
+      Response.json({ detail: "Not authenticated" }, { status: 401 }),
+    );
+    const error = (await harness.worker.register().catch((e: Error) => e)) as Error;
+    expect(error.message).toContain("requires authentication");
+    expect(error.message).toContain("AUTH0_RUNNER_CLIENT_SECRET");
+  });
+});
+
+describe("executing runs", () => {
+  test("reports started then completed, with the invocation and environment the executor got", async () => {
+    harness = await startRunnerHarness({
+      flags: { "project-dir": "/tmp" },
+      env: { AUTH0_RUNNER_CLIENT_SECRET: "s3cr3t-value" },
+    });
+    const runId = harness.handRun({ session_id: "ses_a", prompt: "do it" });
+    const body = await captured(harness, "ses_a");
+    expect(body.invocation).toEqual({
+      schema_version: "2.1",
+      mode: "start",
+      session_id: "ses_a",
+      prompt: "do it",
+      project_dir: realpathSync("/tmp"),
+    });
+    expect(body.env.AGENT_SESSION_ID).toBe("ses_a");
+    expect(body.env.AGENT_ORCHESTRATOR_API_URL).toBe(harness.gateway.url);
+    expect(body.env.AUTH0_RUNNER_CLIENT_SECRET).toBeNull();
+    await outcome(harness, runId);
+    expect(harness.fake.reportsFor(runId)).toEqual([
+      { kind: "started", body: { runner_id: "lnch_test" } },
+      { kind: "completed", body: { runner_id: "lnch_test", status: "success" } },
+    ]);
+  });
+
+  test("executor_config reaches the executor only when the profile has config", async () => {
+    harness = await startRunnerHarness({
+      profile: fixtureProfile("capture", { model: "opus", permission_mode: "default" }),
+    });
+    harness.handRun({ session_id: "ses_cfg", type: "resume_session" });
+    const body = await captured(harness, "ses_cfg");
+    expect(body.invocation.executor_config).toEqual({ model: "opus", permission_mode: "default" });
+    expect(body.invocation.mode).toBe("resume");
+    expect(body.invocation.project_dir).toBeUndefined();
+    await harness.close();
+
+    harness = await startRunnerHarness({ profile: fixtureProfile("capture", {}) });
+    harness.handRun({ session_id: "ses_nocfg" });
+    expect("executor_config" in (await captured(harness, "ses_nocfg")).invocation).toBe(false);
+  });
+
+  test("a failing executor is reported failed with the tail of its stderr", async () => {
+    harness = await startRunnerHarness({ fixture: "fail" });
+    const runId = harness.handRun();
+    const report = await outcome(harness, runId);
+    expect(report.path).toEndWith("/failed");
+    expect(report.body.error).toContain("boom: the agent crashed");
+  });
+
+  test("a silent non-zero exit is reported with its exit code", async () => {
+    harness = await startRunnerHarness({ fixture: "exit-silent" });
+    const report = await outcome(harness, harness.handRun());
+    expect(report.body).toEqual({ runner_id: "lnch_test", error: "Process exited with code 7" });
+  });
+
+  test("a missing executor, an unknown run type and a malformed run are reported failed; polling goes on", async () => {
+    harness = await startRunnerHarness({ profile: { ...fixtureProfile("capture"), argv: ["/nonexistent/executor"] } });
+    const missing = await outcome(harness, harness.handRun());
+    expect(missing.body.error).toContain("/nonexistent/executor");
+    expect(missing.body.error).toContain("could not be started");
+
+    const unknown = await outcome(harness, harness.handRun({ type: "fork_session" }));
+    expect(unknown.body.error).toBe("Unknown run type 'fork_session' (expected start_session or resume_session)");
+
+    harness.fake.handRun({ run_id: "run_bad", type: "start_session", session_id: "ses_bad" });
+    const malformed = await outcome(harness, "run_bad");
+    expect(malformed.body.error).toContain("prompt must be a string (was missing)");
+
+    // No run id at all: nothing to report to, the runner logs it and keeps polling.
+    harness.fake.handRun({ prompt: "orphan" });
+    harness.fake.hand({ something: "else" });
+    const before = harness.fake.find("GET", "/runner/runs").length;
+    await harness.fake.waitFor(() => harness!.fake.find("GET", "/runner/runs").length >= before + 2);
+    expect(harness.fake.find("POST", /failed$/)).toHaveLength(3);
+  });
+
+  test("runs execute concurrently", async () => {
+    const release = releaseServer();
+    harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
+    const first = harness.handRun({ session_id: "ses_c1" });
+    const second = harness.handRun({ session_id: "ses_c2" });
+    await Promise.all([release.waiting("ses_c1"), release.waiting("ses_c2")]);
+    expect(harness.worker.activeRunCount).toBe(2);
+    release.release("ses_c2");
+    expect((await outcome(harness, second)).path).toEndWith("/completed");
+    expect(harness.fake.reportsFor(first)).toEqual([{ kind: "started", body: { runner_id: "lnch_test" } }]);
+    release.release("ses_c1");
+    expect((await outcome(harness, first)).path).toEndWith("/completed");
+  });
+});
+
+describe("blueprints", () => {
+  test("the blueprint is fetched and its placeholders resolved", async () => {
+    harness = await startRunnerHarness({
+      fake: {
+        agents: {
+          helper: {
+            agent: {
+              name: "helper",
+              system_prompt: "Be brief.",
+              mcp_servers: {
+                orchestrator: {
+                  type: "http",
+                  url: "${AGENT_ORCHESTRATOR_MCP_URL}",
+                  headers: { "X-Agent-Session-Id": "${AGENT_SESSION_ID}" },
+                },
+                tool: {
+                  type: "stdio",
+                  command: "tool",
+                  args: ["--session", "${AGENT_SESSION_ID}"],
+                  env: { S: "${AGENT_SESSION_ID}" },
+                },
+                other: { type: "sse", url: "${AGENT_SESSION_ID}" },
+              },
+            },
+          },
+        },
+      },
+    });
+    harness.handRun({ session_id: "ses_bp", agent_name: "helper" });
+    const { invocation } = await captured(harness, "ses_bp");
+    expect(invocation.agent_blueprint).toEqual({
+      name: "helper",
+      system_prompt: "Be brief.",
+      mcp_servers: {
+        orchestrator: { type: "http", url: "http://127.0.0.1:9/mcp", headers: { "X-Agent-Session-Id": "ses_bp" } },
+        tool: { type: "stdio", command: "tool", args: ["--session", "ses_bp"], env: { S: "ses_bp" } },
+        other: { type: "sse", url: "${AGENT_SESSION_ID}" },
+      },
+    });
+  });
+
+  test("an unknown agent is reported failed", async () => {
+    harness = await startRunnerHarness();
+    const report = await outcome(harness, harness.handRun({ agent_name: "ghost" }));
+    expect(report.body.error).toBe("Agent blueprint 'ghost' not found");
+  });
+});
+
+describe("stopping runs", () => {
+  test("SIGTERM ends a run and it is reported stopped by SIGTERM", async () => {
+    harness = await startRunnerHarness({ fixture: "hang" });
+    const runId = harness.handRun({ session_id: "ses_term" });
+    await harness.fake.waitFor((r) => r.path === "/sessions/ses_term/events");
+    harness.fake.handStop([runId, "run_not_here"]);
+    const report = await outcome(harness, runId);
+    expect(report.path).toEndWith("/stopped");
+    expect(report.body).toEqual({ runner_id: "lnch_test", signal: "SIGTERM" });
+  });
+
+  test("an executor that ignores SIGTERM is killed after the grace period", async () => {
+    harness = await startRunnerHarness({ fixture: "hang", env: { FIXTURE_IGNORE_SIGTERM: "1" } });
+    const runId = harness.handRun({ session_id: "ses_kill" });
+    await harness.fake.waitFor((r) => r.path === "/sessions/ses_kill/events");
+    harness.fake.handStop([runId]);
+    const report = await outcome(harness, runId);
+    expect(report.body).toEqual({ runner_id: "lnch_test", signal: "SIGKILL" });
+  });
+
+  test("a stop for an unknown run is ignored and polling goes on", async () => {
+    harness = await startRunnerHarness();
+    harness.fake.handStop(["run_unknown"]);
+    const runId = harness.handRun();
+    expect((await outcome(harness, runId)).path).toEndWith("/completed");
+    expect(harness.fake.reportsFor("run_unknown")).toEqual([]);
+  });
+});
+
+describe("coordinator trouble", () => {
+  test("a completed report survives the coordinator being down and arrives when it returns", async () => {
+    const release = releaseServer();
+    harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
+    const runId = harness.handRun({ session_id: "ses_down" });
+    await release.waiting("ses_down");
+    await harness.fake.waitForRequest("POST", `/runner/runs/${runId}/started`);
+    await harness.fake.down();
+    release.release("ses_down");
+    // Nothing can arrive while it is down; bring it back and the report must follow.
+    harness.fake.up();
+    const report = await outcome(harness, runId);
+    expect(report.path).toEndWith("/completed");
+    expect(harness.fake.reportsFor(runId).map((r) => r.kind)).toEqual(["started", "completed"]);
+  });
+
+  test("a report refused with 401 (token expired or revoked) is retried, not dropped", async () => {
+    harness = await startRunnerHarness();
+    let refusals = 0;
+    harness.fake.on("POST", /\/completed$/, () =>
+      refusals++ < 2 ? Response.json({ detail: "Invalid token" }, { status: 401 }) : undefined,
+    );
+    const runId = harness.handRun();
+    await harness.fake.waitFor(() => harness!.fake.find("POST", `/runner/runs/${runId}/completed`).length === 3);
+    expect(refusals).toBe(3);
+  });
+
+  test("a 401 'not registered' on poll makes the runner register again and carry on", async () => {
+    harness = await startRunnerHarness();
+    harness.fake.forgetRunner();
+    await harness.fake.waitFor(() => harness!.fake.find("POST", "/runner/register").length === 2);
+    const runId = harness.handRun();
+    expect((await outcome(harness, runId)).path).toEndWith("/completed");
+  });
+
+  test("a 401 on heartbeat makes the runner register again", async () => {
+    harness = await startRunnerHarness({ fake: { heartbeatIntervalSeconds: 0.05 } });
+    await harness.fake.waitForRequest("POST", "/runner/heartbeat");
+    harness.fake.on("GET", /^\/runner\/runs$/, () => new Response(null, { status: 204 }));
+    harness.fake.registered = false;
+    await harness.fake.waitFor(() => harness!.fake.find("POST", "/runner/register").length === 2);
+    const beats = harness.fake.find("POST", "/runner/heartbeat");
+    expect(beats.at(-1)!.body).toEqual({ runner_id: "lnch_test" });
+  });
+
+  test("replies that break the protocol are logged, not fatal", async () => {
+    harness = await startRunnerHarness();
+    let bad = 0;
+    harness.fake.on("GET", /^\/runner\/runs$/, () => {
+      bad++;
+      if (bad === 1) return new Response("<html>proxy error</html>", { status: 200 });
+      if (bad === 2) return Response.json({ stop_runs: "run_1" });
+      if (bad === 3) return Response.json([1, 2]);
+      if (bad === 4) return new Response("oops", { status: 500 });
+      return undefined;
+    });
+    const runId = harness.handRun();
+    expect((await outcome(harness, runId)).path).toEndWith("/completed");
+    expect(bad).toBeGreaterThanOrEqual(5);
+  });
+});
+
+describe("tagged-only runners", () => {
+  test("runs without a shared tag are refused even when handed out", async () => {
+    harness = await startRunnerHarness({ flags: { tags: "python,gpu", "require-matching-tags": true } });
+    const none = await outcome(harness, harness.handRun());
+    expect(none.body.error).toContain("demands no tags");
+    const other = await outcome(harness, harness.handRun({ demands: { tags: ["rust"] } }));
+    expect(other.body.error).toContain("Run demands tags rust, none of which this runner has");
+    const shared = await outcome(harness, harness.handRun({ demands: { tags: ["gpu", "rust"] } }));
+    expect(shared.path).toEndWith("/completed");
+    expect(harness.fake.find("POST", "/runner/register")[0]!.body.require_matching_tags).toBe(true);
+  });
+});
+
+describe("shutdown", () => {
+  test("first signal waits for active runs, then deregisters", async () => {
+    const release = releaseServer();
+    harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
+    const runId = harness.handRun({ session_id: "ses_wait" });
+    await release.waiting("ses_wait");
+    harness.worker.shutdown("SIGINT");
+    let finished = false;
+    void harness.done.then(() => (finished = true));
+    // Still running: the runner must not have deregistered or reported yet.
+    await Bun.sleep(0);
+    expect(finished).toBe(false);
+    expect(harness.fake.find("DELETE", /^\/runners\//)).toHaveLength(0);
+    release.release("ses_wait");
+    await harness.done;
+    expect(harness.fake.reportsFor(runId).map((r) => r.kind)).toEqual(["started", "completed"]);
+    const [deregister] = harness.fake.find("DELETE", "/runners/lnch_test");
+    expect(deregister!.query.get("self")).toBe("true");
+  });
+
+  test("heartbeats go on while active runs drain", async () => {
+    const release = releaseServer();
+    harness = await startRunnerHarness({
+      fixture: "wait-release",
+      env: { FIXTURE_RELEASE_URL: release.url },
+      fake: { heartbeatIntervalSeconds: 0.05 },
+    });
+    harness.handRun({ session_id: "ses_drain" });
+    await release.waiting("ses_drain");
+    harness.worker.shutdown("SIGTERM");
+    const beatsBefore = harness.fake.find("POST", "/runner/heartbeat").length;
+    await harness.fake.waitFor(() => harness!.fake.find("POST", "/runner/heartbeat").length >= beatsBefore + 2);
+    release.release("ses_drain");
+    await harness.done;
+  });
+
+  test("second signal stops active runs and reports them", async () => {
+    harness = await startRunnerHarness({ fixture: "hang" });
+    const runId = harness.handRun({ session_id: "ses_two" });
+    await harness.fake.waitFor((r) => r.path === "/sessions/ses_two/events");
+    harness.worker.shutdown("SIGINT");
+    harness.worker.shutdown("SIGINT");
+    await harness.done;
+    expect(harness.fake.reportsFor(runId)).toEqual([
+      { kind: "started", body: { runner_id: "lnch_test" } },
+      { kind: "stopped", body: { runner_id: "lnch_test", signal: "SIGTERM" } },
+    ]);
+    expect(harness.fake.find("DELETE", "/runners/lnch_test")).toHaveLength(1);
+  });
+
+  test("deregistered from outside: shuts down without deregistering again", async () => {
+    harness = await startRunnerHarness();
+    harness.fake.hand({ deregistered: true });
+    await harness.done;
+    expect(harness.fake.find("DELETE", /^\/runners\//)).toHaveLength(0);
+  });
+});

@@ -1,0 +1,88 @@
+import { expect } from "bun:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import type { TokenSource } from "../../src/coordinator/auth.ts";
+import { CoordinatorHttp } from "../../src/coordinator/http.ts";
+import { type RunningMcpServer, startMcpServer } from "../../src/mcp/server.ts";
+import { type FakeCoordinator, startFakeCoordinator } from "./fake-coordinator.ts";
+
+export interface Harness {
+  coordinator: FakeCoordinator;
+  mcp: RunningMcpServer;
+  client: Client;
+  /** Calls a tool and returns the raw MCP result. */
+  call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
+  /** Calls a tool that must succeed; returns its answer parsed from the JSON text. */
+  ok(name: string, args?: Record<string, unknown>): Promise<any>;
+  /** Calls a tool that must fail; returns the error text. */
+  fails(name: string, args?: Record<string, unknown>): Promise<string>;
+  /** Another client on the same server, with its own headers. */
+  connect(headers?: Record<string, string>): Promise<Client>;
+}
+
+export interface HarnessOptions {
+  headers?: Record<string, string>;
+  auth?: TokenSource;
+  syncTimeoutMs?: number;
+  pollIntervalMs?: number;
+  /** Coordinator URL to use instead of the fake's (e.g. one nobody listens on). */
+  coordinatorUrl?: string;
+}
+
+const cleanups: Array<() => Promise<unknown>> = [];
+
+/** Stops every server and client the harness started; call from afterEach. */
+export async function closeAll(): Promise<void> {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+}
+
+export function onCleanup(cleanup: () => Promise<unknown>): void {
+  cleanups.push(cleanup);
+}
+
+export async function connectClient(url: string, headers: Record<string, string> = {}): Promise<Client> {
+  const client = new Client({ name: "mcp-test-client", version: "1.0.0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+  onCleanup(() => client.close());
+  return client;
+}
+
+export function textOf(result: CallToolResult): string {
+  const first = result.content[0];
+  if (first?.type !== "text") throw new Error(`tool result has no text: ${JSON.stringify(result)}`);
+  return first.text;
+}
+
+export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const coordinator = startFakeCoordinator();
+  onCleanup(() => coordinator.stop());
+  const mcp = await startMcpServer({
+    coordinator: new CoordinatorHttp(options.coordinatorUrl ?? coordinator.url, options.auth),
+    syncTimeoutMs: options.syncTimeoutMs,
+    pollIntervalMs: options.pollIntervalMs ?? 5,
+  });
+  onCleanup(() => mcp.stop());
+  const client = await connectClient(mcp.url, options.headers);
+  const call = async (name: string, args: Record<string, unknown> = {}) =>
+    (await client.callTool({ name, arguments: args })) as CallToolResult;
+  return {
+    coordinator,
+    mcp,
+    client,
+    call,
+    async ok(name, args) {
+      const result = await call(name, args);
+      expect(result.isError ?? false, `${name} failed: ${textOf(result)}`).toBe(false);
+      return JSON.parse(textOf(result));
+    },
+    async fails(name, args) {
+      const result = await call(name, args);
+      expect(result.isError, `${name} should have failed, answered: ${textOf(result)}`).toBe(true);
+      return textOf(result);
+    },
+    connect: (headers) => connectClient(mcp.url, headers),
+  };
+}
+
+export const json = (body: unknown, status = 200) => Response.json(body, { status });

@@ -1,0 +1,119 @@
+/** Child processes for tests: the repo root, a clean environment, runners and executors as real processes. */
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+export const REPO_ROOT = join(import.meta.dir, "..", "..");
+export const TEST_EXECUTOR = join(REPO_ROOT, "executors/test-executor/ao-test-exec");
+export const CLAUDE_CODE_EXECUTOR = join(REPO_ROOT, "executors/claude-code/ao-claude-code-exec");
+
+export interface ProcessOutcome {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program to its end with the given stdin; a hung one is killed after `timeoutMs`. */
+export async function runProcess(
+  argv: string[],
+  options: { stdin?: string; env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {},
+): Promise<ProcessOutcome> {
+  const proc = Bun.spawn(argv, {
+    cwd: options.cwd,
+    env: options.env ?? process.env,
+    stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin]),
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: options.timeoutMs ?? 60_000,
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { exitCode, stdout, stderr };
+}
+
+/** Temp directories removed by `cleanup()`. */
+export class TempDirs {
+  private dirs: string[] = [];
+
+  make(prefix = "ar-exec-"): string {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    this.dirs.push(dir);
+    return dir;
+  }
+
+  cleanup(): void {
+    for (const dir of this.dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Collects a child's stdout and stderr as they arrive, and lets a test await a line. */
+export class OutputWatcher {
+  private text = "";
+  private waiters: Array<{ pattern: RegExp; resolve: () => void }> = [];
+  readonly closed: Promise<void>;
+
+  constructor(streams: ReadableStream<Uint8Array>[]) {
+    this.closed = Promise.all(streams.map((stream) => this.read(stream))).then(() => {});
+  }
+
+  get output(): string {
+    return this.text;
+  }
+
+  /** Resolves when the output so far matches; rejects if the streams close without it. */
+  waitFor(pattern: RegExp): Promise<void> {
+    if (pattern.test(this.text)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ pattern, resolve });
+      void this.closed.then(() => {
+        if (!pattern.test(this.text)) reject(new Error(`output never matched ${pattern}:\n${this.text}`));
+      });
+    });
+  }
+
+  private async read(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      this.text += decoder.decode(chunk, { stream: true });
+      const ready = this.waiters.filter((w) => w.pattern.test(this.text));
+      this.waiters = this.waiters.filter((w) => !ready.includes(w));
+      for (const waiter of ready) waiter.resolve();
+    }
+  }
+}
+
+/** Settings of the runner or an executor that must not leak from the test's own environment. */
+const OUTER_SETTINGS =
+  /^(AUTH0_|AGENT_|RUNNER_TAGS$|PROJECT_DIR$|POLL_TIMEOUT$|HEARTBEAT_INTERVAL$|CLAUDE_CODE_EXECUTABLE$)/;
+
+/** Environment for a child (runner or executor): none of the outer settings, no colours, plus `extra`. */
+export function cleanEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const [name, value] of Object.entries({ ...process.env, ...extra })) {
+    if (value === undefined || (OUTER_SETTINGS.test(name) && !(name in extra))) continue;
+    env[name] = value;
+  }
+  return env;
+}
+
+export interface RunnerChild {
+  process: Subprocess<"ignore", "pipe", "pipe">;
+  output: OutputWatcher;
+}
+
+/** Starts `bun index.ts …` as a real process. */
+export function spawnRunner(args: string[], env: Record<string, string> = {}): RunnerChild {
+  const child = Bun.spawn([process.execPath, join(REPO_ROOT, "index.ts"), ...args], {
+    cwd: REPO_ROOT,
+    env: cleanEnv(env),
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return { process: child, output: new OutputWatcher([child.stdout, child.stderr]) };
+}
