@@ -9,13 +9,7 @@ import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { execFlags } from "../config/flags.ts";
 import { defaultProfile, loadProfile } from "../config/profiles.ts";
-import {
-  DEFAULT_STOP_GRACE_SECONDS,
-  directory,
-  flagReader,
-  number,
-  resolveProfilesDir,
-} from "../config/runner-config.ts";
+import { directory, flagReader, resolveProfilesDir, stopGraceSeconds } from "../config/runner-config.ts";
 import { formatRecordLine } from "../exec/event-lines.ts";
 import type { GatewayRecord, LocalSession } from "../exec/local-gateway.ts";
 import { runLocal } from "../exec/run-local.ts";
@@ -86,9 +80,7 @@ export const execCommand = defineCommand({
       }
       const sessionId = args["session-id"] ?? newSessionId();
       assertSessionId(sessionId);
-      const input = flagReader(execFlags, args, process.env);
-      const graceSeconds =
-        number(input("stop-grace-seconds"), { min: 0, max: Number.MAX_SAFE_INTEGER }) ?? DEFAULT_STOP_GRACE_SECONDS;
+      const graceSeconds = stopGraceSeconds(flagReader(execFlags, args, process.env)("stop-grace-seconds"));
 
       const profilesDir = resolveProfilesDir({ "profiles-dir": args["profiles-dir"] });
       const profile = args.profile === undefined ? defaultProfile() : loadProfile(args.profile, { profilesDir });

@@ -84,6 +84,13 @@ export const runnerFlags = {
     env: "HEARTBEAT_INTERVAL",
     description: "Heartbeat interval (default: what the coordinator says, else 60)",
   },
+  "state-dir": {
+    type: "string",
+    valueHint: "dir",
+    env: "AGENT_RUNNER_STATE_DIR",
+    description:
+      "Where the runner journals its active runs, so a restart after a crash stops their executors and reports them (default ~/.local/state/agent-runner)",
+  },
 } as const satisfies FlagDefs;
 
 export const execFlags = {

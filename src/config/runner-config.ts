@@ -1,6 +1,7 @@
 /** The runner's configuration: flags over environment over defaults, each value checked. */
 import { statSync } from "node:fs";
-import { resolve } from "node:path";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
 import type { Env } from "../shared/env.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { type FlagDefs, type FlagValues, runnerFlags } from "./flags.ts";
@@ -9,6 +10,10 @@ export const DEFAULT_COORDINATOR_URL = "http://localhost:8765";
 export const DEFAULT_POLL_TIMEOUT_SECONDS = 30;
 export const DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 60;
 export const DEFAULT_STOP_GRACE_SECONDS = 5;
+/** Upper bounds for durations: far below setTimeout's ceiling (~24.8 days), and beyond any sane use. */
+export const MAX_POLL_TIMEOUT_SECONDS = 600;
+export const MAX_HEARTBEAT_INTERVAL_SECONDS = 3600;
+export const MAX_STOP_GRACE_SECONDS = 3600;
 
 /** OAuth2 client-credentials settings; present only when all four AUTH0_* variables are set. */
 export interface ClientCredentials {
@@ -30,6 +35,8 @@ export interface RunnerConfig {
   pollTimeoutSeconds?: number;
   heartbeatIntervalSeconds?: number;
   stopGraceSeconds: number;
+  /** Where the run journal is kept. */
+  stateDir: string;
   verbose: boolean;
   auth?: ClientCredentials;
 }
@@ -52,8 +59,6 @@ export function flagReader<F extends FlagDefs>(defs: F, values: FlagValues<F>, e
   };
 }
 
-const UNBOUNDED = Number.MAX_SAFE_INTEGER;
-
 /** A number within bounds, else a ConfigError naming its source. */
 export function number(
   input: Sourced | undefined,
@@ -69,8 +74,9 @@ export function number(
     (!expected.integer || Number.isInteger(value));
   if (!ok) {
     const kind = expected.integer ? "a whole number" : "a number";
-    const range = expected.max === UNBOUNDED ? `>= ${expected.min}` : `from ${expected.min} to ${expected.max}`;
-    throw new ConfigError(`${input.from} '${input.value}' is not valid: expected ${kind} ${range}`);
+    throw new ConfigError(
+      `${input.from} '${input.value}' is not valid: expected ${kind} from ${expected.min} to ${expected.max}`,
+    );
   }
   return value;
 }
@@ -139,6 +145,17 @@ function clientCredentials(env: Env): ClientCredentials | undefined {
   };
 }
 
+/** How long a stopped executor gets between SIGTERM and SIGKILL (runner and exec alike). */
+export function stopGraceSeconds(input: Sourced | undefined): number {
+  return number(input, { min: 0, max: MAX_STOP_GRACE_SECONDS }) ?? DEFAULT_STOP_GRACE_SECONDS;
+}
+
+/** `$XDG_STATE_HOME/agent-runner`, else `~/.local/state/agent-runner`. */
+export function defaultStateDir(env: Env = process.env): string {
+  const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
+  return join(stateHome, "agent-runner");
+}
+
 /** The operator's profile directory, if one is set (all `--profile-list` needs). */
 export function resolveProfilesDir(values: FlagValues<typeof runnerFlags>, env: Env = process.env): string | undefined {
   const profilesDir = flagReader(runnerFlags, values, env)("profiles-dir");
@@ -163,9 +180,10 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
     profile: values.profile,
     profilesDir: resolveProfilesDir(values, env),
     mcpPort: number(input("mcp-port"), { min: 1, max: 65535, integer: true }),
-    pollTimeoutSeconds: number(input("poll-timeout"), { min: 1, max: UNBOUNDED }),
-    heartbeatIntervalSeconds: number(input("heartbeat-interval"), { min: 1, max: UNBOUNDED }),
-    stopGraceSeconds: number(input("stop-grace-seconds"), { min: 0, max: UNBOUNDED }) ?? DEFAULT_STOP_GRACE_SECONDS,
+    pollTimeoutSeconds: number(input("poll-timeout"), { min: 1, max: MAX_POLL_TIMEOUT_SECONDS }),
+    heartbeatIntervalSeconds: number(input("heartbeat-interval"), { min: 1, max: MAX_HEARTBEAT_INTERVAL_SECONDS }),
+    stopGraceSeconds: stopGraceSeconds(input("stop-grace-seconds")),
+    stateDir: resolve(input("state-dir")?.value ?? defaultStateDir(env)),
     verbose: values.verbose ?? false,
     auth: clientCredentials(env),
   };

@@ -19,7 +19,7 @@ export const noAuth: TokenSource = {
 /** Refresh this long before expiry, so a token never dies mid-request. */
 const REFRESH_MARGIN_MS = 60_000;
 
-/** The token endpoint refused the credentials or answered nonsense: retrying will not help. */
+/** The token endpoint refused the credentials (a 4xx other than 408/429): retrying will not help. */
 export class AuthError extends Error {
   override name = "AuthError";
 }
@@ -75,9 +75,15 @@ export class ClientCredentialsAuth implements TokenSource {
     }
     const text = await response.text();
     if (!response.ok) {
-      throw new AuthError(`Token request to ${url} was refused (HTTP ${response.status}): ${text.slice(0, 300)}`);
+      const refused =
+        response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429;
+      // A refusal of the credentials is final; an endpoint that is down or overloaded is retried.
+      if (refused)
+        throw new AuthError(`Token request to ${url} was refused (HTTP ${response.status}): ${text.slice(0, 300)}`);
+      throw new Error(`Token request to ${url} answered HTTP ${response.status}: ${text.slice(0, 300)}`);
     }
-    const body = parseJson(text, TokenReply, `Token reply from ${url}`, AuthError);
+    // A reply that is not a token (a proxy's error page, say) is retried too.
+    const body = parseJson(text, TokenReply, `Token reply from ${url}`);
     addSecret(body.access_token);
     const lifetimeMs = (body.expires_in !== undefined && body.expires_in > 0 ? body.expires_in : 3600) * 1000;
     // Short-lived tokens: refresh at half their life rather than never using them.

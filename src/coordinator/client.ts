@@ -17,17 +17,18 @@ import {
   Registration as RegistrationReply,
   RunIdOnly,
   RunRequest,
+  RunStatusReply,
   WrappedAgentReply,
 } from "./replies.ts";
 
 export type { Registration, RunRequest };
 
-export type PollResult =
-  | { kind: "idle" }
+/** What one poll brought; a reply may carry several (stop commands and a run), handled in this order. */
+export type PollEvent =
+  | { kind: "stop"; runIds: string[] }
   | { kind: "run"; run: RunRequest }
   /** A run the runner cannot execute as given; reported failed when it has a run id. */
   | { kind: "bad_run"; runId?: string; reason: string }
-  | { kind: "stop"; runIds: string[] }
   | { kind: "deregistered" }
   | { kind: "not_registered" };
 
@@ -60,6 +61,20 @@ export class DuplicateRunnerError extends Error {
 /** The coordinator refused our credentials (401/403 at registration). */
 export class AuthenticationError extends Error {
   override name = "AuthenticationError";
+}
+
+/** How long a report may wait for its answer (see `report`). */
+const REPORT_TIMEOUT_MS = 5 * 60_000;
+
+function runEvent(data: unknown): PollEvent {
+  const run = RunRequest(data);
+  if (!(run instanceof type.errors)) return { kind: "run", run };
+  const runId = RunIdOnly(data);
+  return {
+    kind: "bad_run",
+    runId: runId instanceof type.errors ? undefined : runId.run_id,
+    reason: `Malformed run payload: ${run.summary.replaceAll("\n", "; ")}`,
+  };
 }
 
 const isNotRegistered = (status: number, text: string) =>
@@ -100,41 +115,48 @@ export class CoordinatorClient {
     return registration;
   }
 
-  /** One long poll. Network failures and 5xx throw; everything else is a PollResult. */
-  async poll(timeoutMs: number, signal?: AbortSignal): Promise<PollResult> {
+  /** One long poll: what it brought, nothing for an empty reply. Network failures and 5xx throw. */
+  async poll(timeoutMs: number, signal?: AbortSignal): Promise<PollEvent[]> {
     const path = `/runner/runs?runner_id=${encodeURIComponent(this.requireId())}`;
     const response = await this.http.fetch(path, { timeoutMs, signal });
-    if (response.status === 204) return { kind: "idle" };
+    if (response.status === 204) return [];
     const text = await response.text();
-    if (isNotRegistered(response.status, text)) return { kind: "not_registered" };
+    if (isNotRegistered(response.status, text)) return [{ kind: "not_registered" }];
     if (!response.ok) throw new CoordinatorError(response.status, "/runner/runs", text);
-    if (text.trim() === "") return { kind: "idle" };
+    if (text.trim() === "") return [];
     const reply = parseJson(text, PollReply, "Coordinator reply to poll", BadReplyError);
-    if (reply.deregistered === true) return { kind: "deregistered" };
-    if (reply.stop_runs !== undefined) return { kind: "stop", runIds: reply.stop_runs };
-    if ("run" in reply) {
-      const run = RunRequest(reply.run);
-      if (run instanceof type.errors) {
-        const runId = RunIdOnly(reply.run);
-        return {
-          kind: "bad_run",
-          runId: runId instanceof type.errors ? undefined : runId.run_id,
-          reason: `Malformed run payload: ${run.summary.replaceAll("\n", "; ")}`,
-        };
-      }
-      return { kind: "run", run };
+    const events: PollEvent[] = [];
+    if (reply.stop_runs !== undefined && reply.stop_runs.length > 0)
+      events.push({ kind: "stop", runIds: reply.stop_runs });
+    if ("run" in reply) events.push(runEvent(reply.run));
+    if (reply.deregistered === true) events.push({ kind: "deregistered" });
+    if (events.length === 0 && reply.stop_runs === undefined) {
+      throw new BadReplyError(
+        `Coordinator reply to poll has none of run, stop_runs, deregistered: ${text.slice(0, 200)}`,
+      );
     }
-    throw new BadReplyError(
-      `Coordinator reply to poll has none of run, stop_runs, deregistered: ${text.slice(0, 200)}`,
-    );
+    return events;
   }
 
-  /** Sends one run report. Network failures and 5xx throw (the caller retries); the rest is an outcome. */
+  /** A run's status at the coordinator (`stopping` once a stop was requested), undefined if it does not know it. */
+  async runStatus(runId: string, signal?: AbortSignal): Promise<string | undefined> {
+    const path = `/runs/${encodeURIComponent(runId)}`;
+    const response = await this.http.fetch(path, { signal });
+    const text = await response.text();
+    if (response.status === 404) return undefined;
+    if (!response.ok) throw new CoordinatorError(response.status, path, text);
+    return parseJson(text, RunStatusReply, `Coordinator reply to GET ${path}`, BadReplyError).status;
+  }
+  /**
+   * Sends one run report. Network failures and 5xx throw (the caller retries); the rest is an
+   * outcome. A report waits long for its answer: given up early, it could still land after a
+   * later report of the same run and undo it.
+   */
   async report(runId: string, report: RunReport): Promise<ReportOutcome> {
     const { kind, ...fields } = report;
     const body = { runner_id: this.requireId(), ...(kind === "completed" ? { status: "success" } : {}), ...fields };
     const path = `/runner/runs/${encodeURIComponent(runId)}/${kind}`;
-    const response = await this.http.fetch(path, { json: body });
+    const response = await this.http.fetch(path, { json: body, timeoutMs: REPORT_TIMEOUT_MS });
     const text = await response.text();
     if (response.ok) return { kind: "delivered" };
     if (response.status === 404) return { kind: "unknown_run" };

@@ -2,6 +2,7 @@
 import type { Type } from "arktype";
 import { coordinatorDetail } from "../protocol/error-detail.ts";
 import { parseJson } from "../shared/json.ts";
+import { Wakeup } from "../shared/retry.ts";
 import { noAuth, type TokenSource } from "./auth.ts";
 
 export interface CoordinatorRequest {
@@ -39,9 +40,15 @@ const DEFAULT_TIMEOUT_MS = 30_000;
  * this class, so one cached token serves all of them.
  */
 export class CoordinatorHttp {
+  /** Woken when the coordinator answers again after a network failure or a 5xx: retry waits end early. */
+  readonly backOnline = new Wakeup();
+  private failing = false;
+
   constructor(
     readonly baseUrl: string,
     readonly auth: TokenSource = noAuth,
+    /** How long a request may take unless it says otherwise. */
+    private readonly timeoutMs = DEFAULT_TIMEOUT_MS,
   ) {}
 
   url(path: string): string {
@@ -58,13 +65,24 @@ export class CoordinatorHttp {
       body = JSON.stringify(request.json);
       headers.set("content-type", "application/json");
     }
-    const timeout = AbortSignal.timeout(request.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const response = await fetch(this.url(path), {
-      method: request.method ?? (body === undefined ? "GET" : "POST"),
-      headers,
-      body,
-      signal: request.signal ? AbortSignal.any([request.signal, timeout]) : timeout,
-    });
+    const timeout = AbortSignal.timeout(request.timeoutMs ?? this.timeoutMs);
+    let response: Response;
+    try {
+      response = await fetch(this.url(path), {
+        method: request.method ?? (body === undefined ? "GET" : "POST"),
+        headers,
+        body,
+        signal: request.signal ? AbortSignal.any([request.signal, timeout]) : timeout,
+      });
+    } catch (error) {
+      if (!request.signal?.aborted) this.failing = true;
+      throw error;
+    }
+    if (response.status >= 500) this.failing = true;
+    else if (this.failing) {
+      this.failing = false;
+      this.backOnline.wake();
+    }
     if (response.status === 401 && authorization) this.auth.invalidate();
     return response;
   }

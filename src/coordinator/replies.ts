@@ -50,6 +50,9 @@ export const PollReply = JsonObject.and({
   "run?": "unknown",
 });
 
+/** `GET /runs/{id}`: the part the runner reads. */
+export const RunStatusReply = JsonObject.and({ "status?": "string" });
+
 /** `GET /agents/{name}`: the blueprint, possibly wrapped as `{"agent": {…}}`. */
 export const AgentReply = JsonObject;
 export const WrappedAgentReply = type({ agent: JsonObject });

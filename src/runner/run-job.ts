@@ -13,6 +13,7 @@ import type { JsonObject } from "../shared/json.ts";
 import { isDebug, log } from "../shared/log.ts";
 import { seconds } from "../shared/retry.ts";
 import { fillBlueprintPlaceholders } from "./blueprint-placeholders.ts";
+import type { RunJournal } from "./run-journal.ts";
 
 const RUN_MODES: Record<string, InvocationMode> = { start_session: "start", resume_session: "resume" };
 
@@ -23,6 +24,8 @@ export interface RunContext {
   client: Pick<CoordinatorClient, "getAgent">;
   /** Queues a report for delivery (the outbox). */
   report(runId: string, report: RunReport): void;
+  /** Where the run's executor process group and its outcome are kept, should the runner die. */
+  journal?: Pick<RunJournal, "runStarted" | "runEnded">;
   /** The executor's environment, before the run's own variables. */
   executorEnv: Record<string, string | undefined>;
   /** The embedded MCP server's URL, for blueprint placeholders. */
@@ -79,13 +82,19 @@ export class RunJob {
       if (!blueprint) return this.fail(`Agent blueprint '${run.agent_name}' not found`);
       blueprint = fillBlueprintPlaceholders(blueprint, { sessionId: run.session_id, mcpUrl: this.context.mcpUrl });
     }
-    if (this.stopRequested) return this.fail("Run was stopped before its executor started");
+    if (this.stopRequested) {
+      return this.end({ kind: "stopped", signal: "SIGTERM" }, () =>
+        log.info(`Run ${run.run_id} stopped before its executor started`),
+      );
+    }
     const executor = this.spawn(mode, blueprint);
     if (executor) await this.supervise(executor);
   }
 
   /** A stop command: SIGTERM, then SIGKILL after the grace period; before the spawn, no spawn. */
   stop(): void {
+    if (!this.executor && !this.stopRequested)
+      log.info(`Stop for run ${this.runId} before its executor started: it will not start`);
     this.stopRequested = true;
     if (!this.executor || this.stopping) return;
     const { stopGraceSeconds } = this.context.config;
@@ -119,6 +128,7 @@ export class RunJob {
       return undefined;
     }
     this.startedAt = performance.now();
+    this.context.journal?.runStarted(run.run_id, run.session_id, this.executor.pid);
     this.context.report(run.run_id, { kind: "started" });
     log.info(
       `Run ${run.run_id} started: ${run.type}, session ${run.session_id}${run.agent_name ? `, agent ${run.agent_name}` : ""}, pid ${this.executor.pid}`,
@@ -131,11 +141,9 @@ export class RunJob {
     const signal = this.stopping && (await this.stopping);
     const took = seconds(performance.now() - this.startedAt);
     if (signal) {
-      log.info(`Run ${this.runId} stopped by ${signal} after ${took}`);
-      this.context.report(this.runId, { kind: "stopped", signal });
+      this.end({ kind: "stopped", signal }, () => log.info(`Run ${this.runId} stopped by ${signal} after ${took}`));
     } else if (status.code === 0) {
-      log.info(`Run ${this.runId} completed in ${took}`);
-      this.context.report(this.runId, { kind: "completed" });
+      this.end({ kind: "completed" }, () => log.info(`Run ${this.runId} completed in ${took}`));
     } else {
       const tail = executor.stderrTail().trim();
       const ending = status.signal ? `Process killed by ${status.signal}` : `Process exited with code ${status.code}`;
@@ -144,7 +152,16 @@ export class RunJob {
   }
 
   private fail(error: string): void {
-    log.error(`Run ${this.runId} failed: ${error}`);
-    this.context.report(this.runId, { kind: "failed", error });
+    this.end({ kind: "failed", error }, () => log.error(`Run ${this.runId} failed: ${error}`));
+  }
+
+  /**
+   * The outcome: journalled before anything else (a log line included), so that whoever sees the
+   * run end knows it survives the runner dying before delivery.
+   */
+  private end(outcome: Exclude<RunReport, { kind: "started" }>, say: () => void): void {
+    this.context.journal?.runEnded(this.runId, this.run.session_id, outcome);
+    say();
+    this.context.report(this.runId, outcome);
   }
 }

@@ -1,6 +1,6 @@
 /**
- * Assembles a runner process (auth, gateway, MCP server, worker loop), wires the signals, and
- * exits when the worker loop is done: 0 after a clean shutdown, 1 when it cannot start.
+ * Assembles a runner process (journal, auth, gateway, MCP server, worker loop), wires the
+ * signals, and exits when the worker loop is done: 0 after a clean shutdown, 1 when it cannot start.
  */
 import { hostname } from "node:os";
 import type { ExecutorProfile } from "../config/profiles.ts";
@@ -10,14 +10,34 @@ import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
 import { buildRegistrationPayload } from "../coordinator/registration.ts";
 import { executorEnvironment } from "../process/executor-env.ts";
+import { ConfigError } from "../shared/errors.ts";
 import { isDebug, log } from "../shared/log.ts";
 import { AgentWorker, RunnerStartError } from "./agent-worker.ts";
 import { startGateway } from "./gateway.ts";
+import { JournalInUseError, RunJournal } from "./run-journal.ts";
+
+/** SIGHUP too: a closed terminal must not kill the runner and orphan its executors. */
+const STOP_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 export async function startRunner(config: RunnerConfig, profile: ExecutorProfile): Promise<never> {
+  const machine = hostname();
+  let opened: ReturnType<typeof RunJournal.open>;
+  try {
+    opened = RunJournal.open(config.stateDir, {
+      coordinatorUrl: config.coordinatorUrl,
+      hostname: machine,
+      projectDir: config.projectDir,
+      profile: profile.name,
+    });
+  } catch (error) {
+    if (!(error instanceof JournalInUseError || error instanceof ConfigError)) throw error;
+    log.box({ title: "agent-runner cannot start", message: error.message });
+    process.exit(1);
+  }
+  const { journal, previous } = opened;
+
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
   const client = new CoordinatorClient(http);
-  const machine = hostname();
   const gateway = startGateway({ http, hostname: machine, executorProfile: profile.name });
   log.debug(`Gateway for executors at ${gateway.url}`);
   const { startMcpServer } = await import("../mcp/server.ts");
@@ -41,16 +61,18 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
     }),
     executorEnv,
     mcpUrl: mcp.url,
+    journal,
+    previous,
   });
 
   const onSignal = (signal: NodeJS.Signals) => {
     if (worker.shutdown(signal) >= 3) {
+      // The journal keeps the active runs: the next start stops their executors and reports them.
       log.error(`${signal} a third time: exiting now, without waiting for runs or reports`);
       process.exit(130);
     }
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   // A bug in one run's handling must not take down the others and lose their outcomes.
   const onUnexpected = (error: unknown) => log.error("Unexpected error (a bug; the runner carries on):", error);
   process.on("unhandledRejection", onUnexpected);
@@ -59,9 +81,11 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
   let exitCode = 0;
   try {
     if (await worker.register()) await worker.run();
+    else journal.close();
   } catch (error) {
     if (!(error instanceof RunnerStartError)) throw error;
     log.box({ title: "agent-runner cannot start", message: error.message });
+    journal.close();
     exitCode = 1;
   }
   await Promise.all([gateway.stop(), mcp.stop()]);

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FlagValues, runnerFlags } from "../../src/config/flags.ts";
 import {
@@ -53,6 +53,7 @@ describe("defaults", () => {
       pollTimeoutSeconds: undefined,
       heartbeatIntervalSeconds: undefined,
       stopGraceSeconds: DEFAULT_STOP_GRACE_SECONDS,
+      stateDir: join(homedir(), ".local", "state", "agent-runner"),
       verbose: false,
       auth: undefined,
     });
@@ -138,13 +139,13 @@ describe("numbers", () => {
     "POLL_TIMEOUT %j is refused, naming POLL_TIMEOUT",
     (value) => {
       const error = configError(() => resolve({}, { POLL_TIMEOUT: value }));
-      expect(error.message).toBe(`POLL_TIMEOUT '${value}' is not valid: expected a number >= 1`);
+      expect(error.message).toBe(`POLL_TIMEOUT '${value}' is not valid: expected a number from 1 to 600`);
     },
   );
 
   test("--poll-timeout is named when the flag is bad", () => {
     const error = configError(() => resolve({ "poll-timeout": "soon" }, { POLL_TIMEOUT: "30" }));
-    expect(error.message).toBe("--poll-timeout 'soon' is not valid: expected a number >= 1");
+    expect(error.message).toBe("--poll-timeout 'soon' is not valid: expected a number from 1 to 600");
   });
 
   test("HEARTBEAT_INTERVAL is named when it is bad", () => {
@@ -276,5 +277,32 @@ describe("resolveProfilesDir", () => {
     const missing = join(tmp, "nope");
     const error = configError(() => resolveProfilesDir({}, { AGENT_RUNNER_PROFILES_DIR: missing }));
     expect(error.message).toStartWith(`AGENT_RUNNER_PROFILES_DIR '${missing}'`);
+  });
+});
+
+describe("durations are bounded, so no timer can overflow", () => {
+  test.each([
+    [{ "heartbeat-interval": "3000000" }, "--heartbeat-interval '3000000'"],
+    [{ "stop-grace-seconds": "3000000" }, "--stop-grace-seconds '3000000'"],
+    [{ "poll-timeout": "3000000" }, "--poll-timeout '3000000'"],
+  ] as const)("%j is refused", (flags, named) => {
+    const error = configError(() => resolve(flags));
+    expect(error.message).toStartWith(named);
+    expect(error.message).toMatch(/expected a number from \d+ to \d+/);
+  });
+
+  test("the same from the environment names the variable", () => {
+    expect(configError(() => resolve({}, { HEARTBEAT_INTERVAL: "3000000" })).message).toStartWith(
+      "HEARTBEAT_INTERVAL '3000000'",
+    );
+  });
+});
+
+describe("state directory", () => {
+  test("--state-dir over AGENT_RUNNER_STATE_DIR over XDG_STATE_HOME over ~/.local/state", () => {
+    expect(resolve({}, { HOME: "/home/u" }).stateDir).toBe("/home/u/.local/state/agent-runner");
+    expect(resolve({}, { XDG_STATE_HOME: "/xdg" }).stateDir).toBe("/xdg/agent-runner");
+    expect(resolve({}, { AGENT_RUNNER_STATE_DIR: dirA, XDG_STATE_HOME: "/xdg" }).stateDir).toBe(dirA);
+    expect(resolve({ "state-dir": dirB }, { AGENT_RUNNER_STATE_DIR: dirA }).stateDir).toBe(dirB);
   });
 });

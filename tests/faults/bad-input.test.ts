@@ -307,25 +307,32 @@ describe("operator input to the real CLI: a clear message, exit 1 (or retrying, 
   });
   const test_profile = ["--profile", "test", "-c", "http://127.0.0.1:9"];
 
+  test("token endpoint refuses the client (401): exit 1 naming the refusal", async () => {
+    cli = startCli(test_profile, auth(tokenServer(() => Response.json({ error: "access_denied" }, { status: 401 }))));
+    expect(await cli.process.exited).toBe(1);
+    await cli.closed;
+    expect(cli.output()).toContain("was refused (HTTP 401)");
+    expect(cli.output()).not.toContain("secret-value-77aa");
+  });
+
   test.each([
     ["token endpoint answers non-JSON", () => new Response("<html>login</html>"), "is not valid JSON"],
-    [
-      "token endpoint refuses the client (401)",
-      () => Response.json({ error: "access_denied" }, { status: 401 }),
-      "was refused (HTTP 401)",
-    ],
     [
       "token reply without access_token",
       () => Response.json({ token_type: "Bearer" }),
       "access_token must be a string (was missing)",
     ],
-  ] as Array<[string, () => Response, string]>)("%s", async (_, reply, message) => {
-    cli = startCli(test_profile, auth(tokenServer(reply)));
-    expect(await cli.process.exited).toBe(1);
-    await cli.closed;
-    expect(cli.output()).toContain(message);
-    expect(cli.output()).not.toContain("secret-value-77aa");
-  });
+    ["token endpoint overloaded (429)", () => new Response("slow down", { status: 429 }), "answered HTTP 429"],
+  ] as Array<[string, () => Response, string]>)(
+    "%s: retried with a warning naming the problem, not fatal",
+    async (_, reply, message) => {
+      cli = startCli(test_profile, auth(tokenServer(reply)));
+      await cli.waitFor(new RegExp(`Cannot register with .*${message.replace(/[()]/g, "\\$&")}`));
+      cli.process.kill("SIGTERM");
+      expect(await cli.process.exited).toBe(0);
+      expect(cli.output()).not.toContain("secret-value-77aa");
+    },
+  );
 
   test("token endpoint unreachable: retried with a warning, not fatal", async () => {
     // Port 9 (discard) on 127.0.0.1: nothing listens; the runner must keep trying, not exit.

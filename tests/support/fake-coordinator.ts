@@ -8,6 +8,8 @@ export interface RecordedRequest {
   headers: Headers;
   body: any;
   at: number;
+  /** Resolves once the fake has answered it (and applied what it changes). */
+  answered: Promise<void>;
 }
 
 type PollItem =
@@ -16,7 +18,7 @@ type PollItem =
   | { deregistered: true }
   | Record<string, unknown>;
 
-export type RouteHandler = (request: RecordedRequest) => Response | Promise<Response> | undefined;
+export type RouteHandler = (request: RecordedRequest) => Response | undefined | Promise<Response | undefined>;
 
 export interface FakeCoordinatorOptions {
   /** `poll_timeout_seconds` given at registration and how long a poll is held. */
@@ -26,7 +28,17 @@ export interface FakeCoordinatorOptions {
   /** Agent blueprints served by `GET /agents/{name}`. */
   agents?: Record<string, Record<string, unknown>>;
   port?: number;
+  /** Like the reference coordinator: run reports from a runner it does not know get 401 "Runner not registered". */
+  strictReports?: boolean;
+  /**
+   * Like the reference coordinator, whose poll handler runs on after the client hangs up: a poll
+   * whose client is gone still takes the next item handed out, and the item is lost.
+   */
+  abortedPollsClaim?: boolean;
 }
+
+/** A run's status as the coordinator sees it, changed by hand-outs, reports and stop requests. */
+export type RunStatus = "pending" | "claimed" | "running" | "stopping" | "completed" | "failed" | "stopped";
 
 const json = (body: unknown, status = 200) => Response.json(body, { status });
 
@@ -42,11 +54,18 @@ export class FakeCoordinator {
   heartbeatIntervalSeconds: number;
   /** False after `forgetRunner()`: polls and heartbeats get 401 until the runner registers again. */
   registered = false;
+  /** Status of every run handed out, as the reports and stop requests left it (applied when answered). */
+  readonly runStatus = new Map<string, RunStatus>();
+  /** Items a poll took after its client had hung up (abortedPollsClaim): lost, as at the reference. */
+  readonly lost: PollItem[] = [];
+  /** While set, registration answers 409: another runner holds the identity. */
+  heldBy?: string;
+  private deregistering = false;
+  private statusWaiters: Array<() => boolean> = [];
   private server?: Server<undefined>;
   private queue: PollItem[] = [];
   private pollWaiters: Array<(item: PollItem | undefined) => void> = [];
   private requestWaiters: Array<{ test: (r: RecordedRequest) => boolean; resolve: (r: RecordedRequest) => void }> = [];
-  private currentSignal?: AbortSignal;
   private routes: Array<{ method: string; path: RegExp; handler: RouteHandler }> = [];
   port = 0;
 
@@ -118,6 +137,46 @@ export class FakeCoordinator {
     this.hand({ stop_runs: runIds });
   }
 
+  /** A stop requested from outside (dashboard, a parent agent): the run is `stopping` and the runner is told. */
+  requestStop(runId: string): void {
+    this.setStatus(runId, "stopping");
+    this.handStop([runId]);
+  }
+
+  /** Removes the runner from outside: the next poll answers `{"deregistered": true}` and the runner is forgotten. */
+  deregister(): void {
+    this.deregistering = true;
+    const waiter = this.pollWaiters.shift();
+    if (waiter) waiter({ deregistered: true });
+  }
+
+  /** Resolves when the run's status (as last applied) is one of `statuses`. */
+  waitForStatus(runId: string, statuses: RunStatus[], timeoutMs = 20_000): Promise<void> {
+    if (statuses.includes(this.runStatus.get(runId) as RunStatus)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.statusWaiters = this.statusWaiters.filter((w) => w !== check);
+        reject(
+          new Error(
+            `run ${runId} is ${this.runStatus.get(runId)}, not ${statuses.join("/")}; requests:\n${this.describe()}`,
+          ),
+        );
+      }, timeoutMs);
+      const check = () => {
+        if (!statuses.includes(this.runStatus.get(runId) as RunStatus)) return false;
+        clearTimeout(timer);
+        resolve();
+        return true;
+      };
+      this.statusWaiters.push(check);
+    });
+  }
+
+  private setStatus(runId: string, status: RunStatus): void {
+    this.runStatus.set(runId, status);
+    this.statusWaiters = this.statusWaiters.filter((check) => !check());
+  }
+
   /** Resolves with the first request (already received or still to come) that passes the test. */
   waitFor(test: (request: RecordedRequest) => boolean, timeoutMs = 20_000): Promise<RecordedRequest> {
     const seen = this.requests.find(test);
@@ -179,6 +238,7 @@ export class FakeCoordinator {
         body = text;
       }
     }
+    const answered = Promise.withResolvers<void>();
     const recorded: RecordedRequest = {
       method: request.method,
       path: url.pathname,
@@ -186,21 +246,32 @@ export class FakeCoordinator {
       headers: request.headers,
       body,
       at: performance.now(),
+      answered: answered.promise,
     };
     this.record(recorded);
-    this.currentSignal = request.signal;
-    for (const route of this.routes) {
-      if (route.method === request.method && route.path.test(url.pathname)) {
-        const response = await route.handler(recorded);
-        if (response) return response;
+    try {
+      for (const route of this.routes) {
+        if (route.method === request.method && route.path.test(url.pathname)) {
+          const response = await route.handler(recorded);
+          if (response) return response;
+        }
       }
+      return await this.defaultRoute(recorded, request.signal);
+    } finally {
+      answered.resolve();
     }
-    return this.defaultRoute(recorded);
   }
 
-  private async defaultRoute(request: RecordedRequest): Promise<Response> {
+  private async defaultRoute(request: RecordedRequest, signal: AbortSignal): Promise<Response> {
     const { method, path } = request;
     if (method === "POST" && path === "/runner/register") {
+      if (this.heldBy) {
+        const detail = {
+          error: "duplicate_runner",
+          message: `Runner is already registered and online as ${this.runnerId}`,
+        };
+        return json({ detail: { ...detail, runner_id: this.runnerId, hostname: this.heldBy } }, 409);
+      }
       this.registered = true;
       return json({
         runner_id: this.runnerId,
@@ -210,15 +281,41 @@ export class FakeCoordinator {
       });
     }
     if (method === "GET" && path === "/runner/runs") {
+      if (this.deregistering) {
+        this.deregistering = false;
+        this.registered = false;
+        return json({ deregistered: true });
+      }
       if (!this.registered) return json({ detail: "Runner not registered" }, 401);
-      const item = this.queue.shift() ?? (await this.nextPollItem(this.currentSignal));
+      const item = this.queue.shift() ?? (await this.nextPollItem(signal));
+      if (item && "deregistered" in item) this.registered = false;
+      if (item && "run" in item) {
+        const runId = String((item.run as { run_id?: unknown } | null)?.run_id);
+        if (signal?.aborted) {
+          this.lost.push(item);
+          this.setStatus(runId, "claimed");
+          return new Response(null, { status: 204 });
+        }
+        this.setStatus(runId, "claimed");
+      }
       return item ? json(item) : new Response(null, { status: 204 });
     }
     if (method === "POST" && path === "/runner/heartbeat") {
       return this.registered ? json({ ok: true }) : json({ detail: "Runner not registered" }, 401);
     }
-    if (method === "POST" && /^\/runner\/runs\/[^/]+\/(started|completed|failed|stopped)$/.test(path)) {
+    const report = /^\/runner\/runs\/([^/]+)\/(started|completed|failed|stopped)$/.exec(path);
+    if (method === "POST" && report) {
+      if (this.options.strictReports && !this.registered) return json({ detail: "Runner not registered" }, 401);
+      const runId = decodeURIComponent(report[1]!);
+      // Applied as the reference does: whatever arrives last wins, `started` included.
+      this.setStatus(runId, report[2] === "started" ? "running" : (report[2] as RunStatus));
       return json({ ok: true });
+    }
+    const run = /^\/runs\/([^/]+)$/.exec(path);
+    if (method === "GET" && run) {
+      const runId = decodeURIComponent(run[1]!);
+      const status = this.runStatus.get(runId);
+      return status ? json({ run_id: runId, status }) : json({ detail: "Run not found" }, 404);
     }
     if (method === "DELETE" && path.startsWith("/runners/")) {
       this.registered = false;
@@ -234,7 +331,10 @@ export class FakeCoordinator {
     return json({ detail: `fake coordinator: no route for ${method} ${path}` }, 404);
   }
 
-  /** Holds a poll until something is handed out or the poll times out; a poll whose client hung up gets nothing. */
+  /**
+   * Holds a poll until something is handed out or the poll times out. A poll whose client hung up
+   * gets nothing, unless `abortedPollsClaim` (then it still takes the next item, which is lost).
+   */
   private nextPollItem(signal: AbortSignal | undefined): Promise<PollItem | undefined> {
     return new Promise((resolve) => {
       const settle = (item: PollItem | undefined) => {
@@ -243,7 +343,7 @@ export class FakeCoordinator {
         resolve(item);
       };
       const timer = setTimeout(() => settle(undefined), this.pollTimeoutSeconds * 1000);
-      signal?.addEventListener("abort", () => settle(undefined));
+      if (!this.options.abortedPollsClaim) signal?.addEventListener("abort", () => settle(undefined));
       this.pollWaiters.push(settle);
     });
   }

@@ -39,6 +39,8 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   fake?: FakeCoordinatorOptions;
   flushTimeoutMs?: number;
+  /** The coordinator client's request timeout (default 30 s). */
+  requestTimeoutMs?: number;
   retryInitialMs?: number;
   /** Don't register and start the loop (for tests of registration itself). */
   manual?: boolean;
@@ -49,7 +51,7 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
   const fake = startFakeCoordinator(options.fake);
   const config = resolveConfig({ "coordinator-url": fake.url, "stop-grace-seconds": "1", ...options.flags }, {});
   const profile = options.profile ?? fixtureProfile(options.fixture ?? "capture");
-  const http = new CoordinatorHttp(config.coordinatorUrl);
+  const http = new CoordinatorHttp(config.coordinatorUrl, undefined, options.requestTimeoutMs);
   const client = new CoordinatorClient(http);
   const gateway = startGateway({ http, hostname: "test-host", executorProfile: profile.name });
   const worker = new AgentWorker({

@@ -1,0 +1,59 @@
+/** The runs this runner is executing: start one, stop one or all, and ask the coordinator about stop requests. */
+import type { CoordinatorClient, RunRequest } from "../coordinator/client.ts";
+import { messageOf } from "../shared/errors.ts";
+import { log } from "../shared/log.ts";
+import { Wakeup } from "../shared/retry.ts";
+import { type RunContext, RunJob } from "./run-job.ts";
+
+export class ActiveRuns {
+  private readonly jobs = new Map<string, RunJob>();
+  /** Woken whenever a run ends. */
+  readonly ended = new Wakeup();
+
+  constructor(private readonly context: RunContext & { client: Pick<CoordinatorClient, "getAgent" | "runStatus"> }) {}
+
+  get size(): number {
+    return this.jobs.size;
+  }
+
+  /** Executes a run handed out; with `stopAtOnce` (the runner is being stopped) its executor never starts. */
+  start(run: RunRequest, stopAtOnce = false): void {
+    if (this.jobs.has(run.run_id)) {
+      log.warn(`Run ${run.run_id} handed out again while it is running; ignored`);
+      return;
+    }
+    const job = new RunJob(run, this.context);
+    this.jobs.set(run.run_id, job);
+    if (stopAtOnce) job.stop();
+    void job.execute().finally(() => {
+      this.jobs.delete(run.run_id);
+      this.ended.wake();
+    });
+  }
+
+  stop(runId: string): void {
+    const job = this.jobs.get(runId);
+    if (job) job.stop();
+    else log.debug(`Stop for run ${runId}, which is not running here; ignored`);
+  }
+
+  stopAll(): void {
+    for (const job of this.jobs.values()) job.stop();
+  }
+
+  /**
+   * Stops the runs the coordinator marked `stopping`. Used while the runner asks for no run: stop
+   * commands come with polls, and a poll would also claim a run.
+   */
+  async stopThoseRequested(signal: AbortSignal): Promise<void> {
+    await Promise.all(
+      [...this.jobs.values()].map(async (job) => {
+        try {
+          if ((await this.context.client.runStatus(job.runId, signal)) === "stopping") job.stop();
+        } catch (error) {
+          log.debug(`Could not check run ${job.runId} for a stop request: ${messageOf(error)}`);
+        }
+      }),
+    );
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The runner's registration: the first one at start, registering again when the coordinator
+ * forgot the runner, and deciding when a 409 (identity already online) is this runner's own.
+ */
+import { AuthError } from "../coordinator/auth.ts";
+import {
+  AuthenticationError,
+  type CoordinatorClient,
+  DuplicateRunnerError,
+  type Registration,
+} from "../coordinator/client.ts";
+import type { RegistrationPayload } from "../coordinator/registration.ts";
+import { messageOf } from "../shared/errors.ts";
+import { log } from "../shared/log.ts";
+import { retry, seconds, type Wakeup } from "../shared/retry.ts";
+import type { PreviousIncarnation } from "./run-journal.ts";
+
+/** A fatal start-up problem: the runner cannot go on and exits 1 with this message. */
+export class RunnerStartError extends Error {
+  override name = "RunnerStartError";
+}
+
+export interface RegistrarOptions {
+  client: CoordinatorClient;
+  payload: RegistrationPayload;
+  coordinatorUrl: string;
+  /** What a dead earlier process of this identity left in the journal: its runner id may be adopted. */
+  previous?: PreviousIncarnation;
+  /** Aborted when the runner is done: registering again stops. */
+  lifetime: AbortSignal;
+  wakeup?: Wakeup;
+  retryInitialMs?: number;
+  /** Called with the runner id each time one is obtained. */
+  onRegistered?: (runnerId: string) => void;
+}
+
+/** Failures after which a register request may have reached the coordinator and been processed. */
+function outcomeUnknown(error: unknown): boolean {
+  const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
+  return name === "TimeoutError" || (typeof code === "string" && /RESET|CLOSED|EPIPE/i.test(code));
+}
+
+export class Registrar {
+  /** Set when the coordinator removed this runner from outside and it registered again only to deliver outcomes. */
+  registeredAfterRemoval = false;
+  private registering?: Promise<boolean>;
+
+  constructor(private readonly options: RegistrarOptions) {}
+
+  get runnerId(): string | undefined {
+    return this.options.client.runnerId;
+  }
+
+  /**
+   * The first registration, retried while the coordinator is unreachable. A 409 is adopted only
+   * for the runner id a dead earlier process of this identity had; any other 409 and refused
+   * credentials are RunnerStartErrors. Resolves undefined when `signal` aborts first.
+   */
+  async register(signal: AbortSignal): Promise<Registration | undefined> {
+    const { client, payload, coordinatorUrl, previous } = this.options;
+    try {
+      const registration = await retry((attemptSignal) => client.register(payload, attemptSignal), {
+        signal,
+        initialMs: this.options.retryInitialMs,
+        isFatal: (error) =>
+          error instanceof DuplicateRunnerError || error instanceof AuthenticationError || error instanceof AuthError,
+        describeFailure: ({ message, attempt, delayMs }) =>
+          `Cannot register with ${coordinatorUrl} (attempt ${attempt}): ${message}; retrying in ${seconds(delayMs)}`,
+      });
+      if (registration) this.options.onRegistered?.(registration.runner_id);
+      return registration;
+    } catch (error) {
+      if (!(error instanceof DuplicateRunnerError)) throw new RunnerStartError(messageOf(error));
+      const held = error.existing.runner_id;
+      if (!previous?.runnerId || held !== previous.runnerId) throw new RunnerStartError(duplicateMessage(error));
+      // The coordinator still counts the dead process online (it goes stale only after missing
+      // heartbeats): this identity is ours, so its runner id is too.
+      client.runnerId = held;
+      log.info(
+        `Adopted runner id ${held} from the previous runner process (pid ${previous.pid}), which ended without deregistering`,
+      );
+      this.options.onRegistered?.(held);
+      return { runner_id: held };
+    }
+  }
+
+  /**
+   * Registers again after the coordinator forgot this runner; one attempt sequence at a time,
+   * shared by all callers, ended by the runner's lifetime. A 409 is this runner's own only when
+   * an earlier request of the same sequence may have registered it (its answer was lost);
+   * otherwise another runner holds the identity, and this one must not poll under its id.
+   */
+  reregister(removed: boolean): Promise<boolean> {
+    this.registering ??= this.registerAgain(removed).finally(() => {
+      this.registering = undefined;
+    });
+    return this.registering;
+  }
+
+  private async registerAgain(removed: boolean): Promise<boolean> {
+    const { client, payload } = this.options;
+    let mayBeOurs = false;
+    const registered = await retry(
+      async (signal) => {
+        try {
+          await client.register(payload, signal);
+          return true;
+        } catch (error) {
+          if (error instanceof DuplicateRunnerError && mayBeOurs && error.existing.runner_id) {
+            client.runnerId = error.existing.runner_id;
+            log.info(
+              `Registered again as ${client.runnerId} (the coordinator had taken an earlier attempt whose answer was lost)`,
+            );
+            return true;
+          }
+          if (outcomeUnknown(error)) mayBeOurs = true;
+          throw error;
+        }
+      },
+      {
+        signal: this.options.lifetime,
+        wakeup: this.options.wakeup,
+        initialMs: this.options.retryInitialMs,
+        describeFailure: ({ error, message, attempt, delayMs }) =>
+          error instanceof DuplicateRunnerError
+            ? `Runner id ${error.existing.runner_id ?? "?"} is held by another runner (hostname ${error.existing.hostname ?? "?"}) since the coordinator forgot this one; not polling under it. Retrying in ${seconds(delayMs)} (attempt ${attempt})`
+            : `Registering again failed (attempt ${attempt}): ${message}; retrying in ${seconds(delayMs)}`,
+      },
+    );
+    if (!registered) return false;
+    if (removed) this.registeredAfterRemoval = true;
+    log.info(`Registered again as ${client.runnerId}${removed ? " (to deliver outcomes only)" : ""}`);
+    if (client.runnerId) this.options.onRegistered?.(client.runnerId);
+    this.options.wakeup?.wake();
+    return true;
+  }
+}
+
+export function duplicateMessage(error: DuplicateRunnerError): string {
+  const { existing } = error;
+  return [
+    "A runner with this identity is already online at the coordinator.",
+    "",
+    `  runner id:   ${existing.runner_id ?? "unknown"}`,
+    `  hostname:    ${existing.hostname ?? "unknown"}`,
+    `  project dir: ${existing.project_dir ?? "unknown"}`,
+    `  profile:     ${existing.executor_profile ?? "unknown"}`,
+    "",
+    "A runner's identity is (hostname, project dir, profile). Stop the other runner, or start this",
+    "one with another --project-dir or --profile. If the other runner died on another machine, wait",
+    "for the coordinator to notice its missing heartbeats (about 2 minutes), then start again.",
+    ...(error.message ? ["", `Coordinator: ${error.message}`] : []),
+  ].join("\n");
+}
