@@ -23,6 +23,7 @@ import { log } from "../shared/log.ts";
 import { retry, seconds, Wakeup } from "../shared/retry.ts";
 import { ReportOutbox } from "./report-outbox.ts";
 import { RunJob } from "./run-job.ts";
+import type { RunTokens } from "./run-tokens.ts";
 
 /** How long shutdown waits for undelivered reports before giving up on them. */
 const FLUSH_TIMEOUT_MS = 30_000;
@@ -38,6 +39,9 @@ export interface AgentWorkerOptions {
   executorEnv: Record<string, string | undefined>;
   /** The embedded MCP server's URL, for blueprint placeholders. */
   mcpUrl: string;
+  /** The gateway's URL and the tokens that give each run's executor its own access to it. */
+  gatewayUrl: string;
+  tokens: RunTokens;
   /** How long shutdown waits for undelivered reports (default 30 s). */
   flushTimeoutMs?: number;
   /** First retry delay after a failed request to the coordinator (default 1 s, doubling to 30 s). */
@@ -261,13 +265,15 @@ export class AgentWorker {
       log.warn(`Run ${run.run_id} handed out again while it is running; ignored`);
       return;
     }
-    const { config, profile, client, executorEnv, mcpUrl } = this.options;
+    const { config, profile, client, executorEnv, mcpUrl, gatewayUrl, tokens } = this.options;
     const job = new RunJob(run, {
       config,
       profile,
       client,
       executorEnv,
       mcpUrl,
+      gatewayUrl,
+      tokens,
       report: (runId, report) => this.outbox.send(runId, report),
     });
     this.jobs.set(run.run_id, job);

@@ -13,15 +13,17 @@ import { executorEnvironment } from "../process/executor-env.ts";
 import { isDebug, log } from "../shared/log.ts";
 import { AgentWorker, RunnerStartError } from "./agent-worker.ts";
 import { startGateway } from "./gateway.ts";
+import { RunTokens } from "./run-tokens.ts";
 
 export async function startRunner(config: RunnerConfig, profile: ExecutorProfile): Promise<never> {
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
   const client = new CoordinatorClient(http);
   const machine = hostname();
-  const gateway = startGateway({ http, hostname: machine, executorProfile: profile.name });
+  const tokens = new RunTokens();
+  const gateway = startGateway({ http, hostname: machine, executorProfile: profile.name, tokens });
   log.debug(`Gateway for executors at ${gateway.url}`);
   const { startMcpServer } = await import("../mcp/server.ts");
-  const mcp = await startMcpServer({ coordinator: http, port: config.mcpPort });
+  const mcp = await startMcpServer({ coordinator: http, port: config.mcpPort, tokens });
   log.info(`MCP server for agents at ${mcp.url}`);
 
   const executorEnv = executorEnvironment(process.env, { AGENT_ORCHESTRATOR_API_URL: gateway.url });
@@ -41,6 +43,8 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
     }),
     executorEnv,
     mcpUrl: mcp.url,
+    gatewayUrl: gateway.url,
+    tokens,
   });
 
   const onSignal = (signal: NodeJS.Signals) => {
