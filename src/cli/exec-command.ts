@@ -13,6 +13,7 @@ import {
   DEFAULT_STOP_GRACE_SECONDS,
   directory,
   flagReader,
+  hideClientSecret,
   number,
   resolveProfilesDir,
 } from "../config/runner-config.ts";
@@ -77,6 +78,7 @@ export const execCommand = defineCommand({
     exitOnConfigError(async () => {
       assertKnownFlags(rawArgs, execArgs);
       setVerbose(Boolean(args.verbose));
+      hideClientSecret();
       if (args.prompt === undefined) throw new ConfigError("--prompt is required (the text to send to the agent)");
       const mode = args.resume ? "resume" : "start";
       if (mode === "resume" && !args["session-id"]) {

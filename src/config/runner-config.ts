@@ -2,7 +2,9 @@
 import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Env } from "../shared/env.ts";
-import { ConfigError } from "../shared/errors.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
+import { addSecret, log } from "../shared/log.ts";
+import { removeFromEnvironment } from "../shared/proc-environ.ts";
 import { type FlagDefs, type FlagValues, runnerFlags } from "./flags.ts";
 
 export const DEFAULT_COORDINATOR_URL = "http://localhost:8765";
@@ -87,6 +89,8 @@ function httpUrl(input: Sourced): string {
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new ConfigError(`${input.from} '${input.value}' must be an http:// or https:// URL`);
   }
+  // Log lines show such URLs with the password cut out; the password alone is cut out too.
+  addSecret(url.password);
   return url.href.replace(/\/+$/, "");
 }
 
@@ -137,6 +141,22 @@ function clientCredentials(env: Env): ClientCredentials | undefined {
     clientSecret: env.AUTH0_RUNNER_CLIENT_SECRET!,
     audience: env.AUTH0_AUDIENCE!,
   };
+}
+
+/**
+ * Executors run as this user and may read /proc/<runner pid>/environ: once the configuration holds
+ * the client secret, the process environment must not (also for exec, which never needs it).
+ */
+export function hideClientSecret(): void {
+  const name = "AUTH0_RUNNER_CLIENT_SECRET";
+  if (!process.env[name]) return;
+  try {
+    removeFromEnvironment([name]);
+  } catch (error) {
+    log.warn(
+      `Could not remove ${name} from /proc/${process.pid}/environ, where this user's processes can read it: ${messageOf(error)}`,
+    );
+  }
 }
 
 /** The operator's profile directory, if one is set (all `--profile-list` needs). */
