@@ -4,7 +4,6 @@
  * what it reports; the events are shown as they arrive and the result is printed at the end.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { execFlags } from "../config/flags.ts";
@@ -26,6 +25,7 @@ import { type } from "../shared/arktype.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { type JsonObject, parseJson, validate } from "../shared/json.ts";
 import { log, setVerbose } from "../shared/log.ts";
+import { readSmallFile } from "../shared/small-file.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -51,7 +51,7 @@ const WrappedBlueprint = type({ agent: AgentBlueprint });
 function readBlueprint(file: string): JsonObject {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readSmallFile(file);
   } catch (error) {
     throw new ConfigError(`--blueprint ${file}: cannot read it: ${(error as Error).message}`);
   }

@@ -3,11 +3,12 @@
  * session, so a later `exec --resume --session-id …` can answer `GET /sessions/{id}` with the
  * executor session id and project directory of the start.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { ConfigError } from "../shared/errors.ts";
 import { parseJson } from "../shared/json.ts";
+import { readSmallFile, SmallFileError } from "../shared/small-file.ts";
 import { LocalSession } from "./local-gateway.ts";
 
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -39,9 +40,9 @@ export class ExecSessionStore {
     const path = this.file(sessionId);
     let text: string;
     try {
-      text = readFileSync(path, "utf8");
+      text = readSmallFile(path);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      if (error instanceof SmallFileError && error.code === "ENOENT") return undefined;
       throw new ConfigError(`Cannot read stored session ${path}: ${(error as Error).message}`);
     }
     let session: LocalSession;
