@@ -22,7 +22,7 @@ import { runLocal } from "../exec/run-local.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../exec/session-store.ts";
 import { AgentBlueprint } from "../protocol/invocation.ts";
 import { type } from "../shared/arktype.ts";
-import { ConfigError } from "../shared/errors.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
 import { type JsonObject, parseJson, validate } from "../shared/json.ts";
 import { log, setVerbose } from "../shared/log.ts";
 import { readSmallFile } from "../shared/small-file.ts";
@@ -95,6 +95,7 @@ export const execCommand = defineCommand({
       const profilesDir = resolveProfilesDir({ "profiles-dir": args["profiles-dir"] });
       const profile = args.profile === undefined ? defaultProfile() : loadProfile(args.profile, { profilesDir });
       const store = new ExecSessionStore(args["state-dir"] ? resolve(args["state-dir"]) : defaultExecStateDir());
+      store.assertWritable();
       const known = store.load(sessionId);
       if (mode === "resume" && !known) {
         log.warn(`No session '${sessionId}' recorded in ${store.dir}; the executor will not find it`);
@@ -121,6 +122,7 @@ export const execCommand = defineCommand({
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
       let outcome: Awaited<ReturnType<typeof runLocal>>;
+      let unsaved = false;
       try {
         outcome = await runLocal({
           profile,
@@ -131,7 +133,15 @@ export const execCommand = defineCommand({
           agentBlueprint,
           knownSessions: known ? [known] : [],
           onRecord: show,
-          onSessionChange: (session) => store.save(session),
+          onSessionChange: (session) => {
+            try {
+              store.save(session);
+            } catch (error) {
+              // The run goes on (the executor is not to blame); only the resume is lost.
+              if (!unsaved) log.warn(`Cannot save session ${sessionId} in ${store.dir}: ${messageOf(error)}`);
+              unsaved = true;
+            }
+          },
           env,
           signal: stopping.signal,
           stopGraceMs: graceSeconds * 1000,
@@ -153,7 +163,9 @@ export const execCommand = defineCommand({
         writeStdout(JSON.stringify(line));
       } else {
         if (result !== "") writeStdout(result);
-        if (outcome.exitCode === 0) {
+        if (outcome.exitCode === 0 && unsaved) {
+          log.warn(`Session ${sessionId} done, but it was not saved in ${store.dir}: it cannot be resumed`);
+        } else if (outcome.exitCode === 0) {
           const profileFlag = args.profile === undefined ? "" : ` --profile ${args.profile}`;
           log.info(
             `Session ${sessionId} done. Continue it with: agent-runner exec${profileFlag} --resume --session-id ${sessionId} --prompt '…'`,

@@ -3,10 +3,10 @@
  * session, so a later `exec --resume --session-id …` can answer `GET /sessions/{id}` with the
  * executor session id and project directory of the start.
  */
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { ConfigError } from "../shared/errors.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
 import { parseJson } from "../shared/json.ts";
 import { readSmallFile, SmallFileError } from "../shared/small-file.ts";
 import { LocalSession } from "./local-gateway.ts";
@@ -33,6 +33,23 @@ export class ExecSessionStore {
   private file(sessionId: string): string {
     assertSessionId(sessionId);
     return join(this.dir, `${sessionId}.json`);
+  }
+
+  /**
+   * Creates the directory when missing and proves it can be written, before any executor runs:
+   * a session that cannot be saved cannot be resumed. A ConfigError names the directory.
+   */
+  assertWritable(): void {
+    const probe = join(this.dir, `.write-test.${process.pid}`);
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      writeFileSync(probe, "");
+      rmSync(probe);
+    } catch (error) {
+      throw new ConfigError(
+        `State directory ${this.dir} cannot be written (${messageOf(error)}): exec keeps its sessions there to resume them; choose another with --state-dir or AGENT_RUNNER_EXEC_STATE_DIR`,
+      );
+    }
   }
 
   /** The stored session, or undefined when there is none. */
