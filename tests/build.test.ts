@@ -1,9 +1,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
-import { REPO_ROOT } from "./support/processes.ts";
+import { startFakeCoordinator } from "./support/fake-coordinator.ts";
+import { cleanEnv, REPO_ROOT } from "./support/processes.ts";
 
 const SCRIPT_OUTFILE = "dist/agent-runner";
 
@@ -106,4 +116,38 @@ describe("the compiled single executable", () => {
     expect(exitCode).toBe(0);
     expect(stdout.trim()).toBe(pkg.version);
   });
+
+  test("as a runner, it removes the client secret from its own /proc/<pid>/environ once read", async () => {
+    const secret = "client-secret-c0mp1led-42";
+    const tokenServer = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () => Response.json({ access_token: "access-token-compiled", expires_in: 3600 }),
+    });
+    const fake = startFakeCoordinator();
+    const runner = Bun.spawn(["./agent-runner", "--profile", "test", "-c", fake.url], {
+      cwd: runDir,
+      env: cleanEnv({
+        AUTH0_DOMAIN: `http://127.0.0.1:${tokenServer.port}`,
+        AUTH0_RUNNER_CLIENT_ID: "runner-client",
+        AUTH0_RUNNER_CLIENT_SECRET: secret,
+        AUTH0_AUDIENCE: "agent-coordinator",
+      }),
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    try {
+      const poll = await fake.waitForRequest("GET", "/runner/runs");
+      expect(poll.headers.get("authorization")).toBe("Bearer access-token-compiled");
+      const environ = readFileSync(`/proc/${runner.pid}/environ`, "utf8");
+      expect(environ).toContain("\0AUTH0_RUNNER_CLIENT_ID=runner-client\0");
+      expect(environ.includes(secret), "the secret is in /proc/<runner>/environ").toBe(false);
+    } finally {
+      runner.kill("SIGKILL");
+      await runner.exited;
+      await fake.stop();
+      await tokenServer.stop(true);
+    }
+  }, 30_000);
 });

@@ -4,21 +4,27 @@
  * what it reports; the events are shown as they arrive and the result is printed at the end.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { execFlags } from "../config/flags.ts";
 import { defaultProfile, loadProfile } from "../config/profiles.ts";
-import { directory, flagReader, resolveProfilesDir, stopGraceSeconds } from "../config/runner-config.ts";
+import {
+  directory,
+  flagReader,
+  hideClientSecret,
+  resolveProfilesDir,
+  stopGraceSeconds,
+} from "../config/runner-config.ts";
 import { formatRecordLine } from "../exec/event-lines.ts";
 import type { GatewayRecord, LocalSession } from "../exec/local-gateway.ts";
 import { runLocal } from "../exec/run-local.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../exec/session-store.ts";
 import { AgentBlueprint } from "../protocol/invocation.ts";
 import { type } from "../shared/arktype.ts";
-import { ConfigError } from "../shared/errors.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
 import { type JsonObject, parseJson, validate } from "../shared/json.ts";
 import { log, setVerbose } from "../shared/log.ts";
+import { readSmallFile } from "../shared/small-file.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -44,7 +50,7 @@ const WrappedBlueprint = type({ agent: AgentBlueprint });
 function readBlueprint(file: string): JsonObject {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readSmallFile(file);
   } catch (error) {
     throw new ConfigError(`--blueprint ${file}: cannot read it: ${(error as Error).message}`);
   }
@@ -71,6 +77,7 @@ export const execCommand = defineCommand({
     exitOnConfigError(async () => {
       assertKnownFlags(rawArgs, execArgs);
       setVerbose(Boolean(args.verbose));
+      hideClientSecret();
       if (args.prompt === undefined) throw new ConfigError("--prompt is required (the text to send to the agent)");
       const mode = args.resume ? "resume" : "start";
       if (mode === "resume" && !args["session-id"]) {
@@ -85,6 +92,7 @@ export const execCommand = defineCommand({
       const profilesDir = resolveProfilesDir({ "profiles-dir": args["profiles-dir"] });
       const profile = args.profile === undefined ? defaultProfile() : loadProfile(args.profile, { profilesDir });
       const store = new ExecSessionStore(args["state-dir"] ? resolve(args["state-dir"]) : defaultExecStateDir());
+      store.assertWritable();
       const known = store.load(sessionId);
       if (mode === "resume" && !known) {
         log.warn(`No session '${sessionId}' recorded in ${store.dir}; the executor will not find it`);
@@ -111,6 +119,7 @@ export const execCommand = defineCommand({
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
       let outcome: Awaited<ReturnType<typeof runLocal>>;
+      let unsaved = false;
       try {
         outcome = await runLocal({
           profile,
@@ -121,7 +130,15 @@ export const execCommand = defineCommand({
           agentBlueprint,
           knownSessions: known ? [known] : [],
           onRecord: show,
-          onSessionChange: (session) => store.save(session),
+          onSessionChange: (session) => {
+            try {
+              store.save(session);
+            } catch (error) {
+              // The run goes on (the executor is not to blame); only the resume is lost.
+              if (!unsaved) log.warn(`Cannot save session ${sessionId} in ${store.dir}: ${messageOf(error)}`);
+              unsaved = true;
+            }
+          },
           env,
           signal: stopping.signal,
           stopGraceMs: graceSeconds * 1000,
@@ -143,7 +160,9 @@ export const execCommand = defineCommand({
         writeStdout(JSON.stringify(line));
       } else {
         if (result !== "") writeStdout(result);
-        if (outcome.exitCode === 0) {
+        if (outcome.exitCode === 0 && unsaved) {
+          log.warn(`Session ${sessionId} done, but it was not saved in ${store.dir}: it cannot be resumed`);
+        } else if (outcome.exitCode === 0) {
           const profileFlag = args.profile === undefined ? "" : ` --profile ${args.profile}`;
           log.info(
             `Session ${sessionId} done. Continue it with: agent-runner exec${profileFlag} --resume --session-id ${sessionId} --prompt '…'`,

@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { runnerFlags } from "../config/flags.ts";
-import { resolveConfig, resolveProfilesDir } from "../config/runner-config.ts";
+import { hideClientSecret, resolveConfig, resolveProfilesDir } from "../config/runner-config.ts";
 import { setVerbose } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
@@ -47,6 +47,7 @@ export const runnerCommand = defineCommand({
         return;
       }
       const config = resolveConfig(args);
+      hideClientSecret();
       setVerbose(config.verbose);
       // Profiles bring the validator; loaded here so that --help and --version stay instant.
       const { defaultProfile, loadProfile } = await import("../config/profiles.ts");

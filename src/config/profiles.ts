@@ -1,5 +1,5 @@
 /** Executor profiles: the built-ins and the operator's files, validated, with the command to run. */
-import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import coding from "../../profiles/coding.json" with { type: "json" };
 import research from "../../profiles/research.json" with { type: "json" };
@@ -9,6 +9,7 @@ import { builtinExecutorArgv } from "../executors/builtin.ts";
 import { type } from "../shared/arktype.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { JsonObject, parseJson, validate } from "../shared/json.ts";
+import { readSmallFile } from "../shared/small-file.ts";
 import { INSTALL_DIR, isCompiled } from "./install-dir.ts";
 
 export const DEFAULT_EXECUTOR_PATH = "executors/claude-code/ao-claude-code-exec";
@@ -83,7 +84,7 @@ function profileFilesIn(dir: string): ProfileOrigin[] {
 function readProfileFile(path: string): unknown {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readSmallFile(path);
   } catch (error) {
     throw new ConfigError(`Cannot read profile file ${path}: ${(error as Error).message}`);
   }

@@ -3,7 +3,9 @@ import { statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Env } from "../shared/env.ts";
-import { ConfigError } from "../shared/errors.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
+import { addSecret, log } from "../shared/log.ts";
+import { removeFromEnvironment } from "../shared/proc-environ.ts";
 import { type FlagDefs, type FlagValues, runnerFlags } from "./flags.ts";
 
 export const DEFAULT_COORDINATOR_URL = "http://localhost:8765";
@@ -93,6 +95,8 @@ function httpUrl(input: Sourced): string {
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new ConfigError(`${input.from} '${input.value}' must be an http:// or https:// URL`);
   }
+  // Log lines show such URLs with the password cut out; the password alone is cut out too.
+  addSecret(url.password);
   return url.href.replace(/\/+$/, "");
 }
 
@@ -154,6 +158,22 @@ export function stopGraceSeconds(input: Sourced | undefined): number {
 export function defaultStateDir(env: Env = process.env): string {
   const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
   return join(stateHome, "agent-runner");
+}
+
+/**
+ * Executors run as this user and may read /proc/<runner pid>/environ: once the configuration holds
+ * the client secret, the process environment must not (also for exec, which never needs it).
+ */
+export function hideClientSecret(): void {
+  const name = "AUTH0_RUNNER_CLIENT_SECRET";
+  if (!process.env[name]) return;
+  try {
+    removeFromEnvironment([name]);
+  } catch (error) {
+    log.warn(
+      `Could not remove ${name} from /proc/${process.pid}/environ, where this user's processes can read it: ${messageOf(error)}`,
+    );
+  }
 }
 
 /** The operator's profile directory, if one is set (all `--profile-list` needs). */

@@ -6,6 +6,7 @@ import { coordinatorDetail } from "../protocol/error-detail.ts";
 import { type } from "../shared/arktype.ts";
 import type { JsonObject } from "../shared/json.ts";
 import { parseJson, validate } from "../shared/json.ts";
+import { redact } from "../shared/log.ts";
 import { BadReplyError, CoordinatorError, type CoordinatorHttp } from "./http.ts";
 import type { RegistrationPayload } from "./registration.ts";
 import {
@@ -154,6 +155,8 @@ export class CoordinatorClient {
    */
   async report(runId: string, report: RunReport): Promise<ReportOutcome> {
     const { kind, ...fields } = report;
+    // A failure's text is often the executor's stderr: cut out secrets and run tokens, as in log lines.
+    if ("error" in fields) fields.error = redact(fields.error);
     const body = { runner_id: this.requireId(), ...(kind === "completed" ? { status: "success" } : {}), ...fields };
     const path = `/runner/runs/${encodeURIComponent(runId)}/${kind}`;
     const response = await this.http.fetch(path, { json: body, timeoutMs: REPORT_TIMEOUT_MS });

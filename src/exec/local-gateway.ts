@@ -1,13 +1,23 @@
 /**
- * The gateway `agent-runner exec` gives its executor: the same routes as the runner's gateway,
- * but instead of forwarding to a coordinator it records what the executor sends and keeps the
- * session state itself, so `GET /sessions/{id}` (and with it a resume) works offline.
+ * The gateway `agent-runner exec` gives its executor: the same routes and door checks as the
+ * runner's gateway, but instead of forwarding to a coordinator it records what the executor sends
+ * and keeps the session state itself, so `GET /sessions/{id}` (and with it a resume) works offline.
  */
 
 import type { Type } from "arktype";
 import type { Server } from "bun";
-import { BindRequest, EventRequest, MessageContent, MetadataRequest } from "../protocol/gateway-requests.ts";
+import {
+  BindRequest,
+  EventRequest,
+  GATEWAY_ROUTES_SUMMARY,
+  type GatewayRoute,
+  gatewayRoute,
+  MessageContent,
+  MetadataRequest,
+} from "../protocol/gateway-requests.ts";
+import { admit, RunTokens, urlWithToken } from "../runner/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
+import { redact } from "../shared/log.ts";
 
 /** A session as the local gateway knows it; the fields a coordinator's `GET /sessions/{id}` gives. */
 export const LocalSession = type({
@@ -52,21 +62,33 @@ export interface LocalGatewayOptions {
 }
 
 /** The gateway's own routes; every other request is a plain "request". */
-const RECORD_KINDS: Record<string, GatewayRecordKind> = {
-  "POST /bind": "bind",
-  "POST /events": "event",
-  "PATCH /metadata": "metadata",
+const RECORD_KINDS: Partial<Record<GatewayRoute, GatewayRecordKind>> = {
+  bind: "bind",
+  event: "event",
+  metadata: "metadata",
 };
 
 type Reply = { status: number; body: unknown };
 const reply = (body: unknown, status = 200): Reply => ({ status, body });
 const detail = (status: number, message: string): Reply => reply({ detail: message }, status);
 
-/** The request body if it fits the schema, else the 400 reply naming what is wrong. */
-function check<T>(route: string, body: unknown, schema: Type<T>): T | Reply {
+/**
+ * The request body if it fits the schema and is for the caller's own session; else the 400
+ * reply naming what is wrong, or the 403 for another session.
+ */
+function check<T extends { session_id: string }>(
+  route: string,
+  body: unknown,
+  schema: Type<T>,
+  sessionId: string,
+): T | Reply {
   const result = schema(body);
   if (result instanceof type.errors) return detail(400, `${route}: ${result.summary.replaceAll("\n", "; ")}`);
-  return result as T;
+  const fields = result as T;
+  if (fields.session_id !== sessionId) {
+    return detail(403, `This executor's run is for session ${sessionId}; it cannot write session ${fields.session_id}`);
+  }
+  return fields;
 }
 
 const isReply = (value: unknown): value is Reply =>
@@ -86,6 +108,7 @@ export class LocalGateway {
   readonly records: GatewayRecord[] = [];
   readonly sessions = new Map<string, LocalSession>();
   private server?: Server<undefined>;
+  private readonly tokens = new RunTokens();
   private waiters: Array<{ test: (record: GatewayRecord) => boolean; resolve: (record: GatewayRecord) => void }> = [];
 
   constructor(private readonly options: LocalGatewayOptions = {}) {
@@ -99,13 +122,22 @@ export class LocalGateway {
       port: 0,
       idleTimeout: 0,
       fetch: (request) => this.handle(request),
+      // An executor reads JSON errors; Bun's own error page is HTML.
+      error: (error) =>
+        Response.json({ detail: `agent-runner exec's gateway failed: ${error.message}` }, { status: 500 }),
     });
     return this;
   }
 
+  /** Without a run token: an executor gets `urlFor(its session)`. */
   get url(): string {
     if (!this.server) throw new Error("local gateway not started");
     return `http://127.0.0.1:${this.server.port}`;
+  }
+
+  /** The URL to give the executor of `sessionId`: it carries a token for that session only. */
+  urlFor(sessionId: string): string {
+    return urlWithToken(this.url, this.tokens.issue(sessionId));
   }
 
   async stop(): Promise<void> {
@@ -142,7 +174,13 @@ export class LocalGateway {
   }
 
   private async handle(request: Request): Promise<Response> {
-    const url = new URL(request.url);
+    const admission = admit(request, {
+      port: this.server!.port!,
+      tokens: this.tokens,
+      urlSource: "AGENT_ORCHESTRATOR_API_URL",
+    });
+    // What is recorded never shows a token.
+    const path = admission.ok ? admission.path : redact(new URL(request.url).pathname);
     const text = await request.text();
     let body: unknown;
     let badJson = false;
@@ -154,14 +192,17 @@ export class LocalGateway {
         badJson = true;
       }
     }
-    const kind = RECORD_KINDS[`${request.method} ${url.pathname}`] ?? "request";
-    const answer = badJson
-      ? detail(400, "request body is not valid JSON")
-      : this.route(kind, request.method, url.pathname, body);
+    const route = admission.ok ? gatewayRoute(request.method, path) : undefined;
+    const kind = (route && RECORD_KINDS[route]) ?? "request";
+    const answer = !admission.ok
+      ? detail(admission.status, admission.message)
+      : badJson
+        ? detail(400, "request body is not valid JSON")
+        : this.route(route, request.method, path, body, admission.sessionId);
     const record: GatewayRecord = {
       kind,
       method: request.method,
-      path: url.pathname,
+      path,
       status: answer.status,
       at: new Date().toISOString(),
     };
@@ -175,12 +216,18 @@ export class LocalGateway {
     return Response.json(answer.body, { status: answer.status });
   }
 
-  private route(kind: GatewayRecordKind, method: string, path: string, body: unknown): Reply {
-    if (kind === "bind") return this.bind(body);
-    if (kind === "event") return this.event(body);
-    if (kind === "metadata") return this.metadata(body);
+  private route(
+    route: GatewayRoute | undefined,
+    method: string,
+    path: string,
+    body: unknown,
+    sessionId: string,
+  ): Reply {
+    if (route === "bind") return this.bind(body, sessionId);
+    if (route === "event") return this.event(body, sessionId);
+    if (route === "metadata") return this.metadata(body, sessionId);
     const sessionPath = /^\/sessions\/([^/]+)(?:\/(status|result))?$/.exec(path);
-    if (method === "GET" && sessionPath) {
+    if (route === "session-read" && sessionPath) {
       const session = this.sessions.get(decodeURIComponent(sessionPath[1]!));
       if (sessionPath[2] === "status") return reply({ status: session?.status ?? "not_existent" });
       if (!session) return detail(404, "Session not found");
@@ -190,10 +237,13 @@ export class LocalGateway {
       }
       return reply({ session });
     }
-    return detail(
-      501,
-      `agent-runner exec has no coordinator: its local gateway serves POST /bind, POST /events, PATCH /metadata and GET /sessions/{id}[/status|/result], not ${method} ${path}`,
-    );
+    if (route === "orchestration") {
+      return detail(
+        501,
+        `agent-runner exec has no coordinator: its local gateway serves POST /bind, POST /events, PATCH /metadata and GET /sessions/{id}[/status|/result], not ${method} ${path}`,
+      );
+    }
+    return detail(404, `${method} ${path} is not served here: the gateway serves ${GATEWAY_ROUTES_SUMMARY}`);
   }
 
   private upsert(sessionId: string): LocalSession {
@@ -209,8 +259,8 @@ export class LocalGateway {
     this.options.onSessionChange?.({ ...session });
   }
 
-  private bind(body: unknown): Reply {
-    const fields = check("POST /bind", body, BindRequest);
+  private bind(body: unknown, sessionId: string): Reply {
+    const fields = check("POST /bind", body, BindRequest, sessionId);
     if (isReply(fields)) return fields;
     const session = this.upsert(fields.session_id);
     session.executor_session_id = fields.executor_session_id;
@@ -222,8 +272,8 @@ export class LocalGateway {
     return reply({ ok: true, session });
   }
 
-  private event(body: unknown): Reply {
-    const event = check("POST /events", body, EventRequest);
+  private event(body: unknown, sessionId: string): Reply {
+    const event = check("POST /events", body, EventRequest, sessionId);
     if (isReply(event)) return event;
     const session = this.upsert(event.session_id);
     if (event.event_type === "session_start") session.status = "running";
@@ -233,8 +283,8 @@ export class LocalGateway {
     return reply({ ok: true });
   }
 
-  private metadata(body: unknown): Reply {
-    const fields = check("PATCH /metadata", body, MetadataRequest);
+  private metadata(body: unknown, sessionId: string): Reply {
+    const fields = check("PATCH /metadata", body, MetadataRequest, sessionId);
     if (isReply(fields)) return fields;
     const session = this.sessions.get(fields.session_id);
     if (!session) return detail(404, "Session not found");

@@ -73,7 +73,7 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
         input: JSON.stringify(invocation),
         cwd: options.projectDir,
         env: executorEnvironment(options.env ?? process.env, {
-          AGENT_ORCHESTRATOR_API_URL: gateway.url,
+          AGENT_ORCHESTRATOR_API_URL: gateway.urlFor(options.sessionId),
           AGENT_SESSION_ID: options.sessionId,
         }),
         stdout: "capture",

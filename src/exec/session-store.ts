@@ -3,11 +3,12 @@
  * session, so a later `exec --resume --session-id …` can answer `GET /sessions/{id}` with the
  * executor session id and project directory of the start.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { ConfigError } from "../shared/errors.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
 import { parseJson } from "../shared/json.ts";
+import { readSmallFile, SmallFileError } from "../shared/small-file.ts";
 import { LocalSession } from "./local-gateway.ts";
 
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -34,14 +35,31 @@ export class ExecSessionStore {
     return join(this.dir, `${sessionId}.json`);
   }
 
+  /**
+   * Creates the directory when missing and proves it can be written, before any executor runs:
+   * a session that cannot be saved cannot be resumed. A ConfigError names the directory.
+   */
+  assertWritable(): void {
+    const probe = join(this.dir, `.write-test.${process.pid}`);
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      writeFileSync(probe, "");
+      rmSync(probe);
+    } catch (error) {
+      throw new ConfigError(
+        `State directory ${this.dir} cannot be written (${messageOf(error)}): exec keeps its sessions there to resume them; choose another with --state-dir or AGENT_RUNNER_EXEC_STATE_DIR`,
+      );
+    }
+  }
+
   /** The stored session, or undefined when there is none. */
   load(sessionId: string): LocalSession | undefined {
     const path = this.file(sessionId);
     let text: string;
     try {
-      text = readFileSync(path, "utf8");
+      text = readSmallFile(path);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      if (error instanceof SmallFileError && error.code === "ENOENT") return undefined;
       throw new ConfigError(`Cannot read stored session ${path}: ${(error as Error).message}`);
     }
     let session: LocalSession;

@@ -2,6 +2,7 @@
 import type { Server } from "bun";
 import pkg from "../../package.json" with { type: "json" };
 import type { CoordinatorHttp } from "../coordinator/http.ts";
+import { admit, type RunTokens } from "../runner/run-tokens.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { contextFromHeaders } from "./context.ts";
@@ -13,6 +14,8 @@ const HOSTNAME = "127.0.0.1";
 export interface McpServerOptions {
   /** Every coordinator call goes through it, so it carries the runner's shared auth token. */
   coordinator: CoordinatorHttp;
+  /** Only a live run's agents are served: its URL carries the run's token (`urlWithToken`). */
+  tokens: RunTokens;
   /** Fixed port (`--mcp-port`); default: any free port. */
   port?: number;
   /** How long a `sync` start/resume waits for its run (default 10 minutes). */
@@ -22,7 +25,7 @@ export interface McpServerOptions {
 }
 
 export interface RunningMcpServer {
-  /** Streamable HTTP endpoint, path included: `http://127.0.0.1:PORT/mcp`. */
+  /** Streamable HTTP endpoint, path included: `http://127.0.0.1:PORT/mcp`; a run's agents get it with the run's token. */
   url: string;
   port: number;
   /** Ends waits in progress and closes every connection. */
@@ -78,7 +81,6 @@ async function loadMcpHandler(options: McpServerOptions, lifetime: AbortSignal):
  */
 export async function startMcpServer(options: McpServerOptions): Promise<RunningMcpServer> {
   const lifetime = new AbortController();
-  let allowedHosts = new Set<string>();
   let handler: Promise<McpHandler> | undefined;
   const handleMcp = async (request: Request) => {
     handler ??= loadMcpHandler(options, lifetime.signal).catch((error) => {
@@ -97,13 +99,15 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
       // are the only traffic meanwhile, so Bun's idle timeout (10 s by default) must not apply.
       idleTimeout: 0,
       async fetch(request) {
-        const url = new URL(request.url);
-        if (url.pathname !== MCP_PATH && url.pathname !== `${MCP_PATH}/`) {
+        // Host (DNS rebinding), a live run's token (other local processes), a JSON body (web pages).
+        const admission = admit(request, {
+          port: server.port!,
+          tokens: options.tokens,
+          urlSource: "${AGENT_ORCHESTRATOR_MCP_URL} in the agent's blueprint",
+        });
+        if (!admission.ok) return jsonRpcError(admission.status, admission.message);
+        if (admission.path !== MCP_PATH && admission.path !== `${MCP_PATH}/`) {
           return Response.json({ detail: `Not found: the MCP endpoint is ${MCP_PATH}` }, { status: 404 });
-        }
-        // DNS rebinding guard: a web page whose name resolves to 127.0.0.1 still sends its own Host.
-        if (!allowedHosts.has(request.headers.get("host") ?? "")) {
-          return jsonRpcError(403, "Forbidden: Host header must name this server (127.0.0.1 or localhost)");
         }
         // Stateless server: no standalone SSE stream (GET) and no session to end (DELETE).
         if (request.method !== "POST") return jsonRpcError(405, "Method not allowed: use POST", { allow: "POST" });
@@ -125,7 +129,6 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
   }
 
   const port = server.port!;
-  allowedHosts = new Set([`${HOSTNAME}:${port}`, `localhost:${port}`]);
   const url = `http://${HOSTNAME}:${port}${MCP_PATH}`;
   log.debug(`Embedded MCP server listening on ${url}`);
 

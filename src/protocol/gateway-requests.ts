@@ -28,3 +28,30 @@ export const MetadataRequest = type({
 
 /** A message event's content: text blocks (others are shown by type only). */
 export const MessageContent = type({ type: "string", "text?": "string" }).array().or("string");
+
+/**
+ * What a gateway serves: its own routes, the session reads executors make, and the coordinator
+ * routes an agent's orchestration tools need. Nothing else of the coordinator's API.
+ */
+export type GatewayRoute = "bind" | "event" | "metadata" | "session-read" | "orchestration";
+
+const GATEWAY_ROUTES: ReadonlyArray<[method: string, path: RegExp, route: GatewayRoute]> = [
+  ["POST", /^\/bind$/, "bind"],
+  ["POST", /^\/events$/, "event"],
+  ["PATCH", /^\/metadata$/, "metadata"],
+  ["GET", /^\/sessions\/[^/]+(\/status|\/result)?$/, "session-read"],
+  ["GET", /^\/sessions$/, "orchestration"],
+  ["DELETE", /^\/sessions\/[^/]+$/, "orchestration"],
+  ["GET", /^\/agents$/, "orchestration"],
+  ["GET", /^\/agents\/[^/]+$/, "orchestration"],
+  ["POST", /^\/runs$/, "orchestration"],
+  ["GET", /^\/runs\/[^/]+$/, "orchestration"],
+];
+
+/** The route a request is for, or undefined when no gateway serves it. */
+export function gatewayRoute(method: string, path: string): GatewayRoute | undefined {
+  return GATEWAY_ROUTES.find(([m, p]) => m === method && p.test(path))?.[2];
+}
+
+export const GATEWAY_ROUTES_SUMMARY =
+  "POST /bind, POST /events, PATCH /metadata, GET /sessions/{id}[/status|/result], and the orchestration routes GET /sessions, DELETE /sessions/{id}, GET /agents[/{name}], POST /runs, GET /runs/{id}";

@@ -21,6 +21,7 @@ import { type LeftoverReport, reapLeftovers } from "./leftover-runs.ts";
 import { Registrar } from "./registrar.ts";
 import { ReportOutbox } from "./report-outbox.ts";
 import type { PreviousIncarnation, RunJournal } from "./run-journal.ts";
+import type { RunTokens } from "./run-tokens.ts";
 
 export { RunnerStartError } from "./registrar.ts";
 
@@ -45,6 +46,9 @@ export interface AgentWorkerOptions {
   journal?: RunJournal;
   /** What a dead earlier runner process of this identity left behind. */
   previous?: PreviousIncarnation;
+  /** The gateway's URL and the tokens that give each run's executor its own access to it. */
+  gatewayUrl: string;
+  tokens: RunTokens;
   /** How long shutdown waits for undelivered reports (default 30 s). */
   flushTimeoutMs?: number;
   /** First retry delay after a failed request to the coordinator (default 1 s, doubling to 30 s). */
@@ -105,13 +109,15 @@ export class AgentWorker {
       },
       { wakeup: backOnline, retryInitialMs: options.retryInitialMs, onSettled: (runId) => journal?.settled(runId) },
     );
-    const { config, profile, executorEnv, mcpUrl } = options;
+    const { config, profile, executorEnv, mcpUrl, gatewayUrl, tokens } = options;
     this.runs = new ActiveRuns({
       config,
       profile,
       client,
       executorEnv,
       mcpUrl,
+      gatewayUrl,
+      tokens,
       journal,
       report: (runId, report) => this.outbox.send(runId, report),
     });

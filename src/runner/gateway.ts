@@ -1,7 +1,11 @@
 /** The executors' door to the coordinator: adds the credentials and the runner's own facts. */
 import type { Server } from "bun";
 import type { CoordinatorHttp } from "../coordinator/http.ts";
+import { GATEWAY_ROUTES_SUMMARY, type GatewayRoute, gatewayRoute } from "../protocol/gateway-requests.ts";
+import { type } from "../shared/arktype.ts";
+import { JsonObject, parseJson } from "../shared/json.ts";
 import { log } from "../shared/log.ts";
+import { admit, type RunTokens } from "./run-tokens.ts";
 
 /** Executors send events and small documents; anything bigger is a bug or an attack. */
 export const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
@@ -11,32 +15,38 @@ export interface GatewayOptions {
   /** Runner-owned facts added to every bind: the executor does not know them. */
   hostname: string;
   executorProfile: string;
+  /** Each run's executor is served with its own token, and only for its own session's writes. */
+  tokens: RunTokens;
   maxBodyBytes?: number;
 }
 
 export interface Gateway {
+  /** Without a run token: executors get `urlWithToken(url, token)`. */
   url: string;
   port: number;
   stop(): Promise<void>;
 }
 
-const HOP_BY_HOP = ["host", "connection", "content-length", "transfer-encoding", "keep-alive", "authorization"];
+/** The only request headers passed on to the coordinator: no cookies, no forged forwarding headers. */
+const PASSED_HEADERS = ["accept", "content-type"];
 
 const problem = (status: number, detail: string) => Response.json({ detail }, { status });
 
 type SessionRoute = {
   method: string;
   target: (sessionId: string) => string;
-  body: (body: Record<string, unknown>) => unknown;
+  body: (body: JsonObject) => unknown;
 };
 
+const SessionField = type({ session_id: "string > 0" });
+
 /**
- * Gateway-only routes (docs/protocol.md, "Gateway"). Each side sends only what it owns: the executor its session
- * facts, the runner its hostname and profile name.
+ * The gateway's own routes (docs/protocol.md, "Gateway"). Each side sends only what it owns: the
+ * executor its session facts, the runner its hostname and profile name.
  */
-function sessionRoutes(options: GatewayOptions): Record<string, SessionRoute> {
+function sessionRoutes(options: GatewayOptions): Partial<Record<GatewayRoute, SessionRoute>> {
   return {
-    "POST /bind": {
+    bind: {
       method: "POST",
       target: (id) => `/sessions/${encodeURIComponent(id)}/bind`,
       body: ({ session_id: _, ...rest }) => ({
@@ -45,12 +55,12 @@ function sessionRoutes(options: GatewayOptions): Record<string, SessionRoute> {
         executor_profile: options.executorProfile,
       }),
     },
-    "POST /events": {
+    event: {
       method: "POST",
       target: (id) => `/sessions/${encodeURIComponent(id)}/events`,
       body: (body) => body,
     },
-    "PATCH /metadata": {
+    metadata: {
       method: "PATCH",
       target: (id) => `/sessions/${encodeURIComponent(id)}/metadata`,
       body: ({ session_id: _, ...rest }) => rest,
@@ -67,7 +77,8 @@ async function relay(response: Response): Promise<Response> {
 
 /**
  * The executors' door to the coordinator, on 127.0.0.1 and a free port: adds the auth header
- * and the runner's own facts, so executors need neither credentials nor runner knowledge.
+ * and the runner's own facts, so executors need neither credentials nor runner knowledge. It
+ * lends those credentials to the runner's executors only, for the routes they need.
  */
 export function startGateway(options: GatewayOptions): Gateway {
   const routes = sessionRoutes(options);
@@ -86,37 +97,48 @@ export function startGateway(options: GatewayOptions): Gateway {
   }
 
   async function handle(request: Request): Promise<Response> {
-    const url = new URL(request.url);
+    const admission = admit(request, {
+      port: server.port!,
+      tokens: options.tokens,
+      urlSource: "AGENT_ORCHESTRATOR_API_URL",
+    });
+    if (!admission.ok) return problem(admission.status, admission.message);
+    const { method } = request;
+    const { path, sessionId } = admission;
+    const route = gatewayRoute(method, path);
+    if (!route)
+      return problem(404, `${method} ${path} is not served here: the gateway serves ${GATEWAY_ROUTES_SUMMARY}`);
+
     const declared = Number(request.headers.get("content-length") ?? 0);
     if (declared > maxBodyBytes) return problem(413, `Request body over ${maxBodyBytes} bytes`);
     const body = await request.arrayBuffer();
     if (body.byteLength > maxBodyBytes) return problem(413, `Request body over ${maxBodyBytes} bytes`);
 
-    const route = routes[`${request.method} ${url.pathname}`];
-    if (route) {
-      let parsed: unknown;
+    const own = routes[route];
+    if (own) {
+      let fields: JsonObject;
       try {
-        parsed = JSON.parse(new TextDecoder().decode(body));
+        fields = parseJson(new TextDecoder().decode(body), JsonObject, path);
       } catch {
-        return problem(400, `${url.pathname} expects a JSON object body`);
+        return problem(400, `${path} expects a JSON object body`);
       }
-      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-        return problem(400, `${url.pathname} expects a JSON object body`);
+      if (!SessionField.allows(fields)) return problem(400, `${path} needs a non-empty string session_id`);
+      if (fields.session_id !== sessionId) {
+        return problem(
+          403,
+          `This executor's run is for session ${sessionId}; it cannot write session ${String(fields.session_id)}`,
+        );
       }
-      const fields = parsed as Record<string, unknown>;
-      if (typeof fields.session_id !== "string" || fields.session_id === "") {
-        return problem(400, `${url.pathname} needs a non-empty string session_id`);
-      }
-      return forward(route.target(fields.session_id), { method: route.method, json: route.body(fields) });
+      return forward(own.target(sessionId), { method: own.method, json: own.body(fields) });
     }
 
-    // Everything else passes through as is, with the auth header added.
     const headers: Record<string, string> = {};
-    request.headers.forEach((value, name) => {
-      if (!HOP_BY_HOP.includes(name)) headers[name] = value;
-    });
-    return forward(`${url.pathname}${url.search}`, {
-      method: request.method,
+    for (const name of PASSED_HEADERS) {
+      const value = request.headers.get(name);
+      if (value) headers[name] = value;
+    }
+    return forward(`${path}${new URL(request.url).search}`, {
+      method,
       body: body.byteLength > 0 ? body : undefined,
       headers,
     });

@@ -14,6 +14,7 @@ import { isDebug, log } from "../shared/log.ts";
 import { seconds } from "../shared/retry.ts";
 import { fillBlueprintPlaceholders } from "./blueprint-placeholders.ts";
 import type { RunJournal } from "./run-journal.ts";
+import { type RunTokens, urlWithToken } from "./run-tokens.ts";
 
 const RUN_MODES: Record<string, InvocationMode> = { start_session: "start", resume_session: "resume" };
 
@@ -30,6 +31,9 @@ export interface RunContext {
   executorEnv: Record<string, string | undefined>;
   /** The embedded MCP server's URL, for blueprint placeholders. */
   mcpUrl: string;
+  /** The gateway's URL. This run's executor gets it, and `mcpUrl`, with the run's own token. */
+  gatewayUrl: string;
+  tokens: RunTokens;
 }
 
 /** Why this runner must not execute the run (tagged-only mode), or undefined. */
@@ -56,6 +60,7 @@ export class RunJob {
   private stopRequested = false;
   private stopping?: Promise<StopSignal | undefined>;
   private startedAt = 0;
+  private token = "";
 
   constructor(
     readonly run: RunRequest,
@@ -66,6 +71,15 @@ export class RunJob {
 
   /** Runs the whole lifecycle; resolves once the outcome is queued for delivery. */
   async execute(): Promise<void> {
+    this.token = this.context.tokens.issue(this.run.session_id);
+    try {
+      await this.lifecycle();
+    } finally {
+      this.context.tokens.revoke(this.token);
+    }
+  }
+
+  private async lifecycle(): Promise<void> {
     const { run } = this;
     const mode = RUN_MODES[run.type];
     if (!mode) return this.fail(`Unknown run type '${run.type}' (expected start_session or resume_session)`);
@@ -80,7 +94,8 @@ export class RunJob {
         return this.fail(`Could not fetch agent blueprint '${run.agent_name}': ${messageOf(error)}`);
       }
       if (!blueprint) return this.fail(`Agent blueprint '${run.agent_name}' not found`);
-      blueprint = fillBlueprintPlaceholders(blueprint, { sessionId: run.session_id, mcpUrl: this.context.mcpUrl });
+      const mcpUrl = urlWithToken(this.context.mcpUrl, this.token);
+      blueprint = fillBlueprintPlaceholders(blueprint, { sessionId: run.session_id, mcpUrl });
     }
     if (this.stopRequested) {
       return this.end({ kind: "stopped", signal: "SIGTERM" }, () =>
@@ -118,7 +133,11 @@ export class RunJob {
       this.executor = new ExecutorProcess({
         argv: profile.argv,
         input: JSON.stringify(invocation),
-        env: { ...this.context.executorEnv, AGENT_SESSION_ID: run.session_id },
+        env: {
+          ...this.context.executorEnv,
+          AGENT_ORCHESTRATOR_API_URL: urlWithToken(this.context.gatewayUrl, this.token),
+          AGENT_SESSION_ID: run.session_id,
+        },
         stdout: isDebug() ? "lines" : "ignore",
         // A verbose runner shows what its executors say.
         onOutput: isDebug() ? (stream, line) => log.debug(`[${run.run_id} ${stream}] ${line}`) : undefined,

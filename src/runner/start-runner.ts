@@ -15,6 +15,7 @@ import { isDebug, log } from "../shared/log.ts";
 import { AgentWorker, RunnerStartError } from "./agent-worker.ts";
 import { startGateway } from "./gateway.ts";
 import { JournalInUseError, RunJournal } from "./run-journal.ts";
+import { RunTokens } from "./run-tokens.ts";
 
 /** SIGHUP too: a closed terminal must not kill the runner and orphan its executors. */
 const STOP_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
@@ -38,10 +39,11 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
 
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
   const client = new CoordinatorClient(http);
-  const gateway = startGateway({ http, hostname: machine, executorProfile: profile.name });
+  const tokens = new RunTokens();
+  const gateway = startGateway({ http, hostname: machine, executorProfile: profile.name, tokens });
   log.debug(`Gateway for executors at ${gateway.url}`);
   const { startMcpServer } = await import("../mcp/server.ts");
-  const mcp = await startMcpServer({ coordinator: http, port: config.mcpPort });
+  const mcp = await startMcpServer({ coordinator: http, port: config.mcpPort, tokens });
   log.info(`MCP server for agents at ${mcp.url}`);
 
   const executorEnv = executorEnvironment(process.env, { AGENT_ORCHESTRATOR_API_URL: gateway.url });
@@ -63,6 +65,8 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
     mcpUrl: mcp.url,
     journal,
     previous,
+    gatewayUrl: gateway.url,
+    tokens,
   });
 
   const onSignal = (signal: NodeJS.Signals) => {

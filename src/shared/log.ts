@@ -3,20 +3,27 @@ import { formatWithOptions } from "node:util";
 import { type ConsolaReporter, createConsola, LogLevels, type LogObject } from "consola";
 
 const secrets = new Set<string>();
+/** Secrets known by their shape (run tokens, a URL's password), with what replaces them. */
+const patterns: Array<[RegExp, string]> = [[/(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#]*@/gi, "$1[redacted]@"]];
 
 /** Registers a value (client secret, token) that must never appear in a log line. */
 export function addSecret(value: string | undefined): void {
   if (value && value.length >= 4) secrets.add(value);
 }
 
+/** Registers a shape (a global RegExp) of values that must never appear in a log line. */
+export function addSecretPattern(pattern: RegExp): void {
+  patterns.push([pattern, "[redacted]"]);
+}
+
 export function redact(text: string): string {
   let out = text;
   for (const secret of secrets) out = out.replaceAll(secret, "[redacted]");
+  for (const [pattern, replacement] of patterns) out = out.replace(pattern, replacement);
   return out;
 }
 
 function redactArg(arg: unknown): unknown {
-  if (secrets.size === 0) return arg;
   if (typeof arg === "string") return redact(arg);
   if (arg instanceof Error) {
     const copy = new Error(redact(arg.message));

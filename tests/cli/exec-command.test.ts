@@ -249,7 +249,8 @@ describe("agent-runner exec: the invocation, blueprint and exit code", () => {
       }),
     );
     expect(dump.session).toBe("ses_dump");
-    expect(dump.api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // The local gateway's URL, with the run's own token.
+    expect(dump.api).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/agrun_[\w-]{43}$/);
   });
 
   test("exits with the executor's exit code", async () => {
@@ -394,7 +395,7 @@ describe("agent-runner __executor", () => {
       });
       const outcome = await runProcess([process.execPath, INDEX, "__executor", "test"], {
         stdin,
-        env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.url }),
+        env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.urlFor("ses_in") }),
       });
       expect(outcome.exitCode, outcome.stderr).toBe(0);
       expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: inside\n");

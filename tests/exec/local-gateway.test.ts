@@ -19,8 +19,10 @@ afterEach(async () => {
   await gateway.stop();
 });
 
+/** A request as the executor of the body's session (else of `ses_any`) sends it, through the URL it was given. */
 async function call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${gateway.url}${path}`, {
+  const sessionId = (body as { session_id?: unknown } | undefined)?.session_id;
+  const response = await fetch(`${gateway.urlFor(typeof sessionId === "string" ? sessionId : "ses_any")}${path}`, {
     method,
     headers: body === undefined ? undefined : { "content-type": "application/json" },
     body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
@@ -106,7 +108,7 @@ describe("LocalGateway", () => {
     };
     const withSessions = new LocalGateway({ sessions: [given] }).start();
     try {
-      const response = await fetch(`${withSessions.url}/sessions/ses_old`);
+      const response = await fetch(`${withSessions.urlFor("ses_old")}/sessions/ses_old`);
       expect(await response.json()).toEqual({ session: given });
     } finally {
       await withSessions.stop();
@@ -125,11 +127,14 @@ describe("LocalGateway", () => {
     expect(gateway.records.map((r) => r.status)).toEqual([400, 400, 400]);
   });
 
-  test("anything needing a coordinator is 501 with a detail saying so", async () => {
+  test("the orchestration routes need a coordinator: 501 with a detail saying so; other routes 404", async () => {
     const reply = await call("POST", "/runs", { agent_name: "x" });
     expect(reply.status).toBe(501);
     expect(reply.body.detail).toContain("agent-runner exec has no coordinator");
     expect(reply.body.detail).toContain("POST /runs");
+    const unlisted = await call("DELETE", "/runners/x");
+    expect(unlisted.status).toBe(404);
+    expect(unlisted.body.detail).toContain("DELETE /runners/x");
   });
 
   test("waitFor resolves with a record still to come", async () => {
@@ -141,5 +146,77 @@ describe("LocalGateway", () => {
       reason: "completed",
     });
     expect(((await waiting).body as any).session_id).toBe("ses_5");
+  });
+});
+
+describe("LocalGateway serves its own executor only, as the runner's gateway does", () => {
+  const event = (sessionId: string) => JSON.stringify({ session_id: sessionId, event_type: "message" });
+
+  test("the URL it gives carries a run token; without a live one: 401 with a JSON detail", async () => {
+    const url = gateway.urlFor("ses_t");
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/agrun_[A-Za-z0-9_-]{43}$/);
+    const bare = await fetch(`${gateway.url}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: event("ses_t"),
+    });
+    expect(bare.status).toBe(401);
+    expect(((await bare.json()) as { detail: string }).detail).toContain("use the URL the runner gave");
+    expect(gateway.session("ses_t")).toBeUndefined();
+    // What is recorded never shows a token.
+    await fetch(`${url}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: event("ses_t"),
+    });
+    expect(gateway.records.at(-1)).toMatchObject({ path: "/events", status: 200 });
+  });
+
+  test("a foreign Host (403) and a body not declared JSON (415) are refused", async () => {
+    const url = gateway.urlFor("ses_h");
+    const rebound = await fetch(`${url}/events`, {
+      method: "POST",
+      headers: { host: "attacker.example", "content-type": "application/json" },
+      body: event("ses_h"),
+    });
+    expect(rebound.status).toBe(403);
+    const plain = await fetch(`${url}/events`, {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: event("ses_h"),
+    });
+    expect(plain.status).toBe(415);
+    expect(gateway.session("ses_h")).toBeUndefined();
+  });
+
+  test("one executor cannot write another session (403)", async () => {
+    const a = gateway.urlFor("ses_A");
+    const forged = await fetch(`${a}/bind`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ session_id: "ses_B", executor_session_id: "x" }),
+    });
+    expect(forged.status).toBe(403);
+    expect(gateway.session("ses_B")).toBeUndefined();
+  });
+
+  test("an error inside the gateway is a JSON 500, never an HTML page", async () => {
+    const failing = new LocalGateway({
+      onSessionChange: () => {
+        throw new Error("EROFS: read-only file system");
+      },
+    }).start();
+    try {
+      const response = await fetch(`${failing.urlFor("ses_e")}/bind`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ session_id: "ses_e", executor_session_id: "x" }),
+      });
+      expect(response.status).toBe(500);
+      expect(response.headers.get("content-type")).toContain("application/json");
+      expect(((await response.json()) as { detail: string }).detail).toContain("EROFS: read-only file system");
+    } finally {
+      await failing.stop();
+    }
   });
 });

@@ -71,7 +71,7 @@ describe("runLocal", () => {
     expect(outcome.invocation).toEqual(expected);
     expect(dump.cwd).toBe(project);
     expect(dump.session).toBe("ses_run1");
-    expect(dump.api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(dump.api).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/agrun_[\w-]{43}$/);
     expect(records.map((r) => r.kind)).toEqual(["bind"]);
     expect(outcome.session).toMatchObject({
       session_id: "ses_run1",

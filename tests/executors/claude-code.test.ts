@@ -61,7 +61,7 @@ function claudeEnv(apiUrl: string, extra: Record<string, string | undefined> = {
     DISABLE_AUTOUPDATER: "1",
     DISABLE_ERROR_REPORTING: "1",
     IS_SANDBOX: "1",
-    AGENT_ORCHESTRATOR_API_URL: gateway.url,
+    AGENT_ORCHESTRATOR_API_URL: gateway.urlFor("ses_cc1"),
     AGENT_SESSION_ID: "ses_cc1",
     AGENT_RUNNER_DEBUG: "1",
     ...extra,
@@ -454,7 +454,7 @@ describe("Claude Code executor: command line", () => {
         prompt: "p",
         project_dir: "/nonexistent/dir/x",
       }),
-      env: { PATH: process.env.PATH, AGENT_ORCHESTRATOR_API_URL: gateway.url },
+      env: { PATH: process.env.PATH, AGENT_ORCHESTRATOR_API_URL: gateway.urlFor("s") },
     });
     expect(outcome.exitCode).toBe(1);
     expect(outcome.stderr).toBe("ao-claude-code-exec: project_dir /nonexistent/dir/x does not exist\n");

@@ -21,7 +21,7 @@ function invocation(fields: Record<string, unknown>): string {
 function runTestExecutor(stdin: string | undefined, env: Record<string, string> = {}, args: string[] = []) {
   return runProcess([TEST_EXECUTOR, ...args], {
     stdin,
-    env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.url, AGENT_SESSION_ID: "ses_test1", ...env }),
+    env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.urlFor("ses_test1"), AGENT_SESSION_ID: "ses_test1", ...env }),
   });
 }
 

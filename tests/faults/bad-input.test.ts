@@ -277,15 +277,16 @@ describe("gateway requests: refused with a reason, the gateway keeps serving", (
   ];
   test.each(cases)("%s", async (_, method, path, body, status, detail) => {
     harness = await startRunnerHarness();
-    const response = await fetch(`${harness.gateway.url}${path}`, {
+    const response = await fetch(`${harness.executorUrl("ses_ok")}${path}`, {
       method,
       body: body === undefined ? undefined : JSON.stringify(body),
       headers: { "content-type": "application/json" },
     });
     expect(response.status).toBe(status);
     expect(((await response.json()) as { detail: string }).detail).toContain(detail);
-    const ok = await fetch(`${harness.gateway.url}/events`, {
+    const ok = await fetch(`${harness.executorUrl("ses_ok")}/events`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ session_id: "ses_ok", event_type: "message" }),
     });
     expect(ok.status).toBe(200);

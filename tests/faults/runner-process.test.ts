@@ -137,11 +137,11 @@ test("with auth at -v: a run, a failing run, gateway requests, a token refresh a
   fake.handRun({ run_id: "run_a2", type: "start_session", session_id: "ses_a2", prompt: "hi", agent_name: "leaky" });
   const failed = await outcome(fake, "run_a2");
   expect(failed.path).toEndWith("/failed");
-  // A gateway request straight from here, passed through with the token added.
+  // A gateway request straight from here, without a run's token: refused.
   await cli.waitFor(/Gateway for executors at (http:\/\/127\.0\.0\.1:\d+)/);
   const gatewayUrl = /Gateway for executors at (http:\/\/127\.0\.0\.1:\d+)/.exec(cli.output())![1]!;
-  expect((await fetch(`${gatewayUrl}/sessions/ses_a1`)).status).toBe(404);
-  expect((await fetch(`${gatewayUrl}/events`, { method: "POST", body: "{}" })).status).toBe(400);
+  expect((await fetch(`${gatewayUrl}/sessions/ses_a1`)).status).toBe(401);
+  expect((await fetch(`${gatewayUrl}/events`, { method: "POST", body: "{}" })).status).toBe(401);
   cli.process.kill("SIGINT");
   expect(await cli.process.exited).toBe(0);
   await cli.closed;
@@ -149,7 +149,11 @@ test("with auth at -v: a run, a failing run, gateway requests, a token refresh a
   expect(issued).toBe(2);
   expect(output).toContain("Run run_a1 completed");
   expect(output).toContain("[redacted]");
-  const leaks = output.split("\n").filter((line) => [secret, ...tokens].some((value) => line.includes(value)));
+  // The executor logged its environment at -v: its gateway URL is there, its run token is not.
+  expect(output).toMatch(/AGENT_ORCHESTRATOR_API_URL=http:\/\/127\.0\.0\.1:\d+\/\[redacted\]/);
+  const leaks = output
+    .split("\n")
+    .filter((line) => [secret, ...tokens].some((value) => line.includes(value)) || /agrun_[\w-]{43}/.test(line));
   console.log(
     `auth at -v: ${output.split("\n").length} lines of output, ${leaks.length} containing the secret or a token`,
   );

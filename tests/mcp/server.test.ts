@@ -3,6 +3,7 @@ import type { TokenSource } from "../../src/coordinator/auth.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { startMcpServer } from "../../src/mcp/server.ts";
 import { TOOL_NAMES } from "../../src/mcp/tools.ts";
+import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { closeAll, connectClient, json, onCleanup, startHarness } from "../support/mcp-harness.ts";
@@ -60,6 +61,7 @@ describe("embedded MCP server", () => {
     onCleanup(() => squatter.stop(true));
     const error = await startMcpServer({
       coordinator: new CoordinatorHttp("http://127.0.0.1:9"),
+      tokens: new RunTokens(),
       port: squatter.port,
     }).then(
       () => undefined,
@@ -73,7 +75,11 @@ describe("embedded MCP server", () => {
     const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
     const port = probe.port!;
     await probe.stop(true);
-    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp("http://127.0.0.1:9"), port });
+    const mcp = await startMcpServer({
+      coordinator: new CoordinatorHttp("http://127.0.0.1:9"),
+      tokens: new RunTokens(),
+      port,
+    });
     onCleanup(() => mcp.stop());
     expect(mcp.port).toBe(port);
     expect(mcp.url).toBe(`http://127.0.0.1:${port}/mcp`);
@@ -81,8 +87,9 @@ describe("embedded MCP server", () => {
 
   test("answers only POST on /mcp, and only to its own Host", async () => {
     const h = await startHarness();
-    const base = `http://127.0.0.1:${h.mcp.port}`;
-    expect((await fetch(`${base}/elsewhere`, { method: "POST" })).status).toBe(404);
+    const base = h.url.replace(/\/mcp$/, "");
+    const json = { "content-type": "application/json" };
+    expect((await fetch(`${base}/elsewhere`, { method: "POST", headers: json, body: "{}" })).status).toBe(404);
     const get = await fetch(`${base}/mcp`, { headers: { accept: "text/event-stream" } });
     expect(get.status).toBe(405);
     expect(get.headers.get("allow")).toBe("POST");
@@ -96,13 +103,51 @@ describe("embedded MCP server", () => {
       headers: { ...headers, host: "attacker.example" },
     });
     expect(rebound.status).toBe(403);
-    const viaLocalhost = await fetch(`http://localhost:${h.mcp.port}/mcp`, {
+    // Connected to 127.0.0.1 but named localhost (localhost may resolve to ::1 first, where nothing listens).
+    const viaLocalhost = await fetch(`${base}/mcp`, {
       method: "POST",
       body: listTools,
+      headers: { ...headers, host: `localhost:${h.mcp.port}` },
+    });
+    expect(viaLocalhost.status).toBe(200);
+    const plain = await fetch(`${base}/mcp`, {
+      method: "POST",
+      body: listTools,
+      headers: { ...headers, "content-type": "text/plain" },
+    });
+    expect(plain.status).toBe(415);
+  });
+
+  test("acts for live runs only: a request without a live run token is refused (401)", async () => {
+    const h = await startHarness();
+    h.coordinator.on("DELETE", /^\/sessions\/.+$/, () => json({}));
+    const base = `http://127.0.0.1:${h.mcp.port}`;
+    const headers = { "content-type": "application/json", accept: "application/json, text/event-stream" };
+    const deleteAll = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/call",
+      params: { name: "delete_all_agent_sessions", arguments: {} },
+    });
+    const bare = await fetch(`${base}/mcp`, { method: "POST", body: deleteAll, headers });
+    expect(bare.status).toBe(401);
+    expect(((await bare.json()) as { error: { message: string } }).error.message).toContain(
+      "use the URL the runner gave",
+    );
+    const guessed = await fetch(`${base}/agrun_${"A".repeat(43)}/mcp`, { method: "POST", body: deleteAll, headers });
+    expect(guessed.status).toBe(401);
+    const token = h.tokens.issue("ses_r");
+    h.tokens.revoke(token);
+    const revoked = await fetch(urlWithToken(h.mcp.url, token), { method: "POST", body: deleteAll, headers });
+    expect(revoked.status).toBe(401);
+    expect(h.coordinator.requests).toHaveLength(0);
+    // The run's own URL is served.
+    const live = await fetch(h.url, {
+      method: "POST",
+      body: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }),
       headers,
-    }).catch(() => undefined);
-    // localhost may resolve to ::1 first on some machines, where nothing listens; when it reaches us, it is served.
-    if (viaLocalhost) expect(viaLocalhost.status).toBe(200);
+    });
+    expect(live.status).toBe(200);
   });
 
   test("coordinator requests carry the shared Authorization: Bearer token", async () => {
@@ -162,7 +207,7 @@ describe("embedded MCP server", () => {
     if ("result" in outcome) expect(outcome.result.isError).toBe(true);
     else expect(outcome.error).toBeInstanceOf(Error);
     expect(
-      await fetch(h.mcp.url, { method: "POST" }).then(
+      await fetch(h.url, { method: "POST" }).then(
         () => "answered",
         () => "refused",
       ),
@@ -172,9 +217,11 @@ describe("embedded MCP server", () => {
 
   test("stop() also cancels the coordinator request a sync wait has in flight", async () => {
     const coordinator = startHoldingCoordinator();
-    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url) });
+    const tokens = new RunTokens();
+    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
     onCleanup(() => mcp.stop());
-    const client = await connectClient(mcp.url);
+    const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
+    const client = await connectClient(url);
     const call = client
       .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
       .catch(() => undefined);
@@ -186,9 +233,11 @@ describe("embedded MCP server", () => {
 
   test("a client that hangs up mid-wait ends the wait and its coordinator request", async () => {
     const coordinator = startHoldingCoordinator();
-    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url) });
+    const tokens = new RunTokens();
+    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
     onCleanup(() => mcp.stop());
-    const client = await connectClient(mcp.url);
+    const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
+    const client = await connectClient(url);
     const call = client
       .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
       .catch(() => undefined);
@@ -197,7 +246,7 @@ describe("embedded MCP server", () => {
     await coordinator.pollAbandoned;
     await call;
     // the server itself is still up for other clients
-    const other = await connectClient(mcp.url);
+    const other = await connectClient(url);
     expect((await other.listTools()).tools).toHaveLength(7);
   }, 5_000);
 });

@@ -103,9 +103,11 @@ describe("executing runs", () => {
       project_dir: realpathSync("/tmp"),
     });
     expect(body.env.AGENT_SESSION_ID).toBe("ses_a");
-    expect(body.env.AGENT_ORCHESTRATOR_API_URL).toBe(harness.gateway.url);
+    // The gateway URL with the run's own token, revoked once the run is over.
+    expect(body.env.AGENT_ORCHESTRATOR_API_URL).toMatch(new RegExp(`^${harness.gateway.url}/agrun_[\\w-]{43}$`));
     expect(body.env.AUTH0_RUNNER_CLIENT_SECRET).toBeNull();
     await outcome(harness, runId);
+    expect(harness.tokens.size).toBe(0);
     expect(harness.fake.reportsFor(runId)).toEqual([
       { kind: "started", body: { runner_id: "lnch_test" } },
       { kind: "completed", body: { runner_id: "lnch_test", status: "success" } },
@@ -212,7 +214,12 @@ describe("blueprints", () => {
       name: "helper",
       system_prompt: "Be brief.",
       mcp_servers: {
-        orchestrator: { type: "http", url: "http://127.0.0.1:9/mcp", headers: { "X-Agent-Session-Id": "ses_bp" } },
+        orchestrator: {
+          type: "http",
+          // The MCP URL with the run's token, the same its gateway URL carries.
+          url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:9\/agrun_[\w-]{43}\/mcp$/),
+          headers: { "X-Agent-Session-Id": "ses_bp" },
+        },
         tool: { type: "stdio", command: "tool", args: ["--session", "ses_bp"], env: { S: "ses_bp" } },
         other: { type: "sse", url: "${AGENT_SESSION_ID}" },
       },

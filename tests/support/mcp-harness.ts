@@ -5,11 +5,15 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { TokenSource } from "../../src/coordinator/auth.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { type RunningMcpServer, startMcpServer } from "../../src/mcp/server.ts";
+import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "./fake-coordinator.ts";
 
 export interface Harness {
   coordinator: FakeCoordinator;
   mcp: RunningMcpServer;
+  /** The server's run tokens; `url` carries a live one (for session `ses_harness`), as a run's agents get it. */
+  tokens: RunTokens;
+  url: string;
   client: Client;
   /** Calls a tool and returns the raw MCP result. */
   call(name: string, args?: Record<string, unknown>): Promise<CallToolResult>;
@@ -57,18 +61,23 @@ export function textOf(result: CallToolResult): string {
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const coordinator = startFakeCoordinator();
   onCleanup(() => coordinator.stop());
+  const tokens = new RunTokens();
   const mcp = await startMcpServer({
     coordinator: new CoordinatorHttp(options.coordinatorUrl ?? coordinator.url, options.auth),
+    tokens,
     syncTimeoutMs: options.syncTimeoutMs,
     pollIntervalMs: options.pollIntervalMs ?? 5,
   });
   onCleanup(() => mcp.stop());
-  const client = await connectClient(mcp.url, options.headers);
+  const url = urlWithToken(mcp.url, tokens.issue("ses_harness"));
+  const client = await connectClient(url, options.headers);
   const call = async (name: string, args: Record<string, unknown> = {}) =>
     (await client.callTool({ name, arguments: args })) as CallToolResult;
   return {
     coordinator,
     mcp,
+    tokens,
+    url,
     client,
     call,
     async ok(name, args) {
@@ -81,7 +90,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       expect(result.isError, `${name} should have failed, answered: ${textOf(result)}`).toBe(true);
       return textOf(result);
     },
-    connect: (headers) => connectClient(mcp.url, headers),
+    connect: (headers) => connectClient(url, headers),
   };
 }
 

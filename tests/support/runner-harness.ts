@@ -7,6 +7,7 @@ import { buildRegistrationPayload } from "../../src/coordinator/registration.ts"
 import { executorEnvironment } from "../../src/process/executor-env.ts";
 import { AgentWorker } from "../../src/runner/agent-worker.ts";
 import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
+import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import type { JsonObject } from "../../src/shared/json.ts";
 import { type FakeCoordinator, type FakeCoordinatorOptions, startFakeCoordinator } from "./fake-coordinator.ts";
 
@@ -22,6 +23,10 @@ export interface RunnerHarness {
   fake: FakeCoordinator;
   worker: AgentWorker;
   gateway: Gateway;
+  /** The runner's run tokens: live while a run's executor may use them. */
+  tokens: RunTokens;
+  /** A gateway URL as an executor of `sessionId` gets it (with a fresh token). */
+  executorUrl(sessionId: string): string;
   config: RunnerConfig;
   /** Resolves when the runner's worker loop has finished (after shutdown). */
   done: Promise<void>;
@@ -53,7 +58,8 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
   const profile = options.profile ?? fixtureProfile(options.fixture ?? "capture");
   const http = new CoordinatorHttp(config.coordinatorUrl, undefined, options.requestTimeoutMs);
   const client = new CoordinatorClient(http);
-  const gateway = startGateway({ http, hostname: "test-host", executorProfile: profile.name });
+  const tokens = new RunTokens();
+  const gateway = startGateway({ http, hostname: "test-host", executorProfile: profile.name, tokens });
   const worker = new AgentWorker({
     config,
     profile,
@@ -67,6 +73,8 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     }),
     executorEnv: executorEnvironment({ ...process.env, ...options.env }, { AGENT_ORCHESTRATOR_API_URL: gateway.url }),
     mcpUrl: "http://127.0.0.1:9/mcp",
+    gatewayUrl: gateway.url,
+    tokens,
     flushTimeoutMs: options.flushTimeoutMs ?? 5000,
     retryInitialMs: options.retryInitialMs ?? 50,
   });
@@ -79,6 +87,8 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     fake,
     worker,
     gateway,
+    tokens,
+    executorUrl: (sessionId) => urlWithToken(gateway.url, tokens.issue(sessionId)),
     config,
     get done() {
       return done;

@@ -32,7 +32,7 @@ function memoryIO(stdin: string, env: Record<string, string> = {}) {
 
 describe("GatewayClient", () => {
   test("sends bind, events and metadata to the gateway routes", async () => {
-    const client = new GatewayClient(`${gateway.url}/`);
+    const client = new GatewayClient(`${gateway.urlFor("ses_a")}/`);
     await client.bind({ session_id: "ses_a", executor_session_id: "exe-1", project_dir: "/p" });
     await client.sendEvent(sessionEvents.message("ses_a", "user", "hi"));
     await client.updateMetadata({ session_id: "ses_a", last_resumed_at: "2025-01-01T00:00:00.000Z" });
@@ -45,7 +45,7 @@ describe("GatewayClient", () => {
   });
 
   test("getSession unwraps {session: …}, and is undefined for a 404", async () => {
-    const client = new GatewayClient(gateway.url);
+    const client = new GatewayClient(gateway.urlFor("ses_b"));
     await client.bind({ session_id: "ses_b", executor_session_id: "exe-2" });
     expect(await client.getSession("ses_b")).toMatchObject({
       session_id: "ses_b",
@@ -56,7 +56,7 @@ describe("GatewayClient", () => {
   });
 
   test("other failures are GatewayErrors that name the request and the gateway's detail", async () => {
-    const client = new GatewayClient(gateway.url);
+    const client = new GatewayClient(gateway.urlFor("ses_c"));
     const failure = (await client
       .bind({ session_id: "ses_c", executor_session_id: "" })
       .catch((e) => e)) as GatewayError;
@@ -105,7 +105,7 @@ describe("SessionReporter", () => {
 
 describe("readSessionForResume", () => {
   test("missing session and unreachable gateway are ExecutorErrors", async () => {
-    const client = new GatewayClient(gateway.url);
+    const client = new GatewayClient(gateway.urlFor("ses_nope"));
     await expect(readSessionForResume(client, "ses_nope")).rejects.toThrow(
       "Cannot resume session 'ses_nope': no such session (GET /sessions/ses_nope answered 404)",
     );
