@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
-import { CLAUDE_CODE_EXECUTOR, runProcess, TempDirs } from "../support/processes.ts";
+import { CLAUDE_CODE_EXECUTOR, goneWithin, runProcess, TempDirs } from "../support/processes.ts";
 
 const TIMEOUT = 90_000;
 const temp = new TempDirs();
@@ -505,16 +505,3 @@ describe("Claude Code executor: stopped by the runner", () => {
     TIMEOUT,
   );
 });
-
-/** True once the process has exited (or is a zombie), checked every 20 ms up to `timeoutMs`. */
-async function goneWithin(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const stat = Bun.spawnSync(["ps", "-o", "stat=", "-p", String(pid)])
-      .stdout.toString()
-      .trim();
-    if (stat === "" || stat.startsWith("Z")) return true;
-    if (performance.now() > deadline) return false;
-    await Bun.sleep(20);
-  }
-}
