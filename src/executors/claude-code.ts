@@ -85,16 +85,12 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
   };
   options.hooks = { PostToolUse: [{ hooks: [postTool] }], PostToolUseFailure: [{ hooks: [postTool] }] };
   options.stderr = (data) => log.debug(`claude: ${data.trimEnd()}`);
-  // A stopped run (SIGTERM from the runner) ends the Claude Code process too.
+  // A stopped run (SIGTERM from the runner, or the runner gone) ends the Claude Code process too.
   const abortController = new AbortController();
   options.abortController = abortController;
-  let stoppedBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy = signal;
-    abortController.abort();
-  };
-  process.once("SIGTERM", onSignal);
-  process.once("SIGINT", onSignal);
+  const abort = () => abortController.abort();
+  if (context.signal.aborted) abort();
+  context.signal.addEventListener("abort", abort, { once: true });
 
   log.debug(
     () =>
@@ -126,15 +122,12 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
       }
     }
   } catch (error) {
-    if (!stoppedBy) throw new ExecutorError(explainSdkFailure((error as Error)?.message ?? String(error)));
+    if (!context.signal.aborted) throw new ExecutorError(explainSdkFailure((error as Error)?.message ?? String(error)));
   } finally {
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
+    context.signal.removeEventListener("abort", abort);
   }
-  if (stoppedBy) {
-    // Exit as a process that signal ended would (128 + signal number), Claude Code stopped first.
-    throw new ExecutorError(`Stopped by ${stoppedBy} before the agent finished`, stoppedBy === "SIGINT" ? 130 : 143);
-  }
+  // Claude Code has been stopped; the kit says why and exits accordingly.
+  context.signal.throwIfAborted();
   if (failure) throw new ExecutorError(`Claude Code ended the turn with an error: ${failure}`);
   if (result === undefined) throw new ExecutorError("Claude Code ended without a result message");
   await reporter.event(sessionEvents.sessionStop(sessionId, 0, "completed"));

@@ -5,12 +5,15 @@
  */
 import { existsSync, statSync } from "node:fs";
 import type { Subprocess } from "bun";
+import { LIFELINE_ENV } from "../protocol/lifeline.ts";
 import { groupAlive } from "../shared/process-group.ts";
 import { sleep, within } from "../shared/retry.ts";
 import { drain, MAX_LINE_CHARS, Tail } from "./output.ts";
 
 /** How much of an executor's stderr is kept for the failure report. */
 export const STDERR_TAIL_BYTES = 8 * 1024;
+/** The executor's lifeline: its fourth descriptor, named to it by `AGENT_RUNNER_LIFELINE_FD`. */
+const LIFELINE_FD = 3;
 /** After the group is gone, how long a process that left it (and holds the output) may delay the end. */
 const DRAIN_AFTER_EXIT_MS = 1000;
 /** After SIGKILL, how long the group may take to disappear before it is given up on. */
@@ -28,6 +31,7 @@ export interface ExecutorProcessOptions {
   argv: string[];
   /** Written to the executor's stdin, which is then closed. */
   input: string;
+  /** The executor's environment; `AGENT_RUNNER_LIFELINE_FD` is added. */
   env: Record<string, string | undefined>;
   /** Working directory (default: this process's); a missing one is refused with its path. */
   cwd?: string;
@@ -69,12 +73,15 @@ export class ExecutorProcess {
     const stdoutMode = options.stdout ?? "ignore";
     const stderrMode = options.stderr ?? "tail";
     this.child = Bun.spawn(options.argv, {
+      // The fourth descriptor is the lifeline: this process holds its other end, which the kernel
+      // closes whenever this process ends, however it ends.
       stdio: [
         new TextEncoder().encode(options.input),
         stdoutMode === "ignore" ? "ignore" : "pipe",
         stderrMode === "inherit" ? "inherit" : "pipe",
+        "pipe",
       ],
-      env: options.env,
+      env: { ...options.env, [LIFELINE_ENV]: String(LIFELINE_FD) },
       cwd: options.cwd,
       detached: true,
     }) as Subprocess<Uint8Array, "pipe" | "ignore", "pipe" | "inherit">;

@@ -1,11 +1,18 @@
 /**
- * Process groups as this machine's /proc shows them: who is still running in one. No imports
- * beyond node:fs, so executors use it too.
+ * Processes as this machine's /proc shows them: who is still running in a process group, and what
+ * a process started. No imports beyond node:fs, so executors use it too.
  */
 import { readdirSync, readFileSync } from "node:fs";
 
-/** `/proc/<pid>/stat` as state and process group, or undefined when the process is gone. */
-function procStat(pid: number | "self"): { state: string; pgrp: number } | undefined {
+interface ProcStat {
+  pid: number;
+  state: string;
+  ppid: number;
+  pgrp: number;
+}
+
+/** `/proc/<pid>/stat` as state, parent and process group, or undefined when the process is gone. */
+function procStat(pid: number | "self"): ProcStat | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -13,8 +20,26 @@ function procStat(pid: number | "self"): { state: string; pgrp: number } | undef
     return undefined;
   }
   // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses, so read after the last ")".
-  const [state = "", , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ", 3);
-  return { state, pgrp: Number(pgrp) };
+  const [state = "", ppid, pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ", 3);
+  return { pid: Number.parseInt(stat, 10), state, ppid: Number(ppid), pgrp: Number(pgrp) };
+}
+
+/** Every running process (zombies left out), or undefined without /proc. */
+function runningProcesses(): ProcStat[] | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return undefined;
+  }
+  const running: ProcStat[] = [];
+  for (const entry of entries) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    const stat = procStat(pid);
+    if (stat && stat.state !== "Z" && stat.state !== "X") running.push(stat);
+  }
+  return running;
 }
 
 /** This process's group id, or undefined without /proc. */
@@ -28,20 +53,23 @@ export function ownProcessGroup(): number | undefined {
  * gone for every purpose here, so they are not listed.
  */
 export function groupMembers(pgid: number): number[] | undefined {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return undefined;
+  return runningProcesses()
+    ?.filter((running) => running.pgrp === pgid)
+    .map((running) => running.pid);
+}
+
+/** The running children of a process, their children, and so on (empty without /proc). */
+export function descendantsOf(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const running of runningProcesses() ?? []) {
+    children.set(running.ppid, [...(children.get(running.ppid) ?? []), running.pid]);
   }
-  const members: number[] = [];
-  for (const entry of entries) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid)) continue;
-    const stat = procStat(pid);
-    if (stat && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X") members.push(pid);
+  const found: number[] = [];
+  for (let next = children.get(pid) ?? []; next.length > 0; ) {
+    found.push(...next);
+    next = next.flatMap((child) => children.get(child) ?? []);
   }
-  return members;
+  return found;
 }
 
 /** True while a process of the group is still running (zombies do not count; without /proc, the kernel's word). */

@@ -1,9 +1,11 @@
 /** One executor process for real: stop (grace, SIGKILL), its process group, output, leftovers, the lifeline. */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ExecutorProcess, type ExecutorProcessOptions, STDERR_TAIL_BYTES } from "../../src/process/executor-process.ts";
+import { LIFELINE_ENV } from "../../src/protocol/lifeline.ts";
 import { within } from "../../src/shared/retry.ts";
-import { cleanEnv, isAlive, TempDirs } from "../support/processes.ts";
+import { cleanEnv, goneWithin, isAlive, REPO_ROOT, TempDirs } from "../support/processes.ts";
 
 const temp = new TempDirs();
 /** Every pid a test saw, killed after it whatever happened. */
@@ -195,3 +197,48 @@ describe("ExecutorProcess: start", () => {
     expect(() => new ExecutorProcess({ argv: ["/nonexistent/executor"], input: "", env: cleanEnv() })).toThrow();
   });
 });
+
+describe("ExecutorProcess: the lifeline", () => {
+  test(`the descriptor named by ${LIFELINE_ENV} reaches end-of-file when the spawning process dies`, async () => {
+    const dir = temp.make();
+    const out = join(dir, "lifeline");
+    // A parent (standing in for the runner) spawns an executor that waits on its lifeline.
+    const parentScript = join(dir, "parent.ts");
+    writeFileSync(
+      parentScript,
+      `import { ExecutorProcess } from ${JSON.stringify(join(REPO_ROOT, "src/process/executor-process.ts"))};
+const executor = new ExecutorProcess({
+  argv: ["bash", "-c", 'echo "$$" > "$OUT.pid"; cat <&"$${LIFELINE_ENV}"; echo "eof $${LIFELINE_ENV}" > "$OUT"'],
+  input: "",
+  env: { PATH: process.env.PATH, OUT: process.env.OUT },
+});
+setInterval(() => {}, 60_000);
+`,
+    );
+    const parent = Bun.spawn([process.execPath, parentScript], {
+      env: cleanEnv({ OUT: out }),
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    seen.push(parent.pid);
+    const executorPid = await waitForFile(`${out}.pid`);
+    seen.push(Number(executorPid));
+    expect(isAlive(Number(executorPid))).toBe(true);
+    parent.kill("SIGKILL");
+    await parent.exited;
+    expect(await waitForFile(out)).toBe("eof 3");
+    expect(await goneWithin(Number(executorPid), 5000)).toBe(true);
+  });
+});
+
+/** The file's trimmed content once it exists and is not empty (written by a process under test). */
+async function waitForFile(path: string, timeoutMs = 10_000): Promise<string> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      const text = readFileSync(path, "utf8").trim();
+      if (text !== "") return text;
+    } catch {}
+    if (performance.now() > deadline) throw new Error(`${path} was not written within ${timeoutMs} ms`);
+    await Bun.sleep(20);
+  }
+}
