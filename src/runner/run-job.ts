@@ -109,6 +109,7 @@ export class RunJob {
       this.executor = new ExecutorProcess({
         argv: profile.argv,
         input: JSON.stringify(invocation),
+        cwd: run.project_dir || config.projectDir,
         env: { ...this.context.executorEnv, AGENT_SESSION_ID: run.session_id },
         stdout: isDebug() ? "lines" : "ignore",
         // A verbose runner shows what its executors say.
