@@ -79,7 +79,7 @@ describe("test executor: start", () => {
 });
 
 describe("test executor: resume", () => {
-  test("reads the session, sends session_start, updates last_resumed_at, answers", async () => {
+  test("reads the session, binds it again, sends session_start, updates last_resumed_at, answers", async () => {
     const projectDir = temp.make();
     expect((await runTestExecutor(invocation({ mode: "start", project_dir: projectDir }))).exitCode).toBe(0);
     const bound = gateway.session("ses_test1")!.executor_session_id;
@@ -91,12 +91,19 @@ describe("test executor: resume", () => {
     expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: again\n");
     expect(sequence(gateway)).toEqual([
       "GET /sessions/ses_test1",
+      "bind",
       "event:session_start",
       "metadata",
       "event:message/user",
       "event:message/assistant",
       "event:session_stop",
     ]);
+    // The bind shows the resumed session running, under the executor session its start recorded.
+    expect(gateway.records.find((r) => r.kind === "bind")!.body).toEqual({
+      session_id: "ses_test1",
+      executor_session_id: bound,
+      project_dir: projectDir,
+    });
     const metadata = gateway.records.find((r) => r.kind === "metadata")!.body as any;
     expect(metadata.session_id).toBe("ses_test1");
     expect(Date.now() - Date.parse(metadata.last_resumed_at)).toBeLessThan(60_000);
