@@ -33,8 +33,9 @@ function checkDirectory(path: string, what: string): void {
 
 async function sessionTarget(invocation: Invocation, context: ExecutorContext): Promise<SessionTarget> {
   if (invocation.mode === "start") {
-    checkDirectory(invocation.project_dir!, "project_dir");
-    return { cwd: invocation.project_dir! };
+    if (invocation.project_dir === undefined) return { cwd: process.cwd() };
+    checkDirectory(invocation.project_dir, "project_dir");
+    return { cwd: invocation.project_dir };
   }
   const session = await readSessionForResume(context.gateway, invocation.session_id);
   if (!session.executor_session_id) {
@@ -142,7 +143,7 @@ const claudeCodeExecutor: ExecutorDefinition = {
   setting_sources   list of ${SETTING_SOURCES.join(", ")} (default ["user", "project", "local"])
   model             model name or alias (default: the SDK's default model)
 
-Start: works in project_dir; the blueprint's system_prompt goes before the prompt
+Start: works in project_dir (else the current directory); the blueprint's system_prompt goes before the prompt
 ("<system_prompt>\\n\\n---\\n\\n<prompt>"); the blueprint's mcp_servers are passed with \${VAR}
 placeholders in headers/env filled from the environment. Resume: continues the Claude Code session
 recorded as executor_session_id (GET /sessions/{id}), without the system prompt.

@@ -24,7 +24,7 @@ async function run(invocation: Invocation, { reporter, gateway, log }: ExecutorC
   const sessionId = invocation.session_id;
   if (invocation.mode === "start") {
     // Stands in for the id an agent framework would give its own session.
-    await reporter.bind(randomUUID(), invocation.project_dir);
+    await reporter.bind(randomUUID(), invocation.project_dir ?? process.cwd());
   } else {
     const session = await readSessionForResume(gateway, sessionId);
     log.debug(`resuming executor session ${session.executor_session_id ?? "(none recorded)"}`);

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { realpathSync } from "node:fs";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { invocationJsonSchema } from "../../src/protocol/invocation.ts";
 import { cleanEnv, runProcess, TEST_EXECUTOR, TempDirs } from "../support/processes.ts";
@@ -61,6 +62,19 @@ describe("test executor: start", () => {
       executor_profile: "test",
       result: "[TEST-EXECUTOR] Received: hello there",
     });
+  });
+
+  test("without project_dir: works in its current directory and binds it", async () => {
+    const cwd = temp.make();
+    const outcome = await runProcess([TEST_EXECUTOR], {
+      stdin: invocation({ mode: "start" }),
+      cwd,
+      env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.url, AGENT_SESSION_ID: "ses_test1" }),
+    });
+    expect(outcome.stderr).toBe("");
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello there\n");
+    expect((gateway.records[0]!.body as any).project_dir).toBe(realpathSync(cwd));
   });
 
   test("a gateway that cannot be reached costs warnings, not the run", async () => {
@@ -185,7 +199,7 @@ describe("test executor: command line and invalid input", () => {
       JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "s", project_dir: "/tmp" }),
       "prompt must be a string (was missing)",
     ],
-    ["start without project_dir", invocation({ mode: "start" }), "project_dir"],
+    ["an empty project_dir", invocation({ mode: "start", project_dir: "" }), "project_dir must be non-empty"],
   ];
   for (const [name, stdin, message] of cases) {
     test(`${name}: message on stderr, exit 1, nothing sent`, async () => {
