@@ -114,8 +114,20 @@ export const execCommand = defineCommand({
       };
       const env: Record<string, string | undefined> = { ...process.env };
       if (args.verbose) env.AGENT_RUNNER_DEBUG = "1";
+      // First Ctrl+C (or SIGTERM): SIGTERM to the executor, SIGKILL after the grace; second: SIGKILL now.
       const stopping = new AbortController();
-      const stop = () => stopping.abort();
+      const killing = new AbortController();
+      const stop = (signal: NodeJS.Signals) => {
+        if (!stopping.signal.aborted) {
+          log.warn(
+            `${signal}: stopping the executor (SIGTERM, SIGKILL in ${graceSeconds} s); Ctrl+C again to kill it now`,
+          );
+          stopping.abort();
+        } else if (!killing.signal.aborted) {
+          log.warn(`${signal} again: killing the executor now (SIGKILL)`);
+          killing.abort();
+        }
+      };
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
       let outcome: Awaited<ReturnType<typeof runLocal>>;
@@ -142,6 +154,7 @@ export const execCommand = defineCommand({
           env,
           signal: stopping.signal,
           stopGraceMs: graceSeconds * 1000,
+          kill: killing.signal,
         });
       } finally {
         process.off("SIGINT", stop);

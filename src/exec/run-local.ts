@@ -31,6 +31,8 @@ export interface LocalRunOptions {
   /** Aborting stops the executor: SIGTERM, then SIGKILL after `stopGraceMs`. */
   signal?: AbortSignal;
   stopGraceMs?: number;
+  /** Aborting kills the executor's process group at once (SIGKILL), also during a stop's grace. */
+  kill?: AbortSignal;
 }
 
 export interface LocalRunResult {
@@ -83,11 +85,18 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
       throw new ConfigError(`Cannot start executor ${options.profile.argv.join(" ")}: ${messageOf(error)}`);
     }
     const stop = () => void executor.stop(options.stopGraceMs ?? 5000);
+    const kill = () => executor.kill();
     // A stop that came while the executor was being started still stops it.
-    if (options.signal?.aborted) stop();
-    else options.signal?.addEventListener("abort", stop, { once: true });
+    for (const [signal, act] of [
+      [options.signal, stop],
+      [options.kill, kill],
+    ] as const) {
+      if (signal?.aborted) act();
+      else signal?.addEventListener("abort", act, { once: true });
+    }
     const status = await executor.exited;
     options.signal?.removeEventListener("abort", stop);
+    options.kill?.removeEventListener("abort", kill);
     return {
       invocation,
       exitCode: status.signal === null ? status.code : signalExitCode(status.signal),

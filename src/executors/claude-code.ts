@@ -33,8 +33,9 @@ function checkDirectory(path: string, what: string): void {
 
 async function sessionTarget(invocation: Invocation, context: ExecutorContext): Promise<SessionTarget> {
   if (invocation.mode === "start") {
-    checkDirectory(invocation.project_dir!, "project_dir");
-    return { cwd: invocation.project_dir! };
+    if (invocation.project_dir === undefined) return { cwd: process.cwd() };
+    checkDirectory(invocation.project_dir, "project_dir");
+    return { cwd: invocation.project_dir };
   }
   const session = await readSessionForResume(context.gateway, invocation.session_id);
   if (!session.executor_session_id) {
@@ -85,16 +86,12 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
   };
   options.hooks = { PostToolUse: [{ hooks: [postTool] }], PostToolUseFailure: [{ hooks: [postTool] }] };
   options.stderr = (data) => log.debug(`claude: ${data.trimEnd()}`);
-  // A stopped run (SIGTERM from the runner) ends the Claude Code process too.
+  // A stopped run (SIGTERM from the runner, or the runner gone) ends the Claude Code process too.
   const abortController = new AbortController();
   options.abortController = abortController;
-  let stoppedBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    stoppedBy = signal;
-    abortController.abort();
-  };
-  process.once("SIGTERM", onSignal);
-  process.once("SIGINT", onSignal);
+  const abort = () => abortController.abort();
+  if (context.signal.aborted) abort();
+  context.signal.addEventListener("abort", abort, { once: true });
 
   log.debug(
     () =>
@@ -126,15 +123,12 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
       }
     }
   } catch (error) {
-    if (!stoppedBy) throw new ExecutorError(explainSdkFailure((error as Error)?.message ?? String(error)));
+    if (!context.signal.aborted) throw new ExecutorError(explainSdkFailure((error as Error)?.message ?? String(error)));
   } finally {
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
+    context.signal.removeEventListener("abort", abort);
   }
-  if (stoppedBy) {
-    // Exit as a process that signal ended would (128 + signal number), Claude Code stopped first.
-    throw new ExecutorError(`Stopped by ${stoppedBy} before the agent finished`, stoppedBy === "SIGINT" ? 130 : 143);
-  }
+  // Claude Code has been stopped; the kit says why and exits accordingly.
+  context.signal.throwIfAborted();
   if (failure) throw new ExecutorError(`Claude Code ended the turn with an error: ${failure}`);
   if (result === undefined) throw new ExecutorError("Claude Code ended without a result message");
   await reporter.event(sessionEvents.sessionStop(sessionId, 0, "completed"));
@@ -149,7 +143,7 @@ const claudeCodeExecutor: ExecutorDefinition = {
   setting_sources   list of ${SETTING_SOURCES.join(", ")} (default ["user", "project", "local"])
   model             model name or alias (default: the SDK's default model)
 
-Start: works in project_dir; the blueprint's system_prompt goes before the prompt
+Start: works in project_dir (else the current directory); the blueprint's system_prompt goes before the prompt
 ("<system_prompt>\\n\\n---\\n\\n<prompt>"); the blueprint's mcp_servers are passed with \${VAR}
 placeholders in headers/env filled from the environment. Resume: continues the Claude Code session
 recorded as executor_session_id (GET /sessions/{id}), without the system prompt.

@@ -24,10 +24,15 @@ async function run(invocation: Invocation, { reporter, gateway, log }: ExecutorC
   const sessionId = invocation.session_id;
   if (invocation.mode === "start") {
     // Stands in for the id an agent framework would give its own session.
-    await reporter.bind(randomUUID(), invocation.project_dir);
+    await reporter.bind(randomUUID(), invocation.project_dir ?? process.cwd());
   } else {
     const session = await readSessionForResume(gateway, sessionId);
     log.debug(`resuming executor session ${session.executor_session_id ?? "(none recorded)"}`);
+    // Bound again, as a real agent is when it resumes: the coordinator shows the session running.
+    await reporter.bind(
+      session.executor_session_id || randomUUID(),
+      session.project_dir || invocation.project_dir || process.cwd(),
+    );
     await reporter.event(sessionEvents.sessionStart(sessionId));
     await reporter.markResumed();
   }
@@ -42,8 +47,8 @@ const testExecutor: ExecutorDefinition = {
   name: TEST_EXECUTOR_NAME,
   summary: "test executor: the executor protocol without AI, answering '[TEST-EXECUTOR] Received: <prompt>'",
   details: `Start: binds a generated executor session id, sends the user and assistant message events and
-session_stop. Resume: reads the session (GET /sessions/{id}), sends session_start, updates
-last_resumed_at, then answers the same way. executor_config is not used (shown with AGENT_RUNNER_DEBUG=1).`,
+session_stop. Resume: reads the session (GET /sessions/{id}), binds its recorded executor session id
+again, sends session_start, updates last_resumed_at, then answers the same way. executor_config is not used (shown with AGENT_RUNNER_DEBUG=1).`,
   run,
 };
 

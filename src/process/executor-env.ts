@@ -1,15 +1,28 @@
-/** The environment an executor starts with. */
+/**
+ * The environment an executor starts with: the runner's own, less the runner's settings, plus the
+ * variables the runner documents for executors (AGENT_ORCHESTRATOR_API_URL, AGENT_SESSION_ID,
+ * AGENT_RUNNER_DEBUG; the process module adds AGENT_RUNNER_LIFELINE_FD).
+ */
+import { runnerEnvironmentVariables } from "../config/flags.ts";
 
-/** Executors reach the coordinator through a gateway that holds the credentials; they run AI
- * agents, and never get the client secret. */
-const WITHHELD_FROM_EXECUTORS = ["AUTH0_RUNNER_CLIENT_SECRET"];
+/**
+ * Settings of the runner itself, never an executor's: the credentials (AUTH0_*: executors reach
+ * the coordinator through the gateway, which holds them) and the variable of every runner and exec
+ * flag (so a flag added later is covered without a second list).
+ */
+function isRunnerSetting(name: string, flagVariables: Set<string>): boolean {
+  return name.startsWith("AUTH0_") || flagVariables.has(name);
+}
 
-/** The base environment less the secrets, plus `vars`. */
+/** The base environment less the runner's settings, plus `vars`. */
 export function executorEnvironment(
   base: Record<string, string | undefined>,
   vars: Record<string, string>,
 ): Record<string, string | undefined> {
-  const env = { ...base, ...vars };
-  for (const name of WITHHELD_FROM_EXECUTORS) delete env[name];
-  return env;
+  const flagVariables = new Set(runnerEnvironmentVariables());
+  const env: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(base)) {
+    if (!isRunnerSetting(name, flagVariables)) env[name] = value;
+  }
+  return { ...env, ...vars };
 }

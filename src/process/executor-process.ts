@@ -1,15 +1,28 @@
 /**
  * One executor process: spawned in its own process group, fed its invocation on stdin, its
- * output drained continuously, stopped with SIGTERM then SIGKILL. Knows nothing of runs.
+ * output drained continuously, stopped with SIGTERM then SIGKILL, and its whole group gone before
+ * it counts as ended. Knows nothing of runs.
  */
+import { existsSync, statSync } from "node:fs";
 import type { Subprocess } from "bun";
-import { within } from "../shared/retry.ts";
+import { LIFELINE_ENV } from "../protocol/lifeline.ts";
+import { groupAlive } from "../shared/process-group.ts";
+import { sleep, within } from "../shared/retry.ts";
 import { drain, MAX_LINE_CHARS, Tail } from "./output.ts";
 
 /** How much of an executor's stderr is kept for the failure report. */
 export const STDERR_TAIL_BYTES = 8 * 1024;
-/** After exit, how long stray grandchildren holding stderr open may delay the outcome. */
+/** The executor's lifeline: its fourth descriptor, named to it by `AGENT_RUNNER_LIFELINE_FD`. */
+const LIFELINE_FD = 3;
+/** After the group is gone, how long a process that left it (and holds the output) may delay the end. */
 const DRAIN_AFTER_EXIT_MS = 1000;
+/** After SIGKILL, how long the group may take to disappear before it is given up on. */
+const KILLED_GROUP_BOUND_MS = 2000;
+/**
+ * Nothing announces the end of a group member that is not our child: it is looked for, first
+ * every 10 ms, then less often, up to every 200 ms.
+ */
+const GROUP_POLL_MS = { first: 10, max: 200 };
 
 export type ExitStatus = { code: number; signal: null } | { code: null; signal: string };
 export type StopSignal = "SIGTERM" | "SIGKILL";
@@ -18,8 +31,9 @@ export interface ExecutorProcessOptions {
   argv: string[];
   /** Written to the executor's stdin, which is then closed. */
   input: string;
+  /** The executor's environment; `AGENT_RUNNER_LIFELINE_FD` is added. */
   env: Record<string, string | undefined>;
-  /** Working directory (default: this process's). */
+  /** Working directory (default: this process's); a missing one is refused with its path. */
   cwd?: string;
   /**
    * stdout: `ignore`d, each line handed to `onOutput`, or `capture`d whole for `stdout()`.
@@ -32,29 +46,45 @@ export interface ExecutorProcessOptions {
 
 /**
  * Spawned in its own process group, so a Ctrl+C meant for the runner does not reach it and a
- * stop reaches its children too; output is drained so it can never block on a full pipe.
+ * stop reaches its children too; output is drained so it can never block on a full pipe. When
+ * the executor ends, whatever it left running in its group is killed: nothing outlives it.
  */
 export class ExecutorProcess {
   readonly pid: number;
-  /** Resolves once, when the process has exited and its output is read. */
+  /**
+   * Resolves once, when the executor has exited, its process group is gone and its output is
+   * read. After a normal exit that is at once (leftovers are killed); during a stop it is at most
+   * the grace period (leftovers that ignore the SIGTERM are killed when it ends).
+   */
   readonly exited: Promise<ExitStatus>;
   private readonly child: Subprocess<Uint8Array, "pipe" | "ignore", "pipe" | "inherit">;
   private readonly stderr = new Tail(STDERR_TAIL_BYTES);
   private readonly captured: Uint8Array[] = [];
-  private hasExited = false;
+  private readonly groupEnded: Promise<void>;
+  private leaderExited = false;
+  private groupGone = false;
+  private stopping?: Promise<StopSignal | undefined>;
+  /** Set once SIGKILL went to the group: from then on the group has a bounded time to go. */
+  private killedAt?: number;
 
-  /** Throws when the program cannot be started (missing, not executable). */
+  /** Throws when the program cannot be started (missing, not executable, no such working directory). */
   constructor(options: ExecutorProcessOptions) {
+    if (options.cwd !== undefined) checkWorkingDirectory(options.cwd);
     const stdoutMode = options.stdout ?? "ignore";
     const stderrMode = options.stderr ?? "tail";
     this.child = Bun.spawn(options.argv, {
-      stdin: new TextEncoder().encode(options.input),
-      stdout: stdoutMode === "ignore" ? "ignore" : "pipe",
-      stderr: stderrMode === "inherit" ? "inherit" : "pipe",
-      env: options.env,
+      // The fourth descriptor is the lifeline: this process holds its other end, which the kernel
+      // closes whenever this process ends, however it ends.
+      stdio: [
+        new TextEncoder().encode(options.input),
+        stdoutMode === "ignore" ? "ignore" : "pipe",
+        stderrMode === "inherit" ? "inherit" : "pipe",
+        "pipe",
+      ],
+      env: { ...options.env, [LIFELINE_ENV]: String(LIFELINE_FD) },
       cwd: options.cwd,
       detached: true,
-    });
+    }) as Subprocess<Uint8Array, "pipe" | "ignore", "pipe" | "inherit">;
     this.pid = this.child.pid;
     const { onOutput } = options;
     const lines = (stream: "stdout" | "stderr") =>
@@ -67,9 +97,10 @@ export class ExecutorProcess {
       const keep = stdoutMode === "capture" ? (chunk: Uint8Array) => this.captured.push(chunk) : () => {};
       drained.push(drain(this.child.stdout, keep, stdoutMode === "lines" ? lines("stdout") : undefined));
     }
-    this.exited = this.child.exited.then(async (code) => {
-      this.hasExited = true;
+    this.groupEnded = this.child.exited.then(() => this.endGroup());
+    this.exited = this.groupEnded.then(async () => {
       await within(DRAIN_AFTER_EXIT_MS, Promise.allSettled(drained));
+      const code = await this.child.exited;
       const signal = this.child.signalCode;
       return signal ? { code: null, signal: String(signal) } : { code, signal: null };
     });
@@ -86,24 +117,57 @@ export class ExecutorProcess {
   }
 
   /**
-   * SIGTERM, then SIGKILL if the process is still there after the grace period. Resolves with
-   * the signal that ended it, or undefined if it had already exited.
+   * SIGTERM to the group, then SIGKILL if anything of it is still there after the grace period.
+   * Resolves with the signal that ended it (SIGKILL if any member needed it), or undefined if the
+   * executor had already exited. A second call returns the first one's answer.
    */
-  async stop(graceMs: number): Promise<StopSignal | undefined> {
-    if (this.hasExited) return undefined;
-    this.signal("SIGTERM");
-    if (await within(graceMs, this.exited)) return "SIGTERM";
+  stop(graceMs: number): Promise<StopSignal | undefined> {
+    if (this.leaderExited && !this.stopping) return Promise.resolve(undefined);
+    this.stopping ??= this.stopGroup(graceMs);
+    return this.stopping;
+  }
+
+  /** SIGKILL to the group now (also cuts a stop's grace short); nothing once the group is gone. */
+  kill(): void {
+    if (this.groupGone) return;
+    this.killedAt ??= performance.now();
     this.signal("SIGKILL");
+  }
+
+  private async stopGroup(graceMs: number): Promise<StopSignal> {
+    this.signal("SIGTERM");
+    if (!(await within(graceMs, this.groupEnded))) this.kill();
     await this.exited;
-    return "SIGKILL";
+    return this.killedAt === undefined ? "SIGTERM" : "SIGKILL";
+  }
+
+  /**
+   * The executor has exited: what is left in its group are leftovers. After a normal exit they
+   * are killed at once; during a stop they got the SIGTERM too and have the rest of the grace.
+   */
+  private async endGroup(): Promise<void> {
+    this.leaderExited = true;
+    if (!this.stopping) this.kill();
+    for (let delay = GROUP_POLL_MS.first; groupAlive(this.pid); delay = Math.min(delay * 2, GROUP_POLL_MS.max)) {
+      // A member stuck in the kernel (uninterruptible I/O): the group is given up on.
+      if (this.killedAt !== undefined && performance.now() - this.killedAt > KILLED_GROUP_BOUND_MS) return;
+      await sleep(delay);
+    }
+    this.groupGone = true;
   }
 
   private signal(signal: StopSignal): void {
     try {
-      // The whole group: an executor's own children (an agent's tools) go with it.
+      // The whole group: an executor's own children (an agent's tools) go with it. The group's id
+      // cannot be reused while any member is left; once none is, no signal is sent to it again.
       process.kill(-this.pid, signal);
     } catch {
-      this.child.kill(signal);
+      if (!this.leaderExited) this.child.kill(signal);
     }
   }
+}
+
+function checkWorkingDirectory(cwd: string): void {
+  if (!existsSync(cwd)) throw new Error(`working directory ${cwd} does not exist`);
+  if (!statSync(cwd).isDirectory()) throw new Error(`working directory ${cwd} is not a directory`);
 }

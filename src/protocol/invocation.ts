@@ -12,7 +12,12 @@ export const AgentBlueprint = JsonObject.and({
   "mcp_servers?": JsonObject.or("null"),
 });
 
-const InvocationFields = type({
+/**
+ * Invocation 2.1: what the runner hands an executor, as one JSON object on stdin. Without
+ * `project_dir` (the runner always sends it on start; other callers may not) an executor works in
+ * its current directory.
+ */
+export const Invocation = type({
   schema_version: `'${SCHEMA_VERSION}'`,
   mode: "'start' | 'resume'",
   session_id: "string > 0",
@@ -22,14 +27,6 @@ const InvocationFields = type({
   "executor_config?": JsonObject,
   "metadata?": JsonObject,
 });
-
-/** Invocation 2.1: what the runner hands an executor, as one JSON object on stdin. */
-export const Invocation = InvocationFields.narrow(
-  (invocation, ctx) =>
-    invocation.mode !== "start" ||
-    invocation.project_dir !== undefined ||
-    ctx.reject({ path: ["project_dir"], expected: "a directory path in start mode", actual: "missing" }),
-);
 
 export type Invocation = typeof Invocation.infer;
 export type InvocationMode = Invocation["mode"];
@@ -85,16 +82,7 @@ export function parseInvocation(text: string): Invocation {
 /** JSON Schema (draft 2020-12) of invocation 2.1, for executors written in other languages. */
 export function invocationJsonSchema(): Record<string, unknown> {
   // arktype cannot export a .narrow predicate; the only ones here are JsonObject's "not an array",
-  // which JSON Schema's `type: "object"` already says. (The start-mode rule is added below as if/then.)
-  const schema = InvocationFields.toJsonSchema({ fallback: { predicate: (ctx) => ctx.base } }) as Record<
-    string,
-    unknown
-  >;
-  return {
-    ...schema,
-    title: `Executor invocation ${SCHEMA_VERSION}`,
-    if: { properties: { mode: { const: "start" } } },
-    // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable.
-    then: { required: ["project_dir"] },
-  };
+  // which JSON Schema's `type: "object"` already says.
+  const schema = Invocation.toJsonSchema({ fallback: { predicate: (ctx) => ctx.base } }) as Record<string, unknown>;
+  return { ...schema, title: `Executor invocation ${SCHEMA_VERSION}` };
 }

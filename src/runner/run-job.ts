@@ -133,6 +133,7 @@ export class RunJob {
       this.executor = new ExecutorProcess({
         argv: profile.argv,
         input: JSON.stringify(invocation),
+        cwd: run.project_dir || config.projectDir,
         env: {
           ...this.context.executorEnv,
           AGENT_ORCHESTRATOR_API_URL: urlWithToken(this.context.gatewayUrl, this.token),

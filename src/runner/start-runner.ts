@@ -46,7 +46,8 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
   const mcp = await startMcpServer({ coordinator: http, port: config.mcpPort, tokens });
   log.info(`MCP server for agents at ${mcp.url}`);
 
-  const executorEnv = executorEnvironment(process.env, { AGENT_ORCHESTRATOR_API_URL: gateway.url });
+  // Each run adds its own gateway URL (with its token) and session id.
+  const executorEnv = executorEnvironment(process.env, {});
   // A verbose runner logs executors' stderr; ask them for their debug lines too.
   if (isDebug()) executorEnv.AGENT_RUNNER_DEBUG ??= "1";
 

@@ -3,11 +3,11 @@
  * which talks to a fake Anthropic Messages API on 127.0.0.1 (no network, dummy key, isolated HOME).
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
-import { CLAUDE_CODE_EXECUTOR, runProcess, TempDirs } from "../support/processes.ts";
+import { CLAUDE_CODE_EXECUTOR, goneWithin, runProcess, TempDirs } from "../support/processes.ts";
 
 const TIMEOUT = 90_000;
 const temp = new TempDirs();
@@ -222,6 +222,24 @@ describe("Claude Code executor against a fake Anthropic API", () => {
       expect(models).toHaveLength(1);
       expect(models[0]).not.toBe("claude-from-project-settings");
       expect(userOnly.stderr).toContain("permission mode acceptEdits)");
+    },
+    TIMEOUT,
+  );
+
+  test(
+    "start without project_dir: works in its current directory",
+    async () => {
+      const cwd = temp.make("ar-cc-cwd-");
+      const outcome = await runProcess([CLAUDE_CODE_EXECUTOR], {
+        stdin: JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "ses_cc1", prompt: "hi" }),
+        cwd,
+        env: claudeEnv(api.url),
+        timeoutMs: TIMEOUT - 5_000,
+      });
+      expect(outcome.exitCode, outcome.stderr).toBe(0);
+      expect(outcome.stdout).toStartWith("Hello from the fake API");
+      const bind = gateway.records.find((r) => r.kind === "bind")!.body as any;
+      expect(bind.project_dir).toBe(realpathSync(cwd));
     },
     TIMEOUT,
   );
@@ -505,16 +523,3 @@ describe("Claude Code executor: stopped by the runner", () => {
     TIMEOUT,
   );
 });
-
-/** True once the process has exited (or is a zombie), checked every 20 ms up to `timeoutMs`. */
-async function goneWithin(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const stat = Bun.spawnSync(["ps", "-o", "stat=", "-p", String(pid)])
-      .stdout.toString()
-      .trim();
-    if (stat === "" || stat.startsWith("Z")) return true;
-    if (performance.now() > deadline) return false;
-    await Bun.sleep(20);
-  }
-}

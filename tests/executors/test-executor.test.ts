@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { realpathSync } from "node:fs";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { invocationJsonSchema } from "../../src/protocol/invocation.ts";
 import { cleanEnv, runProcess, TEST_EXECUTOR, TempDirs } from "../support/processes.ts";
@@ -63,6 +64,19 @@ describe("test executor: start", () => {
     });
   });
 
+  test("without project_dir: works in its current directory and binds it", async () => {
+    const cwd = temp.make();
+    const outcome = await runProcess([TEST_EXECUTOR], {
+      stdin: invocation({ mode: "start" }),
+      cwd,
+      env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.urlFor("ses_test1"), AGENT_SESSION_ID: "ses_test1" }),
+    });
+    expect(outcome.stderr).toBe("");
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: hello there\n");
+    expect((gateway.records[0]!.body as any).project_dir).toBe(realpathSync(cwd));
+  });
+
   test("a gateway that cannot be reached costs warnings, not the run", async () => {
     const closed = new LocalGateway().start();
     const url = closed.url;
@@ -79,7 +93,7 @@ describe("test executor: start", () => {
 });
 
 describe("test executor: resume", () => {
-  test("reads the session, sends session_start, updates last_resumed_at, answers", async () => {
+  test("reads the session, binds it again, sends session_start, updates last_resumed_at, answers", async () => {
     const projectDir = temp.make();
     expect((await runTestExecutor(invocation({ mode: "start", project_dir: projectDir }))).exitCode).toBe(0);
     const bound = gateway.session("ses_test1")!.executor_session_id;
@@ -91,12 +105,19 @@ describe("test executor: resume", () => {
     expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: again\n");
     expect(sequence(gateway)).toEqual([
       "GET /sessions/ses_test1",
+      "bind",
       "event:session_start",
       "metadata",
       "event:message/user",
       "event:message/assistant",
       "event:session_stop",
     ]);
+    // The bind shows the resumed session running, under the executor session its start recorded.
+    expect(gateway.records.find((r) => r.kind === "bind")!.body).toEqual({
+      session_id: "ses_test1",
+      executor_session_id: bound,
+      project_dir: projectDir,
+    });
     const metadata = gateway.records.find((r) => r.kind === "metadata")!.body as any;
     expect(metadata.session_id).toBe("ses_test1");
     expect(Date.now() - Date.parse(metadata.last_resumed_at)).toBeLessThan(60_000);
@@ -178,7 +199,7 @@ describe("test executor: command line and invalid input", () => {
       JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "s", project_dir: "/tmp" }),
       "prompt must be a string (was missing)",
     ],
-    ["start without project_dir", invocation({ mode: "start" }), "project_dir"],
+    ["an empty project_dir", invocation({ mode: "start", project_dir: "" }), "project_dir must be non-empty"],
   ];
   for (const [name, stdin, message] of cases) {
     test(`${name}: message on stderr, exit 1, nothing sent`, async () => {

@@ -125,11 +125,13 @@ describe("parseInvocation", () => {
     );
   });
 
-  test("start without project_dir is refused", () => {
+  test("accepts start without project_dir (the executor then works in its current directory)", () => {
     const { project_dir: _, ...noDir } = START;
-    expect(rejection(JSON.stringify(noDir))).toBe(
-      "Invalid invocation (schema 2.1): project_dir must be a directory path in start mode (was missing)",
-    );
+    expect(parseInvocation(JSON.stringify(noDir))).toEqual(noDir);
+  });
+
+  test("an empty project_dir is refused", () => {
+    expect(rejection(JSON.stringify({ ...START, project_dir: "" }))).toContain("project_dir must be non-empty");
   });
 
   test("an empty session_id is refused", () => {
@@ -186,8 +188,9 @@ describe("invocationJsonSchema", () => {
       expect(properties[field]?.type).toBe("object");
   });
 
-  test("requires project_dir in start mode", () => {
-    expect(schema.if).toEqual({ properties: { mode: { const: "start" } } });
-    expect(schema.then).toEqual({ required: ["project_dir"] });
+  test("does not require project_dir, in either mode", () => {
+    expect(schema.required).not.toContain("project_dir");
+    expect(schema.if).toBeUndefined();
+    expect(schema.then).toBeUndefined();
   });
 });

@@ -87,6 +87,27 @@ export class OutputWatcher {
   }
 }
 
+/** True while the process exists and is not a zombie. */
+export function isAlive(pid: number): boolean {
+  const stat = Bun.spawnSync(["ps", "-o", "stat=", "-p", String(pid)])
+    .stdout.toString()
+    .trim();
+  return stat !== "" && !stat.startsWith("Z");
+}
+
+/**
+ * True once the process has exited (or is a zombie), checked every 20 ms up to `timeoutMs`:
+ * nothing announces the end of a process that is not our child, so this looks until it is gone.
+ */
+export async function goneWithin(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (!isAlive(pid)) return true;
+    if (performance.now() > deadline) return false;
+    await Bun.sleep(20);
+  }
+}
+
 /** Settings of the runner or an executor that must not leak from the test's own environment. */
 const OUTER_SETTINGS =
   /^(AUTH0_|AGENT_|RUNNER_TAGS$|PROJECT_DIR$|POLL_TIMEOUT$|HEARTBEAT_INTERVAL$|CLAUDE_CODE_EXECUTABLE$)/;

@@ -71,7 +71,7 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
       tags: config.tags,
       requireMatchingTags: config.requireMatchingTags,
     }),
-    executorEnv: executorEnvironment({ ...process.env, ...options.env }, { AGENT_ORCHESTRATOR_API_URL: gateway.url }),
+    executorEnv: executorEnvironment({ ...process.env, ...options.env }, {}),
     mcpUrl: "http://127.0.0.1:9/mcp",
     gatewayUrl: gateway.url,
     tokens,

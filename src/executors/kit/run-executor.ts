@@ -12,6 +12,7 @@ import {
 import type { Env } from "../../shared/env.ts";
 import { ExecutorLog, isDebugEnabled, redactForLog } from "./executor-log.ts";
 import { DEFAULT_GATEWAY_URL, GatewayClient, type SessionRecord, SessionReporter } from "./gateway-client.ts";
+import { type ExecutorStopped, StopWatch } from "./stop-watch.ts";
 
 /** An error whose message is the whole story: printed as is, the executor exits with `exitCode` (1). */
 export class ExecutorError extends Error {
@@ -45,6 +46,12 @@ export interface ExecutorContext {
   gateway: GatewayClient;
   reporter: SessionReporter;
   env: Env;
+  /**
+   * Aborts when the run must stop (SIGTERM, SIGINT, or the runner gone), its reason an
+   * ExecutorStopped. The run then has a second to end its agent; `signal.throwIfAborted()` after
+   * that reports the stop. A run that ignores it is left behind when the executor exits.
+   */
+  signal: AbortSignal;
 }
 
 export interface ExecutorDefinition {
@@ -89,6 +96,11 @@ Environment:
   AGENT_ORCHESTRATOR_API_URL   the runner's gateway (set by the runner)
   AGENT_SESSION_ID             the run's session id (set by the runner)
   AGENT_RUNNER_DEBUG=1         debug lines on stderr (invocation summary, executor_config with secrets hidden)
+  AGENT_RUNNER_LIFELINE_FD     a descriptor that reaches end-of-file when the runner is gone (set by the
+                               runner); without it, the parent process is watched. Either way the run stops,
+                               what it started is killed, and the executor exits 1 within about a second.
+
+SIGTERM or SIGINT stops the run (exit 143 or 130); the agent gets a second to end.
 `;
 }
 
@@ -114,18 +126,29 @@ export async function runExecutor(
     log.error(`unexpected argument '${argv[0]}': the invocation is read from stdin (options: --help, --schema)`);
     return 1;
   }
+  const stop = new StopWatch(io.env, log);
   try {
     const invocation = parseInvocation(await io.readStdin());
+    // A stop that came while the invocation was read: the run does not start.
+    stop.signal.throwIfAborted();
     log.debug(() => describeInvocation(invocation));
     if (invocation.executor_config) {
       log.debug(() => `executor_config: ${JSON.stringify(redactForLog(invocation.executor_config))}`);
     }
     const gateway = GatewayClient.fromEnv(io.env);
     const reporter = new SessionReporter(gateway, invocation.session_id, log);
-    const result = await definition.run(invocation, { log, gateway, reporter, env: io.env });
+    const context = { log, gateway, reporter, env: io.env, signal: stop.signal };
+    const result = await stop.bound(definition.run(invocation, context));
     await io.stdout(result.endsWith("\n") ? result : `${result}\n`);
     return 0;
   } catch (error) {
+    if (stop.signal.aborted) {
+      // Whatever the run threw on its way out, the stop is the story.
+      const stopped = stop.signal.reason as ExecutorStopped;
+      stop.killLeftovers();
+      log.error(stopped.message);
+      return stopped.exitCode;
+    }
     if (error instanceof ExecutorError) {
       log.error(error.message);
       return error.exitCode;
@@ -133,6 +156,8 @@ export async function runExecutor(
     if (error instanceof InvocationError) log.error(error.message);
     else log.error(`unexpected failure: ${(error as Error)?.stack ?? String(error)}`);
     return 1;
+  } finally {
+    stop.dispose();
   }
 }
 

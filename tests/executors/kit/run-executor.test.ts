@@ -8,6 +8,7 @@ import {
   readSessionForResume,
   runExecutor,
 } from "../../../src/executors/kit/run-executor.ts";
+import { LIFELINE_ENV } from "../../../src/protocol/lifeline.ts";
 import { sessionEvents } from "../../../src/protocol/session-events.ts";
 
 let gateway: LocalGateway;
@@ -192,6 +193,32 @@ describe("runExecutor", () => {
     const crashed = memoryIO(start("crash"));
     expect(await runExecutor(definition, [], crashed.io)).toBe(1);
     expect(crashed.err[0]).toStartWith("demo-exec: unexpected failure: TypeError: boom");
+  });
+
+  test("SIGTERM mid-run: the run's signal aborts, the stop is the message, exit 143", async () => {
+    const { io, out, err } = memoryIO(start("wait"));
+    const waiting = {
+      ...definition,
+      run: (_: unknown, { signal }: { signal: AbortSignal }) =>
+        new Promise<string>((_, reject) => {
+          signal.addEventListener("abort", () => reject(new Error("aborted, cleaning up")));
+          process.kill(process.pid, "SIGTERM");
+        }),
+    };
+    expect(await runExecutor(waiting, [], io)).toBe(143);
+    expect(err).toEqual(["demo-exec: Stopped by SIGTERM before the agent finished\n"]);
+    expect(out).toEqual([]);
+    // The handler is gone with the run.
+    expect(process.listenerCount("SIGTERM")).toBe(0);
+  });
+
+  test(`a ${LIFELINE_ENV} that is no pipe: a warning, the parent process is watched instead; children never see it`, async () => {
+    const { io, err } = memoryIO(start("go"), { [LIFELINE_ENV]: "0" });
+    expect(await runExecutor(definition, [], io)).toBe(0);
+    expect(err).toEqual([
+      `demo-exec: warning: ${LIFELINE_ENV}=0 is not an open pipe or socket; watching the parent process instead\n`,
+    ]);
+    expect(LIFELINE_ENV in io.env).toBe(false);
   });
 
   test("--help includes the executor's details", async () => {

@@ -1,0 +1,85 @@
+/**
+ * Processes as this machine's /proc shows them: who is still running in a process group, and what
+ * a process started. No imports beyond node:fs, so executors use it too.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+interface ProcStat {
+  pid: number;
+  state: string;
+  ppid: number;
+  pgrp: number;
+}
+
+/** `/proc/<pid>/stat` as state, parent and process group, or undefined when the process is gone. */
+function procStat(pid: number | "self"): ProcStat | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses, so read after the last ")".
+  const [state = "", ppid, pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ", 3);
+  return { pid: Number.parseInt(stat, 10), state, ppid: Number(ppid), pgrp: Number(pgrp) };
+}
+
+/** Every running process (zombies left out), or undefined without /proc. */
+function runningProcesses(): ProcStat[] | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return undefined;
+  }
+  const running: ProcStat[] = [];
+  for (const entry of entries) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    const stat = procStat(pid);
+    if (stat && stat.state !== "Z" && stat.state !== "X") running.push(stat);
+  }
+  return running;
+}
+
+/** This process's group id, or undefined without /proc. */
+export function ownProcessGroup(): number | undefined {
+  return procStat("self")?.pgrp;
+}
+
+/**
+ * The running processes of a group, or undefined without /proc. Killed members stay in their
+ * group as zombies until whoever inherited them reaps them (some inits take seconds): they are
+ * gone for every purpose here, so they are not listed.
+ */
+export function groupMembers(pgid: number): number[] | undefined {
+  return runningProcesses()
+    ?.filter((running) => running.pgrp === pgid)
+    .map((running) => running.pid);
+}
+
+/** The running children of a process, their children, and so on (empty without /proc). */
+export function descendantsOf(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const running of runningProcesses() ?? []) {
+    children.set(running.ppid, [...(children.get(running.ppid) ?? []), running.pid]);
+  }
+  const found: number[] = [];
+  for (let next = children.get(pid) ?? []; next.length > 0; ) {
+    found.push(...next);
+    next = next.flatMap((child) => children.get(child) ?? []);
+  }
+  return found;
+}
+
+/** True while a process of the group is still running (zombies do not count; without /proc, the kernel's word). */
+export function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+  } catch {
+    // ESRCH: no process is left in it; EPERM: the id is not ours any more.
+    return false;
+  }
+  const members = groupMembers(pgid);
+  return members === undefined || members.length > 0;
+}

@@ -1,0 +1,244 @@
+/** One executor process for real: stop (grace, SIGKILL), its process group, output, leftovers, the lifeline. */
+import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ExecutorProcess, type ExecutorProcessOptions, STDERR_TAIL_BYTES } from "../../src/process/executor-process.ts";
+import { LIFELINE_ENV } from "../../src/protocol/lifeline.ts";
+import { within } from "../../src/shared/retry.ts";
+import { cleanEnv, goneWithin, isAlive, REPO_ROOT, TempDirs } from "../support/processes.ts";
+
+const temp = new TempDirs();
+/** Every pid a test saw, killed after it whatever happened. */
+const seen: number[] = [];
+afterEach(() => {
+  for (const pid of seen.splice(0)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  }
+});
+afterAll(() => temp.cleanup());
+
+/** A shell script as an executor; its stdout lines are collected, and `line()` awaits one. */
+function start(script: string, options: Partial<ExecutorProcessOptions> = {}) {
+  const lines: string[] = [];
+  const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
+  const executor = new ExecutorProcess({
+    argv: ["bash", "-c", script],
+    input: "",
+    env: cleanEnv(),
+    stdout: "lines",
+    onOutput: (stream, line) => {
+      if (stream !== "stdout") return;
+      lines.push(line);
+      for (const waiter of waiters.filter((w) => w.pattern.test(line))) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve(line);
+      }
+    },
+    ...options,
+  });
+  seen.push(executor.pid);
+  /** Resolves with the first stdout line matching `pattern`. */
+  const line = (pattern: RegExp) =>
+    new Promise<string>((resolve) => {
+      const found = lines.find((l) => pattern.test(l));
+      if (found !== undefined) resolve(found);
+      else waiters.push({ pattern, resolve });
+    });
+  /** The pid the executor printed as `<label> <pid>`. */
+  const pidOf = async (label: string) => {
+    const pid = Number((await line(new RegExp(`^${label} \\d+$`))).split(" ")[1]);
+    seen.push(pid);
+    return pid;
+  };
+  return { executor, lines, line, pidOf };
+}
+
+describe("ExecutorProcess: stop", () => {
+  test("SIGTERM first; an executor that ignores it gets SIGKILL after the grace", async () => {
+    const { executor, line } = start("trap '' TERM; echo ready; exec sleep 1000");
+    await line(/^ready$/);
+    const from = performance.now();
+    expect(await executor.stop(300)).toBe("SIGKILL");
+    expect(performance.now() - from).toBeGreaterThanOrEqual(290);
+    expect(await executor.exited).toEqual({ code: null, signal: "SIGKILL" });
+  });
+
+  test("an executor that ends on SIGTERM is stopped by it, without waiting for the grace", async () => {
+    const { executor, line } = start("echo ready; exec sleep 1000");
+    await line(/^ready$/);
+    const stopped = executor.stop(60_000);
+    expect(await within(10_000, stopped)).toBe(true);
+    expect(await stopped).toBe("SIGTERM");
+    expect(await executor.exited).toEqual({ code: null, signal: "SIGTERM" });
+  });
+
+  test("reaches the whole group: the executor's children end with it", async () => {
+    const { executor, pidOf } = start("sleep 1000 & echo child $!; wait");
+    const child = await pidOf("child");
+    expect(await executor.stop(5000)).toBe("SIGTERM");
+    expect(isAlive(child)).toBe(false);
+  });
+
+  test("when the executor ends on SIGTERM but members of its group ignore it, they get SIGKILL after the grace", async () => {
+    // The member has let go of the executor's output: nothing but the group shows it is still there.
+    const { executor, pidOf } = start(
+      "(trap '' TERM; echo member $BASHPID; exec sleep 1000 </dev/null >/dev/null 2>&1) & wait",
+    );
+    const member = await pidOf("member");
+    const from = performance.now();
+    expect(await executor.stop(500)).toBe("SIGKILL");
+    expect(performance.now() - from).toBeGreaterThanOrEqual(490);
+    // `exited` waits for the whole group: nothing is left once it resolves.
+    await executor.exited;
+    expect(isAlive(member)).toBe(false);
+  });
+
+  test("members that end on SIGTERM within the grace: stopped by SIGTERM, without waiting for the grace", async () => {
+    const { executor, pidOf } = start("trap 'exit 0' TERM; sleep 1000 & echo member $!; wait");
+    const member = await pidOf("member");
+    const stopped = executor.stop(60_000);
+    expect(await within(10_000, stopped)).toBe(true);
+    expect(await stopped).toBe("SIGTERM");
+    expect(isAlive(member)).toBe(false);
+  });
+
+  test("kill(): SIGKILL to the group at once, also during a stop's grace", async () => {
+    const { executor, line, pidOf } = start("trap '' TERM; sleep 1000 & echo child $!; echo ready; exec sleep 1000");
+    const child = await pidOf("child");
+    await line(/^ready$/);
+    const stopped = executor.stop(60_000);
+    executor.kill();
+    expect(await within(10_000, stopped)).toBe(true);
+    expect(await stopped).toBe("SIGKILL");
+    expect(await executor.exited).toEqual({ code: null, signal: "SIGKILL" });
+    expect(isAlive(child)).toBe(false);
+  });
+
+  test("stop() and kill() after the executor is gone do nothing", async () => {
+    const { executor } = start("exit 3");
+    expect(await executor.exited).toEqual({ code: 3, signal: null });
+    expect(await executor.stop(1000)).toBeUndefined();
+    executor.kill();
+  });
+});
+
+describe("ExecutorProcess: after the executor exits", () => {
+  test("what it left running in its group is killed at once, and `exited` waits until it is gone", async () => {
+    // One leftover holds the executor's stdout and stderr open, the other has let go of them.
+    const { executor, pidOf } = start(
+      "sleep 1000 & echo holding $!; sleep 1000 </dev/null >/dev/null 2>&1 & echo detached $!; exit 0",
+    );
+    const holding = await pidOf("holding");
+    const detached = await pidOf("detached");
+    const from = performance.now();
+    expect(await executor.exited).toEqual({ code: 0, signal: null });
+    const took = performance.now() - from;
+    expect(isAlive(holding)).toBe(false);
+    expect(isAlive(detached)).toBe(false);
+    console.log(`leftovers killed, exited resolved ${took.toFixed(0)} ms after the executor's last line`);
+  });
+
+  test("its output is read to the end", async () => {
+    const { executor, lines } = start("for i in $(seq 1 2000); do echo line $i; done; echo done >&2");
+    await executor.exited;
+    expect(lines.length).toBe(2000);
+    expect(lines.at(-1)).toBe("line 2000");
+    expect(executor.stderrTail()).toBe("done\n");
+  });
+});
+
+describe("ExecutorProcess: output", () => {
+  test("stderr: the last 8 KB are kept, every line is handed on", async () => {
+    const stderrLines: string[] = [];
+    const executor = new ExecutorProcess({
+      argv: [
+        "bash",
+        "-c",
+        "echo first >&2; for i in $(seq 1 3000); do echo filler $i >&2; done; echo last >&2; exit 1",
+      ],
+      input: "",
+      env: cleanEnv(),
+      onOutput: (stream, line) => stream === "stderr" && stderrLines.push(line),
+    });
+    expect(await executor.exited).toEqual({ code: 1, signal: null });
+    const tail = executor.stderrTail();
+    expect(Buffer.byteLength(tail)).toBeLessThanOrEqual(STDERR_TAIL_BYTES);
+    expect(Buffer.byteLength(tail)).toBeGreaterThan(STDERR_TAIL_BYTES - 100);
+    expect(tail.endsWith("filler 3000\nlast\n")).toBe(true);
+    expect(tail).not.toContain("first");
+    expect(stderrLines[0]).toBe("first");
+    expect(stderrLines.at(-1)).toBe("last");
+    expect(stderrLines.length).toBe(3002);
+  });
+
+  test("stdin carries the input and is closed; stdout can be captured whole", async () => {
+    const executor = new ExecutorProcess({
+      argv: ["bash", "-c", "cat; echo; echo end"],
+      input: '{"hello":1}',
+      env: cleanEnv(),
+      stdout: "capture",
+    });
+    await executor.exited;
+    expect(executor.stdout()).toBe('{"hello":1}\nend\n');
+  });
+});
+
+describe("ExecutorProcess: start", () => {
+  test("a missing working directory is refused with a message naming it", () => {
+    const missing = join(temp.make(), "gone");
+    expect(() => new ExecutorProcess({ argv: ["true"], input: "", env: cleanEnv(), cwd: missing })).toThrow(
+      `working directory ${missing} does not exist`,
+    );
+  });
+
+  test("a missing program is refused", () => {
+    expect(() => new ExecutorProcess({ argv: ["/nonexistent/executor"], input: "", env: cleanEnv() })).toThrow();
+  });
+});
+
+describe("ExecutorProcess: the lifeline", () => {
+  test(`the descriptor named by ${LIFELINE_ENV} reaches end-of-file when the spawning process dies`, async () => {
+    const dir = temp.make();
+    const out = join(dir, "lifeline");
+    // A parent (standing in for the runner) spawns an executor that waits on its lifeline.
+    const parentScript = join(dir, "parent.ts");
+    writeFileSync(
+      parentScript,
+      `import { ExecutorProcess } from ${JSON.stringify(join(REPO_ROOT, "src/process/executor-process.ts"))};
+const executor = new ExecutorProcess({
+  argv: ["bash", "-c", 'echo "$$" > "$OUT.pid"; cat <&"$${LIFELINE_ENV}"; echo "eof $${LIFELINE_ENV}" > "$OUT"'],
+  input: "",
+  env: { PATH: process.env.PATH, OUT: process.env.OUT },
+});
+setInterval(() => {}, 60_000);
+`,
+    );
+    const parent = Bun.spawn([process.execPath, parentScript], {
+      env: cleanEnv({ OUT: out }),
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    seen.push(parent.pid);
+    const executorPid = await waitForFile(`${out}.pid`);
+    seen.push(Number(executorPid));
+    expect(isAlive(Number(executorPid))).toBe(true);
+    parent.kill("SIGKILL");
+    await parent.exited;
+    expect(await waitForFile(out)).toBe("eof 3");
+    expect(await goneWithin(Number(executorPid), 5000)).toBe(true);
+  });
+});
+
+/** The file's trimmed content once it exists and is not empty (written by a process under test). */
+async function waitForFile(path: string, timeoutMs = 10_000): Promise<string> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    try {
+      const text = readFileSync(path, "utf8").trim();
+      if (text !== "") return text;
+    } catch {}
+    if (performance.now() > deadline) throw new Error(`${path} was not written within ${timeoutMs} ms`);
+    await Bun.sleep(20);
+  }
+}
