@@ -2,8 +2,8 @@
 import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { runnerFlags } from "../config/flags.ts";
-import { resolveConfig, resolveProfilesDir } from "../config/runner-config.ts";
-import { setVerbose } from "../shared/log.ts";
+import { resolveConfig, resolveLogFormat, resolveProfilesDir } from "../config/runner-config.ts";
+import { setLogContext, setLogFormat, setVerbose } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -42,6 +42,8 @@ export const runnerCommand = defineCommand({
   run: ({ rawArgs, args }) =>
     exitOnConfigError(async () => {
       assertKnownFlags(rawArgs, runnerArgs);
+      // First, so that every line after it (a config error included) has the chosen format.
+      setLogFormat(resolveLogFormat(args));
       if (args["profile-list"]) {
         await printProfileList(resolveProfilesDir(args));
         return;
@@ -54,6 +56,7 @@ export const runnerCommand = defineCommand({
         config.profile === undefined
           ? defaultProfile()
           : loadProfile(config.profile, { profilesDir: config.profilesDir });
+      setLogContext({ profile: profile.name });
       const { startRunner } = await import("../runner/start-runner.ts");
       await startRunner(config, profile);
     }),
