@@ -13,8 +13,25 @@ import { executorEnvironment } from "../process/executor-env.ts";
 import { isDebug, log } from "../shared/log.ts";
 import { AgentWorker, RunnerStartError } from "./agent-worker.ts";
 import { startGateway } from "./gateway.ts";
+import { noObserver, type RunnerObserver } from "./observer.ts";
+
+/** The `--health-addr` server, imported only when asked for (it brings prom-client). */
+async function startHealth(config: RunnerConfig, profile: ExecutorProfile) {
+  if (!config.healthAddr) return undefined;
+  const { startHealthServer } = await import("./health-server.ts");
+  const server = startHealthServer({
+    addr: config.healthAddr,
+    profile: profile.name,
+    maxConcurrentRuns: config.maxConcurrentRuns,
+  });
+  log.info(`Health and metrics at ${server.url} (/healthz, /readyz, /metrics)`);
+  return server;
+}
 
 export async function startRunner(config: RunnerConfig, profile: ExecutorProfile): Promise<never> {
+  // First: a taken --health-addr stops the start before anything else is up.
+  const health = await startHealth(config, profile);
+  const observer: RunnerObserver = health?.monitor ?? noObserver;
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
   const client = new CoordinatorClient(http);
   const machine = hostname();
@@ -44,6 +61,7 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
   });
 
   const onSignal = (signal: NodeJS.Signals) => {
+    observer.setState("draining");
     if (worker.shutdown(signal) >= 3) {
       log.error(`${signal} a third time: exiting now, without waiting for runs or reports`);
       process.exit(130);
@@ -58,12 +76,15 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
 
   let exitCode = 0;
   try {
-    if (await worker.register()) await worker.run();
+    if (await worker.register()) {
+      observer.setState("ready");
+      await worker.run();
+    }
   } catch (error) {
     if (!(error instanceof RunnerStartError)) throw error;
     log.box({ title: "agent-runner cannot start", message: error.message });
     exitCode = 1;
   }
-  await Promise.all([gateway.stop(), mcp.stop()]);
+  await Promise.all([gateway.stop(), mcp.stop(), health?.stop()]);
   process.exit(exitCode);
 }

@@ -16,7 +16,7 @@ type PollItem =
   | { deregistered: true }
   | Record<string, unknown>;
 
-export type RouteHandler = (request: RecordedRequest) => Response | Promise<Response> | undefined;
+export type RouteHandler = (request: RecordedRequest) => Response | undefined | Promise<Response | undefined>;
 
 export interface FakeCoordinatorOptions {
   /** `poll_timeout_seconds` given at registration and how long a poll is held. */
