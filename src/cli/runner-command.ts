@@ -36,7 +36,8 @@ export const runnerCommand = defineCommand({
     version: pkg.version,
     description:
       "Registers with the agent coordinator, long-polls it for runs and executes each with the profile's executor.\n" +
-      "Also: `agent-runner exec --help` runs one invocation locally, without a coordinator.",
+      "Also: `agent-runner exec --help` runs one invocation locally, without a coordinator;\n" +
+      "`agent-runner doctor [flags]` checks, with these flags, what a runner needs, without taking a run.",
   },
   args: runnerArgs,
   run: ({ rawArgs, args }) =>
