@@ -10,7 +10,7 @@ import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
 import { buildRegistrationPayload } from "../coordinator/registration.ts";
 import { executorEnvironment } from "../process/executor-env.ts";
-import { isDebug, log } from "../shared/log.ts";
+import { isDebug, log, setLogContext } from "../shared/log.ts";
 import { AgentWorker, RunnerStartError } from "./agent-worker.ts";
 import { startGateway } from "./gateway.ts";
 import { noObserver, type RunnerObserver } from "./observer.ts";
@@ -77,6 +77,7 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
   let exitCode = 0;
   try {
     if (await worker.register()) {
+      setLogContext({ runner_id: worker.runnerId });
       observer.setState("ready");
       await worker.run();
     }
