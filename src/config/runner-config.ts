@@ -12,7 +12,7 @@ export const DEFAULT_POLL_TIMEOUT_SECONDS = 30;
 export const DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 60;
 export const DEFAULT_STOP_GRACE_SECONDS = 5;
 /** The host `--health-addr :PORT` binds: local only unless the operator names another. */
-export const DEFAULT_HEALTH_HOST = "127.0.0.1";
+const DEFAULT_HEALTH_HOST = "127.0.0.1";
 /**
  * The longest run timeout or idle time accepted: a week. Far beyond any agent run, and well
  * under what a timer can hold (2^31-1 ms, about 24.8 days) without firing at once.
@@ -114,7 +114,7 @@ const HOST_NAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 /** `host:port`, `:port` (host 127.0.0.1) or `[ipv6]:port`; otherwise a ConfigError naming its source. */
-export function hostPort(input: Sourced): HostPort {
+function hostPort(input: Sourced): HostPort {
   const problem = (what: string) =>
     new ConfigError(
       `${input.from} '${input.value}' is not valid: ${what} (expected host:port, e.g. :9464 for 127.0.0.1:9464, 0.0.0.0:9464 or [::1]:9464)`,

@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { CoordinatorCall, RunOutcome } from "./observer.ts";
 
 /** The states /readyz reports, `at_capacity` included. */
-export const READINESS_STATES = ["starting", "ready", "at_capacity", "reregistering", "draining"] as const;
+const READINESS_STATES = ["starting", "ready", "at_capacity", "reregistering", "draining"] as const;
 export type ReadinessState = (typeof READINESS_STATES)[number];
 
 /** Agent runs last seconds to hours. */

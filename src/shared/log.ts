@@ -81,7 +81,7 @@ const CONTROL = /(?![\n\t])[\p{Cc}\u2028\u2029]/gu;
  * Control characters from outside text (an executor's stderr, a coordinator's message) are shown
  * escaped: an ANSI sequence could rewrite the terminal, a carriage return hide what came before.
  */
-export function escapeControls(text: string): string {
+function escapeControls(text: string): string {
   return text.replace(/\r\n/g, "\n").replace(CONTROL, (char) => {
     if (char === "\r") return "\\r";
     const code = char.charCodeAt(0);
@@ -92,7 +92,7 @@ export function escapeControls(text: string): string {
 const CONTINUATION_INDENT = "    ";
 
 /** Continuation lines are indented, so no line of a message can pass for a log line of its own. */
-export function indentContinuations(text: string): string {
+function indentContinuations(text: string): string {
   return text.replace(/\n+$/, "").replaceAll("\n", `\n${CONTINUATION_INDENT}`);
 }
 
