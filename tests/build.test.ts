@@ -14,6 +14,7 @@ import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { startFakeCoordinator } from "./support/fake-coordinator.ts";
 import { cleanEnv, REPO_ROOT } from "./support/processes.ts";
+import { parsePrometheusText, sampleValue } from "./support/prometheus-text.ts";
 
 const SCRIPT_OUTFILE = "dist/agent-runner";
 
@@ -109,6 +110,34 @@ describe("the compiled single executable", () => {
     const { exitCode, stderr } = await run(["./agent-runner", "--profile", "nonexistent"], runDir);
     expect(exitCode).toBe(1);
     expect(stderr).toContain("Profile 'nonexistent' not found. Available: coding, research, supervised, test");
+  });
+
+  test("with --health-addr it serves /metrics: prom-client works inside the executable", async () => {
+    const fake = startFakeCoordinator({ pollTimeoutSeconds: 30 });
+    const runner = Bun.spawn(
+      ["./agent-runner", "--profile", "test", "-c", fake.url, "-p", runDir, "--health-addr", "127.0.0.1:0"],
+      { cwd: runDir, env: cleanEnv(), stdin: "ignore", stdout: "ignore", stderr: "pipe" },
+    );
+    try {
+      let stderr = "";
+      const decoder = new TextDecoder();
+      for await (const chunk of runner.stderr) {
+        stderr += decoder.decode(chunk, { stream: true });
+        if (/Registered with/.test(stderr)) break;
+      }
+      const url = /Health and metrics at (\S+)/.exec(stderr)?.[1];
+      expect(url, stderr).toBeDefined();
+      const response = await fetch(`${url}/metrics`);
+      expect(response.status).toBe(200);
+      const families = parsePrometheusText(await response.text());
+      expect(sampleValue(families, "agent_runner_build_info", { version: pkg.version, profile: "test" })).toBe(1);
+      expect(sampleValue(families, "agent_runner_runs_started_total", { profile: "test" })).toBe(0);
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    } finally {
+      runner.kill("SIGKILL");
+      await runner.exited;
+      await fake.stop();
+    }
   });
 
   test("--version prints the package version", async () => {

@@ -1,11 +1,12 @@
-/** The command line's entry: dispatches to the runner, `exec`, or a built-in executor. */
+/** The command line's entry: dispatches to the runner, `exec`, `doctor`, or a built-in executor. */
 import { runMain } from "citty";
 import { EXECUTOR_ENTRY, runBuiltinExecutor } from "../executors/builtin.ts";
 import { runnerCommand } from "./runner-command.ts";
 
 /**
  * Entry point: `agent-runner [flags]` runs the runner, `agent-runner exec …` one local invocation,
- * `agent-runner __executor <name>` a built-in executor. Dispatched here on the first argument:
+ * `agent-runner doctor [flags]` checks a runner's setup, `agent-runner __executor <name>` a
+ * built-in executor. Dispatched here on the first argument:
  * citty would also run the runner's `run` after a subcommand. exec and the executors are imported
  * only when used, so the runner does not load them (nor the Agent SDK).
  */
@@ -14,6 +15,11 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
   if (first === "exec") {
     const { execCommand } = await import("./exec-command.ts");
     await runMain(execCommand, { rawArgs: rest });
+    return;
+  }
+  if (first === "doctor") {
+    const { doctorCommand } = await import("./doctor-command.ts");
+    await runMain(doctorCommand, { rawArgs: rest });
     return;
   }
   if (first === EXECUTOR_ENTRY) {

@@ -2,8 +2,8 @@
 import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { runnerFlags } from "../config/flags.ts";
-import { hideClientSecret, resolveConfig, resolveProfilesDir } from "../config/runner-config.ts";
-import { setVerbose } from "../shared/log.ts";
+import { hideClientSecret, resolveConfig, resolveLogFormat, resolveProfilesDir } from "../config/runner-config.ts";
+import { setLogContext, setLogFormat, setVerbose } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -36,12 +36,15 @@ export const runnerCommand = defineCommand({
     version: pkg.version,
     description:
       "Registers with the agent coordinator, long-polls it for runs and executes each with the profile's executor.\n" +
-      "Also: `agent-runner exec --help` runs one invocation locally, without a coordinator.",
+      "Also: `agent-runner exec --help` runs one invocation locally, without a coordinator;\n" +
+      "`agent-runner doctor [flags]` checks, with these flags, what a runner needs, without taking a run.",
   },
   args: runnerArgs,
   run: ({ rawArgs, args }) =>
     exitOnConfigError(async () => {
       assertKnownFlags(rawArgs, runnerArgs);
+      // First, so that every line after it (a config error included) has the chosen format.
+      setLogFormat(resolveLogFormat(args));
       if (args["profile-list"]) {
         await printProfileList(resolveProfilesDir(args));
         return;
@@ -55,6 +58,7 @@ export const runnerCommand = defineCommand({
         config.profile === undefined
           ? defaultProfile()
           : loadProfile(config.profile, { profilesDir: config.profilesDir });
+      setLogContext({ profile: profile.name });
       const { startRunner } = await import("../runner/start-runner.ts");
       await startRunner(config, profile);
     }),

@@ -91,6 +91,44 @@ export const runnerFlags = {
     description:
       "Where the runner journals its active runs, so a restart after a crash stops their executors and reports them (default ~/.local/state/agent-runner)",
   },
+  "max-concurrent-runs": {
+    type: "string",
+    valueHint: "n",
+    env: "MAX_CONCURRENT_RUNS",
+    description: "Run at most n runs at once; ask for no new run while n are active (default: no limit)",
+  },
+  "run-timeout": {
+    type: "string",
+    valueHint: "seconds",
+    env: "RUN_TIMEOUT",
+    description: "Stop a run active longer than this (at most a week) and report it failed (default: no timeout)",
+  },
+  "max-runs": {
+    type: "string",
+    valueHint: "n",
+    env: "MAX_RUNS",
+    description: "Ephemeral runner: after n runs have been taken and have ended, deregister and exit 0",
+  },
+  "exit-after-idle": {
+    type: "string",
+    valueHint: "seconds",
+    env: "EXIT_AFTER_IDLE",
+    description: "Ephemeral runner: with no active run for this long (at most a week), deregister and exit 0",
+  },
+  "health-addr": {
+    type: "string",
+    valueHint: "host:port",
+    env: "HEALTH_ADDR",
+    description:
+      "Serve /healthz, /readyz and /metrics (Prometheus) on this address; host defaults to 127.0.0.1 (':9464'), port 0 picks a free one (default: off)",
+  },
+  "log-format": {
+    type: "string",
+    valueHint: "auto|text|json",
+    env: "LOG_FORMAT",
+    description:
+      "auto: interactive on a terminal, else timestamped text lines; text: always timestamped lines; json: one JSON object per line (default auto)",
+  },
 } as const satisfies FlagDefs;
 
 export const execFlags = {

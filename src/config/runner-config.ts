@@ -1,10 +1,11 @@
 /** The runner's configuration: flags over environment over defaults, each value checked. */
 import { statSync } from "node:fs";
+import { isIPv4, isIPv6 } from "node:net";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
-import { addSecret, log } from "../shared/log.ts";
+import { addSecret, LOG_FORMATS, type LogFormat, log } from "../shared/log.ts";
 import { removeFromEnvironment } from "../shared/proc-environ.ts";
 import { type FlagDefs, type FlagValues, runnerFlags } from "./flags.ts";
 
@@ -16,6 +17,20 @@ export const DEFAULT_STOP_GRACE_SECONDS = 5;
 export const MAX_POLL_TIMEOUT_SECONDS = 600;
 export const MAX_HEARTBEAT_INTERVAL_SECONDS = 3600;
 export const MAX_STOP_GRACE_SECONDS = 3600;
+/** The host `--health-addr :PORT` binds: local only unless the operator names another. */
+const DEFAULT_HEALTH_HOST = "127.0.0.1";
+/**
+ * The longest run timeout or idle time accepted: a week. Far beyond any agent run, and well
+ * under what a timer can hold (2^31-1 ms, about 24.8 days) without firing at once.
+ */
+export const MAX_DURATION_SECONDS = 7 * 24 * 3600;
+
+/** A listening address. */
+export interface HostPort {
+  host: string;
+  /** 0: any free port. */
+  port: number;
+}
 
 /** OAuth2 client-credentials settings; present only when all four AUTH0_* variables are set. */
 export interface ClientCredentials {
@@ -39,6 +54,17 @@ export interface RunnerConfig {
   stopGraceSeconds: number;
   /** Where the run journal is kept. */
   stateDir: string;
+  /** At most this many runs active at once; unset: no limit. */
+  maxConcurrentRuns?: number;
+  /** A run active longer is stopped and reported failed; unset: no timeout. */
+  runTimeoutSeconds?: number;
+  /** Ephemeral runner: deregister and exit 0 once this many runs were taken and have ended. */
+  maxRuns?: number;
+  /** Ephemeral runner: deregister and exit 0 after this long without an active run. */
+  exitAfterIdleSeconds?: number;
+  /** Where /healthz, /readyz and /metrics are served; unset: not served. */
+  healthAddr?: HostPort;
+  logFormat: LogFormat;
   verbose: boolean;
   auth?: ClientCredentials;
 }
@@ -61,26 +87,71 @@ export function flagReader<F extends FlagDefs>(defs: F, values: FlagValues<F>, e
   };
 }
 
-/** A number within bounds, else a ConfigError naming its source. */
+const UNBOUNDED = Number.MAX_SAFE_INTEGER;
+
+/** A number within bounds (`minExclusive`: strictly above `min`), else a ConfigError naming its source. */
 export function number(
   input: Sourced | undefined,
-  expected: { min: number; max: number; integer?: boolean },
+  expected: { min: number; max: number; integer?: boolean; minExclusive?: boolean },
 ): number | undefined {
   if (!input) return undefined;
   const value = Number(input.value.trim());
   const ok =
     input.value.trim() !== "" &&
     Number.isFinite(value) &&
-    value >= expected.min &&
+    (expected.minExclusive ? value > expected.min : value >= expected.min) &&
     value <= expected.max &&
     (!expected.integer || Number.isInteger(value));
   if (!ok) {
     const kind = expected.integer ? "a whole number" : "a number";
-    throw new ConfigError(
-      `${input.from} '${input.value}' is not valid: expected ${kind} from ${expected.min} to ${expected.max}`,
-    );
+    const above = `${expected.minExclusive ? ">" : ">="} ${expected.min}`;
+    let range = expected.minExclusive ? `${above} and <= ${expected.max}` : `from ${expected.min} to ${expected.max}`;
+    if (expected.max === UNBOUNDED) range = above;
+    throw new ConfigError(`${input.from} '${input.value}' is not valid: expected ${kind} ${range}`);
   }
   return value;
+}
+
+/** A duration in seconds: above 0, at most a week. */
+function duration(input: Sourced | undefined): number | undefined {
+  return number(input, { min: 0, max: MAX_DURATION_SECONDS, minExclusive: true });
+}
+
+const HOST_PORT = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/;
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/** `host:port`, `:port` (host 127.0.0.1) or `[ipv6]:port`; otherwise a ConfigError naming its source. */
+function hostPort(input: Sourced): HostPort {
+  const problem = (what: string) =>
+    new ConfigError(
+      `${input.from} '${input.value}' is not valid: ${what} (expected host:port, e.g. :9464 for 127.0.0.1:9464, 0.0.0.0:9464 or [::1]:9464)`,
+    );
+  const match = HOST_PORT.exec(input.value.trim());
+  if (!match) throw problem("no host:port");
+  const [, ipv6, name, portText] = match;
+  const port = Number(portText);
+  if (port > 65535) throw problem(`port ${port} is above 65535`);
+  if (ipv6 !== undefined) {
+    if (!isIPv6(ipv6)) throw problem(`'${ipv6}' is not an IPv6 address`);
+    return { host: ipv6, port };
+  }
+  const host = name || DEFAULT_HEALTH_HOST;
+  // Digits and dots only: meant as an IPv4 address, so it must be one.
+  const valid = /^[\d.]+$/.test(host) ? isIPv4(host) : HOST_NAME.test(host);
+  if (!valid) throw problem(`'${host}' is not an IP address or host name`);
+  return { host, port };
+}
+
+/** The log format, read on its own so that it applies before the rest of the config is checked. */
+export function resolveLogFormat(values: FlagValues<typeof runnerFlags>, env: Env = process.env): LogFormat {
+  const input = flagReader(runnerFlags, values, env)("log-format");
+  if (!input) return "auto";
+  const format = LOG_FORMATS.find((known) => known === input.value.trim());
+  if (!format) {
+    throw new ConfigError(`${input.from} '${input.value}' is not valid: expected one of ${LOG_FORMATS.join(", ")}`);
+  }
+  return format;
 }
 
 function httpUrl(input: Sourced): string {
@@ -187,6 +258,7 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
   const input = flagReader(runnerFlags, values, env);
   const coordinator = input("coordinator-url");
   const projectDir = input("project-dir");
+  const healthAddr = input("health-addr");
   const tags = parseTags(input("tags")?.value);
   const requireMatchingTags = values["require-matching-tags"] ?? false;
   if (requireMatchingTags && tags.length === 0) {
@@ -204,6 +276,12 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
     heartbeatIntervalSeconds: number(input("heartbeat-interval"), { min: 1, max: MAX_HEARTBEAT_INTERVAL_SECONDS }),
     stopGraceSeconds: stopGraceSeconds(input("stop-grace-seconds")),
     stateDir: resolve(input("state-dir")?.value ?? defaultStateDir(env)),
+    maxConcurrentRuns: number(input("max-concurrent-runs"), { min: 1, max: UNBOUNDED, integer: true }),
+    runTimeoutSeconds: duration(input("run-timeout")),
+    maxRuns: number(input("max-runs"), { min: 1, max: UNBOUNDED, integer: true }),
+    exitAfterIdleSeconds: duration(input("exit-after-idle")),
+    healthAddr: healthAddr ? hostPort(healthAddr) : undefined,
+    logFormat: resolveLogFormat(values, env),
     verbose: values.verbose ?? false,
     auth: clientCredentials(env),
   };

@@ -24,7 +24,7 @@ export class AuthError extends Error {
   override name = "AuthError";
 }
 
-function tokenUrl(domain: string): string {
+export function tokenUrl(domain: string): string {
   const base = /^https?:\/\//.test(domain) ? domain : `https://${domain}`;
   return `${base.replace(/\/+$/, "")}/oauth/token`;
 }

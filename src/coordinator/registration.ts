@@ -10,6 +10,8 @@ export interface RegistrationPayload {
   executor: { type: string; command: string; config: JsonObject };
   tags?: string[];
   require_matching_tags: boolean;
+  /** How many runs this runner executes at once at most; sent only when limited. */
+  max_concurrent_runs?: number;
 }
 
 export interface RegistrationInput {
@@ -18,6 +20,7 @@ export interface RegistrationInput {
   profile: Pick<ExecutorProfile, "name" | "type" | "command" | "config">;
   tags: string[];
   requireMatchingTags: boolean;
+  maxConcurrentRuns?: number;
 }
 
 /** The coordinator routes by the profile name; it keeps the executor details only to show them. */
@@ -30,5 +33,6 @@ export function buildRegistrationPayload(input: RegistrationInput): Registration
     executor: { type: profile.type, command: profile.command, config: profile.config },
     ...(input.tags.length > 0 ? { tags: input.tags } : {}),
     require_matching_tags: input.requireMatchingTags,
+    ...(input.maxConcurrentRuns === undefined ? {} : { max_concurrent_runs: input.maxConcurrentRuns }),
   };
 }

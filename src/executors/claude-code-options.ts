@@ -4,10 +4,12 @@
  * code: only its types.
  */
 import type { McpServerConfig, Options, PermissionMode, SettingSource } from "@anthropic-ai/claude-agent-sdk";
+import { isCompiled } from "../config/install-dir.ts";
 import type { Invocation } from "../protocol/invocation.ts";
 import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
 import { JsonObject, validate } from "../shared/json.ts";
+import { type ClaudeCodeLookup, claudeCodeNotFound, findClaudeCode } from "./claude-code-binary.ts";
 import { ExecutorError } from "./kit/run-executor.ts";
 
 export const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
@@ -129,9 +131,18 @@ export function sdkOptionsFor(invocation: Invocation, target: SessionTarget, env
   if (target.resume) options.resume = target.resume;
   const mcpServers = invocation.agent_blueprint?.mcp_servers;
   if (mcpServers !== undefined && mcpServers !== null) options.mcpServers = mcpServersFor(mcpServers, env);
-  const executable = env.CLAUDE_CODE_EXECUTABLE;
-  if (executable) options.pathToClaudeCodeExecutable = executable;
   return options;
+}
+
+/**
+ * The Claude Code binary to hand the SDK (`pathToClaudeCodeExecutable`), or undefined when the SDK
+ * finds the same one itself: its platform package, run from source. (Naming a binary also makes
+ * the SDK warn about how it passes MCP servers.) None found is an ExecutorError listing what was tried.
+ */
+export function claudeCodeExecutable(env: Env, lookup: ClaudeCodeLookup = findClaudeCode(env)): string | undefined {
+  if ("tried" in lookup) throw new ExecutorError(claudeCodeNotFound(lookup.tried));
+  const { path, source } = lookup.found;
+  return source === "platform package" && !isCompiled ? undefined : path;
 }
 
 const ROOT_REFUSAL = /cannot be used with root\/sudo privileges/;

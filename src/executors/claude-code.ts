@@ -8,6 +8,7 @@ import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-
 import type { Invocation } from "../protocol/invocation.ts";
 import { sessionEvents } from "../protocol/session-events.ts";
 import {
+  claudeCodeExecutable,
   explainSdkFailure,
   PERMISSION_MODES,
   promptFor,
@@ -60,6 +61,8 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
   const sessionId = invocation.session_id;
   const target = await sessionTarget(invocation, context);
   const options = sdkOptionsFor(invocation, target, env);
+  const executable = claudeCodeExecutable(env);
+  if (executable) options.pathToClaudeCodeExecutable = executable;
   const prompt = promptFor(invocation);
 
   const postTool: HookCallback = async (input) => {
@@ -149,8 +152,10 @@ placeholders in headers/env filled from the environment. Resume: continues the C
 recorded as executor_session_id (GET /sessions/{id}), without the system prompt.
 
 Claude Code refuses bypassPermissions as root unless IS_SANDBOX=1 is set.
-CLAUDE_CODE_EXECUTABLE   path of the Claude Code binary (needed by the compiled runner, which does
-                         not carry @anthropic-ai/claude-agent-sdk-<platform>)
+CLAUDE_CODE_EXECUTABLE   path of the Claude Code binary. Without it: the SDK's platform package
+                         (@anthropic-ai/claude-agent-sdk-<platform>-<arch>) in a node_modules at or
+                         above the runner's directory (beside the compiled executable), then
+                         claude on PATH
 Claude Code itself reads ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, CLAUDE_CONFIG_DIR, etc.`,
   run,
 };

@@ -10,7 +10,11 @@ export class ActiveRuns {
   /** Woken whenever a run ends. */
   readonly ended = new Wakeup();
 
-  constructor(private readonly context: RunContext & { client: Pick<CoordinatorClient, "getAgent" | "runStatus"> }) {}
+  constructor(
+    private readonly context: RunContext & { client: Pick<CoordinatorClient, "getAgent" | "runStatus"> },
+    /** Called with the number of active runs whenever it changes. */
+    private readonly onCount: (count: number) => void = () => {},
+  ) {}
 
   get size(): number {
     return this.jobs.size;
@@ -24,9 +28,11 @@ export class ActiveRuns {
     }
     const job = new RunJob(run, this.context);
     this.jobs.set(run.run_id, job);
+    this.onCount(this.jobs.size);
     if (stopAtOnce) job.stop();
     void job.execute().finally(() => {
       this.jobs.delete(run.run_id);
+      this.onCount(this.jobs.size);
       this.ended.wake();
     });
   }

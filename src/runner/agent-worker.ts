@@ -6,19 +6,20 @@ import type { ExecutorProfile } from "../config/profiles.ts";
 import {
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
   DEFAULT_POLL_TIMEOUT_SECONDS,
-  MAX_HEARTBEAT_INTERVAL_SECONDS,
-  MAX_POLL_TIMEOUT_SECONDS,
   type RunnerConfig,
 } from "../config/runner-config.ts";
 import type { CoordinatorClient, PollEvent } from "../coordinator/client.ts";
 import type { RegistrationPayload } from "../coordinator/registration.ts";
 import { messageOf } from "../shared/errors.ts";
-import { log } from "../shared/log.ts";
-import { retry, seconds, sleep } from "../shared/retry.ts";
+import { log, setLogContext } from "../shared/log.ts";
+import { sleep } from "../shared/retry.ts";
 import { ActiveRuns } from "./active-runs.ts";
+import { Admission } from "./admission.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { type LeftoverReport, reapLeftovers } from "./leftover-runs.ts";
-import { Registrar } from "./registrar.ts";
+import { type LoopWatch, noObserver, type RunnerObserver } from "./observer.ts";
+import { Poller } from "./poller.ts";
+import { coordinatorTiming, Registrar } from "./registrar.ts";
 import { ReportOutbox } from "./report-outbox.ts";
 import type { PreviousIncarnation, RunJournal } from "./run-journal.ts";
 import type { RunTokens } from "./run-tokens.ts";
@@ -27,10 +28,6 @@ export { RunnerStartError } from "./registrar.ts";
 
 /** How long shutdown waits for undelivered reports (they stay in the journal for the next start). */
 const FLUSH_TIMEOUT_MS = 30_000;
-/** A poll's HTTP timeout is this much above the time the coordinator holds it. */
-const POLL_SLACK_MS = 5_000;
-/** A poll that comes back empty sooner than this is followed by a pause, not at once. */
-const MIN_EMPTY_POLL_MS = 1_000;
 /** While the runner takes no runs, how often it asks whether a stop was requested for its active ones. */
 const WATCH_INTERVAL_MS = 2_000;
 
@@ -49,17 +46,12 @@ export interface AgentWorkerOptions {
   /** The gateway's URL and the tokens that give each run's executor its own access to it. */
   gatewayUrl: string;
   tokens: RunTokens;
+  /** Readiness, liveness and metrics (the `--health-addr` server); default: nobody listens. */
+  observer?: RunnerObserver;
   /** How long shutdown waits for undelivered reports (default 30 s). */
   flushTimeoutMs?: number;
   /** First retry delay after a failed request to the coordinator (default 1 s, doubling to 30 s). */
   retryInitialMs?: number;
-}
-
-/** A duration the coordinator gave, kept within what the runner accepts from its own flags. */
-function fromCoordinator(name: string, value: number | undefined, max: number): number | undefined {
-  if (value === undefined || value <= max) return value;
-  log.warn(`The coordinator's ${name} ${value} is over ${max} s; using ${max}`);
-  return max;
 }
 
 export class AgentWorker {
@@ -67,6 +59,10 @@ export class AgentWorker {
   private readonly runs: ActiveRuns;
   private readonly heartbeat: Heartbeat;
   private readonly registrar: Registrar;
+  private readonly admission: Admission;
+  private readonly observer: RunnerObserver;
+  /** Set once --max-runs or --exit-after-idle says the runner is done taking runs. */
+  private exhausted = false;
   /** Aborted by the first shutdown signal: no new runs are asked for. */
   private readonly stopping = new AbortController();
   /** Aborted when the coordinator removed this runner from outside. */
@@ -74,8 +70,9 @@ export class AgentWorker {
   /** Aborted when the worker is done: ends what still retries (registering again, reports). */
   private readonly finished = new AbortController();
   private shutdownStage = 0;
-  private pollInFlight = false;
-  private holdSeconds = DEFAULT_POLL_TIMEOUT_SECONDS;
+  /** /healthz watches the work loop through this. */
+  private loopWatch?: LoopWatch;
+  private readonly poller: Poller;
   private heartbeatSeconds = DEFAULT_HEARTBEAT_INTERVAL_SECONDS;
   /** Resolves at the first shutdown signal. */
   private readonly stopRequested: Promise<void>;
@@ -83,7 +80,10 @@ export class AgentWorker {
   private readonly leftovers: LeftoverReport[];
 
   constructor(private readonly options: AgentWorkerOptions) {
-    const { client, journal } = options;
+    const { client, journal, config } = options;
+    const observer = options.observer ?? noObserver;
+    this.observer = observer;
+    this.admission = new Admission(config);
     this.stopRequested = new Promise((resolve) =>
       this.stopping.signal.addEventListener("abort", () => resolve(), { once: true }),
     );
@@ -100,27 +100,51 @@ export class AgentWorker {
       lifetime: this.finished.signal,
       wakeup: backOnline,
       retryInitialMs: options.retryInitialMs,
-      onRegistered: (runnerId) => journal?.setRunnerId(runnerId),
+      onRegistered: (runnerId) => {
+        journal?.setRunnerId(runnerId);
+        setLogContext({ runner_id: runnerId });
+      },
+      onFailure: () => {
+        observer.requestFailed("register");
+        this.loopWatch?.beat();
+      },
+      onReregistering: (active) => observer.setState(active ? "reregistering" : this.readiness()),
     });
     this.outbox = new ReportOutbox(
       {
-        deliver: (runId, report) => client.report(runId, report),
+        deliver: (runId, report) =>
+          client.report(runId, report).catch((error) => {
+            observer.requestFailed("report");
+            throw error;
+          }),
         reregister: () => this.registrar.reregister(this.removed.signal.aborted),
       },
-      { wakeup: backOnline, retryInitialMs: options.retryInitialMs, onSettled: (runId) => journal?.settled(runId) },
+      {
+        wakeup: backOnline,
+        retryInitialMs: options.retryInitialMs,
+        onSettled: (runId) => journal?.settled(runId),
+        onPendingChange: (count) => observer.setOutboxPending(count),
+      },
     );
-    const { config, profile, executorEnv, mcpUrl, gatewayUrl, tokens } = options;
-    this.runs = new ActiveRuns({
-      config,
-      profile,
-      client,
-      executorEnv,
-      mcpUrl,
-      gatewayUrl,
-      tokens,
-      journal,
-      report: (runId, report) => this.outbox.send(runId, report),
-    });
+    this.runs = new ActiveRuns(
+      { ...options, observer, report: (runId, report) => this.outbox.send(runId, report) },
+      (count) => {
+        observer.setActiveRuns(count);
+        this.admission.activeChanged(count);
+      },
+    );
+    this.poller = new Poller(
+      {
+        client,
+        signal: this.stopping.signal,
+        retryInitialMs: options.retryInitialMs,
+        onFailure: () => {
+          observer.requestFailed("poll");
+          this.loopWatch?.beat();
+        },
+      },
+      DEFAULT_POLL_TIMEOUT_SECONDS,
+    );
     this.heartbeat = new Heartbeat(client, () => void this.registrar.reregister(this.removed.signal.aborted));
   }
 
@@ -141,24 +165,21 @@ export class AgentWorker {
     const { config, profile } = this.options;
     const registration = await this.registrar.register(this.stopping.signal);
     if (!registration) return false;
-    this.holdSeconds =
-      config.pollTimeoutSeconds ??
-      fromCoordinator("poll_timeout_seconds", registration.poll_timeout_seconds, MAX_POLL_TIMEOUT_SECONDS) ??
-      DEFAULT_POLL_TIMEOUT_SECONDS;
-    this.heartbeatSeconds =
-      config.heartbeatIntervalSeconds ??
-      fromCoordinator(
-        "heartbeat_interval_seconds",
-        registration.heartbeat_interval_seconds,
-        MAX_HEARTBEAT_INTERVAL_SECONDS,
-      ) ??
-      DEFAULT_HEARTBEAT_INTERVAL_SECONDS;
+    const timing = coordinatorTiming(config, registration);
+    this.poller.holdSeconds = timing.holdSeconds;
+    this.heartbeatSeconds = timing.heartbeatSeconds;
     const tags = config.tags.length ? `, tags ${config.tags.join(",")}` : "";
     log.info(
       `Registered with ${config.coordinatorUrl} as ${registration.runner_id} (profile '${profile.name}', project dir ${config.projectDir}${tags})`,
     );
     for (const { runId, report } of this.leftovers.splice(0)) this.outbox.send(runId, report);
+    this.observer.setState(this.readiness());
     return true;
+  }
+
+  /** What /readyz says while registered: ready, unless the runner is on its way out. */
+  private readiness(): "ready" | "draining" {
+    return this.takesNoMoreRuns() ? "draining" : "ready";
   }
 
   /** Takes and executes runs until shutdown, then waits for them, flushes reports and deregisters. */
@@ -166,7 +187,10 @@ export class AgentWorker {
     // Beats go on while active runs drain after a shutdown signal: the coordinator must not take
     // a draining runner for dead.
     this.heartbeat.start(this.heartbeatSeconds);
+    // Silence longer than a poll's hold, the longest retry wait and a request timeout means a stuck loop.
+    this.loopWatch = this.observer.watchLoop("work loop", (this.poller.holdSeconds + 5 + 30 + 30 + 30) * 1000);
     await this.workLoop();
+    this.loopWatch.done();
     this.heartbeat.stop();
     const undelivered = await this.outbox.flush(this.options.flushTimeoutMs ?? FLUSH_TIMEOUT_MS);
     for (const report of undelivered) log.error(`Undelivered report (kept for the next start): ${report}`);
@@ -192,15 +216,16 @@ export class AgentWorker {
     this.shutdownStage++;
     if (this.shutdownStage === 1) {
       this.stopping.abort();
+      this.observer.setState("draining");
       const count = this.activeRunCount;
       log.info(
         count > 0
           ? `${reason}: taking no new runs; waiting for ${count} active run(s) to finish. Press Ctrl+C again (or send SIGTERM) to stop them now.`
           : `${reason}: shutting down`,
       );
-      if (this.pollInFlight) {
+      if (this.poller.polling) {
         log.info(
-          `The poll in flight may still bring a run (it returns within ${this.holdSeconds} s); it would run too`,
+          `The poll in flight may still bring a run (it returns within ${this.poller.holdSeconds} s); it would run too`,
         );
       }
     } else if (this.shutdownStage === 2) {
@@ -213,55 +238,42 @@ export class AgentWorker {
   /** Asks for runs while it takes them; otherwise watches the active ones until none is left. */
   private async workLoop(): Promise<void> {
     for (;;) {
-      if (this.takesRuns()) await this.pollOnce();
-      else if (this.runs.size > 0) await this.watchActiveRuns();
+      this.loopWatch?.beat();
+      this.checkDone();
+      if (this.takesRuns()) {
+        for (const event of (await this.poller.poll()) ?? []) await this.handle(event);
+      } else if (this.runs.size > 0) await this.watchActiveRuns();
+      // Not taking runs with none active: done (a capacity below one is refused at start).
       else return;
     }
   }
 
-  private takesRuns(): boolean {
-    return !this.stopping.signal.aborted && !this.removed.signal.aborted;
+  /** Ephemeral runners: once --max-runs or --exit-after-idle says so, no more runs are taken. */
+  private checkDone(): void {
+    if (this.exhausted) return;
+    const reason = this.admission.done(this.runs.size);
+    if (!reason) return;
+    this.exhausted = true;
+    this.observer.setState("draining");
+    log.info(
+      this.runs.size > 0
+        ? `${reason}: taking no more runs; deregistering and exiting once the ${this.runs.size} active run(s) ended`
+        : `${reason}: deregistering and exiting`,
+    );
   }
 
-  /**
-   * One poll, retried with backoff. The request itself is never cut short by a shutdown signal:
-   * the coordinator may already have handed it a run, which would be lost.
-   */
-  private async pollOnce(): Promise<void> {
-    const { client, retryInitialMs } = this.options;
-    const startedAt = performance.now();
-    const events = await retry(
-      async () => {
-        this.pollInFlight = true;
-        try {
-          return await client.poll(this.holdSeconds * 1000 + POLL_SLACK_MS);
-        } catch (error) {
-          // A poll held past our own timeout is an empty poll, not a failure.
-          if ((error as Error).name === "TimeoutError") return [];
-          throw error;
-        } finally {
-          this.pollInFlight = false;
-        }
-      },
-      {
-        signal: this.stopping.signal,
-        wakeup: client.http.backOnline,
-        initialMs: retryInitialMs,
-        describeFailure: ({ message, attempt, delayMs }) =>
-          `Poll failed (attempt ${attempt}): ${message}; retrying in ${seconds(delayMs)}`,
-        onRecovered: (failures) => log.info(`Coordinator answers again after ${failures} failed poll(s)`),
-      },
-    );
-    if (!events) return;
-    for (const event of events) await this.handle(event);
-    const elapsed = performance.now() - startedAt;
-    if (events.length === 0 && elapsed < MIN_EMPTY_POLL_MS)
-      await sleep(MIN_EMPTY_POLL_MS - elapsed, this.stopping.signal);
+  private takesNoMoreRuns(): boolean {
+    return this.stopping.signal.aborted || this.removed.signal.aborted || this.exhausted;
+  }
+
+  private takesRuns(): boolean {
+    return !this.takesNoMoreRuns() && !this.admission.atCapacity(this.runs.size);
   }
 
   private async handle(event: PollEvent): Promise<void> {
     switch (event.kind) {
       case "run":
+        this.admission.took();
         // A run handed out after the second signal is stopped before its executor starts.
         this.runs.start(event.run, this.shutdownStage >= 2);
         return;
@@ -275,6 +287,7 @@ export class AgentWorker {
       case "deregistered":
         log.warn("The coordinator deregistered this runner (removed from outside)");
         this.removed.abort();
+        this.observer.setState("draining");
         this.shutdown("Deregistered");
         return;
       case "not_registered": {

@@ -2,6 +2,13 @@
  * The runner's registration: the first one at start, registering again when the coordinator
  * forgot the runner, and deciding when a 409 (identity already online) is this runner's own.
  */
+import {
+  DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  DEFAULT_POLL_TIMEOUT_SECONDS,
+  MAX_HEARTBEAT_INTERVAL_SECONDS,
+  MAX_POLL_TIMEOUT_SECONDS,
+  type RunnerConfig,
+} from "../config/runner-config.ts";
 import { AuthError } from "../coordinator/auth.ts";
 import {
   AuthenticationError,
@@ -32,6 +39,10 @@ export interface RegistrarOptions {
   retryInitialMs?: number;
   /** Called with the runner id each time one is obtained. */
   onRegistered?: (runnerId: string) => void;
+  /** Called for each failed register request (it will be retried). */
+  onFailure?: () => void;
+  /** Registering again starts and ends (for readiness). */
+  onReregistering?: (active: boolean) => void;
 }
 
 /** Failures after which a register request may have reached the coordinator and been processed. */
@@ -64,8 +75,10 @@ export class Registrar {
         initialMs: this.options.retryInitialMs,
         isFatal: (error) =>
           error instanceof DuplicateRunnerError || error instanceof AuthenticationError || error instanceof AuthError,
-        describeFailure: ({ message, attempt, delayMs }) =>
-          `Cannot register with ${coordinatorUrl} (attempt ${attempt}): ${message}; retrying in ${seconds(delayMs)}`,
+        describeFailure: ({ message, attempt, delayMs }) => {
+          this.options.onFailure?.();
+          return `Cannot register with ${coordinatorUrl} (attempt ${attempt}): ${message}; retrying in ${seconds(delayMs)}`;
+        },
       });
       if (registration) this.options.onRegistered?.(registration.runner_id);
       return registration;
@@ -91,9 +104,13 @@ export class Registrar {
    * otherwise another runner holds the identity, and this one must not poll under its id.
    */
   reregister(removed: boolean): Promise<boolean> {
-    this.registering ??= this.registerAgain(removed).finally(() => {
-      this.registering = undefined;
-    });
+    if (!this.registering) {
+      this.options.onReregistering?.(true);
+      this.registering = this.registerAgain(removed).finally(() => {
+        this.registering = undefined;
+        this.options.onReregistering?.(false);
+      });
+    }
     return this.registering;
   }
 
@@ -121,10 +138,12 @@ export class Registrar {
         signal: this.options.lifetime,
         wakeup: this.options.wakeup,
         initialMs: this.options.retryInitialMs,
-        describeFailure: ({ error, message, attempt, delayMs }) =>
-          error instanceof DuplicateRunnerError
+        describeFailure: ({ error, message, attempt, delayMs }) => {
+          this.options.onFailure?.();
+          return error instanceof DuplicateRunnerError
             ? `Runner id ${error.existing.runner_id ?? "?"} is held by another runner (hostname ${error.existing.hostname ?? "?"}) since the coordinator forgot this one; not polling under it. Retrying in ${seconds(delayMs)} (attempt ${attempt})`
-            : `Registering again failed (attempt ${attempt}): ${message}; retrying in ${seconds(delayMs)}`,
+            : `Registering again failed (attempt ${attempt}): ${message}; retrying in ${seconds(delayMs)}`;
+        },
       },
     );
     if (!registered) return false;
@@ -134,6 +153,31 @@ export class Registrar {
     this.options.wakeup?.wake();
     return true;
   }
+}
+
+/** A duration the coordinator gave, kept within what the runner accepts from its own flags. */
+function fromCoordinator(name: string, value: number | undefined, max: number): number | undefined {
+  if (value === undefined || value <= max) return value;
+  log.warn(`The coordinator's ${name} ${value} is over ${max} s; using ${max}`);
+  return max;
+}
+
+/** How long polls are held and how often to heartbeat: the runner's flags, else the coordinator's word, bounded. */
+export function coordinatorTiming(
+  config: Pick<RunnerConfig, "pollTimeoutSeconds" | "heartbeatIntervalSeconds">,
+  registration: Registration,
+): { holdSeconds: number; heartbeatSeconds: number } {
+  const { poll_timeout_seconds: hold, heartbeat_interval_seconds: beat } = registration;
+  return {
+    holdSeconds:
+      config.pollTimeoutSeconds ??
+      fromCoordinator("poll_timeout_seconds", hold, MAX_POLL_TIMEOUT_SECONDS) ??
+      DEFAULT_POLL_TIMEOUT_SECONDS,
+    heartbeatSeconds:
+      config.heartbeatIntervalSeconds ??
+      fromCoordinator("heartbeat_interval_seconds", beat, MAX_HEARTBEAT_INTERVAL_SECONDS) ??
+      DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  };
 }
 
 export function duplicateMessage(error: DuplicateRunnerError): string {

@@ -20,6 +20,8 @@ export interface OutboxOptions {
   retryInitialMs?: number;
   /** A run's final report reached the coordinator, or was refused for good: it needs nothing more. */
   onSettled?: (runId: string) => void;
+  /** Called with the number of reports waiting whenever it changes. */
+  onPendingChange?: (count: number) => void;
 }
 
 const isFinal = (report: RunReport) => report.kind !== "started";
@@ -66,6 +68,7 @@ export class ReportOutbox {
       queue.superseded.abort();
     }
     queue.waiting.push(report);
+    this.options.onPendingChange?.(this.pendingCount);
     if (!queue.draining) {
       queue.draining = true;
       queue.done = this.drain(runId, queue);
@@ -102,6 +105,7 @@ export class ReportOutbox {
         queue.sending = report;
         await this.deliver(runId, report, queue);
         queue.sending = undefined;
+        this.options.onPendingChange?.(this.pendingCount);
       }
     } finally {
       // No await between the last shift and here: nothing can have been queued meanwhile.

@@ -10,9 +10,10 @@ import { ExecutorProcess, type StopSignal } from "../process/executor-process.ts
 import { buildInvocation, type InvocationMode } from "../protocol/invocation.ts";
 import { messageOf } from "../shared/errors.ts";
 import type { JsonObject } from "../shared/json.ts";
-import { isDebug, log } from "../shared/log.ts";
+import { isDebug, type LogFields, log, logEntry } from "../shared/log.ts";
 import { seconds } from "../shared/retry.ts";
 import { fillBlueprintPlaceholders } from "./blueprint-placeholders.ts";
+import type { RunnerObserver, RunOutcome } from "./observer.ts";
 import type { RunJournal } from "./run-journal.ts";
 import { type RunTokens, urlWithToken } from "./run-tokens.ts";
 
@@ -34,6 +35,8 @@ export interface RunContext {
   /** The gateway's URL. This run's executor gets it, and `mcpUrl`, with the run's own token. */
   gatewayUrl: string;
   tokens: RunTokens;
+  /** Counts runs and their outcomes (for /metrics). */
+  observer?: Pick<RunnerObserver, "runStarted" | "runEnded">;
 }
 
 /** Why this runner must not execute the run (tagged-only mode), or undefined. */
@@ -59,14 +62,19 @@ export class RunJob {
   private executor?: ExecutorProcess;
   private stopRequested = false;
   private stopping?: Promise<StopSignal | undefined>;
+  private timedOut = false;
+  private timeoutTimer?: ReturnType<typeof setTimeout>;
   private startedAt = 0;
   private token = "";
+  /** Fields of this run's log lines (in JSON logs). */
+  private readonly fields: LogFields;
 
   constructor(
     readonly run: RunRequest,
     private readonly context: RunContext,
   ) {
     this.runId = run.run_id;
+    this.fields = { run_id: run.run_id, session_id: run.session_id };
   }
 
   /** Runs the whole lifecycle; resolves once the outcome is queued for delivery. */
@@ -75,8 +83,20 @@ export class RunJob {
     try {
       await this.lifecycle();
     } finally {
+      clearTimeout(this.timeoutTimer);
       this.context.tokens.revoke(this.token);
     }
+  }
+
+  /** A stop command: SIGTERM, then SIGKILL after the grace period; before the spawn, no spawn. */
+  stop(): void {
+    if (!this.executor && !this.stopRequested)
+      this.say("info", `Stop for run ${this.runId} before its executor started: it will not start`);
+    this.stopRequested = true;
+    if (!this.executor || this.stopping) return;
+    const { stopGraceSeconds } = this.context.config;
+    this.say("info", `Stopping run ${this.runId} (SIGTERM, SIGKILL after ${stopGraceSeconds} s)`);
+    this.stopping = this.executor.stop(stopGraceSeconds * 1000);
   }
 
   private async lifecycle(): Promise<void> {
@@ -98,23 +118,12 @@ export class RunJob {
       blueprint = fillBlueprintPlaceholders(blueprint, { sessionId: run.session_id, mcpUrl });
     }
     if (this.stopRequested) {
-      return this.end({ kind: "stopped", signal: "SIGTERM" }, () =>
-        log.info(`Run ${run.run_id} stopped before its executor started`),
+      return this.end({ kind: "stopped", signal: "SIGTERM" }, "stopped", () =>
+        this.say("info", `Run ${run.run_id} stopped before its executor started`),
       );
     }
     const executor = this.spawn(mode, blueprint);
     if (executor) await this.supervise(executor);
-  }
-
-  /** A stop command: SIGTERM, then SIGKILL after the grace period; before the spawn, no spawn. */
-  stop(): void {
-    if (!this.executor && !this.stopRequested)
-      log.info(`Stop for run ${this.runId} before its executor started: it will not start`);
-    this.stopRequested = true;
-    if (!this.executor || this.stopping) return;
-    const { stopGraceSeconds } = this.context.config;
-    log.info(`Stopping run ${this.runId} (SIGTERM, SIGKILL after ${stopGraceSeconds} s)`);
-    this.stopping = this.executor.stop(stopGraceSeconds * 1000);
   }
 
   private spawn(mode: InvocationMode, blueprint: JsonObject | undefined): ExecutorProcess | undefined {
@@ -141,7 +150,7 @@ export class RunJob {
         },
         stdout: isDebug() ? "lines" : "ignore",
         // A verbose runner shows what its executors say.
-        onOutput: isDebug() ? (stream, line) => log.debug(`[${run.run_id} ${stream}] ${line}`) : undefined,
+        onOutput: isDebug() ? (stream, line) => this.say("debug", `[${run.run_id} ${stream}] ${line}`) : undefined,
       });
     } catch (error) {
       this.fail(`Executor ${profile.argv.join(" ")} could not be started: ${messageOf(error)}`);
@@ -150,20 +159,47 @@ export class RunJob {
     this.startedAt = performance.now();
     this.context.journal?.runStarted(run.run_id, run.session_id, this.executor.pid);
     this.context.report(run.run_id, { kind: "started" });
-    log.info(
+    this.context.observer?.runStarted();
+    this.say(
+      "info",
       `Run ${run.run_id} started: ${run.type}, session ${run.session_id}${run.agent_name ? `, agent ${run.agent_name}` : ""}, pid ${this.executor.pid}`,
     );
+    this.armTimeout();
     return this.executor;
+  }
+
+  /** `--run-timeout`: the runner's own limit; nothing a run or blueprint says can raise it. */
+  private armTimeout(): void {
+    const limit = this.context.config.runTimeoutSeconds;
+    if (limit === undefined) return;
+    this.timeoutTimer = setTimeout(() => {
+      if (this.stopping) return;
+      this.timedOut = true;
+      const { stopGraceSeconds } = this.context.config;
+      this.say(
+        "warn",
+        `Run ${this.runId} exceeded the run timeout of ${limit} s: stopping it (SIGTERM, SIGKILL after ${stopGraceSeconds} s)`,
+      );
+      this.stopping = this.executor?.stop(stopGraceSeconds * 1000);
+    }, limit * 1000);
   }
 
   private async supervise(executor: ExecutorProcess): Promise<void> {
     const status = await executor.exited;
     const signal = this.stopping && (await this.stopping);
+    clearTimeout(this.timeoutTimer);
     const took = seconds(performance.now() - this.startedAt);
-    if (signal) {
-      this.end({ kind: "stopped", signal }, () => log.info(`Run ${this.runId} stopped by ${signal} after ${took}`));
+    if (this.timedOut) {
+      this.fail(
+        `run exceeded the run timeout of ${this.context.config.runTimeoutSeconds} s (stopped by ${signal ?? "its own exit"})`,
+        "timed_out",
+      );
+    } else if (signal) {
+      this.end({ kind: "stopped", signal }, "stopped", () =>
+        this.say("info", `Run ${this.runId} stopped by ${signal} after ${took}`),
+      );
     } else if (status.code === 0) {
-      this.end({ kind: "completed" }, () => log.info(`Run ${this.runId} completed in ${took}`));
+      this.end({ kind: "completed" }, "completed", () => this.say("info", `Run ${this.runId} completed in ${took}`));
     } else {
       const tail = executor.stderrTail().trim();
       const ending = status.signal ? `Process killed by ${status.signal}` : `Process exited with code ${status.code}`;
@@ -171,17 +207,23 @@ export class RunJob {
     }
   }
 
-  private fail(error: string): void {
-    this.end({ kind: "failed", error }, () => log.error(`Run ${this.runId} failed: ${error}`));
+  private fail(error: string, outcome: "failed" | "timed_out" = "failed"): void {
+    this.end({ kind: "failed", error }, outcome, () => this.say("error", `Run ${this.runId} failed: ${error}`));
   }
 
   /**
    * The outcome: journalled before anything else (a log line included), so that whoever sees the
    * run end knows it survives the runner dying before delivery.
    */
-  private end(outcome: Exclude<RunReport, { kind: "started" }>, say: () => void): void {
-    this.context.journal?.runEnded(this.runId, this.run.session_id, outcome);
+  private end(report: Exclude<RunReport, { kind: "started" }>, outcome: RunOutcome, say: () => void): void {
+    this.context.journal?.runEnded(this.runId, this.run.session_id, report);
     say();
-    this.context.report(this.runId, outcome);
+    this.context.report(this.runId, report);
+    const durationSeconds = this.executor ? (performance.now() - this.startedAt) / 1000 : undefined;
+    this.context.observer?.runEnded(outcome, durationSeconds);
+  }
+
+  private say(level: "debug" | "info" | "warn" | "error", message: string): void {
+    log[level](logEntry(message, this.fields));
   }
 }

@@ -1,6 +1,7 @@
 /**
- * Assembles a runner process (journal, auth, gateway, MCP server, worker loop), wires the
- * signals, and exits when the worker loop is done: 0 after a clean shutdown, 1 when it cannot start.
+ * Assembles a runner process (health server, journal, auth, gateway, MCP server, worker loop),
+ * wires the signals, and exits when the worker loop is done: 0 after a clean shutdown, 1 when it
+ * cannot start.
  */
 import { hostname } from "node:os";
 import type { ExecutorProfile } from "../config/profiles.ts";
@@ -14,17 +15,30 @@ import { ConfigError } from "../shared/errors.ts";
 import { isDebug, log } from "../shared/log.ts";
 import { AgentWorker, RunnerStartError } from "./agent-worker.ts";
 import { startGateway } from "./gateway.ts";
+import { noObserver, type RunnerObserver } from "./observer.ts";
 import { JournalInUseError, RunJournal } from "./run-journal.ts";
 import { RunTokens } from "./run-tokens.ts";
 
 /** SIGHUP too: a closed terminal must not kill the runner and orphan its executors. */
 const STOP_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
-export async function startRunner(config: RunnerConfig, profile: ExecutorProfile): Promise<never> {
-  const machine = hostname();
-  let opened: ReturnType<typeof RunJournal.open>;
+/** The `--health-addr` server, imported only when asked for (it brings prom-client). */
+async function startHealth(config: RunnerConfig, profile: ExecutorProfile) {
+  if (!config.healthAddr) return undefined;
+  const { startHealthServer } = await import("./health-server.ts");
+  const server = startHealthServer({
+    addr: config.healthAddr,
+    profile: profile.name,
+    maxConcurrentRuns: config.maxConcurrentRuns,
+  });
+  log.info(`Health and metrics at ${server.url} (/healthz, /readyz, /metrics)`);
+  return server;
+}
+
+/** Takes this identity's run journal, or ends the process with the reason it cannot. */
+function openJournal(config: RunnerConfig, profile: ExecutorProfile, machine: string) {
   try {
-    opened = RunJournal.open(config.stateDir, {
+    return RunJournal.open(config.stateDir, {
       coordinatorUrl: config.coordinatorUrl,
       hostname: machine,
       projectDir: config.projectDir,
@@ -35,7 +49,14 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
     log.box({ title: "agent-runner cannot start", message: error.message });
     process.exit(1);
   }
-  const { journal, previous } = opened;
+}
+
+export async function startRunner(config: RunnerConfig, profile: ExecutorProfile): Promise<never> {
+  // First: a taken --health-addr stops the start before anything else is up.
+  const health = await startHealth(config, profile);
+  const observer: RunnerObserver = health?.monitor ?? noObserver;
+  const machine = hostname();
+  const { journal, previous } = openJournal(config, profile, machine);
 
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
   const client = new CoordinatorClient(http);
@@ -61,13 +82,15 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
       profile,
       tags: config.tags,
       requireMatchingTags: config.requireMatchingTags,
+      maxConcurrentRuns: config.maxConcurrentRuns,
     }),
     executorEnv,
     mcpUrl: mcp.url,
-    journal,
-    previous,
     gatewayUrl: gateway.url,
     tokens,
+    journal,
+    previous,
+    observer,
   });
 
   const onSignal = (signal: NodeJS.Signals) => {
@@ -93,6 +116,6 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
     journal.close();
     exitCode = 1;
   }
-  await Promise.all([gateway.stop(), mcp.stop()]);
+  await Promise.all([gateway.stop(), mcp.stop(), health?.stop()]);
   process.exit(exitCode);
 }

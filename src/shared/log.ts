@@ -1,10 +1,30 @@
-/** The runner's logger (consola): secrets redacted, timestamped lines off a terminal. */
+/**
+ * The runner's logger (consola): secrets redacted; on a terminal consola's own lines, otherwise
+ * timestamped text lines or, with `--log-format json`, one JSON object per line.
+ */
 import { formatWithOptions } from "node:util";
-import { type ConsolaReporter, createConsola, LogLevels, type LogObject } from "consola";
+import { type ConsolaReporter, createConsola, type InputLogObject, LogLevels, type LogObject } from "consola";
+
+export const LOG_FORMATS = ["auto", "text", "json"] as const;
+/** `auto`: consola's interactive lines on a terminal, timestamped text lines otherwise. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/**
+ * Structured fields of a log line: JSON keys with `--log-format json`; text lines show only the
+ * message (which names what matters, e.g. the run id).
+ */
+export type LogFields = {
+  run_id?: string;
+  session_id?: string;
+  profile?: string;
+  runner_id?: string;
+} & Record<string, string | number | boolean | undefined>;
 
 const secrets = new Set<string>();
 /** Secrets known by their shape (run tokens, a URL's password), with what replaces them. */
 const patterns: Array<[RegExp, string]> = [[/(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\s/?#]*@/gi, "$1[redacted]@"]];
+/** Fields every JSON line carries (profile, runner id), set once they are known. */
+let context: LogFields = {};
 
 /** Registers a value (client secret, token) that must never appear in a log line. */
 export function addSecret(value: string | undefined): void {
@@ -23,33 +43,69 @@ export function redact(text: string): string {
   return out;
 }
 
-function redactArg(arg: unknown): unknown {
-  if (typeof arg === "string") return redact(arg);
+/** Applies `edit` to the text of a log argument: strings, errors' message and stack, objects as inspected. */
+function editArg(arg: unknown, edit: (text: string) => string): unknown {
+  if (typeof arg === "string") return edit(arg);
   if (arg instanceof Error) {
-    const copy = new Error(redact(arg.message));
+    const copy = new Error(edit(arg.message));
     copy.name = arg.name;
-    copy.stack = arg.stack && redact(arg.stack);
+    copy.stack = arg.stack && edit(arg.stack);
     return copy;
   }
-  if (arg !== null && typeof arg === "object") return redact(Bun.inspect(arg));
+  if (arg !== null && typeof arg === "object") return edit(formatWithOptions({ colors: false }, arg));
   return arg;
 }
 
-/** Every line passes through here, so a secret that slips into a message is still cut out. */
+function redactFields(fields: unknown): unknown {
+  if (fields === null || typeof fields !== "object") return fields;
+  return Object.fromEntries(
+    Object.entries(fields).map(([key, value]) => [key, typeof value === "string" ? redact(value) : value]),
+  );
+}
+
+/** Every line passes through here, so a secret that slips into a message or a field is still cut out. */
 function redacting(reporter: ConsolaReporter): ConsolaReporter {
   return {
     log(logObj: LogObject, ctx) {
       reporter.log(
         {
           ...logObj,
-          args: logObj.args.map(redactArg),
+          args: logObj.args.map((arg) => editArg(arg, redact)),
           message: logObj.message && redact(logObj.message),
           title: typeof logObj.title === "string" ? redact(logObj.title) : logObj.title,
+          fields: redactFields(logObj.fields),
         },
         ctx,
       );
     },
   };
+}
+
+/** C0 and C1 controls (but newline and tab) and the Unicode line separators. */
+const CONTROL = /(?![\n\t])[\p{Cc}\u2028\u2029]/gu;
+
+/**
+ * Control characters from outside text (an executor's stderr, a coordinator's message) are shown
+ * escaped: an ANSI sequence could rewrite the terminal, a carriage return hide what came before.
+ */
+function escapeControls(text: string): string {
+  return text.replace(/\r\n/g, "\n").replace(CONTROL, (char) => {
+    if (char === "\r") return "\\r";
+    const code = char.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+const CONTINUATION_INDENT = "    ";
+
+/** Continuation lines are indented, so no line of a message can pass for a log line of its own. */
+function indentContinuations(text: string): string {
+  return text.replace(/\n+$/, "").replaceAll("\n", `\n${CONTINUATION_INDENT}`);
+}
+
+function messageText(logObj: LogObject): string {
+  const text = formatWithOptions({ colors: false }, ...logObj.args);
+  return logObj.type === "box" && logObj.title ? `${logObj.title}: ${text}` : text;
 }
 
 /**
@@ -60,13 +116,51 @@ const timestampedLines: ConsolaReporter = {
   log(logObj) {
     // Boxes are kept for what stops the runner; off a terminal they are plain error lines.
     const type = logObj.type === "box" ? "error" : logObj.type === "log" ? "info" : logObj.type;
-    const text = formatWithOptions({ colors: false }, ...logObj.args);
-    const title = logObj.type === "box" && logObj.title ? `${logObj.title}: ` : "";
-    process.stderr.write(`${logObj.date.toISOString()} ${type.toUpperCase().padEnd(5)} ${title}${text}\n`);
+    const text = indentContinuations(escapeControls(messageText(logObj)));
+    process.stderr.write(`${logObj.date.toISOString()} ${type.toUpperCase().padEnd(5)} ${text}\n`);
   },
 };
 
+function jsonLevel(logObj: LogObject): string {
+  if (logObj.type === "fatal") return "fatal";
+  // As in text lines: boxes are kept for what stops the runner.
+  if (logObj.type === "box") return "error";
+  if (logObj.level <= LogLevels.error) return "error";
+  if (logObj.level <= LogLevels.warn) return "warn";
+  if (logObj.level <= LogLevels.info) return "info";
+  return logObj.level <= LogLevels.debug ? "debug" : "trace";
+}
+
+/** One JSON object per line: `time`, `level`, `msg`, then the context and the entry's fields. */
+const jsonLines: ConsolaReporter = {
+  log(logObj) {
+    const line = {
+      time: logObj.date.toISOString(),
+      level: jsonLevel(logObj),
+      msg: messageText(logObj),
+      ...(logObj.tag ? { tag: logObj.tag } : {}),
+      ...context,
+      ...(logObj.fields as LogFields | undefined),
+    };
+    process.stderr.write(`${JSON.stringify(line)}\n`);
+  },
+};
+
+/** On a terminal consola draws the lines; outside text in them is still escaped. */
+function escaping(reporter: ConsolaReporter): ConsolaReporter {
+  return {
+    log: (logObj, ctx) =>
+      reporter.log({ ...logObj, args: logObj.args.map((arg) => editArg(arg, escapeControls)) }, ctx),
+  };
+}
+
 const interactive = createConsola({ formatOptions: { date: true } });
+
+function reporters(format: LogFormat): ConsolaReporter[] {
+  if (format === "json") return [jsonLines].map(redacting);
+  if (format === "auto" && process.stderr.isTTY) return interactive.options.reporters.map(escaping).map(redacting);
+  return [timestampedLines].map(redacting);
+}
 
 /** The runner's logger. Everything goes to stderr: stdout is for what a command prints as its answer. */
 export const log = createConsola({
@@ -74,8 +168,27 @@ export const log = createConsola({
   stdout: process.stderr,
   stderr: process.stderr,
   formatOptions: { date: true, colors: process.stderr.isTTY ?? false },
-  reporters: (process.stderr.isTTY ? interactive.options.reporters : [timestampedLines]).map(redacting),
+  reporters: reporters("auto"),
 });
+
+/** Chooses how lines are written; called once at start, before anything else is logged. */
+export function setLogFormat(format: LogFormat): void {
+  log.setReporters(reporters(format));
+}
+
+/** Fields for every JSON line from now on (e.g. `runner_id` once registered); undefined removes one. */
+export function setLogContext(fields: LogFields): void {
+  context = { ...context, ...fields };
+}
+
+/**
+ * A message with structured fields, for any log method:
+ * `log.info(logEntry("Run r1 started", { run_id: "r1", session_id: "s1" }))`. Extra arguments are
+ * formatted after the message as in `log.info(message, ...args)`.
+ */
+export function logEntry(message: string, fields: LogFields, ...args: unknown[]): InputLogObject {
+  return { message, args, fields } as InputLogObject;
+}
 
 export function setVerbose(verbose: boolean): void {
   log.level = verbose ? LogLevels.debug : LogLevels.info;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
@@ -453,9 +453,13 @@ describe("the compiled executable alone in an empty directory", () => {
     const state = temp.make();
     const without = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", state], {
       cwd: runDir,
-      env: claudeEnv(),
+      // A PATH without claude, whatever this machine has installed.
+      env: claudeEnv({ PATH: temp.make("ar-exec-empty-path-") }),
     });
     expect(without.exitCode).toBe(1);
+    expect(without.stderr).toContain(
+      "No Claude Code binary found. Tried: CLAUDE_CODE_EXECUTABLE (not set); the Agent SDK's platform package",
+    );
     expect(without.stderr).toContain("Set CLAUDE_CODE_EXECUTABLE to the path of a Claude Code executable");
 
     const withBinary = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", state], {
@@ -464,6 +468,30 @@ describe("the compiled executable alone in an empty directory", () => {
     });
     expect(withBinary.exitCode, withBinary.stderr).toBe(0);
     expect(withBinary.stdout).toMatch(/^fake answer from \S+\n$/);
+  }, 60_000);
+
+  test("the executable finds Claude Code in node_modules beside it, then on PATH", async () => {
+    const beside = temp.make("ar-exec-beside-");
+    copyFileSync(binary, join(beside, "agent-runner"));
+    chmodSync(join(beside, "agent-runner"), 0o755);
+    const packageDir = join(beside, "node_modules", "@anthropic-ai", "claude-agent-sdk-linux-x64");
+    mkdirSync(packageDir, { recursive: true });
+    // A link, not a 380 MB copy: the lookup follows it as the SDK would.
+    symlinkSync(CLAUDE_BINARY, join(packageDir, "claude"));
+    const fromPackage = await runProcess(
+      [join(beside, "agent-runner"), "exec", "--prompt", "hi", "--state-dir", temp.make()],
+      { cwd: beside, env: claudeEnv() },
+    );
+    expect(fromPackage.exitCode, fromPackage.stderr).toBe(0);
+    expect(fromPackage.stdout).toMatch(/^fake answer from \S+\n$/);
+
+    const bin = temp.make("ar-exec-bin-");
+    symlinkSync(CLAUDE_BINARY, join(bin, "claude"));
+    const fromPath = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", temp.make()], {
+      cwd: runDir,
+      env: claudeEnv({ PATH: `${bin}:${process.env.PATH}` }),
+    });
+    expect(fromPath.exitCode, fromPath.stderr).toBe(0);
   }, 60_000);
 
   test("__executor claude-code --help answers from the executable", async () => {

@@ -3,18 +3,14 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
+import { runnerEnvironmentVariables } from "../../src/config/flags.ts";
 import { REPO_ROOT } from "../support/processes.ts";
 
 const BUILTIN_NAMES = ["coding", "research", "supervised", "test"];
 
 // Variables the runner reads: the tests' own environment must not leak into the child.
 const RUNNER_ENV = [
-  "AGENT_ORCHESTRATOR_API_URL",
-  "AGENT_RUNNER_PROFILES_DIR",
-  "PROJECT_DIR",
-  "RUNNER_TAGS",
-  "POLL_TIMEOUT",
-  "HEARTBEAT_INTERVAL",
+  ...runnerEnvironmentVariables(),
   "AUTH0_DOMAIN",
   "AUTH0_RUNNER_CLIENT_ID",
   "AUTH0_RUNNER_CLIENT_SECRET",
@@ -144,6 +140,28 @@ describe("agent-runner CLI", () => {
     expect(fromEnv.stderr).toContain("POLL_TIMEOUT 'soon' is not valid");
   });
 
+  test.each([
+    [["--max-concurrent-runs", "0"], "--max-concurrent-runs '0' is not valid: expected a whole number >= 1"],
+    [["--run-timeout", "-1"], "--run-timeout '-1' is not valid: expected a number > 0 and <= 604800"],
+    [["--max-runs", "0"], "--max-runs '0' is not valid: expected a whole number >= 1"],
+    [["--exit-after-idle", "0"], "--exit-after-idle '0' is not valid: expected a number > 0 and <= 604800"],
+    [["--health-addr", "nonsense"], "--health-addr 'nonsense' is not valid: no host:port"],
+    [["--log-format", "xml"], "--log-format 'xml' is not valid: expected one of auto, text, json"],
+  ])("%p exits 1 naming the flag and what was expected", async (args, message) => {
+    const { exitCode, stdout, stderr } = await cli(args);
+    expect({ exitCode, stdout }).toEqual({ exitCode: 1, stdout: "" });
+    expect(stderr).toContain(message);
+  });
+
+  test("with --log-format json even a config error is a JSON line", async () => {
+    const { exitCode, stderr } = await cli(["--log-format", "json"], { MAX_CONCURRENT_RUNS: "0" });
+    expect(exitCode).toBe(1);
+    expect(JSON.parse(stderr)).toMatchObject({
+      level: "error",
+      msg: "MAX_CONCURRENT_RUNS '0' is not valid: expected a whole number >= 1",
+    });
+  });
+
   test("--help shows the flags", async () => {
     const { exitCode, stdout } = await cli(["--help"]);
     expect(exitCode).toBe(0);
@@ -157,8 +175,24 @@ describe("agent-runner CLI", () => {
       "-t, --tags",
       "-m, --mcp-port",
       "-v, --verbose",
+      "--max-concurrent-runs=<n>",
+      "--run-timeout=<seconds>",
+      "--max-runs=<n>",
+      "--exit-after-idle=<seconds>",
+      "--health-addr=<host:port>",
+      "--log-format=<auto|text|json>",
     ]) {
       expect(stdout).toContain(flag);
+    }
+    for (const variable of [
+      "MAX_CONCURRENT_RUNS",
+      "RUN_TIMEOUT",
+      "MAX_RUNS",
+      "EXIT_AFTER_IDLE",
+      "HEALTH_ADDR",
+      "LOG_FORMAT",
+    ]) {
+      expect(stdout).toContain(`(env ${variable})`);
     }
     expect(stdout).not.toContain("--executor");
   });

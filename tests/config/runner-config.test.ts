@@ -6,6 +6,7 @@ import type { FlagValues, runnerFlags } from "../../src/config/flags.ts";
 import {
   DEFAULT_COORDINATOR_URL,
   DEFAULT_STOP_GRACE_SECONDS,
+  MAX_DURATION_SECONDS,
   parseTags,
   resolveConfig,
   resolveProfilesDir,
@@ -54,6 +55,12 @@ describe("defaults", () => {
       heartbeatIntervalSeconds: undefined,
       stopGraceSeconds: DEFAULT_STOP_GRACE_SECONDS,
       stateDir: join(homedir(), ".local", "state", "agent-runner"),
+      maxConcurrentRuns: undefined,
+      runTimeoutSeconds: undefined,
+      maxRuns: undefined,
+      exitAfterIdleSeconds: undefined,
+      healthAddr: undefined,
+      logFormat: "auto",
       verbose: false,
       auth: undefined,
     });
@@ -160,6 +167,115 @@ describe("numbers", () => {
 
   test("--stop-grace-seconds must not be negative", () => {
     expect(configError(() => resolve({ "stop-grace-seconds": "-1" })).message).toContain("--stop-grace-seconds '-1'");
+  });
+});
+
+describe("fleet controls", () => {
+  test("each is read from its flag, else its variable", () => {
+    const env: Env = {
+      MAX_CONCURRENT_RUNS: "4",
+      RUN_TIMEOUT: "600",
+      MAX_RUNS: "1",
+      EXIT_AFTER_IDLE: "300",
+      HEALTH_ADDR: ":9464",
+      LOG_FORMAT: "json",
+    };
+    expect(resolve({}, env)).toMatchObject({
+      maxConcurrentRuns: 4,
+      runTimeoutSeconds: 600,
+      maxRuns: 1,
+      exitAfterIdleSeconds: 300,
+      healthAddr: { host: "127.0.0.1", port: 9464 },
+      logFormat: "json",
+    });
+    const flags = {
+      "max-concurrent-runs": "2",
+      "run-timeout": "0.5",
+      "max-runs": "3",
+      "exit-after-idle": "1.5",
+      "health-addr": "0.0.0.0:9000",
+      "log-format": "text",
+    };
+    expect(resolve(flags, env)).toMatchObject({
+      maxConcurrentRuns: 2,
+      runTimeoutSeconds: 0.5,
+      maxRuns: 3,
+      exitAfterIdleSeconds: 1.5,
+      healthAddr: { host: "0.0.0.0", port: 9000 },
+      logFormat: "text",
+    });
+  });
+
+  test.each([
+    ["max-concurrent-runs", "0", "expected a whole number >= 1"],
+    ["max-concurrent-runs", "1.5", "expected a whole number >= 1"],
+    ["max-concurrent-runs", "many", "expected a whole number >= 1"],
+    ["max-runs", "0", "expected a whole number >= 1"],
+    ["max-runs", "-1", "expected a whole number >= 1"],
+    ["run-timeout", "-1", `expected a number > 0 and <= ${MAX_DURATION_SECONDS}`],
+    ["run-timeout", "0", `expected a number > 0 and <= ${MAX_DURATION_SECONDS}`],
+    ["run-timeout", "10m", `expected a number > 0 and <= ${MAX_DURATION_SECONDS}`],
+    // Past what a timer can hold (2^31-1 ms): refused rather than firing at once.
+    ["run-timeout", "3000000", `expected a number > 0 and <= ${MAX_DURATION_SECONDS}`],
+    ["exit-after-idle", "0", `expected a number > 0 and <= ${MAX_DURATION_SECONDS}`],
+    ["exit-after-idle", "1e9", `expected a number > 0 and <= ${MAX_DURATION_SECONDS}`],
+    ["log-format", "xml", "expected one of auto, text, json"],
+    ["log-format", "JSON", "expected one of auto, text, json"],
+  ])("--%s %j is refused naming the flag", (flag, value, expected) => {
+    expect(configError(() => resolve({ [flag]: value })).message).toBe(
+      `--${flag} '${value}' is not valid: ${expected}`,
+    );
+  });
+
+  test.each([
+    ["MAX_CONCURRENT_RUNS", "0"],
+    ["RUN_TIMEOUT", "-1"],
+    ["MAX_RUNS", "none"],
+    ["EXIT_AFTER_IDLE", "forever"],
+    ["HEALTH_ADDR", "nonsense"],
+    ["LOG_FORMAT", "pretty"],
+  ])("%s %j is refused naming the variable", (variable, value) => {
+    expect(configError(() => resolve({}, { [variable]: value })).message).toStartWith(
+      `${variable} '${value}' is not valid: `,
+    );
+  });
+
+  test("the longest duration fits a timer", () => {
+    expect(MAX_DURATION_SECONDS * 1000).toBeLessThan(2 ** 31 - 1);
+    expect(resolve({ "run-timeout": String(MAX_DURATION_SECONDS) }).runTimeoutSeconds).toBe(MAX_DURATION_SECONDS);
+  });
+});
+
+describe("--health-addr", () => {
+  test.each([
+    [":9464", "127.0.0.1", 9464],
+    ["0.0.0.0:9464", "0.0.0.0", 9464],
+    ["127.0.0.1:0", "127.0.0.1", 0],
+    ["localhost:8080", "localhost", 8080],
+    ["metrics.internal.example:9100", "metrics.internal.example", 9100],
+    ["[::1]:9464", "::1", 9464],
+    ["[::]:9464", "::", 9464],
+    [" :9464 ", "127.0.0.1", 9464],
+  ])("%j binds %s port %d", (value, host, port) => {
+    expect(resolve({ "health-addr": value }).healthAddr).toEqual({ host, port });
+  });
+
+  test.each([
+    ["nonsense", "no host:port"],
+    ["9464", "no host:port"],
+    ["127.0.0.1", "no host:port"],
+    [":", "no host:port"],
+    [":http", "no host:port"],
+    [":-1", "no host:port"],
+    [":65536", "port 65536 is above 65535"],
+    ["::1:9464", "no host:port"],
+    ["[nonsense]:9464", "'nonsense' is not an IPv6 address"],
+    ["256.1.1.1:9464", "'256.1.1.1' is not an IP address or host name"],
+    ["bad_host:9464", "'bad_host' is not an IP address or host name"],
+    ["http://127.0.0.1:9464", "no host:port"],
+  ])("%j is refused: %s", (value, problem) => {
+    const message = configError(() => resolve({ "health-addr": value })).message;
+    expect(message).toStartWith(`--health-addr '${value}' is not valid: ${problem} (expected host:port, e.g. :9464`);
   });
 });
 

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
+import type { ClaudeCodeBinary } from "../../src/executors/claude-code-binary.ts";
 import {
   CLAUDE_CODE_DEFAULTS,
+  claudeCodeExecutable,
   claudeCodeSettings,
   explainSdkFailure,
   fillEnvPlaceholders,
@@ -8,6 +10,7 @@ import {
   promptFor,
   sdkOptionsFor,
 } from "../../src/executors/claude-code-options.ts";
+import { ExecutorError } from "../../src/executors/kit/run-executor.ts";
 import { type Invocation, parseInvocation } from "../../src/protocol/invocation.ts";
 
 function invocation(fields: Partial<Invocation> = {}): Invocation {
@@ -84,14 +87,9 @@ describe("sdkOptionsFor", () => {
     expect("resume" in options).toBe(false);
   });
 
-  test("resume and CLAUDE_CODE_EXECUTABLE", () => {
-    const options = sdkOptionsFor(
-      invocation({ mode: "resume" }),
-      { cwd: "/x", resume: "3f1c-uuid" },
-      { CLAUDE_CODE_EXECUTABLE: "/opt/claude" },
-    );
+  test("resume", () => {
+    const options = sdkOptionsFor(invocation({ mode: "resume" }), { cwd: "/x", resume: "3f1c-uuid" }, {});
     expect(options.resume).toBe("3f1c-uuid");
-    expect(options.pathToClaudeCodeExecutable).toBe("/opt/claude");
   });
 
   test("blueprint MCP servers are passed with ${VAR} filled in headers and env only", () => {
@@ -133,6 +131,36 @@ describe("sdkOptionsFor", () => {
     );
     expect(() => mcpServersFor(["a"], {})).toThrow("agent_blueprint.mcp_servers must be an object");
     expect(() => mcpServersFor({ bad: "x" }, {})).toThrow("agent_blueprint.mcp_servers.bad must be an object");
+  });
+});
+
+describe("claudeCodeExecutable", () => {
+  const found = (source: ClaudeCodeBinary["source"]) => ({ found: { path: "/opt/claude", source, from: source } });
+
+  test("a binary from CLAUDE_CODE_EXECUTABLE or PATH is handed to the SDK", () => {
+    expect(claudeCodeExecutable({}, found("CLAUDE_CODE_EXECUTABLE"))).toBe("/opt/claude");
+    expect(claudeCodeExecutable({}, found("PATH"))).toBe("/opt/claude");
+  });
+
+  test("from source, the SDK finds its own platform package: nothing to hand it", () => {
+    expect(claudeCodeExecutable({}, found("platform package"))).toBeUndefined();
+  });
+
+  test("none found: an executor error listing what was tried", () => {
+    expect(() =>
+      claudeCodeExecutable({}, { tried: ["CLAUDE_CODE_EXECUTABLE (not set)", "claude on PATH (/bin)"] }),
+    ).toThrow(
+      new ExecutorError(
+        "No Claude Code binary found. Tried: CLAUDE_CODE_EXECUTABLE (not set); claude on PATH (/bin). Set CLAUDE_CODE_EXECUTABLE to the path of a Claude Code executable, install the Agent SDK's platform package beside the runner, or put claude on PATH.",
+      ),
+    );
+  });
+
+  test("looks up CLAUDE_CODE_EXECUTABLE by default", () => {
+    expect(claudeCodeExecutable({ CLAUDE_CODE_EXECUTABLE: "/bin/sh" })).toBe("/bin/sh");
+    expect(() => claudeCodeExecutable({ CLAUDE_CODE_EXECUTABLE: "/nonexistent/claude" })).toThrow(
+      "Tried: CLAUDE_CODE_EXECUTABLE=/nonexistent/claude: /nonexistent/claude does not exist.",
+    );
   });
 });
 

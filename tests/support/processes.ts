@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { runnerEnvironmentVariables } from "../../src/config/flags.ts";
 
 export const REPO_ROOT = join(import.meta.dir, "..", "..");
 export const TEST_EXECUTOR = join(REPO_ROOT, "executors/test-executor/ao-test-exec");
@@ -109,14 +110,14 @@ export async function goneWithin(pid: number, timeoutMs: number): Promise<boolea
 }
 
 /** Settings of the runner or an executor that must not leak from the test's own environment. */
-const OUTER_SETTINGS =
-  /^(AUTH0_|AGENT_|RUNNER_TAGS$|PROJECT_DIR$|POLL_TIMEOUT$|HEARTBEAT_INTERVAL$|CLAUDE_CODE_EXECUTABLE$)/;
+const OUTER_VARIABLES = new Set([...runnerEnvironmentVariables(), "CLAUDE_CODE_EXECUTABLE"]);
+const isOuterSetting = (name: string) => /^(AUTH0_|AGENT_)/.test(name) || OUTER_VARIABLES.has(name);
 
 /** Environment for a child (runner or executor): none of the outer settings, no colours, plus `extra`. */
 export function cleanEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const env: Record<string, string> = { NO_COLOR: "1" };
   for (const [name, value] of Object.entries({ ...process.env, ...extra })) {
-    if (value === undefined || (OUTER_SETTINGS.test(name) && !(name in extra))) continue;
+    if (value === undefined || (isOuterSetting(name) && !(name in extra))) continue;
     env[name] = value;
   }
   return env;

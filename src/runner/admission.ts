@@ -1,0 +1,49 @@
+/**
+ * When the runner asks the coordinator for another run: below `--max-concurrent-runs`, while
+ * `--max-runs` has not been reached, and not idle past `--exit-after-idle`.
+ */
+export interface AdmissionLimits {
+  maxConcurrentRuns?: number;
+  maxRuns?: number;
+  exitAfterIdleSeconds?: number;
+}
+
+export class Admission {
+  private taken = 0;
+  private idleSince: number;
+
+  constructor(
+    private readonly limits: AdmissionLimits,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.idleSince = now();
+  }
+
+  /** A run was handed out and taken. */
+  took(): void {
+    this.taken++;
+  }
+
+  /** The number of active runs changed; at 0 the idle time starts. */
+  activeChanged(count: number): void {
+    if (count === 0) this.idleSince = this.now();
+  }
+
+  atCapacity(active: number): boolean {
+    return this.limits.maxConcurrentRuns !== undefined && active >= this.limits.maxConcurrentRuns;
+  }
+
+  /** Why the runner takes no more runs and exits once its active ones ended, if it is time. */
+  done(active: number): string | undefined {
+    const { maxRuns, exitAfterIdleSeconds } = this.limits;
+    if (maxRuns !== undefined && this.taken >= maxRuns) return `Took ${this.taken} run(s) (--max-runs ${maxRuns})`;
+    if (
+      exitAfterIdleSeconds !== undefined &&
+      active === 0 &&
+      this.now() - this.idleSince >= exitAfterIdleSeconds * 1000
+    ) {
+      return `No run for ${exitAfterIdleSeconds} s (--exit-after-idle ${exitAfterIdleSeconds})`;
+    }
+    return undefined;
+  }
+}

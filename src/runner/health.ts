@@ -1,0 +1,111 @@
+/**
+ * Liveness and readiness of a runner, from what the worker reports through RunnerObserver; the
+ * metrics are kept in step. Read by the health server's /healthz and /readyz.
+ */
+import type { ReadinessState, RunnerMetrics } from "./metrics.ts";
+import type { CoordinatorCall, LoopWatch, RunnerObserver, RunnerState, RunOutcome } from "./observer.ts";
+
+/** What a probe answers: the HTTP status and a JSON body saying why. */
+export interface ProbeAnswer {
+  status: 200 | 503;
+  body: Record<string, unknown>;
+}
+
+interface WatchedLoop {
+  lastBeat: number;
+  maxSilenceMs: number;
+}
+
+export interface HealthMonitorOptions {
+  metrics: RunnerMetrics;
+  maxConcurrentRuns?: number;
+  /** Milliseconds, monotonic (tests pass their own clock). */
+  now?: () => number;
+}
+
+export class HealthMonitor implements RunnerObserver {
+  private state: RunnerState = "starting";
+  private activeRuns = 0;
+  private readonly loops = new Map<string, WatchedLoop>();
+  private readonly metrics: RunnerMetrics;
+  private readonly maxConcurrentRuns?: number;
+  private readonly now: () => number;
+
+  constructor(options: HealthMonitorOptions) {
+    this.metrics = options.metrics;
+    this.maxConcurrentRuns = options.maxConcurrentRuns;
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  setState(state: RunnerState): void {
+    this.state = state;
+    this.metrics.setState(this.readinessState());
+  }
+
+  setActiveRuns(count: number): void {
+    this.activeRuns = count;
+    this.metrics.setActiveRuns(count);
+    this.metrics.setState(this.readinessState());
+  }
+
+  setOutboxPending(count: number): void {
+    this.metrics.setOutboxPending(count);
+  }
+
+  runStarted(): void {
+    this.metrics.runStarted();
+  }
+
+  runEnded(outcome: RunOutcome, durationSeconds?: number): void {
+    this.metrics.runEnded(outcome, durationSeconds);
+  }
+
+  requestFailed(call: CoordinatorCall): void {
+    this.metrics.requestFailed(call);
+  }
+
+  watchLoop(name: string, maxSilenceMs: number): LoopWatch {
+    const loop: WatchedLoop = { lastBeat: this.now(), maxSilenceMs };
+    this.loops.set(name, loop);
+    return {
+      beat: () => {
+        loop.lastBeat = this.now();
+      },
+      done: () => {
+        if (this.loops.get(name) === loop) this.loops.delete(name);
+      },
+    };
+  }
+
+  /** `ready` only while registered, not draining and below the concurrency limit. */
+  readinessState(): ReadinessState {
+    if (this.state !== "ready") return this.state;
+    const full = this.maxConcurrentRuns !== undefined && this.activeRuns >= this.maxConcurrentRuns;
+    return full ? "at_capacity" : "ready";
+  }
+
+  /** /readyz: 200 while registered and taking runs, else 503 saying which state holds it back. */
+  readiness(): ProbeAnswer {
+    const state = this.readinessState();
+    const body: Record<string, unknown> = { ready: state === "ready", state, active_runs: this.activeRuns };
+    if (this.maxConcurrentRuns !== undefined) body.max_concurrent_runs = this.maxConcurrentRuns;
+    return { status: state === "ready" ? 200 : 503, body };
+  }
+
+  /** /healthz: 200 unless a watched loop has been silent longer than its bound. */
+  liveness(): ProbeAnswer {
+    const now = this.now();
+    const loops: Record<string, { seconds_since_beat: number; max_silence_seconds: number }> = {};
+    const stalled: string[] = [];
+    for (const [name, loop] of this.loops) {
+      const silentMs = now - loop.lastBeat;
+      if (silentMs > loop.maxSilenceMs) stalled.push(name);
+      loops[name] = {
+        seconds_since_beat: Math.round(silentMs / 100) / 10,
+        max_silence_seconds: loop.maxSilenceMs / 1000,
+      };
+    }
+    const alive = stalled.length === 0;
+    return { status: alive ? 200 : 503, body: alive ? { alive, loops } : { alive, stalled, loops } };
+  }
+}
