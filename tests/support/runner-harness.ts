@@ -70,6 +70,7 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
       profile,
       tags: config.tags,
       requireMatchingTags: config.requireMatchingTags,
+      maxConcurrentRuns: config.maxConcurrentRuns,
     }),
     executorEnv: executorEnvironment({ ...process.env, ...options.env }, {}),
     mcpUrl: "http://127.0.0.1:9/mcp",

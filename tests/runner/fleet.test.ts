@@ -1,0 +1,185 @@
+/**
+ * The fleet controls end to end, against the fake coordinator: capacity, run timeout, ephemeral
+ * runners (--max-runs, --exit-after-idle), the health server's answers, JSON logs.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
+import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
+import { parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
+import { releaseServer as startReleaseServer } from "../support/release-server.ts";
+import { FIXTURES, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
+
+let harness: RunnerHarness | undefined;
+let fake: FakeCoordinator | undefined;
+const runners: CliRunner[] = [];
+const cleanups: Array<() => unknown> = [];
+
+afterEach(async () => {
+  await harness?.close();
+  harness = undefined;
+  for (const runner of runners.splice(0)) await runner.kill();
+  await fake?.stop();
+  fake = undefined;
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+function releaseServer() {
+  const server = startReleaseServer();
+  cleanups.push(() => server.stop());
+  return server;
+}
+
+/** A real runner process for the fault profile running `executor`, against `fake`. */
+function startRunner(executor: string, args: string[], env: Record<string, string> = {}): CliRunner {
+  const profiles = profilesDirFor(executor);
+  cleanups.push(profiles.cleanup);
+  fake ??= startFakeCoordinator();
+  const runner = startCli(
+    ["--profile", "fault", "--profiles-dir", profiles.dir, "-c", fake.url, "--stop-grace-seconds", "1", ...args],
+    { AGENT_RUNNER_STATE_DIR: join(profiles.dir, "state"), ...env },
+  );
+  runners.push(runner);
+  return runner;
+}
+
+const run = (id: string, session = `ses_${id}`) => ({
+  run_id: id,
+  type: "start_session",
+  session_id: session,
+  prompt: "p",
+});
+
+describe("--max-concurrent-runs", () => {
+  test("never more runs at once than the limit; the rest wait at the coordinator and start as slots free up", async () => {
+    const release = releaseServer();
+    harness = await startRunnerHarness({
+      fixture: "wait-release",
+      env: { FIXTURE_RELEASE_URL: release.url },
+      flags: { "max-concurrent-runs": "2" },
+    });
+    for (const n of [1, 2, 3, 4]) harness.fake.handRun(run(`run_cap${n}`));
+    await release.waiting("ses_run_cap1");
+    await release.waiting("ses_run_cap2");
+    const pollsAtCapacity = harness.fake.find("GET", "/runner/runs").length;
+    // At capacity the runner asks for nothing: two runs stay queued at the coordinator.
+    await Bun.sleep(500);
+    expect(harness.fake.find("GET", "/runner/runs").length).toBe(pollsAtCapacity);
+    expect(harness.worker.activeRunCount).toBe(2);
+    release.release("ses_run_cap1");
+    await release.waiting("ses_run_cap3");
+    expect(harness.worker.activeRunCount).toBe(2);
+    release.release("ses_run_cap2");
+    await release.waiting("ses_run_cap4");
+    release.release("ses_run_cap3");
+    release.release("ses_run_cap4");
+    for (const n of [1, 2, 3, 4]) await harness.fake.waitForStatus(`run_cap${n}`, ["completed"]);
+  });
+
+  test("the registration says what the limit is", async () => {
+    harness = await startRunnerHarness({ flags: { "max-concurrent-runs": "3" } });
+    expect(harness.fake.find("POST", "/runner/register")[0]!.body.max_concurrent_runs).toBe(3);
+  });
+});
+
+describe("--run-timeout", () => {
+  test("a run active longer is stopped (its group killed after the grace) and reported failed naming the timeout", async () => {
+    harness = await startRunnerHarness({
+      fixture: "hang",
+      env: { FIXTURE_IGNORE_SIGTERM: "1" },
+      flags: { "run-timeout": "1" },
+    });
+    const runId = harness.handRun();
+    const report = await harness.fake.waitFor((r) => r.path === `/runner/runs/${runId}/failed`, 15_000);
+    expect(report.body.error).toStartWith("run exceeded the run timeout of 1 s");
+    expect(report.body.error).toContain("SIGKILL");
+  });
+});
+
+describe("ephemeral runners", () => {
+  test("--max-runs 1: takes one run, deregisters and exits 0 once it ended; the next run is left to others", async () => {
+    const runner = startRunner(join(FAULT_FIXTURES, "outcome"), ["--max-runs", "1"]);
+    await fake!.waitForRequest("GET", "/runner/runs");
+    fake!.handRun(run("run_only"));
+    fake!.handRun(run("run_next"));
+    expect(await runner.process.exited).toBe(0);
+    expect(fake!.runStatus.get("run_only")).toBe("completed");
+    expect(fake!.runStatus.get("run_next")).toBeUndefined();
+    expect(fake!.find("DELETE", /^\/runners\//)).toHaveLength(1);
+    expect(runner.output()).toContain("Took 1 run(s) (--max-runs 1)");
+  });
+
+  test("--exit-after-idle: with no run for that long, deregisters and exits 0 saying why", async () => {
+    fake = startFakeCoordinator({ pollTimeoutSeconds: 1 });
+    const runner = startRunner(join(FAULT_FIXTURES, "outcome"), ["--exit-after-idle", "1"]);
+    expect(await runner.process.exited).toBe(0);
+    expect(runner.output()).toContain("No run for 1 s (--exit-after-idle 1): deregistering and exiting");
+    expect(fake.find("DELETE", /^\/runners\//)).toHaveLength(1);
+  });
+});
+
+describe("--health-addr", () => {
+  test("/readyz says at_capacity while the limit is reached, draining after a stop signal; /metrics counts the runs", async () => {
+    const release = releaseServer();
+    fake = startFakeCoordinator({ pollTimeoutSeconds: 1 });
+    const runner = startRunner(
+      join(FAULT_FIXTURES, "outcome"),
+      ["--health-addr", "127.0.0.1:0", "--max-concurrent-runs", "1"],
+      { FAULT_RELEASE_URL: release.url },
+    );
+    await runner.waitFor(/Health and metrics at http:\/\/127\.0\.0\.1:\d+ /);
+    const url = /Health and metrics at (\S+)/.exec(runner.output())![1]!;
+    const readyz = async () => {
+      const response = await fetch(`${url}/readyz`);
+      return { status: response.status, ...((await response.json()) as { state: string }) };
+    };
+    await fake.waitForRequest("GET", "/runner/runs");
+    expect(await readyz()).toMatchObject({ status: 200, state: "ready" });
+
+    fake.handRun(run("run_ok", "ses_ok"));
+    await release.waiting("ses_ok");
+    expect(await readyz()).toMatchObject({ status: 503, state: "at_capacity" });
+    release.release("ses_ok");
+    await fake.waitForStatus("run_ok", ["completed"]);
+    fake.handRun(run("run_bad", "ses_x_fail_x"));
+    await release.waiting("ses_x_fail_x");
+    release.release("ses_x_fail_x");
+    await fake.waitForStatus("run_bad", ["failed"]);
+
+    const metrics = parsePrometheusText(await (await fetch(`${url}/metrics`)).text());
+    const count = (name: string) => sampleValue(metrics, name, { profile: "fault" });
+    expect(count("agent_runner_runs_started_total")).toBe(2);
+    expect(count("agent_runner_runs_completed_total")).toBe(1);
+    expect(count("agent_runner_runs_failed_total")).toBe(1);
+    expect(sampleValue(metrics, "agent_runner_active_runs")).toBe(0);
+
+    fake.handRun(run("run_last", "ses_last"));
+    await release.waiting("ses_last");
+    runner.process.kill("SIGTERM");
+    await runner.waitFor(/SIGTERM: taking no new runs/);
+    expect(await readyz()).toMatchObject({ status: 503, state: "draining" });
+    release.release("ses_last");
+    expect(await runner.process.exited).toBe(0);
+  });
+});
+
+describe("--log-format json", () => {
+  test("every line is one JSON object; run lines carry run_id and session_id, all carry runner_id once registered", async () => {
+    const runner = startRunner(join(FIXTURES, "exit-silent"), ["--log-format", "json"]);
+    await fake!.waitForRequest("GET", "/runner/runs");
+    fake!.handRun(run("run_json", "ses_json"));
+    await fake!.waitForStatus("run_json", ["failed"]);
+    runner.process.kill("SIGTERM");
+    await runner.process.exited;
+    const lines = runner
+      .output()
+      .split("\n")
+      .filter((line) => line !== "");
+    const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    for (const entry of entries) expect(Object.keys(entry).slice(0, 3)).toEqual(["time", "level", "msg"]);
+    const runLines = entries.filter((entry) => String(entry.msg).startsWith("Run run_json"));
+    expect(runLines.length).toBeGreaterThanOrEqual(2);
+    for (const entry of runLines)
+      expect(entry).toMatchObject({ run_id: "run_json", session_id: "ses_json", runner_id: "lnch_test" });
+  });
+});
