@@ -14,7 +14,6 @@ import { messageOf } from "../shared/errors.ts";
 import { log, setLogContext } from "../shared/log.ts";
 import { sleep } from "../shared/retry.ts";
 import { ActiveRuns } from "./active-runs.ts";
-import { Admission } from "./admission.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { type LeftoverReport, reapLeftovers } from "./leftover-runs.ts";
 import { type LoopWatch, noObserver, type RunnerObserver } from "./observer.ts";
@@ -22,6 +21,7 @@ import { Poller } from "./poller.ts";
 import { coordinatorTiming, Registrar } from "./registrar.ts";
 import { ReportOutbox } from "./report-outbox.ts";
 import type { PreviousIncarnation, RunJournal } from "./run-journal.ts";
+import { RunLimits } from "./run-limits.ts";
 import type { RunTokens } from "./run-tokens.ts";
 
 export { RunnerStartError } from "./registrar.ts";
@@ -59,7 +59,7 @@ export class AgentWorker {
   private readonly runs: ActiveRuns;
   private readonly heartbeat: Heartbeat;
   private readonly registrar: Registrar;
-  private readonly admission: Admission;
+  private readonly limits: RunLimits;
   private readonly observer: RunnerObserver;
   /** Set once --max-runs or --exit-after-idle says the runner is done taking runs. */
   private exhausted = false;
@@ -83,7 +83,7 @@ export class AgentWorker {
     const { client, journal, config } = options;
     const observer = options.observer ?? noObserver;
     this.observer = observer;
-    this.admission = new Admission(config);
+    this.limits = new RunLimits(config);
     this.stopRequested = new Promise((resolve) =>
       this.stopping.signal.addEventListener("abort", () => resolve(), { once: true }),
     );
@@ -130,7 +130,7 @@ export class AgentWorker {
       { ...options, observer, report: (runId, report) => this.outbox.send(runId, report) },
       (count) => {
         observer.setActiveRuns(count);
-        this.admission.activeChanged(count);
+        this.limits.activeChanged(count);
       },
     );
     this.poller = new Poller(
@@ -251,7 +251,7 @@ export class AgentWorker {
   /** Ephemeral runners: once --max-runs or --exit-after-idle says so, no more runs are taken. */
   private checkDone(): void {
     if (this.exhausted) return;
-    const reason = this.admission.done(this.runs.size);
+    const reason = this.limits.done(this.runs.size);
     if (!reason) return;
     this.exhausted = true;
     this.observer.setState("draining");
@@ -267,13 +267,13 @@ export class AgentWorker {
   }
 
   private takesRuns(): boolean {
-    return !this.takesNoMoreRuns() && !this.admission.atCapacity(this.runs.size);
+    return !this.takesNoMoreRuns() && !this.limits.atCapacity(this.runs.size);
   }
 
   private async handle(event: PollEvent): Promise<void> {
     switch (event.kind) {
       case "run":
-        this.admission.took();
+        this.limits.took();
         // A run handed out after the second signal is stopped before its executor starts.
         this.runs.start(event.run, this.shutdownStage >= 2);
         return;

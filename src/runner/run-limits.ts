@@ -2,18 +2,18 @@
  * When the runner asks the coordinator for another run: below `--max-concurrent-runs`, while
  * `--max-runs` has not been reached, and not idle past `--exit-after-idle`.
  */
-export interface AdmissionLimits {
+export interface RunLimitSettings {
   maxConcurrentRuns?: number;
   maxRuns?: number;
   exitAfterIdleSeconds?: number;
 }
 
-export class Admission {
+export class RunLimits {
   private taken = 0;
   private idleSince: number;
 
   constructor(
-    private readonly limits: AdmissionLimits,
+    private readonly limits: RunLimitSettings,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.idleSince = now();
