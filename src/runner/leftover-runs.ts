@@ -1,7 +1,7 @@
 /** What a dead earlier runner process of the same identity left behind: its executors stopped, its runs answered. */
 import type { RunReport } from "../coordinator/client.ts";
-import { killLeftoverGroup } from "../process/process-table.ts";
 import { log } from "../shared/log.ts";
+import { killLeftoverGroup } from "../shared/process-group.ts";
 import type { PreviousIncarnation } from "./run-journal.ts";
 
 export interface LeftoverReport {

@@ -7,10 +7,10 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RunReport } from "../coordinator/client.ts";
-import { isSameProcessAlive, processStartTime } from "../process/process-table.ts";
 import { type } from "../shared/arktype.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { parseJson } from "../shared/json.ts";
+import { isSameProcessAlive, processStartTime } from "../shared/process-group.ts";
 
 /** What makes two runner processes the same runner: the coordinator's identity, per coordinator. */
 export interface RunnerIdentity {

@@ -1,6 +1,7 @@
 /**
- * Processes as this machine's /proc shows them: who is still running in a process group, and what
- * a process started. No imports beyond node:fs, so executors use it too.
+ * Processes as this machine's /proc shows them: who is still running in a process group, what a
+ * process started, whether a recorded process is still the same one. No imports beyond node:fs,
+ * so executors use it too.
  */
 import { readdirSync, readFileSync } from "node:fs";
 
@@ -9,6 +10,8 @@ interface ProcStat {
   state: string;
   ppid: number;
   pgrp: number;
+  /** Clock ticks since boot (field 22): a pid can be reused; pid and start time together cannot. */
+  startTime: string;
 }
 
 /** `/proc/<pid>/stat` as state, parent and process group, or undefined when the process is gone. */
@@ -20,8 +23,9 @@ function procStat(pid: number | "self"): ProcStat | undefined {
     return undefined;
   }
   // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses, so read after the last ")".
-  const [state = "", ppid, pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ", 3);
-  return { pid: Number.parseInt(stat, 10), state, ppid: Number(ppid), pgrp: Number(pgrp) };
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const [state = "", ppid, pgrp] = fields;
+  return { pid: Number.parseInt(stat, 10), state, ppid: Number(ppid), pgrp: Number(pgrp), startTime: fields[19] ?? "" };
 }
 
 /** Every running process (zombies left out), or undefined without /proc. */
@@ -82,4 +86,31 @@ export function groupAlive(pgid: number): boolean {
   }
   const members = groupMembers(pgid);
   return members === undefined || members.length > 0;
+}
+
+/** When the process started (see ProcStat.startTime), or undefined if there is no such process. */
+export function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.startTime;
+}
+
+/** True while the process that had `startTime` still runs (a zombie no longer counts). */
+export function isSameProcessAlive(pid: number, startTime: string | undefined): boolean {
+  const stat = procStat(pid);
+  return startTime !== undefined && stat?.startTime === startTime && stat.state !== "Z" && stat.state !== "X";
+}
+
+/**
+ * Kills what is left of an executor's process group from an earlier runner process. The group is
+ * ours if its leader is still the process we started; once the leader is gone, its id cannot be
+ * reused while any member remains, so members still in the group are ours too.
+ */
+export function killLeftoverGroup(pgid: number, leaderStartTime: string | undefined): boolean {
+  const leader = procStat(pgid);
+  if (leader && leader.startTime !== leaderStartTime) return false;
+  try {
+    process.kill(-pgid, "SIGKILL");
+    return true;
+  } catch {
+    return false;
+  }
 }
