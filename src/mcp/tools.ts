@@ -5,14 +5,8 @@ import type { CallToolResult, ServerNotification, ServerRequest } from "@modelco
 import { z } from "zod";
 import { log } from "../shared/log.ts";
 import { DEMANDS_HEADER, PARENT_SESSION_HEADER, type RequestContext, TAGS_HEADER } from "./context.ts";
-import {
-  EXECUTION_MODES,
-  MAX_PROMPT_LENGTH,
-  MAX_RESULT_LENGTH,
-  type Orchestrator,
-  ToolError,
-  type WaitOptions,
-} from "./orchestrator.ts";
+import type { Orchestrator, WaitOptions } from "./orchestrator.ts";
+import { EXECUTION_MODES, MAX_PROMPT_LENGTH, MAX_RESULT_LENGTH, ToolError } from "./tool-rules.ts";
 
 export const TOOL_NAMES = [
   "list_agent_blueprints",

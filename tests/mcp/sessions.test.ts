@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
-import { Orchestrator, ToolError } from "../../src/mcp/orchestrator.ts";
+import { Orchestrator } from "../../src/mcp/orchestrator.ts";
+import { ToolError } from "../../src/mcp/tool-rules.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { closeAll, json, onCleanup, startHarness, textOf } from "../support/mcp-harness.ts";
 
