@@ -70,6 +70,8 @@ export class AgentWorker {
   /** Aborted when the worker is done: ends what still retries (registering again, reports). */
   private readonly finished = new AbortController();
   private shutdownStage = 0;
+  /** Set once the work loop is over: reports are flushed, then the runner deregisters. */
+  private leaving = false;
   /** /healthz watches the work loop through this. */
   private loopWatch?: LoopWatch;
   private readonly poller: Poller;
@@ -192,7 +194,15 @@ export class AgentWorker {
     await this.workLoop();
     this.loopWatch.done();
     this.heartbeat.stop();
-    const undelivered = await this.outbox.flush(this.options.flushTimeoutMs ?? FLUSH_TIMEOUT_MS);
+    this.leaving = true;
+    const flushMs = this.options.flushTimeoutMs ?? FLUSH_TIMEOUT_MS;
+    const pending = this.outbox.pendingCount;
+    if (pending > 0) {
+      log.info(
+        `Delivering ${pending} report(s) (up to ${flushMs / 1000} s; another signal exits now and keeps them for the next start)`,
+      );
+    }
+    const undelivered = await this.outbox.flush(flushMs);
     for (const report of undelivered) log.error(`Undelivered report (kept for the next start): ${report}`);
     this.outbox.close();
     this.finished.abort();
@@ -210,10 +220,11 @@ export class AgentWorker {
 
   /**
    * First call: take no new runs and let active ones finish. Second call: stop active runs.
-   * Returns the stage reached.
+   * Third call, or any call once the runs are over: returns 3, exit now. Returns the stage reached.
    */
   shutdown(reason: string): number {
-    this.shutdownStage++;
+    // Past the runs, only reports and deregistration are left: a further signal means exit now.
+    this.shutdownStage = this.leaving ? 3 : this.shutdownStage + 1;
     if (this.shutdownStage === 1) {
       this.stopping.abort();
       this.observer.setState("draining");

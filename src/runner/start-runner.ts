@@ -96,7 +96,7 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
   const onSignal = (signal: NodeJS.Signals) => {
     if (worker.shutdown(signal) >= 3) {
       // The journal keeps the active runs: the next start stops their executors and reports them.
-      log.error(`${signal} a third time: exiting now, without waiting for runs or reports`);
+      log.error(`${signal} again: exiting now, without waiting for runs or reports`);
       process.exit(130);
     }
   };

@@ -124,6 +124,27 @@ test("an outcome known before the crash but not delivered is delivered by the re
   expect(report.path, `${JSON.stringify(report.body)}\n${first.output()}\n${second.output()}`).toEndWith("/completed");
 });
 
+test("while reports are flushed at exit, another signal exits at once and the next start delivers them", async () => {
+  const stateDir = tempDir("ar-state-");
+  fake = startFakeCoordinator();
+  let reportsHang = true;
+  fake.on("POST", /\/completed$/, () => (reportsHang ? new Promise<Response>(() => {}) : undefined));
+  const first = startRunner("outcome", stateDir);
+  await fake.waitForRequest("GET", "/runner/runs");
+  fake.handRun({ run_id: "run_flush", type: "start_session", session_id: "ses_flush", prompt: "p" });
+  await fake.waitForRequest("POST", "/runner/runs/run_flush/completed");
+  first.process.kill("SIGTERM");
+  await first.waitFor(/Delivering 1 report\(s\) \(up to 30 s; another signal exits now/);
+  first.process.kill("SIGTERM");
+  expect(await first.process.exited).toBe(130);
+  expect(first.output()).toContain("SIGTERM again: exiting now");
+  reportsHang = false;
+  fake.heldBy = hostname();
+  startRunner("outcome", stateDir);
+  const report = await finalReport(fake, "run_flush", performance.now());
+  expect(report.path).toEndWith("/completed");
+});
+
 test("a second runner with the same identity and state directory refuses to start while the first lives", async () => {
   const stateDir = tempDir("ar-state-");
   const first = startRunner("outcome", stateDir);
