@@ -23,12 +23,16 @@ interface Result {
   exitCode: number;
   stdout: string;
   stderr: string;
+  /** stdout as written, colour codes included. */
+  rawStdout: string;
 }
 
 /** Runs `bun index.ts <args>` from the repo root as a real process and collects its output. */
-async function cli(args: string[], env: Record<string, string> = {}): Promise<Result> {
+/** Runs `bun index.ts args`; a variable set to undefined in `env` is left out of the child's environment. */
+async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Result> {
   const childEnv: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", ...env };
   for (const name of RUNNER_ENV) if (!(name in env)) delete childEnv[name];
+  for (const [name, value] of Object.entries(childEnv)) if (value === undefined) delete childEnv[name];
   const proc = Bun.spawn([process.execPath, "index.ts", ...args], {
     cwd: REPO_ROOT,
     env: childEnv,
@@ -43,7 +47,7 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<Re
     new Response(proc.stderr).text(),
     proc.exited,
   ]);
-  return { exitCode, stdout: stripAnsi(stdout), stderr: stripAnsi(stderr) };
+  return { exitCode, stdout: stripAnsi(stdout), stderr: stripAnsi(stderr), rawStdout: stdout };
 }
 
 let tmp: string;
@@ -160,6 +164,15 @@ describe("agent-runner CLI", () => {
       level: "error",
       msg: "MAX_CONCURRENT_RUNS '0' is not valid: expected a whole number >= 1",
     });
+  });
+
+  test("--help into a pipe is plain text, without colour codes", async () => {
+    for (const args of [["--help"], ["exec", "--help"], ["doctor", "--help"]]) {
+      const { exitCode, rawStdout } = await cli(args, { NO_COLOR: undefined });
+      expect(exitCode).toBe(0);
+      expect(rawStdout).toContain("USAGE");
+      expect(rawStdout).not.toContain("\u001b[");
+    }
   });
 
   test("--help shows the flags", async () => {
