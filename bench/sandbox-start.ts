@@ -1,48 +1,55 @@
 #!/usr/bin/env bun
 /**
  * `bun bench/sandbox-start.ts [--runs N]`: what the bubblewrap sandbox adds to an executor's start.
- * Time from Bun.spawn to the executor's first write on its stdout pipe, directly and through
- * bubblewrapArgv's prefix, runs interleaved; medians of N (default 20) after 3 warm-up runs each. A
- * third column shows what hiding Bun's transpiler cache would cost.
+ * Time from the ExecutorProcess constructor (the sandbox's mounts worked out included) to the
+ * executor's first line on stdout, without and with a sandbox, runs interleaved; medians and p90
+ * of N (default 20) after 3 warm-up runs each.
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { bubblewrapArgv, checkBubblewrap } from "../src/process/sandbox.ts";
+import { ExecutorProcess } from "../src/process/executor-process.ts";
+import type { SandboxOptions } from "../src/process/sandbox.ts";
+import { checkBubblewrap } from "../src/process/sandbox-check.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 const at = process.argv.indexOf("--runs");
 const RUNS = at >= 0 ? Number(process.argv[at + 1]) : 20;
 
-const median = (values: number[]) => {
+const quantile = (values: number[], q: number) => {
   const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 };
-const ms = (value: number) => `${value.toFixed(2)} ms`;
+const ms = (value: number) => `${value.toFixed(1)} ms`;
 
-/** Milliseconds from spawn to the first stdout chunk; the process is then awaited. */
-async function firstWrite(argv: string[], env: Record<string, string | undefined>): Promise<number> {
+/** Milliseconds from the constructor to the first stdout line; the executor is then awaited. */
+async function firstLine(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  cwd: string,
+  sandbox?: SandboxOptions,
+) {
+  let first: number | undefined;
   const start = performance.now();
-  const child = Bun.spawn(argv, { env, stdin: new Blob(["{}"]), stdout: "pipe", stderr: "ignore", detached: true });
-  const reader = child.stdout.getReader();
-  const { done } = await reader.read();
-  const elapsed = performance.now() - start;
-  if (done) throw new Error(`${argv.join(" ")} wrote nothing (exit ${await child.exited})`);
-  while (!(await reader.read()).done);
-  const code = await child.exited;
-  if (code !== 0) throw new Error(`${argv.join(" ")} exited ${code}`);
-  return elapsed;
+  const executor = new ExecutorProcess({
+    argv,
+    input: "{}",
+    env,
+    cwd,
+    sandbox,
+    stdout: "lines",
+    onOutput: (stream) => {
+      if (stream === "stdout") first ??= performance.now() - start;
+    },
+  });
+  // Resolves once the output is read, the first line included.
+  const status = await executor.exited;
+  if (first === undefined) throw new Error(`${argv.join(" ")} wrote nothing (${JSON.stringify(status)})`);
+  if (status.code !== 0) throw new Error(`${argv.join(" ")} ended ${JSON.stringify(status)}: ${executor.stderrTail()}`);
+  return first;
 }
 
 const check = checkBubblewrap();
 if (!check.ok) throw new Error(check.reason);
-const checkTimes: number[] = [];
-for (let i = 0; i < 5; i++) {
-  const start = performance.now();
-  checkBubblewrap();
-  checkTimes.push(performance.now() - start);
-}
-
 const base = mkdtempSync("/var/tmp/ar-sbx-bench-");
 try {
   const home = join(base, "home");
@@ -50,35 +57,32 @@ try {
   mkdirSync(home);
   mkdirSync(project);
   const env = { PATH: process.env.PATH, HOME: home };
-  const options = { projectDir: project, home, runnerDir: REPO, stateDirs: [], settings: { extraWritable: [], extraHidden: [] }, env };
-  const argvTimes: number[] = [];
-  for (let i = 0; i < 20; i++) {
-    const start = performance.now();
-    bubblewrapArgv(options);
-    argvTimes.push(performance.now() - start);
-  }
-
+  const sandbox: SandboxOptions = {
+    settings: { extraWritable: [], extraHidden: [] },
+    stateDirs: [join(base, "state")],
+  };
   const executors: Array<[string, string[]]> = [
     ["/bin/echo (C, no runtime)", ["/bin/echo", "started"]],
     ["test executor --help (Bun)", [join(REPO, "executors/test-executor/ao-test-exec"), "--help"]],
     ["Claude Code executor --help (Bun + SDK)", [join(REPO, "executors/claude-code/ao-claude-code-exec"), "--help"]],
   ];
-  console.log(`uid ${process.getuid?.()}, ${RUNS} runs each; checkBubblewrap ${ms(median(checkTimes))}, bubblewrapArgv ${ms(median(argvTimes))}`);
-  console.log("executor                                 direct     sandboxed  added      sandboxed, Bun's cache not shown");
+  console.log(`uid ${process.getuid?.()}, bwrap ${check.bwrap}, ${RUNS} runs each, spawn → first stdout line`);
+  console.log(`${"executor".padEnd(40)} ${"direct p50/p90".padEnd(18)} ${"sandboxed p50/p90".padEnd(18)} added p50`);
   for (const [name, argv] of executors) {
-    const times: Record<"direct" | "sandboxed" | "uncached", number[]> = { direct: [], sandboxed: [], uncached: [] };
-    // The direct runs fill Bun's transpiler cache in the home; the sandbox shows it read-only once it exists.
-    for (let i = 0; i < 3; i++) await firstWrite(argv, env);
-    const prefix = bubblewrapArgv(options);
-    const uncached = bubblewrapArgv({ ...options, env: { ...env, BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0" } });
-    for (let i = 0; i < 3; i++) await firstWrite([...prefix, ...argv], env);
-    for (let i = 0; i < RUNS; i++) {
-      times.direct.push(await firstWrite(argv, env));
-      times.sandboxed.push(await firstWrite([...prefix, ...argv], env));
-      times.uncached.push(await firstWrite([...uncached, ...argv], env));
+    const direct: number[] = [];
+    const sandboxed: number[] = [];
+    // The direct runs fill Bun's transpiler cache in the home; the sandbox shows it read-only.
+    for (let i = 0; i < 3; i++) {
+      await firstLine(argv, env, project);
+      await firstLine(argv, env, project, sandbox);
     }
-    const [d, s, u] = [median(times.direct), median(times.sandboxed), median(times.uncached)];
-    console.log(`${name.padEnd(40)} ${ms(d).padEnd(10)} ${ms(s).padEnd(10)} ${ms(s - d).padEnd(10)} ${ms(u)}`);
+    for (let i = 0; i < RUNS; i++) {
+      direct.push(await firstLine(argv, env, project));
+      sandboxed.push(await firstLine(argv, env, project, sandbox));
+    }
+    const pair = (values: number[]) => `${ms(quantile(values, 0.5))} / ${ms(quantile(values, 0.9))}`;
+    const added = quantile(sandboxed, 0.5) - quantile(direct, 0.5);
+    console.log(`${name.padEnd(40)} ${pair(direct).padEnd(18)} ${pair(sandboxed).padEnd(18)} ${ms(added)}`);
   }
 } finally {
   rmSync(base, { recursive: true, force: true });

@@ -1,33 +1,53 @@
-// Bubblewrap sandbox for executors: the command prefix that confines one executor, and a host check.
-import { spawnSync } from "node:child_process";
-import { accessSync, constants, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from "node:fs";
-import { delimiter, dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+/**
+ * The bubblewrap sandbox of an executor: the command prefix that confines it to its project. The
+ * whole filesystem read-only, the project writable, a private /tmp, the home emptied except
+ * Claude Code's own files, the runner's state hidden, a PID namespace of its own.
+ */
+import { existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { constants, homedir } from "node:os";
+import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { INSTALL_DIR } from "../config/install-dir.ts";
+import { findClaudeCode } from "../executors/claude-code-binary.ts";
+import type { Env } from "../shared/env.ts";
 
-/** A profile's `sandbox` option once parsed: `true` is both lists empty. Paths may start with `~`. */
+/** A profile's `sandbox` option once parsed: `true` is both lists empty. Paths may start with `~/`. */
 export interface SandboxSettings {
   extraWritable: string[];
   extraHidden: string[];
 }
 
-export interface BubblewrapOptions {
+/** What a caller says about an executor's sandbox; its project is the executor's working directory. */
+export interface SandboxOptions {
+  settings: SandboxSettings;
+  /** The runner's own state directories (run journal, exec's sessions): hidden. */
+  stateDirs: string[];
+  /** The runner's install directory, visible read-only even inside the home (default: this runner's). */
+  runnerDir?: string;
+  /** The home directory that is emptied (default: the executor's HOME, else this user's). */
+  home?: string;
+}
+
+export interface BubblewrapOptions extends SandboxOptions {
   /** The run's project directory: writable, and the executor's working directory. */
   projectDir: string;
-  /** The runner's home directory, replaced by an empty one. */
-  home: string;
-  /** The runner's install directory: stays visible (read-only) even inside the home. */
-  runnerDir: string;
-  /** The runner's own state directories: hidden. */
-  stateDirs: string[];
-  settings: SandboxSettings;
-  /** The executor's environment: CLAUDE_CODE_EXECUTABLE, CLAUDE_CONFIG_DIR, XDG_RUNTIME_DIR and Bun's cache variables are read from it. */
-  env: Record<string, string | undefined>;
+  /** The executor's environment: HOME, CLAUDE_CODE_EXECUTABLE, CLAUDE_CONFIG_DIR, XDG_RUNTIME_DIR, PATH and Bun's cache variables are read from it. */
+  env: Env;
+  /** Programs that must stay visible (read-only) wherever they are: the executor's own. */
+  programs?: string[];
   /** The JS runtime executable, whose directory stays visible (default: process.execPath). */
   execPath?: string;
   /** The uid bwrap runs as (default: this process's); root gets its capabilities dropped. */
   uid?: number;
-  /** The bwrap program (default: `bwrap` from PATH). */
+  /** The bwrap and env programs (default: found on this process's PATH). */
   bwrap?: string;
+  envProgram?: string;
 }
+
+/**
+ * Sockets of daemons that run anything as root for whoever can connect (a read-only mount does
+ * not stop a connect): covered so that membership of the docker group is not a way out.
+ */
+const HOST_SOCKETS = ["/run/docker.sock", "/run/containerd/containerd.sock", "/run/podman/podman.sock"];
 
 /** `~` and `~/…` become paths in `home`; anything else is returned as is. */
 export function expandHome(path: string, home: string): string {
@@ -63,7 +83,9 @@ function real(path: string): string | undefined {
 /** The mount deciding what `path` shows: the deepest one at or above it (none: the read-only host root). */
 function covering(path: string, mounts: Mount[]): Kind | "root" {
   let best: Mount | undefined;
-  for (const mount of mounts) if (isWithin(path, mount.path) && (!best || depth(mount.path) >= depth(best.path))) best = mount;
+  for (const mount of mounts) {
+    if (isWithin(path, mount.path) && (!best || depth(mount.path) >= depth(best.path))) best = mount;
+  }
   return best?.kind ?? "root";
 }
 
@@ -100,7 +122,7 @@ function symlinksOnTheWay(path: string): Array<{ at: string; target: string }> {
 }
 
 /** Where Bun keeps transpiled sources of big files, found as Bun finds it. */
-function bunTranspilerCache(env: Record<string, string | undefined>): string | undefined {
+function bunTranspilerCache(env: Env): string | undefined {
   const explicit = env.BUN_RUNTIME_TRANSPILER_CACHE_PATH;
   if (explicit !== undefined) return explicit === "" || explicit === "0" ? undefined : explicit;
   if (env.XDG_CACHE_HOME) return join(env.XDG_CACHE_HOME, "bun", "@t@");
@@ -113,63 +135,125 @@ function absolute(path: string, home: string, what: string): string {
   return normalize(expanded);
 }
 
-/**
- * The command prefix that runs an executor in a bubblewrap sandbox: append the executor's argv.
- * Spawn it detached and stop it by signalling its process group (SIGTERM, then SIGKILL).
- */
-export function bubblewrapArgv(options: BubblewrapOptions): string[] {
-  const home = absolute(options.home, options.home, "home directory");
-  const realHome = real(home);
-  if (!realHome || !statSync(realHome).isDirectory()) throw new Error(`Sandbox: home directory ${home} does not exist`);
-  if (realHome === sep) throw new Error("Sandbox: the home directory is /, which cannot be replaced by an empty one");
-  const project = real(options.projectDir);
-  if (!project || !statSync(project).isDirectory()) throw new Error(`Sandbox: project directory ${options.projectDir} does not exist`);
-  // The project comes with the run: it must not open up what the sandbox protects. The runner's
-  // directory holds code the runner itself loads later (outside any sandbox).
-  if (isWithin(realHome, project)) {
-    throw new Error(`Sandbox: project directory ${options.projectDir} contains the home directory ${home}, which the sandbox hides`);
-  }
-  for (const [dir, what] of [[options.runnerDir, "the runner's directory"], ...options.stateDirs.map((d) => [d, "the runner's state directory"])] as const) {
-    const realDir = real(dir);
-    if (realDir && isWithin(project, realDir)) {
-      throw new Error(`Sandbox: project directory ${options.projectDir} is inside ${what} ${dir}, which stays read-only or hidden`);
-    }
-  }
+/** `program` on PATH (or the path itself when it has a slash); undefined when not there. */
+export function findProgram(program: string, path: string | undefined): string | undefined {
+  return Bun.which(program, { PATH: path ?? "" }) ?? undefined;
+}
 
-  // Claude Code keeps credentials, settings and sessions (needed for a resume) in ~/.claude, and
-  // its global config in ~/.claude.json (in CLAUDE_CONFIG_DIR when that is set). A bind needs an
-  // existing source, so both are created when missing: without a persistent ~/.claude.json every
-  // run would write a fresh one into the emptied home, back it up into ~/.claude/backups, and
-  // warn on the next run that the file is gone.
-  const claudeDirs = [join(home, ".claude")];
-  const configDir = options.env.CLAUDE_CONFIG_DIR;
-  if (configDir) claudeDirs.push(absolute(configDir, home, "CLAUDE_CONFIG_DIR"));
-  for (const dir of claudeDirs) mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (!configDir && !existsSync(join(home, ".claude.json"))) {
+/** Where an executor's sandbox starts: bwrap, its namespaces, the read-only root, /dev, /proc, a private /tmp. */
+export function sandboxBase(programs: { bwrap: string; env: string }, uid: number): string[] {
+  return [
+    // bwrap dies on SIGTERM, and --die-with-parent then SIGKILLs the sandbox at once: the outer
+    // bwrap ignores SIGTERM so that the executor gets its grace period; SIGKILL still ends it all.
+    programs.env,
+    "--ignore-signal=TERM",
+    programs.bwrap,
+    "--die-with-parent",
+    "--unshare-pid",
+    // System V shared memory and message queues of the user's other processes.
+    "--unshare-ipc",
+    // No --new-session: that would take the sandbox out of the process group that stops are sent
+    // to. The spawn already made the group a session without a controlling terminal, so an agent
+    // cannot push input into one (TIOCSTI).
+    // Root keeps all capabilities in bwrap by default and could remount / read-write.
+    ...(uid === 0 ? ["--cap-drop", "ALL"] : []),
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    // --dev leaves /dev/shm unwritable; POSIX semaphores (Python's multiprocessing) need it.
+    "--perms",
+    "1777",
+    "--tmpfs",
+    "/dev/shm",
+    "--proc",
+    "/proc",
+  ];
+}
+
+/**
+ * Claude Code keeps credentials, settings and sessions (needed for a resume) in ~/.claude, and its
+ * global config in ~/.claude.json (in CLAUDE_CONFIG_DIR when that is set). A bind needs an existing
+ * source, so both are created when missing: without a persistent ~/.claude.json every run would
+ * write a fresh one into the emptied home, back it up into ~/.claude/backups, and warn on the next
+ * run that the file is gone.
+ */
+function claudeCodeFiles(home: string, env: Env): string[] {
+  const dirs = [join(home, ".claude")];
+  if (env.CLAUDE_CONFIG_DIR) dirs.push(absolute(env.CLAUDE_CONFIG_DIR, home, "CLAUDE_CONFIG_DIR"));
+  for (const dir of dirs) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const config = join(home, ".claude.json");
+  if (!env.CLAUDE_CONFIG_DIR && !existsSync(config)) {
     try {
-      writeFileSync(join(home, ".claude.json"), "{}\n", { flag: "wx", mode: 0o600 });
+      writeFileSync(config, "{}\n", { flag: "wx", mode: 0o600 });
     } catch {
       // Created meanwhile by a concurrent run, or a dangling symlink: bound if it exists.
     }
   }
-  const claudeCode = options.env.CLAUDE_CODE_EXECUTABLE;
-  const runtimeDir = dirname(options.execPath ?? process.execPath);
+  return [...dirs, config];
+}
 
-  const writable = [options.projectDir, ...claudeDirs, join(home, ".claude.json")];
+function checkProject(projectDir: string, realHome: string, home: string, guarded: Array<[string, string]>): string {
+  const project = real(projectDir);
+  if (!project || !statSync(project).isDirectory()) {
+    throw new Error(`Sandbox: project directory ${projectDir} does not exist`);
+  }
+  // The project comes with the run: it must not open up what the sandbox protects. The runner's
+  // directory holds code the runner itself loads later (outside any sandbox).
+  if (isWithin(realHome, project)) {
+    throw new Error(
+      `Sandbox: project directory ${projectDir} contains the home directory ${home}, which the sandbox hides`,
+    );
+  }
+  for (const [dir, what] of guarded) {
+    const realDir = real(dir);
+    if (realDir && isWithin(project, realDir)) {
+      throw new Error(
+        `Sandbox: project directory ${projectDir} is inside ${what} ${dir}, which stays read-only or hidden`,
+      );
+    }
+  }
+  return project;
+}
+
+/**
+ * The command prefix that runs an executor in a bubblewrap sandbox: append the executor's argv.
+ * Spawn it in a process group of its own and stop it by signalling the group (SIGTERM, then
+ * SIGKILL). Throws, naming the path, when the project or home cannot be sandboxed.
+ */
+export function bubblewrapArgv(options: BubblewrapOptions): string[] {
+  const { env } = options;
+  const home = normalize(options.home ?? (env.HOME || homedir()));
+  if (!isAbsolute(home)) throw new Error(`Sandbox: home directory ${home} is not an absolute path`);
+  const realHome = real(home);
+  if (!realHome || !statSync(realHome).isDirectory()) throw new Error(`Sandbox: home directory ${home} does not exist`);
+  if (realHome === sep) throw new Error("Sandbox: the home directory is /, which cannot be replaced by an empty one");
+  const runnerDir = options.runnerDir ?? INSTALL_DIR;
+  const guarded: Array<[string, string]> = [
+    [runnerDir, "the runner's directory"],
+    ...options.stateDirs.map((dir): [string, string] => [dir, "the runner's state directory"]),
+  ];
+  const project = checkProject(options.projectDir, realHome, home, guarded);
+
+  const writable = [options.projectDir, ...claudeCodeFiles(home, env)];
   for (const path of options.settings.extraWritable) writable.push(absolute(path, home, "extra_writable path"));
-  const readonly = [options.runnerDir, runtimeDir];
-  if (claudeCode && isAbsolute(claudeCode)) readonly.push(claudeCode);
+  const readonly = [runnerDir, dirname(options.execPath ?? process.execPath)];
+  for (const program of options.programs ?? []) if (isAbsolute(program)) readonly.push(program);
+  // The Claude Code binary the executor will run, wherever it is (a link in ~/.local/bin, say).
+  const claudeCode = findClaudeCode(env);
+  if ("found" in claudeCode) readonly.push(claudeCode.found.path);
   // Without its cache a Bun executor re-transpiles the Agent SDK on every start (+100 ms).
   // Read-only: an entry written in here would be code the runner outside loads.
-  const transpilerCache = bunTranspilerCache(options.env);
+  const transpilerCache = bunTranspilerCache(env);
   if (transpilerCache && isAbsolute(transpilerCache)) readonly.push(transpilerCache);
-  const hidden = [...options.stateDirs];
+  const hidden = [...options.stateDirs, ...HOST_SOCKETS];
   for (const path of options.settings.extraHidden) hidden.push(absolute(path, home, "extra_hidden path"));
   // The per-user runtime directory holds the systemd user bus and agent sockets: a socket on a
   // read-only mount still connects, and the user bus runs commands outside the sandbox.
   const uid = options.uid ?? process.getuid?.() ?? -1;
   hidden.push(`/run/user/${uid}`);
-  if (options.env.XDG_RUNTIME_DIR) hidden.push(options.env.XDG_RUNTIME_DIR);
+  if (env.XDG_RUNTIME_DIR) hidden.push(env.XDG_RUNTIME_DIR);
 
   const wanted: Mount[] = [
     { kind: "empty", path: realHome },
@@ -203,12 +287,11 @@ export function bubblewrapArgv(options: BubblewrapOptions): string[] {
     else args.push("--tmpfs", mount.path);
   }
 
-  // Paths given through symlinks that now sit in an emptied directory (a CLAUDE_CODE_EXECUTABLE
-  // in ~/.local/bin pointing into ~/.local/share, a project reached through ~/work) would
-  // dangle: make the same links again inside the sandbox.
+  // Paths given through symlinks that now sit in an emptied directory (Claude Code in
+  // ~/.local/bin pointing into ~/.local/share, a project reached through ~/work) would dangle:
+  // make the same links again inside the sandbox.
   const links = new Map<string, string>();
-  const reachable = [home, options.projectDir, ...writable, ...readonly];
-  for (const path of reachable) {
+  for (const path of [home, options.projectDir, ...writable, ...readonly]) {
     if (!real(path)) continue;
     for (const link of symlinksOnTheWay(resolve(path))) {
       const under = covering(link.at, mounts);
@@ -217,23 +300,13 @@ export function bubblewrapArgv(options: BubblewrapOptions): string[] {
   }
   for (const [at, target] of links) args.push("--symlink", target, at);
 
+  const bwrap = options.bwrap ?? findProgram("bwrap", process.env.PATH);
+  const envProgram = options.envProgram ?? findProgram("env", process.env.PATH);
+  if (!bwrap || !envProgram) {
+    throw new Error(`Sandbox: ${bwrap ? "env" : "bwrap"} is not on PATH (${process.env.PATH ?? "PATH not set"})`);
+  }
   return [
-    // bwrap dies on SIGTERM and --die-with-parent then SIGKILLs the sandbox at once: the outer
-    // bwrap ignores SIGTERM so the executor gets its grace period; SIGKILL still ends it all.
-    "env",
-    "--ignore-signal=TERM",
-    options.bwrap ?? "bwrap",
-    "--die-with-parent",
-    "--unshare-pid",
-    // Root keeps all capabilities in bwrap by default and could remount / read-write.
-    ...(uid === 0 ? ["--cap-drop", "ALL"] : []),
-    "--ro-bind",
-    "/",
-    "/",
-    "--dev",
-    "/dev",
-    "--proc",
-    "/proc",
+    ...sandboxBase({ bwrap, env: envProgram }, uid),
     ...args,
     "--chdir",
     project,
@@ -242,63 +315,17 @@ export function bubblewrapArgv(options: BubblewrapOptions): string[] {
     "TMPDIR",
     "/tmp",
     "--",
-    "env",
+    // The executor itself takes SIGTERM as usual (the ignored disposition would be inherited).
+    envProgram,
     "--default-signal=TERM",
   ];
 }
 
-const PACKAGE_HINT = "Install the Debian/Ubuntu package `bubblewrap` (apt-get install bubblewrap).";
-const USERNS_SYSCTLS = ["kernel.unprivileged_userns_clone", "user.max_user_namespaces", "kernel.apparmor_restrict_unprivileged_userns"];
-
-/** Where `program` is on PATH, if it is there and executable. */
-function onPath(program: string, path: string | undefined): string | undefined {
-  for (const dir of (path ?? "").split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, program);
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // Not here.
-    }
-  }
-  return undefined;
-}
-
-function sysctlValues(): string {
-  return USERNS_SYSCTLS.map((name) => {
-    try {
-      return `${name} = ${readFileSync(`/proc/sys/${name.replaceAll(".", "/")}`, "utf8").trim()}`;
-    } catch {
-      return `${name} (not on this kernel)`;
-    }
-  }).join(", ");
-}
-
 /**
- * Runs a tiny sandbox the way executors are run, and says in words why it failed, if it did.
- * Synchronous and quick (a few ms): meant for start-up.
+ * bwrap reports an executor that a signal ended as exit code 128 + the signal's number: the
+ * signal's name, or undefined for an ordinary exit code.
  */
-export function checkBubblewrap(options: { env?: Record<string, string | undefined>; uid?: number } = {}): { ok: true } | { ok: false; reason: string } {
-  const env = options.env ?? process.env;
-  const bwrap = onPath("bwrap", env.PATH);
-  if (!bwrap) return { ok: false, reason: `The sandbox needs bubblewrap, but \`bwrap\` is not on PATH. ${PACKAGE_HINT}` };
-  const uid = options.uid ?? process.getuid?.() ?? -1;
-  const argv = ["--ignore-signal=TERM", bwrap, "--die-with-parent", "--unshare-pid", ...(uid === 0 ? ["--cap-drop", "ALL"] : []),
-    "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--", "env", "--default-signal=TERM", "true"];
-  const result = spawnSync("env", argv, { env: env as NodeJS.ProcessEnv, encoding: "utf8", timeout: 10_000, stdio: ["ignore", "ignore", "pipe"] });
-  if (result.error) return { ok: false, reason: `The sandbox check could not run \`env ${argv.join(" ")}\`: ${result.error.message}` };
-  if (result.status === 0) return { ok: true };
-  const stderr = (result.stderr ?? "").trim().replace(/\.$/, "") || `exit status ${result.status ?? result.signal}`;
-  if (/^env: (unrecognized|invalid) option/m.test(stderr)) {
-    return { ok: false, reason: `The sandbox needs GNU coreutils env 8.31 or later (for --ignore-signal): ${stderr}` };
-  }
-  return {
-    ok: false,
-    reason:
-      `bubblewrap (${bwrap}, Debian package \`bubblewrap\`) cannot create a sandbox: ${stderr}. ` +
-      "This usually means unprivileged user namespaces are disabled, or /proc cannot be mounted (inside a container). " +
-      `Check the sysctls: ${sysctlValues()}; kernel.unprivileged_userns_clone must be 1 where it exists, ` +
-      "user.max_user_namespaces above 0, kernel.apparmor_restrict_unprivileged_userns 0 (or an AppArmor profile allowing bwrap).",
-  };
+export function signalOfSandboxExit(code: number): string | undefined {
+  if (code <= 128) return undefined;
+  return Object.entries(constants.signals).find(([, number]) => number === code - 128)?.[0];
 }

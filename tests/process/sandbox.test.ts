@@ -1,80 +1,93 @@
 /**
- * The bubblewrap sandbox with real processes: a probe executor tries to get out, Claude Code runs
- * a start and a resume inside it, and a sandbox is stopped and leaves nothing behind. bubblewrap
- * must be installed (CI installs it): without it every test fails with checkBubblewrap's reason.
+ * The bubblewrap sandbox with real processes: the host check, the prefix's mounts, a probe
+ * executor that tries to get out, and a sandboxed ExecutorProcess stopped, killed and orphaned.
+ * bubblewrap must be installed (CI installs it): without it these tests fail with the reason.
  */
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { LocalGateway } from "../../src/exec/local-gateway.ts";
-import { type BubblewrapOptions, bubblewrapArgv, checkBubblewrap, expandHome } from "../../src/process/sandbox.ts";
-import { startFakeAnthropic } from "../support/fake-anthropic.ts";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { ExecutorProcess } from "../../src/process/executor-process.ts";
+import { type BubblewrapOptions, bubblewrapArgv, expandHome, signalOfSandboxExit } from "../../src/process/sandbox.ts";
+import { checkBubblewrap, requireSandbox } from "../../src/process/sandbox-check.ts";
+import { ConfigError } from "../../src/shared/errors.ts";
+import { until } from "../support/fault-tools.ts";
+import { REPO_ROOT, TempDirs } from "../support/processes.ts";
+import {
+  goneWithin,
+  homeWithSecrets,
+  needBubblewrap,
+  PROBE,
+  plant,
+  probeResults,
+  STUBBORN,
+  sandboxMembers,
+  sandboxNamespace,
+} from "../support/sandbox.ts";
 
-const REPO = resolve(import.meta.dir, "../..");
-const PROBE = join(REPO, "tests/fixtures/sandbox/probe");
-const STUBBORN = join(REPO, "tests/fixtures/sandbox/stubborn");
-const CLAUDE_CODE_EXECUTOR = join(REPO, "executors/claude-code/ao-claude-code-exec");
-const CLAUDE_CODE_BINARY = join(REPO, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
-const IS_ROOT = process.getuid?.() === 0;
-const CLAUDE_TIMEOUT = 90_000;
-
-const bubblewrap = checkBubblewrap();
-/** Fails the calling test, with the reason, when this host cannot run a sandbox. */
-function needBubblewrap(): void {
-  if (!bubblewrap.ok) throw new Error(bubblewrap.reason);
-}
-
-const dirs: string[] = [];
-/** A temp directory; `where` /var/tmp keeps it out of the sandbox's private /tmp, so only the home tmpfs hides a home made there. */
-function tempDir(prefix: string, where = tmpdir()): string {
-  const dir = mkdtempSync(join(where, prefix));
-  dirs.push(dir);
-  return dir;
-}
-afterAll(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-function plant(path: string, content: string): string {
-  mkdirSync(resolve(path, ".."), { recursive: true });
-  writeFileSync(path, content);
-  return path;
-}
-
+const temp = new TempDirs();
+afterAll(() => temp.cleanup());
 const noSettings = { extraWritable: [], extraHidden: [] };
+const ENV = Bun.which("env")!;
+const BWRAP = Bun.which("bwrap") ?? "bwrap";
 
 async function run(argv: string[], env: Record<string, string | undefined>, stdin = "{}") {
-  const child = Bun.spawn(argv, { env, stdin: new Blob([stdin]), stdout: "pipe", stderr: "pipe", detached: true, timeout: 60_000 });
-  const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  const child = Bun.spawn(argv, {
+    env,
+    stdin: new Blob([stdin]),
+    stdout: "pipe",
+    stderr: "pipe",
+    detached: true,
+    timeout: 60_000,
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
   return { stdout, stderr, exitCode };
 }
 
-function probeResults(stdout: string): Record<string, string> {
-  return Object.fromEntries(stdout.trim().split("\n").map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
-}
-
-describe("checkBubblewrap", () => {
+describe("the host check", () => {
   test("bubblewrap works on this host", () => {
-    expect(bubblewrap).toEqual({ ok: true });
+    expect(checkBubblewrap()).toEqual({ ok: true, bwrap: BWRAP });
   });
 
-  test("no bwrap on PATH: names the package", () => {
-    const empty = tempDir("ar-sbx-path-");
+  test("no bwrap on PATH: names the package; a sandboxed profile refuses to start with it", () => {
+    const empty = temp.make("ar-sbx-path-");
     const result = checkBubblewrap({ env: { PATH: empty } });
-    expect(result.ok).toBe(false);
-    if (!result.ok) expect(result.reason).toBe("The sandbox needs bubblewrap, but `bwrap` is not on PATH. Install the Debian/Ubuntu package `bubblewrap` (apt-get install bubblewrap).");
+    const reason =
+      "The sandbox needs bubblewrap, but `bwrap` is not on PATH. Install the Debian/Ubuntu package `bubblewrap` (apt-get install bubblewrap).";
+    expect(result).toEqual({ ok: false, reason });
+    expect(() => requireSandbox("coding-sandboxed", { PATH: empty })).toThrow(
+      new ConfigError(`Profile 'coding-sandboxed' runs its executors in a sandbox, which this host cannot: ${reason}`),
+    );
   });
 
   test("bwrap that cannot create namespaces: its own message, the package and the sysctls", () => {
-    const fake = tempDir("ar-sbx-fake-");
-    const message = "bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces.";
+    const fake = temp.make("ar-sbx-fake-");
+    const message =
+      "bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces.";
     writeFileSync(join(fake, "bwrap"), `#!/bin/sh\necho "${message}" >&2\nexit 1\n`, { mode: 0o755 });
     const result = checkBubblewrap({ env: { PATH: `${fake}:${process.env.PATH}` } });
     expect(result.ok).toBe(false);
     if (result.ok) return;
-    expect(result.reason).toContain(`bubblewrap (${join(fake, "bwrap")}, Debian package \`bubblewrap\`) cannot create a sandbox: ${message.slice(0, -1)}. This usually means`);
-    for (const sysctl of ["kernel.unprivileged_userns_clone", "user.max_user_namespaces", "kernel.apparmor_restrict_unprivileged_userns"]) {
+    expect(result.reason).toContain(
+      `bubblewrap (${join(fake, "bwrap")}, Debian package \`bubblewrap\`) cannot create a sandbox: ${message.slice(0, -1)}. This usually means`,
+    );
+    for (const sysctl of [
+      "kernel.unprivileged_userns_clone",
+      "user.max_user_namespaces",
+      "kernel.apparmor_restrict_unprivileged_userns",
+    ]) {
       expect(result.reason).toContain(sysctl);
     }
   });
@@ -89,7 +102,7 @@ describe("bubblewrapArgv", () => {
   });
 
   test("mounts go from the shallowest path to the deepest; what would change nothing is left out", () => {
-    const base = tempDir("ar-sbx-argv-", "/var/tmp");
+    const base = temp.make("ar-sbx-argv-", "/var/tmp");
     const home = join(base, "home");
     const project = join(home, "work", "p");
     mkdirSync(project, { recursive: true });
@@ -97,7 +110,7 @@ describe("bubblewrapArgv", () => {
     const argv = bubblewrapArgv({
       projectDir: project,
       home,
-      runnerDir: REPO,
+      runnerDir: REPO_ROOT,
       stateDirs: [join(home, ".local/state/agent-runner"), join(base, "state"), join(base, "missing")],
       settings: { extraWritable: ["~/missing"], extraHidden: ["~/.ssh"] },
       env: {},
@@ -105,8 +118,8 @@ describe("bubblewrapArgv", () => {
     });
     expect(argv.join(" ")).toBe(
       [
-        "env --ignore-signal=TERM bwrap --die-with-parent --unshare-pid",
-        "--ro-bind / / --dev /dev --proc /proc",
+        `${ENV} --ignore-signal=TERM ${BWRAP} --die-with-parent --unshare-pid --unshare-ipc`,
+        "--ro-bind / / --dev /dev --perms 1777 --tmpfs /dev/shm --proc /proc",
         "--perms 1777 --tmpfs /tmp",
         // Same depth: emptied before hidden. The state inside the home and ~/.ssh are hidden already.
         `--tmpfs ${home}`,
@@ -114,7 +127,7 @@ describe("bubblewrapArgv", () => {
         `--bind ${home}/.claude ${home}/.claude`,
         `--bind ${home}/.claude.json ${home}/.claude.json`,
         `--bind ${project} ${project}`,
-        `--chdir ${project} --setenv TMPDIR /tmp -- env --default-signal=TERM`,
+        `--chdir ${project} --setenv TMPDIR /tmp -- ${ENV} --default-signal=TERM`,
       ].join(" "),
     );
     // Created on the host so that they can be bound.
@@ -123,63 +136,79 @@ describe("bubblewrapArgv", () => {
   });
 
   test("as root, capabilities are dropped; a project in /tmp comes after the /tmp tmpfs", () => {
-    const home = tempDir("ar-sbx-home-");
-    const project = tempDir("ar-sbx-project-");
-    const argv = bubblewrapArgv({ projectDir: project, home, runnerDir: REPO, stateDirs: [], settings: noSettings, env: {}, uid: 0 });
-    expect(argv.slice(3, 7)).toEqual(["--die-with-parent", "--unshare-pid", "--cap-drop", "ALL"]);
+    const home = temp.make("ar-sbx-home-");
+    const project = temp.make("ar-sbx-project-");
+    const argv = bubblewrapArgv({
+      projectDir: project,
+      home,
+      runnerDir: REPO_ROOT,
+      stateDirs: [],
+      settings: noSettings,
+      env: {},
+      uid: 0,
+    });
+    expect(argv.slice(3, 8)).toEqual(["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL"]);
     const text = argv.join(" ");
     expect(text.indexOf("--tmpfs /tmp ")).toBeLessThan(text.indexOf(`--bind ${project} `));
     expect(text.indexOf("--tmpfs /tmp ")).toBeLessThan(text.indexOf(`--tmpfs ${home} `));
   });
 
   test("refuses a project that contains the home or lies in the runner's directory or state, and a home that does not exist", () => {
-    const home = tempDir("ar-sbx-home-");
-    const state = tempDir("ar-sbx-state-");
+    const home = temp.make("ar-sbx-home-");
+    const state = temp.make("ar-sbx-state-");
     mkdirSync(join(state, "p"));
-    const other = tempDir("ar-sbx-project-");
-    const options = { home, runnerDir: REPO, stateDirs: [state], settings: noSettings, env: {} };
+    const other = temp.make("ar-sbx-project-");
+    const options = { home, runnerDir: REPO_ROOT, stateDirs: [state], settings: noSettings, env: {} };
     expect(() => bubblewrapArgv({ ...options, projectDir: "/" })).toThrow("contains the home directory");
     expect(() => bubblewrapArgv({ ...options, projectDir: home })).toThrow("contains the home directory");
-    expect(() => bubblewrapArgv({ ...options, projectDir: REPO })).toThrow("is inside the runner's directory");
-    expect(() => bubblewrapArgv({ ...options, projectDir: join(REPO, "src") })).toThrow("is inside the runner's directory");
-    expect(() => bubblewrapArgv({ ...options, projectDir: join(state, "p") })).toThrow("is inside the runner's state directory");
+    expect(() => bubblewrapArgv({ ...options, projectDir: REPO_ROOT })).toThrow("is inside the runner's directory");
+    expect(() => bubblewrapArgv({ ...options, projectDir: join(REPO_ROOT, "src") })).toThrow(
+      "is inside the runner's directory",
+    );
+    expect(() => bubblewrapArgv({ ...options, projectDir: join(state, "p") })).toThrow(
+      "is inside the runner's state directory",
+    );
     expect(() => bubblewrapArgv({ ...options, projectDir: other, home: join(home, "nope") })).toThrow("does not exist");
     expect(() => bubblewrapArgv({ ...options, projectDir: join(home, "nope") })).toThrow("project directory");
-    expect(() => bubblewrapArgv({ ...options, projectDir: other, settings: { extraWritable: ["relative/dir"], extraHidden: [] } })).toThrow("not an absolute path");
+    expect(() =>
+      bubblewrapArgv({ ...options, projectDir: other, settings: { extraWritable: ["relative/dir"], extraHidden: [] } }),
+    ).toThrow("not an absolute path");
+  });
+
+  test("an exit code bwrap gives for a signal is read back as the signal", () => {
+    expect(signalOfSandboxExit(137)).toBe("SIGKILL");
+    expect(signalOfSandboxExit(139)).toBe("SIGSEGV");
+    expect(signalOfSandboxExit(1)).toBeUndefined();
+    expect(signalOfSandboxExit(128)).toBeUndefined();
   });
 });
 
 /** A runner's world under /var/tmp: a home with secrets, state inside and outside it, tools in the home. */
 function world() {
-  const base = tempDir("ar-sbx-", "/var/tmp");
-  const home = join(base, "home");
+  const { base, home, project } = homeWithSecrets(temp);
   const w = {
     base,
     home,
-    project: join(home, "work", "project"),
+    project,
     outside: join(base, "outside"),
     stateFile: plant(join(home, ".local/state/agent-runner/exec-sessions/ses_1.json"), "PLANTED state"),
-    outsideStateFile: plant(join(base, "runner-state/outbox.json"), "PLANTED outbox"),
+    outsideStateFile: plant(join(base, "runner-state/runners/journal.json"), "PLANTED journal"),
     hiddenDir: join(base, "secrets"),
     hiddenFile: plant(join(base, "token.txt"), "PLANTED token"),
     runtimeDir: join(base, "run-user"),
     runnerDir: join(home, "opt/agent-runner"),
-    tool: plant(join(home, ".rt/bin/tool"), "#!/bin/sh\necho tool-ran\n"),
+    tool: plant(join(home, ".rt/bin/tool"), "#!/bin/sh\necho tool-ran\n", 0o755),
     claudeCode: join(home, ".local/bin/claude"),
     extraWritable: [join(base, "shared"), join(home, ".cache/pip")],
   };
-  mkdirSync(w.project, { recursive: true });
   mkdirSync(w.outside);
   for (const dir of w.extraWritable) mkdirSync(dir, { recursive: true });
-  plant(join(home, ".ssh/id_ed25519"), "PLANTED private key");
   plant(join(w.hiddenDir, "file"), "PLANTED hidden");
   plant(join(w.runtimeDir, "bus"), "PLANTED bus");
   plant(join(w.runnerDir, "VERSION"), "PLANTED 1.0");
   plant(join(home, ".claude.json"), '{"PLANTED":true}');
-  Bun.spawnSync(["chmod", "+x", w.tool]);
   // Claude Code as its native installer lays it out: a relative link into a versions directory.
-  plant(join(home, ".local/share/claude/versions/1.0.0"), "#!/bin/sh\necho claude-ran\n");
-  Bun.spawnSync(["chmod", "+x", join(home, ".local/share/claude/versions/1.0.0")]);
+  plant(join(home, ".local/share/claude/versions/1.0.0"), "#!/bin/sh\necho claude-ran\n", 0o755);
   mkdirSync(join(home, ".local/bin"));
   symlinkSync("../share/claude/versions/1.0.0", w.claudeCode);
   return w;
@@ -193,7 +222,10 @@ function worldOptions(w: World, env: Record<string, string | undefined>): Bubble
     home: w.home,
     runnerDir: w.runnerDir,
     stateDirs: [join(w.home, ".local/state/agent-runner"), join(w.base, "runner-state")],
-    settings: { extraWritable: [w.extraWritable[0]!, "~/.cache/pip"], extraHidden: [w.hiddenDir, w.hiddenFile, "~/.ssh", join(w.base, "missing")] },
+    settings: {
+      extraWritable: [w.extraWritable[0]!, "~/.cache/pip"],
+      extraHidden: [w.hiddenDir, w.hiddenFile, "~/.ssh", join(w.base, "missing")],
+    },
     env,
     execPath: w.tool,
   };
@@ -249,6 +281,7 @@ describe("a probe executor inside the sandbox", () => {
       write_runner_dir: "no",
       write_tool_dir: "no",
       write_extra: "yes",
+      write_shm: "yes",
       read_ssh_key: "no",
       read_state: "no",
       read_outside_state: "no",
@@ -271,6 +304,7 @@ describe("a probe executor inside the sandbox", () => {
       capabilities: "0000000000000000",
       tmpdir: "/tmp",
       cwd: w.project,
+      lifeline: "",
     });
 
     const second = probeResults((await run(argv, env)).stdout);
@@ -281,7 +315,8 @@ describe("a probe executor inside the sandbox", () => {
     expect(readFileSync(join(w.project, "written-in-project"), "utf8")).toBe("from-sandbox\n");
     expect(readFileSync(join(w.home, ".claude/written-by-sandbox"), "utf8")).toBe("from-sandbox\n");
     expect(JSON.parse(readFileSync(join(w.home, ".claude.json"), "utf8"))).toEqual({ written: "by-sandbox" });
-    for (const dir of w.extraWritable) expect(readFileSync(join(dir, "written-by-sandbox"), "utf8")).toBe("from-sandbox\n");
+    for (const dir of w.extraWritable)
+      expect(readFileSync(join(dir, "written-by-sandbox"), "utf8")).toBe("from-sandbox\n");
     expect(existsSync(join(w.home, "scratch"))).toBe(false);
     expect(existsSync(join(w.home, "work/written"))).toBe(false);
     expect(readdirSync(w.outside)).toEqual([]);
@@ -293,209 +328,141 @@ describe("a probe executor inside the sandbox", () => {
 
   test("a project and a home in /tmp, and a project reached through a symlink in the home", async () => {
     needBubblewrap();
-    const home = tempDir("ar-sbx-home-");
+    const home = temp.make("ar-sbx-home-");
     plant(join(home, ".ssh/id_ed25519"), "PLANTED private key");
-    const project = tempDir("ar-sbx-project-");
+    const project = temp.make("ar-sbx-project-");
     const env = { PATH: process.env.PATH, HOME: home, PROBE_MARK: "m", PROBE_RUNNER_PID: String(process.pid) };
-    const inTmp = probeResults((await run([...bubblewrapArgv({ projectDir: project, home, runnerDir: REPO, stateDirs: [], settings: noSettings, env }), PROBE], env)).stdout);
-    expect(inTmp).toMatchObject({ write_project: "yes", write_claude: "yes", read_ssh_key: "no", see_runner: "no", cwd: project });
+    const options = { home, runnerDir: REPO_ROOT, stateDirs: [], settings: noSettings, env };
+    const inTmp = probeResults(
+      (await run([...bubblewrapArgv({ ...options, projectDir: project }), PROBE], env)).stdout,
+    );
+    expect(inTmp).toMatchObject({
+      write_project: "yes",
+      write_claude: "yes",
+      read_ssh_key: "no",
+      see_runner: "no",
+      cwd: project,
+    });
     expect(existsSync(join(project, "written-in-project"))).toBe(true);
 
-    const target = tempDir("ar-sbx-target-", "/var/tmp");
+    const target = temp.make("ar-sbx-target-", "/var/tmp");
     symlinkSync(target, join(home, "linked-project"));
     const given = join(home, "linked-project");
     const probe = `test -d ${given} && echo through-link > ${given}/via-link && cat ${given}/via-link && pwd`;
-    const viaLink = await run([...bubblewrapArgv({ projectDir: given, home, runnerDir: REPO, stateDirs: [], settings: noSettings, env }), "sh", "-c", probe], env);
+    const viaLink = await run([...bubblewrapArgv({ ...options, projectDir: given }), "sh", "-c", probe], env);
     expect(viaLink.exitCode, viaLink.stderr).toBe(0);
     expect(viaLink.stdout).toBe(`through-link\n${target}\n`);
     expect(readFileSync(join(target, "via-link"), "utf8")).toBe("through-link\n");
   });
 });
 
-describe("Claude Code inside the sandbox", () => {
-  test(
-    "start, then resume of the same session, against the fake Messages API",
-    async () => {
-      needBubblewrap();
-      const api = startFakeAnthropic((request) => ({ text: `Hello from the fake API (model ${request.body.model})` }));
-      const gateway = new LocalGateway({ hostname: "test-host", executorProfile: "coding-sandboxed" }).start();
-      try {
-        const base = tempDir("ar-sbx-cc-", "/var/tmp");
-        const home = join(base, "home");
-        const project = join(home, "work", "project");
-        mkdirSync(project, { recursive: true });
-        plant(join(home, ".ssh/id_ed25519"), "PLANTED private key");
-        // Claude Code reached through a link in the emptied home.
-        mkdirSync(join(home, ".local/bin"), { recursive: true });
-        symlinkSync(CLAUDE_CODE_BINARY, join(home, ".local/bin/claude"));
-        const env: Record<string, string | undefined> = {
-          PATH: process.env.PATH,
-          HOME: home,
-          ANTHROPIC_BASE_URL: api.url,
-          ANTHROPIC_API_KEY: "sk-ant-test-dummy-key",
-          CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-          DISABLE_TELEMETRY: "1",
-          DISABLE_AUTOUPDATER: "1",
-          DISABLE_ERROR_REPORTING: "1",
-          CLAUDE_CODE_EXECUTABLE: join(home, ".local/bin/claude"),
-          AGENT_ORCHESTRATOR_API_URL: gateway.url,
-          AGENT_SESSION_ID: "ses_sbx",
-          // Claude Code refuses bypassPermissions as root otherwise; this is the disposable case it is for.
-          ...(IS_ROOT ? { IS_SANDBOX: "1" } : {}),
-        };
-        const argv = [...bubblewrapArgv({ projectDir: project, home, runnerDir: REPO, stateDirs: [], settings: noSettings, env }), CLAUDE_CODE_EXECUTOR];
-        const invocation = (fields: object) => JSON.stringify({ schema_version: "2.1", session_id: "ses_sbx", ...fields });
-
-        const started = await run(argv, env, invocation({ mode: "start", prompt: "FIRST_TURN_MARKER", project_dir: project }));
-        expect(started.exitCode, started.stderr).toBe(0);
-        expect(started.stdout).toStartWith("Hello from the fake API");
-        const executorSessionId = gateway.session("ses_sbx")!.executor_session_id!;
-        expect(executorSessionId).toMatch(/^[0-9a-f-]{36}$/);
-        // The session's transcript went to the real ~/.claude, so a later sandbox can resume it.
-        const transcripts = readdirSync(join(home, ".claude/projects"), { recursive: true }).map(String);
-        expect(transcripts.some((path) => path.endsWith(`${executorSessionId}.jsonl`))).toBe(true);
-        expect(Object.keys(JSON.parse(readFileSync(join(home, ".claude.json"), "utf8"))).length).toBeGreaterThan(0);
-
-        gateway.records.length = 0;
-        const from = api.requests.length;
-        const resumed = await run(argv, env, invocation({ mode: "resume", prompt: "SECOND_TURN_MARKER" }));
-        expect(resumed.exitCode, resumed.stderr).toBe(0);
-        expect(resumed.stdout).toStartWith("Hello from the fake API");
-        expect(resumed.stderr).not.toContain("configuration file not found");
-        expect(gateway.records.map((r) => `${r.kind} ${r.path}`).slice(0, 2)).toEqual(["request /sessions/ses_sbx", "bind /bind"]);
-        expect(gateway.records[1]!.body.executor_session_id).toBe(executorSessionId);
-        const history = JSON.stringify(api.requests.slice(from).filter((r) => r.path === "/v1/messages" && r.body?.tools?.length).map((r) => r.body.messages));
-        expect(history).toContain("FIRST_TURN_MARKER");
-        expect(history).toContain("SECOND_TURN_MARKER");
-      } finally {
-        await gateway.stop();
-        await api.stop();
-      }
-    },
-    CLAUDE_TIMEOUT,
-  );
-});
-
-/** The pid namespace of the sandbox under an outer bwrap (whose one child is the sandbox's init). */
-function sandboxNamespace(bwrapPid: number): string {
-  const [init] = readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8").trim().split(" ");
-  return readlinkSync(`/proc/${init}/ns/pid`);
-}
-
-/** Every process (host pid) in the given pid namespace, or in the process group. */
-function members(namespace: string, group: number): number[] {
-  const found: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const pgrp = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
-      if (pgrp === group || readlinkSync(`/proc/${name}/ns/pid`) === namespace) found.push(Number(name));
-    } catch {
-      // Gone meanwhile, or not ours to look at.
-    }
-  }
-  return found;
-}
-
-/** Resolves with the output so far once it contains `text`. */
-async function waitForOutput(stream: ReadableStream<Uint8Array>, text: string, seen: { text: string }): Promise<void> {
-  const reader = stream.getReader();
-  const decoder = new TextDecoder();
-  while (!seen.text.includes(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`output ended without "${text}": ${seen.text}`);
-    seen.text += decoder.decode(value);
-  }
-  reader.releaseLock();
-}
-
-async function collect(stream: ReadableStream<Uint8Array>, seen: { text: string }): Promise<void> {
-  const decoder = new TextDecoder();
-  for await (const chunk of stream) seen.text += decoder.decode(chunk);
-}
-
-describe("stopping a sandbox", () => {
-  function startStubborn(onTerm: "ignore" | "exit") {
-    const home = tempDir("ar-sbx-home-");
-    const project = tempDir("ar-sbx-project-");
-    const env = { PATH: process.env.PATH, HOME: home, ON_TERM: onTerm };
-    const argv = [...bubblewrapArgv({ projectDir: project, home, runnerDir: REPO, stateDirs: [], settings: noSettings, env }), STUBBORN];
-    // Detached: bwrap leads a process group of its own, as the runner's executors do.
-    return Bun.spawn(argv, { env, stdin: new Blob([""]), stdout: "pipe", stderr: "ignore", detached: true });
-  }
-
-  test("an executor that ignores SIGTERM: SIGTERM to the group, grace, SIGKILL; nothing of it survives", async () => {
-    needBubblewrap();
-    const child = startStubborn("ignore");
-    const output = { text: "" };
-    await waitForOutput(child.stdout, "ready", output);
-    const namespace = sandboxNamespace(child.pid);
-    // bwrap, its init, the script, its child sleep, the daemon, the sleep of its loop.
-    expect(members(namespace, child.pid).length).toBeGreaterThanOrEqual(5);
-    const collected = collect(child.stdout, output);
-
-    process.kill(-child.pid, "SIGTERM");
-    const exitedInGrace = await Promise.race([child.exited.then(() => true), Bun.sleep(700).then(() => false)]);
-    expect(exitedInGrace).toBe(false);
-    process.kill(-child.pid, "SIGKILL");
-    await child.exited;
-    await collected;
-    expect(child.signalCode).toBe("SIGKILL");
-    expect(output.text).toContain("got-term");
-    // The daemon left the process group, but not the pid namespace that died with its init.
-    expect(await goneWithin(() => members(namespace, child.pid), 2_000)).toEqual([]);
+describe("a sandboxed ExecutorProcess", () => {
+  const executors: ExecutorProcess[] = [];
+  afterEach(() => {
+    for (const executor of executors.splice(0)) executor.kill();
   });
 
-  test("an executor that handles SIGTERM gets its grace period, and what it leaves running is killed after it", async () => {
-    needBubblewrap();
-    const child = startStubborn("exit");
-    const output = { text: "" };
-    await waitForOutput(child.stdout, "ready", output);
-    const namespace = sandboxNamespace(child.pid);
-    const collected = collect(child.stdout, output);
-
-    process.kill(-child.pid, "SIGTERM");
-    expect(await child.exited).toBe(7);
-    await collected;
-    // Without the ignored SIGTERM in the outer bwrap, bwrap would die at once and its
-    // --die-with-parent would SIGKILL the executor before it had cleaned up.
-    expect(output.text).toBe("ready\ngot-term\ncleaned-up\n");
-    expect(await goneWithin(() => members(namespace, child.pid), 2_000)).toEqual([]);
-  });
-
-  test("a sandbox whose parent dies is killed with it (--die-with-parent)", async () => {
-    needBubblewrap();
-    const home = tempDir("ar-sbx-home-");
-    const project = tempDir("ar-sbx-project-");
-    const env = { PATH: process.env.PATH, HOME: home, ON_TERM: "ignore" };
-    const argv = [...bubblewrapArgv({ projectDir: project, home, runnerDir: REPO, stateDirs: [], settings: noSettings, env }), STUBBORN];
-    // A stand-in runner: a shell that starts the sandbox and waits.
-    const parent = Bun.spawn(["sh", "-c", '"$@" < /dev/null & wait', "sh", ...argv], { env, stdout: "pipe", stderr: "ignore", detached: true });
-    const output = { text: "" };
-    await waitForOutput(parent.stdout, "ready", output);
-    const bwrapPid = Number(readFileSync(`/proc/${parent.pid}/task/${parent.pid}/children`, "utf8").trim());
-    const namespace = sandboxNamespace(bwrapPid);
-    expect(members(namespace, -1).length).toBeGreaterThanOrEqual(4);
-
-    process.kill(parent.pid, "SIGKILL");
-    await parent.exited;
-    expect(await goneWithin(() => [...members(namespace, -1), ...(existsSync(`/proc/${bwrapPid}`) ? [bwrapPid] : [])], 2_000)).toEqual([]);
-  });
-});
-
-/** Polls `alive` every 20 ms until it is empty or `timeoutMs` has passed; returns what is left. */
-async function goneWithin(alive: () => number[], timeoutMs: number): Promise<number[]> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const left = alive().filter((pid) => {
-      try {
-        return !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
-      } catch {
-        return false;
-      }
+  function start(argv: string[], extraEnv: Record<string, string> = {}) {
+    const { home, project, base } = homeWithSecrets(temp);
+    const stateDir = join(base, "state");
+    const journal = plant(join(stateDir, "runners/journal.json"), "PLANTED journal");
+    const executor = new ExecutorProcess({
+      argv,
+      input: "{}",
+      env: {
+        PATH: process.env.PATH,
+        HOME: home,
+        PROBE_RUNNER_PID: String(process.pid),
+        PROBE_STATE_FILE: journal,
+        ...extraEnv,
+      },
+      cwd: project,
+      stdout: "capture",
+      sandbox: { settings: noSettings, stateDirs: [stateDir] },
     });
-    if (left.length === 0 || performance.now() > deadline) return left;
-    await Bun.sleep(20);
+    executors.push(executor);
+    return { executor, project };
   }
-}
+
+  test("the executor gets its lifeline through bwrap, its project, and nothing of the runner's state", async () => {
+    needBubblewrap();
+    const { executor, project } = start([PROBE]);
+    expect(await executor.exited).toEqual({ code: 0, signal: null });
+    const results = probeResults(executor.stdout());
+    expect(results).toMatchObject({
+      write_project: "yes",
+      read_ssh_key: "no",
+      read_state: "no",
+      see_runner: "no",
+      cwd: project,
+    });
+    // The runner holds the other end (a socket pair in Bun): end-of-file when the runner is gone.
+    expect(results.lifeline).toMatch(/^(pipe|socket):\[\d+\]$/);
+  });
+
+  test("an executor a signal ends inside is reported ended by that signal, as without a sandbox", async () => {
+    needBubblewrap();
+    const { executor } = start(["sh", "-c", "kill -SEGV $$"]);
+    expect(await executor.exited).toEqual({ code: null, signal: "SIGSEGV" });
+  });
+
+  /** Waits for "ready" on the stubborn executor's log, then returns its sandbox's PID namespace. */
+  async function ready(project: string, executor: ExecutorProcess): Promise<string> {
+    const log = join(project, "stubborn-log");
+    await until(() => existsSync(log) && readFileSync(log, "utf8").includes("ready"), "the stubborn executor's ready");
+    return sandboxNamespace(executor.pid);
+  }
+
+  test("stop: SIGTERM to the group, grace, SIGKILL; nothing of it survives, not even a daemon in its own session", async () => {
+    needBubblewrap();
+    const { executor, project } = start([STUBBORN], { ON_TERM: "ignore" });
+    const namespace = await ready(project, executor);
+    // bwrap, its init, the script, its child sleep, the daemon, the sleep of its loop.
+    expect(sandboxMembers(namespace, executor.pid).length).toBeGreaterThanOrEqual(5);
+    const from = performance.now();
+    expect(await executor.stop(700)).toBe("SIGKILL");
+    expect(performance.now() - from).toBeGreaterThanOrEqual(650);
+    expect(await executor.exited).toEqual({ code: null, signal: "SIGKILL" });
+    expect(executor.stdout()).toContain("got-term");
+    expect(await goneWithin(() => sandboxMembers(namespace, executor.pid), 2_000)).toEqual([]);
+  });
+
+  test("stop: an executor that handles SIGTERM gets its grace period; what it leaves running is killed after it", async () => {
+    needBubblewrap();
+    const { executor, project } = start([STUBBORN], { ON_TERM: "exit" });
+    const namespace = await ready(project, executor);
+    expect(await executor.stop(10_000)).toBe("SIGTERM");
+    expect(await executor.exited).toEqual({ code: 7, signal: null });
+    // Were SIGTERM not ignored by the outer bwrap, it would die at once and --die-with-parent
+    // would SIGKILL the executor before it had cleaned up.
+    expect(executor.stdout()).toBe("ready\ngot-term\ncleaned-up\n");
+    expect(await goneWithin(() => sandboxMembers(namespace, executor.pid), 2_000)).toEqual([]);
+  });
+
+  test("a sandbox whose parent is SIGKILLed ends at once, all of it (--die-with-parent)", async () => {
+    needBubblewrap();
+    const { project } = homeWithSecrets(temp);
+    const script = plant(
+      join(temp.make("ar-sbx-parent-"), "parent.ts"),
+      `import { ExecutorProcess } from ${JSON.stringify(join(REPO_ROOT, "src/process/executor-process.ts"))};
+const executor = new ExecutorProcess({ argv: [${JSON.stringify(STUBBORN)}], input: "", env: process.env, cwd: ${JSON.stringify(project)}, stdout: "capture",
+  sandbox: { settings: { extraWritable: [], extraHidden: [] }, stateDirs: [] } });
+console.log(executor.pid);
+setInterval(() => {}, 60_000);
+`,
+    );
+    const parent = Bun.spawn([process.execPath, script], {
+      env: { ...process.env, ON_TERM: "ignore" },
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const reader = parent.stdout.getReader();
+    const bwrapPid = Number(new TextDecoder().decode((await reader.read()).value).trim());
+    await until(() => existsSync(join(project, "stubborn-log")), "the stubborn executor's ready");
+    const namespace = sandboxNamespace(bwrapPid);
+    expect(sandboxMembers(namespace, bwrapPid).length).toBeGreaterThanOrEqual(5);
+    parent.kill("SIGKILL");
+    await parent.exited;
+    expect(await goneWithin(() => sandboxMembers(namespace, bwrapPid), 2_000)).toEqual([]);
+  });
+});
