@@ -143,7 +143,7 @@ describe("agent-runner doctor", () => {
     test("profile: not found", async () => {
       coordinator();
       const result = await doctor(["--profile", "nope", "-c", fake.url]);
-      expectOnlyFailure(result, "profile", "Profile 'nope' not found. Available: coding, research, supervised, test");
+      expectOnlyFailure(result, "profile", "Profile 'nope' not found. Available: coding, coding-sandboxed, research, supervised, test");
     });
 
     test("profile: an invalid file", async () => {
