@@ -71,6 +71,7 @@ export const runnerCommand = defineCommand({
           ? defaultProfile()
           : loadProfile(config.profile, { profilesDir: config.profilesDir });
       setLogContext({ profile: profile.name });
+      if (profile.sandbox) (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
       const { startRunner } = await import("../runner/start-runner.ts");
       await startRunner(config, profile);
     }),
