@@ -3,12 +3,13 @@
  * whole filesystem read-only, the project writable, a private /tmp, the home emptied except
  * Claude Code's own files, the runner's state hidden, a PID namespace of its own.
  */
-import { existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { constants, homedir } from "node:os";
-import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
+import { dirname, isAbsolute, join, normalize, sep } from "node:path";
 import { INSTALL_DIR } from "../config/install-dir.ts";
 import { findClaudeCode } from "../executors/claude-code-binary.ts";
 import type { Env } from "../shared/env.ts";
+import { isWithin, mountArgs, real } from "./sandbox-mounts.ts";
 
 /** A profile's `sandbox` option once parsed: `true` is both lists empty. Paths may start with `~/`. */
 export interface SandboxSettings {
@@ -54,71 +55,6 @@ export function expandHome(path: string, home: string): string {
   if (path === "~") return home;
   if (path.startsWith("~/")) return join(home, path.slice(2));
   return path;
-}
-
-// How a path looks inside the sandbox. Later mounts cover earlier ones, so mounts are applied from
-// the shallowest path to the deepest; on the same path the later kind in this list wins.
-const KINDS = ["empty", "writable", "readonly", "hidden"] as const;
-type Kind = (typeof KINDS)[number];
-interface Mount {
-  kind: Kind;
-  /** Real path (no symlinks), both source and destination. */
-  path: string;
-  /** Hidden non-directories are covered with /dev/null instead of a tmpfs. */
-  file?: boolean;
-}
-
-const depth = (path: string) => (path === sep ? 0 : path.split(sep).length - 1);
-const isWithin = (path: string, dir: string) => path === dir || path.startsWith(dir === sep ? dir : dir + sep);
-
-/** The real path, or undefined when the path does not exist. */
-function real(path: string): string | undefined {
-  try {
-    return realpathSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-/** The mount deciding what `path` shows: the deepest one at or above it (none: the read-only host root). */
-function covering(path: string, mounts: Mount[]): Kind | "root" {
-  let best: Mount | undefined;
-  for (const mount of mounts) {
-    if (isWithin(path, mount.path) && (!best || depth(mount.path) >= depth(best.path))) best = mount;
-  }
-  return best?.kind ?? "root";
-}
-
-/** Every symlink met while resolving `path`, each at its real location, with its target as written. */
-function symlinksOnTheWay(path: string): Array<{ at: string; target: string }> {
-  const found: Array<{ at: string; target: string }> = [];
-  const pending = path.split(sep).filter(Boolean);
-  let resolved: string = sep;
-  for (let hops = 0; pending.length > 0 && hops < 40; ) {
-    const name = pending.shift()!;
-    if (name === ".") continue;
-    if (name === "..") {
-      resolved = dirname(resolved);
-      continue;
-    }
-    const candidate = join(resolved, name);
-    let isLink: boolean;
-    try {
-      isLink = lstatSync(candidate).isSymbolicLink();
-    } catch {
-      break;
-    }
-    if (!isLink) {
-      resolved = candidate;
-      continue;
-    }
-    hops++;
-    const target = readlinkSync(candidate);
-    found.push({ at: candidate, target });
-    pending.unshift(...target.split(sep).filter(Boolean));
-    if (isAbsolute(target)) resolved = sep;
-  }
-  return found;
 }
 
 /** Where Bun keeps transpiled sources of big files, found as Bun finds it. */
@@ -255,50 +191,12 @@ export function bubblewrapArgv(options: BubblewrapOptions): string[] {
   hidden.push(`/run/user/${uid}`);
   if (env.XDG_RUNTIME_DIR) hidden.push(env.XDG_RUNTIME_DIR);
 
-  const wanted: Mount[] = [
-    { kind: "empty", path: realHome },
-    { kind: "empty", path: "/tmp" },
-  ];
-  const add = (kind: Kind, paths: string[]) => {
-    for (const path of paths) {
-      const at = real(path);
-      // Paths that do not exist are skipped: there is nothing to show or hide.
-      if (at) wanted.push({ kind, path: at, file: !statSync(at).isDirectory() });
-    }
-  };
-  add("writable", writable);
-  add("readonly", readonly);
-  add("hidden", hidden);
-  wanted.sort((a, b) => depth(a.path) - depth(b.path) || KINDS.indexOf(a.kind) - KINDS.indexOf(b.kind));
-
-  const mounts: Mount[] = [];
-  const args: string[] = [];
-  for (const mount of wanted) {
-    const under = covering(mount.path, mounts);
-    // Skip what would change nothing: showing what is already shown, hiding what is already hidden.
-    if (mount.kind === "writable" && under === "writable") continue;
-    if (mount.kind === "readonly" && (under === "root" || under === "readonly")) continue;
-    if (mount.kind === "hidden" && (under === "empty" || under === "hidden")) continue;
-    mounts.push(mount);
-    if (mount.kind === "empty") args.push(...(mount.path === "/tmp" ? ["--perms", "1777"] : []), "--tmpfs", mount.path);
-    else if (mount.kind === "writable") args.push("--bind", mount.path, mount.path);
-    else if (mount.kind === "readonly") args.push("--ro-bind", mount.path, mount.path);
-    else if (mount.file) args.push("--ro-bind", "/dev/null", mount.path);
-    else args.push("--tmpfs", mount.path);
-  }
-
-  // Paths given through symlinks that now sit in an emptied directory (Claude Code in
-  // ~/.local/bin pointing into ~/.local/share, a project reached through ~/work) would dangle:
-  // make the same links again inside the sandbox.
-  const links = new Map<string, string>();
-  for (const path of [home, options.projectDir, ...writable, ...readonly]) {
-    if (!real(path)) continue;
-    for (const link of symlinksOnTheWay(resolve(path))) {
-      const under = covering(link.at, mounts);
-      if (under === "empty" || under === "hidden") links.set(link.at, link.target);
-    }
-  }
-  for (const [at, target] of links) args.push("--symlink", target, at);
+  const args = mountArgs({ empty: [realHome, "/tmp"], writable, readonly, hidden }, [
+    home,
+    options.projectDir,
+    ...writable,
+    ...readonly,
+  ]);
 
   const bwrap = options.bwrap ?? findProgram("bwrap", process.env.PATH);
   const envProgram = options.envProgram ?? findProgram("env", process.env.PATH);

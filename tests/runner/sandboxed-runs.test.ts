@@ -241,7 +241,7 @@ describe("the runner as a process", () => {
     expect(fake!.find("POST", "/runner/register")).toEqual([]);
   });
 
-  test("the journal records bwrap's process group: killing it as a restart would kills all of the sandbox", async () => {
+  test("the journal records bwrap's process group: killing it, as a restarted runner does, kills all of the sandbox", async () => {
     needBubblewrap();
     const w = runnerWorld();
     startRunner(STUBBORN, w);
