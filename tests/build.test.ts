@@ -82,7 +82,13 @@ describe("the compiled single executable", () => {
     const { exitCode, stdout, stderr } = await run(["./agent-runner", "--profile-list"], runDir);
     expect({ exitCode, stderr }).toEqual({ exitCode: 0, stderr: "" });
     const lines = stdout.trimEnd().split("\n");
-    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual(["coding", "research", "supervised", "test"]);
+    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual([
+      "coding",
+      "coding-sandboxed",
+      "research",
+      "supervised",
+      "test",
+    ]);
     for (const line of lines) {
       expect(line).toContain("built-in");
       // The built-in executors travel inside the executable.
@@ -100,16 +106,26 @@ describe("the compiled single executable", () => {
     const { exitCode, stdout } = await run(["./agent-runner", "--profile-list"], dir);
     expect(exitCode).toBe(0);
     const lines = stdout.trimEnd().split("\n");
-    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual(["coding", "local", "research", "supervised", "test"]);
+    expect(lines.map((line) => line.split(/\s+/)[0])).toEqual([
+      "coding",
+      "coding-sandboxed",
+      "local",
+      "research",
+      "supervised",
+      "test",
+    ]);
     expect(lines[0]).toContain(join(dir, "profiles", "coding.json"));
-    expect(lines[1]).toContain(join(dir, "profiles", "local.json"));
-    expect(lines[2]).toContain("built-in");
+    expect(lines[1]).toContain("built-in");
+    expect(lines[2]).toContain(join(dir, "profiles", "local.json"));
+    expect(lines[3]).toContain("built-in");
   });
 
   test("--profile nonexistent exits 1 listing the profiles", async () => {
     const { exitCode, stderr } = await run(["./agent-runner", "--profile", "nonexistent"], runDir);
     expect(exitCode).toBe(1);
-    expect(stderr).toContain("Profile 'nonexistent' not found. Available: coding, research, supervised, test");
+    expect(stderr).toContain(
+      "Profile 'nonexistent' not found. Available: coding, coding-sandboxed, research, supervised, test",
+    );
   });
 
   test("with --health-addr it serves /metrics: prom-client works inside the executable", async () => {

@@ -1,10 +1,12 @@
-/** The checks of `agent-runner doctor` that talk to the outside: Claude Code, token, coordinator, directories, ports. */
+/** The checks of `agent-runner doctor` that talk to the outside: sandbox, Claude Code, token, coordinator, directories, ports. */
 import { existsSync, mkdtempSync, rmdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { ClientCredentialsAuth, noAuth, type TokenSource, tokenUrl } from "../coordinator/auth.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
 import { claudeCodeNotFound, findClaudeCode } from "../executors/claude-code-binary.ts";
+import { bubblewrapArgv, type SandboxSettings } from "../process/sandbox.ts";
+import { checkBubblewrap } from "../process/sandbox-check.ts";
 import { coordinatorDetail } from "../protocol/error-detail.ts";
 import { RunTokens } from "../runner/run-tokens.ts";
 import type { Env } from "../shared/env.ts";
@@ -49,6 +51,35 @@ export async function checkClaudeCode(env: Env): Promise<CheckResult> {
   } catch (error) {
     return { ok: false, detail: `${where} cannot be started: ${messageOf(error)}` };
   }
+}
+
+/**
+ * A sandboxed profile's executors need bubblewrap and user namespaces, and a project directory
+ * the sandbox accepts: the sandbox of a run in the default project directory is created, running `true`.
+ */
+export async function checkSandbox(config: RunnerConfig, settings: SandboxSettings): Promise<CheckResult> {
+  const check = checkBubblewrap();
+  if (!check.ok) return { ok: false, detail: check.reason };
+  let argv: string[];
+  try {
+    argv = bubblewrapArgv({ settings, stateDirs: [config.stateDir], projectDir: config.projectDir, env: process.env });
+  } catch (error) {
+    return { ok: false, detail: messageOf(error) };
+  }
+  const proc = Bun.spawn([...argv, "true"], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+    timeout: VERSION_TIMEOUT_MS,
+  });
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) {
+    return {
+      ok: false,
+      detail: `the sandbox of a run in ${config.projectDir} fails (exit ${code}): ${stderr.trim().slice(0, 300)}`,
+    };
+  }
+  return { ok: true, detail: `${check.bwrap} runs executors in a sandbox; a run in ${config.projectDir} can write it` };
 }
 
 /** With AUTH0_* set, a token from the token endpoint; the source is kept for the coordinator check. */

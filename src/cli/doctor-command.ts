@@ -9,9 +9,12 @@ import {
   DEFAULT_EXECUTOR_PATH,
   DEFAULT_EXECUTOR_TYPE,
   describeProfiles,
+  type ProfileSandbox,
   resolveExecutorCommand,
+  sandboxSettings,
 } from "../config/profiles.ts";
 import { type RunnerConfig, resolveConfig } from "../config/runner-config.ts";
+import type { SandboxSettings } from "../process/sandbox.ts";
 import { messageOf } from "../shared/errors.ts";
 import { setVerbose } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
@@ -21,6 +24,7 @@ import {
   checkCoordinator,
   checkDirectory,
   checkPorts,
+  checkSandbox,
   checkToken,
 } from "./doctor-checks.ts";
 
@@ -42,10 +46,14 @@ function configSummary(config: RunnerConfig): string {
 }
 
 /** The profile as the runner would load it: one line for the profile, one for its executor command. */
-function profileChecks(config: RunnerConfig): { type?: string; results: boolean[] } {
+function profileChecks(config: RunnerConfig): { type?: string; sandbox?: SandboxSettings; results: boolean[] } {
   const name = config.profile;
   const fail = (detail: string) => ({ results: [print("profile", { ok: false, detail })] });
-  let profile = { type: DEFAULT_EXECUTOR_TYPE, command: DEFAULT_EXECUTOR_PATH, source: "default, no --profile" };
+  let profile: { type: string; command: string; source: string; sandbox?: ProfileSandbox } = {
+    type: DEFAULT_EXECUTOR_TYPE,
+    command: DEFAULT_EXECUTOR_PATH,
+    source: "default, no --profile",
+  };
   if (name !== undefined) {
     let listing: ReturnType<typeof describeProfiles>;
     try {
@@ -62,7 +70,7 @@ function profileChecks(config: RunnerConfig): { type?: string; results: boolean[
   const results = [
     print("profile", {
       ok: true,
-      detail: `'${name ?? DEFAULT_EXECUTOR_TYPE}' (${profile.source}), type ${profile.type}`,
+      detail: `'${name ?? DEFAULT_EXECUTOR_TYPE}' (${profile.source}), type ${profile.type}${profile.sandbox ? ", sandboxed" : ""}`,
     }),
     print(
       "executor",
@@ -71,7 +79,7 @@ function profileChecks(config: RunnerConfig): { type?: string; results: boolean[
         : { ok: true, detail: `runs ${argv.join(" ")}` },
     ),
   ];
-  return { type: profile.type, results };
+  return { type: profile.type, sandbox: sandboxSettings(profile.sandbox), results };
 }
 
 export const doctorCommand = defineCommand({
@@ -97,6 +105,7 @@ export const doctorCommand = defineCommand({
 
     const profile = profileChecks(config);
     results.push(...profile.results);
+    if (profile.sandbox) results.push(print("sandbox", await checkSandbox(config, profile.sandbox)));
     if (profile.type === "claude-code") results.push(print("claude code", await checkClaudeCode(process.env)));
 
     const token = await checkToken(config);

@@ -91,6 +91,7 @@ export const execCommand = defineCommand({
 
       const profilesDir = resolveProfilesDir({ "profiles-dir": args["profiles-dir"] });
       const profile = args.profile === undefined ? defaultProfile() : loadProfile(args.profile, { profilesDir });
+      if (profile.sandbox) (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
       const store = new ExecSessionStore(args["state-dir"] ? resolve(args["state-dir"]) : defaultExecStateDir());
       store.assertWritable();
       const known = store.load(sessionId);
@@ -139,12 +140,15 @@ export const execCommand = defineCommand({
           sessionId,
           prompt: args.prompt,
           projectDir,
+          stateDirs: [store.dir],
           agentBlueprint,
           knownSessions: known ? [known] : [],
           onRecord: show,
           onSessionChange: (session) => {
             try {
-              store.save(session);
+              // A sandboxed executor's bind must not choose what the resume makes writable: the
+              // directory exec gave it is recorded instead.
+              store.save(profile.sandbox ? { ...session, project_dir: projectDir } : session);
             } catch (error) {
               // The run goes on (the executor is not to blame); only the resume is lost.
               if (!unsaved) log.warn(`Cannot save session ${sessionId} in ${store.dir}: ${messageOf(error)}`);

@@ -2,12 +2,23 @@
 import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { runnerFlags } from "../config/flags.ts";
+import type { ProfileSandbox } from "../config/profiles.ts";
 import { hideClientSecret, resolveConfig, resolveLogFormat, resolveProfilesDir } from "../config/runner-config.ts";
 import { setLogContext, setLogFormat, setVerbose } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
 export const runnerArgs = commandArgs(runnerFlags);
+
+/** The profile-list column of a profile's sandbox: `-`, `sandboxed`, or that with its extra paths. */
+function sandboxColumn(sandbox: ProfileSandbox | undefined): string {
+  if (!sandbox) return "-";
+  if (sandbox === true) return "sandboxed";
+  const extras = [];
+  if (sandbox.extra_writable?.length) extras.push(`also writable: ${sandbox.extra_writable.join(", ")}`);
+  if (sandbox.extra_hidden?.length) extras.push(`also hidden: ${sandbox.extra_hidden.join(", ")}`);
+  return extras.length ? `sandboxed (${extras.join("; ")})` : "sandboxed";
+}
 
 async function printProfileList(profilesDir: string | undefined): Promise<void> {
   const { describeProfiles } = await import("../config/profiles.ts");
@@ -16,10 +27,11 @@ async function printProfileList(profilesDir: string | undefined): Promise<void> 
     entry.name,
     entry.profile?.type ?? "-",
     entry.profile?.command ?? "-",
+    entry.profile ? sandboxColumn(entry.profile.sandbox) : "-",
     entry.source,
     entry.error ? `(unusable: ${entry.error})` : "",
   ]);
-  const widths = [0, 1, 2, 3].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const widths = [0, 1, 2, 3, 4].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   for (const row of rows) {
     console.log(
       row
@@ -59,6 +71,7 @@ export const runnerCommand = defineCommand({
           ? defaultProfile()
           : loadProfile(config.profile, { profilesDir: config.profilesDir });
       setLogContext({ profile: profile.name });
+      if (profile.sandbox) (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
       const { startRunner } = await import("../runner/start-runner.ts");
       await startRunner(config, profile);
     }),

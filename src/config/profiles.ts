@@ -2,10 +2,12 @@
 import { accessSync, constants, existsSync, readdirSync, statSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import coding from "../../profiles/coding.json" with { type: "json" };
+import codingSandboxed from "../../profiles/coding-sandboxed.json" with { type: "json" };
 import research from "../../profiles/research.json" with { type: "json" };
 import supervised from "../../profiles/supervised.json" with { type: "json" };
 import test from "../../profiles/test.json" with { type: "json" };
 import { builtinExecutorArgv } from "../executors/builtin.ts";
+import type { SandboxSettings } from "../process/sandbox.ts";
 import { type } from "../shared/arktype.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { JsonObject, parseJson, validate } from "../shared/json.ts";
@@ -15,6 +17,20 @@ import { INSTALL_DIR, isCompiled } from "./install-dir.ts";
 export const DEFAULT_EXECUTOR_PATH = "executors/claude-code/ao-claude-code-exec";
 export const DEFAULT_EXECUTOR_TYPE = "claude-code";
 
+/** A path of a profile's sandbox option: absolute, or in the runner's home (`~/…`). */
+const SandboxPath = type("string").narrow(
+  (path, ctx) => isAbsolute(path) || path.startsWith("~/") || ctx.mustBe("an absolute path or one starting with ~/"),
+);
+
+/** A profile's `sandbox` as an object: the paths to open up or hide beyond the defaults. */
+const SandboxObject = type({
+  "+": "reject",
+  "extra_writable?": SandboxPath.array(),
+  "extra_hidden?": SandboxPath.array(),
+});
+/** A profile's `sandbox`: `true`, or the object form. */
+export type ProfileSandbox = true | typeof SandboxObject.infer;
+
 /** A named executor configuration; a runner runs exactly one. */
 export interface ExecutorProfile {
   name: string;
@@ -22,6 +38,8 @@ export interface ExecutorProfile {
   command: string;
   /** Executor-specific settings, passed through to the executor untouched. */
   config: JsonObject;
+  /** Its executors run in a bubblewrap sandbox (as written in the profile; absent: no sandbox). */
+  sandbox?: ProfileSandbox;
   /** `built-in`, `default`, or the file the profile was read from. */
   source: string;
   /** How to start the executor: the command resolved against the runner's directory. */
@@ -48,10 +66,18 @@ const ProfileFile = type({
   type: "string > 0",
   command: "string > 0",
   "config?": JsonObject,
+  // The object form is checked on its own: a union's message would list both forms' complaints.
+  "sandbox?": type("boolean").or(JsonObject),
 });
 
 // Imported at build time so the single executable carries them.
-const BUILTIN_PROFILES: Record<string, unknown> = { coding, research, supervised, test };
+const BUILTIN_PROFILES: Record<string, unknown> = {
+  coding,
+  "coding-sandboxed": codingSandboxed,
+  research,
+  supervised,
+  test,
+};
 const BUILTIN_DIR = join(INSTALL_DIR, "profiles");
 const PROFILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
@@ -131,13 +157,25 @@ type ProfileContent = Omit<ExecutorProfile, "argv">;
 function parseProfile(origin: ProfileOrigin): ProfileContent {
   const where = origin.source === "built-in" ? `built-in profile '${origin.name}'` : `profile file ${origin.source}`;
   const parsed = validate(origin.read(), ProfileFile, `Invalid ${where}`, ConfigError);
+  const sandbox =
+    typeof parsed.sandbox === "object"
+      ? validate(parsed.sandbox, SandboxObject, `Invalid ${where}: sandbox`, ConfigError)
+      : parsed.sandbox || undefined;
   return {
     name: origin.name,
     type: parsed.type,
     command: parsed.command,
     config: parsed.config ?? {},
+    ...(sandbox ? { sandbox } : {}),
     source: origin.source,
   };
+}
+
+/** A profile's sandbox as the process module takes it, or undefined when it has none. */
+export function sandboxSettings(sandbox: ProfileSandbox | undefined): SandboxSettings | undefined {
+  if (!sandbox) return undefined;
+  if (sandbox === true) return { extraWritable: [], extraHidden: [] };
+  return { extraWritable: sandbox.extra_writable ?? [], extraHidden: sandbox.extra_hidden ?? [] };
 }
 
 function withArgv(profile: ProfileContent): ExecutorProfile {

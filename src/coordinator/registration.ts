@@ -1,5 +1,5 @@
 /** The body of `POST /runner/register`: who this runner is and what it runs. */
-import type { ExecutorProfile } from "../config/profiles.ts";
+import type { ExecutorProfile, ProfileSandbox } from "../config/profiles.ts";
 import type { JsonObject } from "../shared/json.ts";
 
 /** Body of `POST /runner/register`. */
@@ -7,7 +7,8 @@ export interface RegistrationPayload {
   hostname: string;
   project_dir: string;
   executor_profile: string;
-  executor: { type: string; command: string; config: JsonObject };
+  /** `sandbox` only for a sandboxed profile, as the profile says it. */
+  executor: { type: string; command: string; config: JsonObject; sandbox?: ProfileSandbox };
   tags?: string[];
   require_matching_tags: boolean;
   /** How many runs this runner executes at once at most; sent only when limited. */
@@ -17,7 +18,7 @@ export interface RegistrationPayload {
 export interface RegistrationInput {
   hostname: string;
   projectDir: string;
-  profile: Pick<ExecutorProfile, "name" | "type" | "command" | "config">;
+  profile: Pick<ExecutorProfile, "name" | "type" | "command" | "config" | "sandbox">;
   tags: string[];
   requireMatchingTags: boolean;
   maxConcurrentRuns?: number;
@@ -30,7 +31,12 @@ export function buildRegistrationPayload(input: RegistrationInput): Registration
     hostname: input.hostname,
     project_dir: input.projectDir,
     executor_profile: profile.name,
-    executor: { type: profile.type, command: profile.command, config: profile.config },
+    executor: {
+      type: profile.type,
+      command: profile.command,
+      config: profile.config,
+      ...(profile.sandbox ? { sandbox: profile.sandbox } : {}),
+    },
     ...(input.tags.length > 0 ? { tags: input.tags } : {}),
     require_matching_tags: input.requireMatchingTags,
     ...(input.maxConcurrentRuns === undefined ? {} : { max_concurrent_runs: input.maxConcurrentRuns }),

@@ -4,7 +4,7 @@
  * through the same process module, and it talks to a local recording gateway.
  */
 import { constants, hostname } from "node:os";
-import type { ExecutorProfile } from "../config/profiles.ts";
+import { type ExecutorProfile, sandboxSettings } from "../config/profiles.ts";
 import { executorEnvironment } from "../process/executor-env.ts";
 import { ExecutorProcess } from "../process/executor-process.ts";
 import { buildInvocation, type Invocation, type InvocationMode } from "../protocol/invocation.ts";
@@ -18,8 +18,10 @@ export interface LocalRunOptions {
   mode: InvocationMode;
   sessionId: string;
   prompt: string;
-  /** The run's project directory (start); also where the executor process starts. */
+  /** The run's project directory (start); also where the executor process starts, and what a sandbox makes writable. */
   projectDir: string;
+  /** Directories a sandboxed executor must not see: exec's own state. */
+  stateDirs?: string[];
   agentBlueprint?: JsonObject;
   /** Sessions the gateway knows before the executor starts (for a resume). */
   knownSessions?: LocalSession[];
@@ -67,6 +69,7 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     onRecord: options.onRecord,
     onSessionChange: options.onSessionChange,
   }).start();
+  const sandbox = sandboxSettings(options.profile.sandbox);
   try {
     let executor: ExecutorProcess;
     try {
@@ -74,6 +77,7 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
         argv: options.profile.argv,
         input: JSON.stringify(invocation),
         cwd: options.projectDir,
+        sandbox: sandbox && { settings: sandbox, stateDirs: options.stateDirs ?? [] },
         env: executorEnvironment(options.env ?? process.env, {
           AGENT_ORCHESTRATOR_API_URL: gateway.urlFor(options.sessionId),
           AGENT_SESSION_ID: options.sessionId,

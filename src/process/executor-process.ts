@@ -1,7 +1,7 @@
 /**
- * One executor process: spawned in its own process group, fed its invocation on stdin, its
- * output drained continuously, stopped with SIGTERM then SIGKILL, and its whole group gone before
- * it counts as ended. Knows nothing of runs.
+ * One executor process: spawned in its own process group (in a bubblewrap sandbox when asked),
+ * fed its invocation on stdin, its output drained continuously, stopped with SIGTERM then SIGKILL,
+ * and its whole group gone before it counts as ended. Knows nothing of runs.
  */
 import { existsSync, statSync } from "node:fs";
 import type { Subprocess } from "bun";
@@ -9,6 +9,7 @@ import { LIFELINE_ENV } from "../protocol/lifeline.ts";
 import { groupAlive } from "../shared/process-group.ts";
 import { sleep, within } from "../shared/retry.ts";
 import { drain, MAX_LINE_CHARS, Tail } from "./output.ts";
+import { bubblewrapArgv, type SandboxOptions, signalOfSandboxExit } from "./sandbox.ts";
 
 /** How much of an executor's stderr is kept for the failure report. */
 export const STDERR_TAIL_BYTES = 8 * 1024;
@@ -35,6 +36,11 @@ export interface ExecutorProcessOptions {
   env: Record<string, string | undefined>;
   /** Working directory (default: this process's); a missing one is refused with its path. */
   cwd?: string;
+  /**
+   * Run the executor in a bubblewrap sandbox (see sandbox.ts) whose writable project is `cwd`
+   * (then required). Its process group is bwrap's: a stop or kill reaches all of it.
+   */
+  sandbox?: SandboxOptions;
   /**
    * stdout: `ignore`d, each line handed to `onOutput`, or `capture`d whole for `stdout()`.
    * stderr: kept as a tail (and each line handed to `onOutput`), or `inherit`ed (a terminal).
@@ -72,7 +78,14 @@ export class ExecutorProcess {
     if (options.cwd !== undefined) checkWorkingDirectory(options.cwd);
     const stdoutMode = options.stdout ?? "ignore";
     const stderrMode = options.stderr ?? "tail";
-    this.child = Bun.spawn(options.argv, {
+    const env = { ...options.env, [LIFELINE_ENV]: String(LIFELINE_FD) };
+    let argv = options.argv;
+    if (options.sandbox) {
+      if (options.cwd === undefined) throw new Error("a sandboxed executor needs a working directory (its project)");
+      const prefix = bubblewrapArgv({ ...options.sandbox, projectDir: options.cwd, env, programs: argv.slice(0, 1) });
+      argv = [...prefix, ...argv];
+    }
+    this.child = Bun.spawn(argv, {
       // The fourth descriptor is the lifeline: this process holds its other end, which the kernel
       // closes whenever this process ends, however it ends.
       stdio: [
@@ -81,7 +94,7 @@ export class ExecutorProcess {
         stderrMode === "inherit" ? "inherit" : "pipe",
         "pipe",
       ],
-      env: { ...options.env, [LIFELINE_ENV]: String(LIFELINE_FD) },
+      env,
       cwd: options.cwd,
       detached: true,
     }) as Subprocess<Uint8Array, "pipe" | "ignore", "pipe" | "inherit">;
@@ -101,7 +114,7 @@ export class ExecutorProcess {
     this.exited = this.groupEnded.then(async () => {
       await within(DRAIN_AFTER_EXIT_MS, Promise.allSettled(drained));
       const code = await this.child.exited;
-      const signal = this.child.signalCode;
+      const signal = this.child.signalCode ?? (options.sandbox ? signalOfSandboxExit(code) : undefined);
       return signal ? { code: null, signal: String(signal) } : { code, signal: null };
     });
   }

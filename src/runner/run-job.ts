@@ -3,7 +3,7 @@
  * blueprint, invocation, spawn, supervision, outcome. The worker loop owns many of these.
  */
 
-import type { ExecutorProfile } from "../config/profiles.ts";
+import { type ExecutorProfile, sandboxSettings } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import type { CoordinatorClient, RunReport, RunRequest } from "../coordinator/client.ts";
 import { ExecutorProcess, type StopSignal } from "../process/executor-process.ts";
@@ -138,11 +138,16 @@ export class RunJob {
       executorConfig: profile.config,
       metadata: run.metadata ?? undefined,
     });
+    const sandbox = sandboxSettings(profile.sandbox);
     try {
       this.executor = new ExecutorProcess({
         argv: profile.argv,
         input: JSON.stringify(invocation),
+        // Also what a sandbox makes writable, on a resume too: the run's word or the runner's,
+        // never the project_dir an executor bound (an agent can write that through the gateway).
         cwd: run.project_dir || config.projectDir,
+        // The run journal is hidden: an agent must not forge what the next runner process kills.
+        sandbox: sandbox && { settings: sandbox, stateDirs: [config.stateDir] },
         env: {
           ...this.context.executorEnv,
           AGENT_ORCHESTRATOR_API_URL: urlWithToken(this.context.gatewayUrl, this.token),

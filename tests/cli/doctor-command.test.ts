@@ -143,7 +143,11 @@ describe("agent-runner doctor", () => {
     test("profile: not found", async () => {
       coordinator();
       const result = await doctor(["--profile", "nope", "-c", fake.url]);
-      expectOnlyFailure(result, "profile", "Profile 'nope' not found. Available: coding, research, supervised, test");
+      expectOnlyFailure(
+        result,
+        "profile",
+        "Profile 'nope' not found. Available: coding, coding-sandboxed, research, supervised, test",
+      );
     });
 
     test("profile: an invalid file", async () => {
@@ -163,6 +167,50 @@ describe("agent-runner doctor", () => {
       writeFileSync(join(dir, "mine.json"), JSON.stringify({ type: "custom", command }));
       const result = await doctor(["--profile", "mine", "--profiles-dir", dir, "-c", fake.url]);
       expectOnlyFailure(result, "executor", `${command} cannot be run: ${command} is not executable (chmod +x it)`);
+    });
+
+    describe("the sandbox, for sandboxed profiles", () => {
+      const claude = () => {
+        const path = join(temp.make(), "claude");
+        writeFileSync(path, '#!/bin/sh\necho "9.9.9 (Claude Code)"\n');
+        chmodSync(path, 0o755);
+        return path;
+      };
+      const sandboxed = (project: string, env: Record<string, string> = {}) =>
+        doctor(["--profile", "coding-sandboxed", "-c", fake.url, "-p", project], {
+          HOME: temp.make("ar-doctor-home-"),
+          CLAUDE_CODE_EXECUTABLE: claude(),
+          ...env,
+        });
+
+      test("the sandbox of a run in the project directory is created", async () => {
+        coordinator();
+        const project = temp.make("ar-doctor-project-");
+        const result = await sandboxed(project);
+        expect(result.failed.size, result.stdout).toBe(0);
+        expect([...result.passed.keys()].slice(0, 4)).toEqual(["config", "profile", "executor", "sandbox"]);
+        expect(result.passed.get("profile")).toBe("'coding-sandboxed' (built-in), type claude-code, sandboxed");
+        expect(result.passed.get("sandbox")).toBe(
+          `${Bun.which("bwrap")} runs executors in a sandbox; a run in ${project} can write it`,
+        );
+      });
+
+      test("no bubblewrap: names the package", async () => {
+        coordinator();
+        const result = await sandboxed(temp.make("ar-doctor-project-"), { PATH: temp.make("ar-doctor-path-") });
+        expectOnlyFailure(
+          result,
+          "sandbox",
+          "The sandbox needs bubblewrap, but `bwrap` is not on PATH. Install the Debian/Ubuntu package `bubblewrap`",
+        );
+      });
+
+      test("a project directory the sandbox refuses (it contains the home)", async () => {
+        coordinator();
+        const home = temp.make("ar-doctor-home-");
+        const result = await sandboxed(home, { HOME: home });
+        expectOnlyFailure(result, "sandbox", `Sandbox: project directory ${home} contains the home directory ${home}`);
+      });
     });
 
     describe("Claude Code, for claude-code profiles", () => {

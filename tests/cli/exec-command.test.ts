@@ -326,7 +326,7 @@ describe("agent-runner exec: bad input", () => {
     [
       "an unknown profile",
       ["--profile", "nonexistent", "--prompt", "x"],
-      "Profile 'nonexistent' not found. Available: coding, research, supervised, test",
+      "Profile 'nonexistent' not found. Available: coding, coding-sandboxed, research, supervised, test",
     ],
     [
       "a project dir that does not exist",

@@ -6,7 +6,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { runnerEnvironmentVariables } from "../../src/config/flags.ts";
 import { REPO_ROOT } from "../support/processes.ts";
 
-const BUILTIN_NAMES = ["coding", "research", "supervised", "test"];
+const BUILTIN_NAMES = ["coding", "coding-sandboxed", "research", "supervised", "test"];
 
 // Variables the runner reads: the tests' own environment must not leak into the child.
 const RUNNER_ENV = [
@@ -82,6 +82,7 @@ describe("agent-runner CLI", () => {
     expect(lines.map((line) => line.split(/\s+/)[0])).toEqual([
       "broken",
       "coding",
+      "coding-sandboxed",
       "mine",
       "research",
       "supervised",
@@ -92,6 +93,24 @@ describe("agent-runner CLI", () => {
     expect(mine).toContain(join(tmp, "mine.json"));
     expect(mine).not.toContain("unusable");
     expect(lines.find((line) => line.startsWith("broken "))).toContain("unusable");
+  });
+
+  test("--profile-list says which profiles are sandboxed, with their extra paths", async () => {
+    writeFileSync(
+      join(tmp, "boxed.json"),
+      JSON.stringify({
+        type: "custom",
+        command: "/bin/true",
+        sandbox: { extra_writable: ["~/.cache/pip", "/srv/shared"], extra_hidden: ["/srv/secrets"] },
+      }),
+    );
+    const { exitCode, stdout } = await cli(["--profile-list", "--profiles-dir", tmp]);
+    expect(exitCode).toBe(0);
+    const lines = stdout.trimEnd().split("\n");
+    const column = (name: string) => lines.find((line) => line.startsWith(`${name} `))!.split(/\s{2,}/)[3];
+    expect(column("boxed")).toBe("sandboxed (also writable: ~/.cache/pip, /srv/shared; also hidden: /srv/secrets)");
+    expect(column("coding-sandboxed")).toBe("sandboxed");
+    expect(column("coding")).toBe("-");
   });
 
   test("AGENT_RUNNER_PROFILES_DIR is read when there is no flag", async () => {
@@ -105,7 +124,9 @@ describe("agent-runner CLI", () => {
     const { exitCode, stdout, stderr } = await cli(["--profile", "nonexistent"]);
     expect(exitCode).toBe(1);
     expect(stdout).toBe("");
-    expect(stderr).toContain("Profile 'nonexistent' not found. Available: coding, research, supervised, test");
+    expect(stderr).toContain(
+      "Profile 'nonexistent' not found. Available: coding, coding-sandboxed, research, supervised, test",
+    );
     // Operator errors are a message, not a stack trace.
     expect(stderr).not.toMatch(/^\s+at /m);
   });

@@ -11,12 +11,13 @@ import {
   listProfiles,
   loadProfile,
   resolveExecutorCommand,
+  sandboxSettings,
 } from "../../src/config/profiles.ts";
 import { builtinExecutorName } from "../../src/executors/builtin.ts";
 import { configError } from "../support/config-error.ts";
 import { REPO_ROOT } from "../support/processes.ts";
 
-const BUILTIN_NAMES = ["coding", "research", "supervised", "test"];
+const BUILTIN_NAMES = ["coding", "coding-sandboxed", "research", "supervised", "test"];
 
 let tmp: string;
 let profilesDir: string;
@@ -46,13 +47,17 @@ afterEach(() => {
 describe("profile names", () => {
   test("an unknown name lists every available profile", () => {
     const error = configError(() => loadProfile("nonexistent"));
-    expect(error.message).toBe("Profile 'nonexistent' not found. Available: coding, research, supervised, test");
+    expect(error.message).toBe(
+      "Profile 'nonexistent' not found. Available: coding, coding-sandboxed, research, supervised, test",
+    );
   });
 
   test("the list of available profiles includes runtime files", () => {
     writeProfile("extra", { type: "x", command: executor });
     const error = configError(() => loadProfile("nonexistent", { profilesDir }));
-    expect(error.message).toBe("Profile 'nonexistent' not found. Available: coding, extra, research, supervised, test");
+    expect(error.message).toBe(
+      "Profile 'nonexistent' not found. Available: coding, coding-sandboxed, extra, research, supervised, test",
+    );
   });
 
   test.each(["../x", "a/b", "..", "/etc/passwd", "./coding", "a\\b", ".hidden", ""])(
@@ -109,6 +114,27 @@ describe("profile file validation", () => {
     ],
     ["config null", () => ({ type: "x", command: executor, config: null }), ["config must be an object"]],
     ["unknown field", () => ({ type: "x", command: executor, model: "opus" }), ["model must be removed"]],
+    ["sandbox a string", () => ({ type: "x", command: executor, sandbox: "yes" }), ["sandbox must be an object"]],
+    [
+      "sandbox an array",
+      () => ({ type: "x", command: executor, sandbox: ["~/.cache"] }),
+      ["sandbox must be an object (not an array), false or true"],
+    ],
+    [
+      "sandbox paths not an array",
+      () => ({ type: "x", command: executor, sandbox: { extra_writable: "~/.cache" } }),
+      ["sandbox: extra_writable must be an array (was string)"],
+    ],
+    [
+      "a relative sandbox path",
+      () => ({ type: "x", command: executor, sandbox: { extra_hidden: ["secrets"] } }),
+      ['sandbox: extra_hidden[0] must be an absolute path or one starting with ~/ (was "secrets")'],
+    ],
+    [
+      "an unknown sandbox field",
+      () => ({ type: "x", command: executor, sandbox: { extra_writeable: [] } }),
+      ["sandbox: extra_writeable must be removed"],
+    ],
   ];
 
   test.each(cases)("%s: names the file, the field and what was expected", (_, content, expected) => {
@@ -191,7 +217,15 @@ describe("loading", () => {
     writeProfile("zeta", { type: "x", command: executor });
     writeProfile("alpha", { type: "x", command: executor });
     writeProfile("coding", { type: "x", command: executor });
-    expect(listProfiles({ profilesDir })).toEqual(["alpha", "coding", "research", "supervised", "test", "zeta"]);
+    expect(listProfiles({ profilesDir })).toEqual([
+      "alpha",
+      "coding",
+      "coding-sandboxed",
+      "research",
+      "supervised",
+      "test",
+      "zeta",
+    ]);
     expect(listProfiles()).toEqual(BUILTIN_NAMES);
   });
 
@@ -203,6 +237,7 @@ describe("loading", () => {
     expect(listing.map((entry) => [entry.name, entry.source])).toEqual([
       ["broken", broken],
       ["coding", coding],
+      ["coding-sandboxed", "built-in"],
       ["extra", extra],
       ["research", "built-in"],
       ["supervised", "built-in"],
@@ -228,6 +263,24 @@ describe("loading", () => {
   });
 });
 
+describe("sandbox", () => {
+  test("true, or an object of extra paths, is kept as written; false is no sandbox", () => {
+    const sandbox = { extra_writable: ["~/.cache/pip", "/srv/shared"], extra_hidden: ["/srv/secrets"] };
+    writeProfile("boxed", { type: "x", command: executor, sandbox });
+    writeProfile("yes", { type: "x", command: executor, sandbox: true });
+    writeProfile("no", { type: "x", command: executor, sandbox: false });
+    expect(loadProfile("boxed", { profilesDir }).sandbox).toEqual(sandbox);
+    expect(loadProfile("yes", { profilesDir }).sandbox).toBe(true);
+    expect("sandbox" in loadProfile("no", { profilesDir })).toBe(false);
+  });
+
+  test("sandboxSettings: what the process module takes", () => {
+    expect(sandboxSettings(undefined)).toBeUndefined();
+    expect(sandboxSettings(true)).toEqual({ extraWritable: [], extraHidden: [] });
+    expect(sandboxSettings({ extra_hidden: ["~/x"] })).toEqual({ extraWritable: [], extraHidden: ["~/x"] });
+  });
+});
+
 describe("built-in profiles", () => {
   const CLAUDE = { type: "claude-code", command: "executors/claude-code/ao-claude-code-exec" };
   // Design §2, "Example profiles shipped with the runner, with exactly these contents".
@@ -240,6 +293,12 @@ describe("built-in profiles", () => {
     supervised: {
       ...CLAUDE,
       config: { permission_mode: "acceptEdits", setting_sources: ["user", "project", "local"], model: "sonnet" },
+    },
+    // `coding` in a sandbox.
+    "coding-sandboxed": {
+      ...CLAUDE,
+      config: { permission_mode: "bypassPermissions", setting_sources: ["project", "local"], model: "opus" },
+      sandbox: true,
     },
   };
 

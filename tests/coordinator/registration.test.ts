@@ -48,6 +48,22 @@ describe("buildRegistrationPayload", () => {
     });
   });
 
+  test("a sandboxed profile's sandbox goes in the executor object, as written", () => {
+    const sandbox = { extra_writable: ["~/.cache/pip"], extra_hidden: ["/srv/secrets"] };
+    writeFileSync(join(tmp, "boxed.json"), JSON.stringify({ type: "custom", command: executor, sandbox }));
+    const payload = (profile: string) =>
+      buildRegistrationPayload({
+        hostname: "h",
+        projectDir: "/p",
+        profile: loadProfile(profile, { profilesDir: tmp }),
+        tags: [],
+        requireMatchingTags: false,
+      }).executor;
+    expect(payload("boxed")).toEqual({ type: "custom", command: executor, config: {}, sandbox });
+    expect(payload("coding-sandboxed").sandbox).toBe(true);
+    expect("sandbox" in payload("coding")).toBe(false);
+  });
+
   test("a profile without config registers config {}", () => {
     writeFileSync(join(tmp, "bare.json"), JSON.stringify({ type: "custom", command: executor }));
     const payload = buildRegistrationPayload({

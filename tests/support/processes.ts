@@ -41,8 +41,9 @@ export async function runProcess(
 export class TempDirs {
   private dirs: string[] = [];
 
-  make(prefix = "ar-exec-"): string {
-    const dir = mkdtempSync(join(tmpdir(), prefix));
+  /** A new directory in `where` (default: the system's temp directory). */
+  make(prefix = "ar-exec-", where = tmpdir()): string {
+    const dir = mkdtempSync(join(where, prefix));
     this.dirs.push(dir);
     return dir;
   }

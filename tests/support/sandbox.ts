@@ -1,0 +1,103 @@
+/** Helpers for sandbox tests: a runner's world with secrets to protect, the probe's answers, the processes of a sandbox. */
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { checkBubblewrap } from "../../src/process/sandbox-check.ts";
+import { REPO_ROOT, type TempDirs } from "./processes.ts";
+
+export const SANDBOX_FIXTURES = join(REPO_ROOT, "tests/fixtures/sandbox");
+export const PROBE = join(SANDBOX_FIXTURES, "probe");
+export const STUBBORN = join(SANDBOX_FIXTURES, "stubborn");
+export const CLAUDE_CODE_BINARY = join(REPO_ROOT, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
+
+const bubblewrap = checkBubblewrap();
+/** Fails the calling test, with the reason, when this host cannot run a sandbox (CI installs bubblewrap). */
+export function needBubblewrap(): void {
+  if (!bubblewrap.ok) throw new Error(bubblewrap.reason);
+}
+
+export function plant(path: string, content: string, mode = 0o644): string {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, content, { mode });
+  return path;
+}
+
+/**
+ * A runner's home with a planted SSH key, under /var/tmp (the sandbox's private /tmp would hide a
+ * home in /tmp on its own, proving nothing), and a project inside it.
+ */
+export function homeWithSecrets(temp: TempDirs): { base: string; home: string; project: string; sshKey: string } {
+  const base = temp.make("ar-sbx-", "/var/tmp");
+  const home = join(base, "home");
+  const project = join(home, "work", "project");
+  mkdirSync(project, { recursive: true });
+  const sshKey = plant(join(home, ".ssh/id_ed25519"), "PLANTED private key", 0o600);
+  return { base, home, project, sshKey };
+}
+
+/** Claude Code as its native installer lays it out: ~/.local/bin/claude, a relative link into ~/.local/share. */
+export function installClaudeCodeLink(home: string): string {
+  mkdirSync(join(home, ".local/bin"), { recursive: true });
+  const link = join(home, ".local/bin/claude");
+  symlinkSync(CLAUDE_CODE_BINARY, link);
+  return link;
+}
+
+/** Claude Code pointed at the fake Messages API, with nothing of this machine's settings. */
+export function claudeEnv(home: string, apiUrl: string): Record<string, string> {
+  return {
+    HOME: home,
+    ANTHROPIC_BASE_URL: apiUrl,
+    ANTHROPIC_API_KEY: "sk-ant-test-dummy-key",
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+    DISABLE_TELEMETRY: "1",
+    DISABLE_AUTOUPDATER: "1",
+    DISABLE_ERROR_REPORTING: "1",
+    // Claude Code refuses bypassPermissions as root otherwise; a sandbox is the case it is for.
+    ...(process.getuid?.() === 0 ? { IS_SANDBOX: "1" } : {}),
+  };
+}
+
+/** The probe's `name=value` lines as an object. */
+export function probeResults(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .trim()
+      .split("\n")
+      .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+  );
+}
+
+/** The PID namespace of the sandbox that the bwrap process `bwrapPid` runs (its one child is the sandbox's init). */
+export function sandboxNamespace(bwrapPid: number): string {
+  const [init] = readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8").trim().split(" ");
+  return readlinkSync(`/proc/${init}/ns/pid`);
+}
+
+/** Every running process (host pid) in the PID namespace, in the process group, or the pid itself. */
+export function sandboxMembers(namespace: string, group = -1): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (state === "Z") continue;
+      if (Number(pgrp) === group || Number(name) === group || readlinkSync(`/proc/${name}/ns/pid`) === namespace) {
+        found.push(Number(name));
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found;
+}
+
+/** Polls `alive` every 20 ms until it is empty or `timeoutMs` has passed; returns what is left. */
+export async function goneWithin(alive: () => number[], timeoutMs: number): Promise<number[]> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const left = alive();
+    if (left.length === 0 || performance.now() > deadline) return left;
+    await Bun.sleep(20);
+  }
+}
