@@ -107,13 +107,19 @@ describe("bubblewrapArgv", () => {
     const project = join(home, "work", "p");
     mkdirSync(project, { recursive: true });
     mkdirSync(join(base, "state"));
+    // Not the checkout: it may lie in /tmp, and would then be shown again.
+    const runnerDir = join(base, "runner");
+    mkdirSync(runnerDir);
+    // Likewise the Claude Code binary, else found in the checkout: here on the read-only host, no mount needed.
+    const claudeCode = join(base, "claude");
+    writeFileSync(claudeCode, "", { mode: 0o755 });
     const argv = bubblewrapArgv({
       projectDir: project,
       home,
-      runnerDir: REPO_ROOT,
+      runnerDir,
       stateDirs: [join(home, ".local/state/agent-runner"), join(base, "state"), join(base, "missing")],
       settings: { extraWritable: ["~/missing"], extraHidden: ["~/.ssh"] },
-      env: {},
+      env: { CLAUDE_CODE_EXECUTABLE: claudeCode },
       uid: 1000,
     });
     expect(argv.join(" ")).toBe(
@@ -228,6 +234,8 @@ function worldOptions(w: World, env: Record<string, string | undefined>): Bubble
     },
     env,
     execPath: w.tool,
+    // As the process module passes the executor's program: visible even where the checkout is hidden (/tmp).
+    programs: [PROBE],
   };
 }
 
