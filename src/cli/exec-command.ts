@@ -180,9 +180,14 @@ export const execCommand = defineCommand({
         if (outcome.exitCode === 0 && unsaved) {
           log.warn(`Session ${sessionId} done, but it was not saved in ${store.dir}: it cannot be resumed`);
         } else if (outcome.exitCode === 0) {
-          const profileFlag = args.profile === undefined ? "" : ` --profile ${args.profile}`;
+          // The flags that find this profile and this session again.
+          const again = [
+            args.profile !== undefined && `--profile ${shellWord(args.profile)}`,
+            profilesDir !== undefined && `--profiles-dir ${shellWord(profilesDir)}`,
+            args["state-dir"] && `--state-dir ${shellWord(store.dir)}`,
+          ].filter(Boolean);
           log.info(
-            `Session ${sessionId} done. Continue it with: agent-runner exec${profileFlag} --resume --session-id ${sessionId} --prompt '…'`,
+            `Session ${sessionId} done. Continue it with: agent-runner exec ${[...again, ""].join(" ")}--resume --session-id ${sessionId} --prompt '…'`,
           );
         } else {
           log.error(
@@ -193,3 +198,8 @@ export const execCommand = defineCommand({
       process.exitCode = outcome.exitCode;
     }),
 });
+
+/** `word` as one shell word: as is when plain, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[\w./:@%+=,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}

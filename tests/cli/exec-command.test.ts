@@ -180,6 +180,35 @@ describe("agent-runner exec with the test profile", () => {
     expect(second.last_resumed_at).toBeString();
   });
 
+  test("the command it suggests for continuing the session works as printed", async () => {
+    const profiles = temp.make("ar-cli-profiles-");
+    writeFileSync(
+      join(profiles, "mine.json"),
+      JSON.stringify({ type: "test", command: join(REPO_ROOT, "executors/test-executor/ao-test-exec") }),
+    );
+    const state = join(temp.make(), "state dir's");
+    const started = await exec([
+      "--profile",
+      "mine",
+      "--profiles-dir",
+      profiles,
+      "--state-dir",
+      state,
+      "--prompt",
+      "one",
+    ]);
+    expect(started.exitCode, started.stderr).toBe(0);
+    const suggested = /Continue it with: agent-runner (exec .*)$/m.exec(started.stderr)?.[1];
+    expect(suggested).toContain("--resume --session-id ses_");
+    const line = suggested!.replace("'…'", "'two'");
+    const resumed = await runProcess(["bash", "-c", `"$0" "$1" ${line}`, process.execPath, INDEX], {
+      cwd: temp.make(),
+      env: cleanEnv(),
+    });
+    expect(resumed.exitCode, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toBe("[TEST-EXECUTOR] Received: two\n");
+  });
+
   test("--resume of a session nobody recorded: the executor's failure and exit code", async () => {
     const outcome = await exec([
       "--profile",
