@@ -1,4 +1,5 @@
 import type { Server } from "bun";
+import { onTeardown } from "./teardown.ts";
 
 /** One request the fake Anthropic API received. */
 export interface AnthropicRequest {
@@ -335,6 +336,9 @@ export class FakeAnthropic {
   }
 }
 
+/** A fake Messages API on 127.0.0.1, stopped after the test (or, started in a beforeAll, after the run). */
 export function startFakeAnthropic(defaultReply?: (request: MessagesRequest) => ScriptedReply): FakeAnthropic {
-  return new FakeAnthropic(defaultReply).start();
+  const api = new FakeAnthropic(defaultReply).start();
+  onTeardown(() => api.stop());
+  return api;
 }

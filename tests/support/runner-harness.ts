@@ -10,6 +10,7 @@ import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
 import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import type { JsonObject } from "../../src/shared/json.ts";
 import { type FakeCoordinator, type FakeCoordinatorOptions, startFakeCoordinator } from "./fake-coordinator.ts";
+import { onTeardown } from "./teardown.ts";
 
 export const FIXTURES = join(import.meta.dir, "..", "fixtures", "executors");
 
@@ -51,7 +52,7 @@ export interface HarnessOptions {
   manual?: boolean;
 }
 
-/** A Runner wired as the CLI wires it, against a fake coordinator, with a fixture executor. */
+/** A Runner wired as the CLI wires it, against a fake coordinator, with a fixture executor; closed after the test. */
 export async function startRunnerHarness(options: HarnessOptions = {}): Promise<RunnerHarness> {
   const fake = startFakeCoordinator(options.fake);
   const config = resolveConfig({ "coordinator-url": fake.url, "stop-grace-seconds": "1", ...options.flags }, {});
@@ -80,6 +81,17 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     retryInitialMs: options.retryInitialMs ?? 50,
   });
   let done: Promise<void> = Promise.resolve();
+  let closed: Promise<void> | undefined;
+  // Twice: the second signal stops the runs still active. Closed once, whether by the test or after it.
+  const close = () =>
+    (closed ??= (async () => {
+      worker.shutdown("test cleanup");
+      worker.shutdown("test cleanup");
+      await done;
+      await gateway.stop();
+      await fake.stop();
+    })());
+  onTeardown(close);
   if (!options.manual) {
     await worker.register();
     done = worker.run();
@@ -99,12 +111,6 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
       fake.handRun({ run_id: id, type: "start_session", session_id: `ses_${counter}`, prompt: "hello", ...fields });
       return id;
     },
-    async close() {
-      worker.shutdown("test cleanup");
-      worker.shutdown("test cleanup");
-      await done;
-      await gateway.stop();
-      await fake.stop();
-    },
+    close,
   };
 }
