@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { TokenSource } from "../../src/coordinator/auth.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { startMcpServer } from "../../src/mcp/server.ts";
@@ -6,9 +6,8 @@ import { TOOL_NAMES } from "../../src/mcp/tools.ts";
 import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { closeAll, connectClient, json, onCleanup, startHarness } from "../support/mcp-harness.ts";
-
-afterEach(closeAll);
+import { connectClient, json, startHarness } from "../support/mcp-harness.ts";
+import { onTeardown } from "../support/teardown.ts";
 
 describe("embedded MCP server", () => {
   test("listens on 127.0.0.1 with the /mcp path in its URL", async () => {
@@ -58,7 +57,7 @@ describe("embedded MCP server", () => {
 
   test("a taken --mcp-port is a ConfigError naming the port", async () => {
     const squatter = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
-    onCleanup(() => squatter.stop(true));
+    onTeardown(() => squatter.stop(true));
     const error = await startMcpServer({
       coordinator: new CoordinatorHttp("http://127.0.0.1:9"),
       tokens: new RunTokens(),
@@ -80,7 +79,7 @@ describe("embedded MCP server", () => {
       tokens: new RunTokens(),
       port,
     });
-    onCleanup(() => mcp.stop());
+    onTeardown(() => mcp.stop());
     expect(mcp.port).toBe(port);
     expect(mcp.url).toBe(`http://127.0.0.1:${port}/mcp`);
   });
@@ -219,7 +218,7 @@ describe("embedded MCP server", () => {
     const coordinator = startHoldingCoordinator();
     const tokens = new RunTokens();
     const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
-    onCleanup(() => mcp.stop());
+    onTeardown(() => mcp.stop());
     const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
     const client = await connectClient(url);
     const call = client
@@ -235,7 +234,7 @@ describe("embedded MCP server", () => {
     const coordinator = startHoldingCoordinator();
     const tokens = new RunTokens();
     const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
-    onCleanup(() => mcp.stop());
+    onTeardown(() => mcp.stop());
     const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
     const client = await connectClient(url);
     const call = client
@@ -285,6 +284,6 @@ function startHoldingCoordinator() {
       );
     },
   });
-  onCleanup(() => server.stop(true));
+  onTeardown(() => server.stop(true));
   return { url: `http://127.0.0.1:${server.port}`, pollArrived, pollAbandoned };
 }
