@@ -6,11 +6,11 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { offlineClaudeEnv } from "../support/claude-code.ts";
 import { startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { until } from "../support/fault-tools.ts";
 import { cleanEnv, OutputWatcher, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 import {
-  claudeEnv,
   goneWithin,
   homeWithSecrets,
   needBubblewrap,
@@ -83,7 +83,7 @@ describe("exec with a sandboxed profile", () => {
     const api = startFakeAnthropic((request) => ({ text: `fake answer from ${request.body.model}` }));
     try {
       const w = execWorld();
-      const env = claudeEnv(w.home, api.url);
+      const env = offlineClaudeEnv(w.home, api.url);
       const common = ["--profile", "coding-sandboxed", "--state-dir", w.stateDir, "--json"];
       const started = await exec(
         [...common, "--prompt", "FIRST_TURN_MARKER", "--project-dir", w.project],

@@ -8,16 +8,15 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ExecutorProfile } from "../../src/config/profiles.ts";
 import { killLeftoverGroup } from "../../src/shared/process-group.ts";
+import { installClaudeCodeLink, offlineClaudeEnv } from "../support/claude-code.ts";
 import { startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, captureLog, startCli, until } from "../support/fault-tools.ts";
 import { CLAUDE_CODE_EXECUTOR, TempDirs } from "../support/processes.ts";
 import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 import {
-  claudeEnv,
   goneWithin,
   homeWithSecrets,
-  installClaudeCodeLink,
   needBubblewrap,
   PROBE,
   plant,
@@ -143,7 +142,7 @@ describe("the in-process runner", () => {
       }),
       flags: { "project-dir": w.project, "state-dir": w.stateDir },
       // Claude Code reached through a link in the emptied home.
-      env: { ...claudeEnv(w.home, api.url), CLAUDE_CODE_EXECUTABLE: installClaudeCodeLink(w.home) },
+      env: { ...offlineClaudeEnv(w.home, api.url), CLAUDE_CODE_EXECUTABLE: installClaudeCodeLink(w.home) },
     });
     const { fake } = harness;
     const startRun = harness.handRun({ session_id: "ses_sbx", prompt: "FIRST_TURN_MARKER", project_dir: w.project });

@@ -1,5 +1,5 @@
 /** Helpers for sandbox tests: a runner's world with secrets to protect, the probe's answers, the processes of a sandbox. */
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { checkBubblewrap } from "../../src/process/sandbox-check.ts";
 import { REPO_ROOT, type TempDirs } from "./processes.ts";
@@ -7,7 +7,6 @@ import { REPO_ROOT, type TempDirs } from "./processes.ts";
 export const SANDBOX_FIXTURES = join(REPO_ROOT, "tests/fixtures/sandbox");
 export const PROBE = join(SANDBOX_FIXTURES, "probe");
 export const STUBBORN = join(SANDBOX_FIXTURES, "stubborn");
-export const CLAUDE_CODE_BINARY = join(REPO_ROOT, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
 
 const bubblewrap = checkBubblewrap();
 /** Fails the calling test, with the reason, when this host cannot run a sandbox (CI installs bubblewrap). */
@@ -32,29 +31,6 @@ export function homeWithSecrets(temp: TempDirs): { base: string; home: string; p
   mkdirSync(project, { recursive: true });
   const sshKey = plant(join(home, ".ssh/id_ed25519"), "PLANTED private key", 0o600);
   return { base, home, project, sshKey };
-}
-
-/** Claude Code as its native installer lays it out: ~/.local/bin/claude, a relative link into ~/.local/share. */
-export function installClaudeCodeLink(home: string): string {
-  mkdirSync(join(home, ".local/bin"), { recursive: true });
-  const link = join(home, ".local/bin/claude");
-  symlinkSync(CLAUDE_CODE_BINARY, link);
-  return link;
-}
-
-/** Claude Code pointed at the fake Messages API, with nothing of this machine's settings. */
-export function claudeEnv(home: string, apiUrl: string): Record<string, string> {
-  return {
-    HOME: home,
-    ANTHROPIC_BASE_URL: apiUrl,
-    ANTHROPIC_API_KEY: "sk-ant-test-dummy-key",
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-    DISABLE_TELEMETRY: "1",
-    DISABLE_AUTOUPDATER: "1",
-    DISABLE_ERROR_REPORTING: "1",
-    // Claude Code refuses bypassPermissions as root otherwise; a sandbox is the case it is for.
-    ...(process.getuid?.() === 0 ? { IS_SANDBOX: "1" } : {}),
-  };
 }
 
 /** The probe's `name=value` lines as an object. */

@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { LocalGateway } from "../../../src/exec/local-gateway.ts";
+import { offlineClaudeEnv } from "../../support/claude-code.ts";
 import { startFakeAnthropic } from "../../support/fake-anthropic.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../../support/fake-coordinator.ts";
 import {
@@ -88,17 +89,10 @@ describe("the runner SIGKILLed mid-run", () => {
     const thinking = startFakeAnthropic().holdMessages();
     try {
       const home = temp.make("ar-gone-home-");
-      const { fake, runner } = startRunner(CLAUDE_CODE_EXECUTOR, {
-        HOME: home,
-        CLAUDE_CONFIG_DIR: join(home, ".claude"),
-        ANTHROPIC_BASE_URL: thinking.url,
-        ANTHROPIC_API_KEY: "sk-ant-test-dummy",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-        DISABLE_TELEMETRY: "1",
-        DISABLE_AUTOUPDATER: "1",
-        DISABLE_ERROR_REPORTING: "1",
-        IS_SANDBOX: "1",
-      });
+      const { fake, runner } = startRunner(
+        CLAUDE_CODE_EXECUTOR,
+        offlineClaudeEnv(home, thinking.url, join(home, ".claude")),
+      );
       await fake.waitForRequest("POST", "/runner/register");
       fake.handRun({ run_id: "run_cc", type: "start_session", session_id: "ses_cc", prompt: "take your time" });
       // Claude Code is waiting for the model: the turn is under way.
