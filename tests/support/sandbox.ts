@@ -43,14 +43,38 @@ export function probeResults(text: string): Record<string, string> {
   );
 }
 
+/**
+ * The sandbox that the bwrap process `bwrapPid` runs, to count and await its processes: those in
+ * its PID namespace or in bwrap's process group.
+ */
+export function sandboxOf(bwrapPid: number) {
+  const namespace = sandboxNamespace(bwrapPid);
+  const members = () => sandboxMembers(namespace, bwrapPid);
+  return {
+    /** Every running process of the sandbox (host pids). */
+    members,
+    /** Every running process in its PID namespace, whatever its group. */
+    inNamespace: () => sandboxMembers(namespace),
+    /** What of it is still running after up to `timeoutMs` (checked every 20 ms): [] once all is gone. */
+    async leftAfter(timeoutMs: number): Promise<number[]> {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const left = members();
+        if (left.length === 0 || performance.now() > deadline) return left;
+        await Bun.sleep(20);
+      }
+    },
+  };
+}
+
 /** The PID namespace of the sandbox that the bwrap process `bwrapPid` runs (its one child is the sandbox's init). */
-export function sandboxNamespace(bwrapPid: number): string {
+function sandboxNamespace(bwrapPid: number): string {
   const [init] = readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8").trim().split(" ");
   return readlinkSync(`/proc/${init}/ns/pid`);
 }
 
 /** Every running process (host pid) in the PID namespace, in the process group, or the pid itself. */
-export function sandboxMembers(namespace: string, group = -1): number[] {
+function sandboxMembers(namespace: string, group = -1): number[] {
   const found: number[] = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -66,14 +90,4 @@ export function sandboxMembers(namespace: string, group = -1): number[] {
     }
   }
   return found;
-}
-
-/** Polls `alive` every 20 ms until it is empty or `timeoutMs` has passed; returns what is left. */
-export async function goneWithin(alive: () => number[], timeoutMs: number): Promise<number[]> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const left = alive();
-    if (left.length === 0 || performance.now() > deadline) return left;
-    await Bun.sleep(20);
-  }
 }
