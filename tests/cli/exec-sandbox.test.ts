@@ -94,7 +94,7 @@ describe("exec with a sandboxed profile", () => {
     expect(result.result).toStartWith("fake answer from claude-opus");
     const sessionId = result.session_id as string;
 
-    const from = api.requests.length;
+    const from = api.agentRequests().length;
     // Elsewhere, without --project-dir: the recorded session's directory is the project.
     const resumed = await exec(
       [...common, "--resume", "--session-id", sessionId, "--prompt", "SECOND_TURN_MARKER"],
@@ -104,10 +104,10 @@ describe("exec with a sandboxed profile", () => {
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     expect(JSON.parse(resumed.stdout.trim().split("\n").at(-1)!)).toMatchObject({ exit_code: 0 });
     const history = JSON.stringify(
-      api.requests
+      api
+        .agentRequests()
         .slice(from)
-        .filter((r) => r.path === "/v1/messages" && r.body?.tools?.length)
-        .map((r) => r.body.messages),
+        .map((body) => body.messages),
     );
     expect(history).toContain("FIRST_TURN_MARKER");
     expect(history).toContain("SECOND_TURN_MARKER");

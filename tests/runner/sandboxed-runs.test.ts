@@ -145,7 +145,7 @@ describe("the in-process runner", () => {
     fake.on("GET", /^\/sessions\/ses_sbx$/, () =>
       Response.json({ session_id: "ses_sbx", executor_session_id: executorSessionId, project_dir: w.project }),
     );
-    const from = api.requests.length;
+    const from = api.agentRequests().length;
     // No project_dir: the runner's own project directory is writable, and the executor's cwd.
     const resumeRun = `${startRun}_resume`;
     fake.handRun({ run_id: resumeRun, type: "resume_session", session_id: "ses_sbx", prompt: "SECOND_TURN_MARKER" });
@@ -156,10 +156,10 @@ describe("the in-process runner", () => {
     ).toEqual(["started", "completed"]);
     expect(fake.find("POST", "/sessions/ses_sbx/bind")[1]!.body.executor_session_id).toBe(executorSessionId);
     const history = JSON.stringify(
-      api.requests
+      api
+        .agentRequests()
         .slice(from)
-        .filter((r) => r.path === "/v1/messages" && r.body?.tools?.length)
-        .map((r) => r.body.messages),
+        .map((body) => body.messages),
     );
     expect(history).toContain("FIRST_TURN_MARKER");
     expect(history).toContain("SECOND_TURN_MARKER");
