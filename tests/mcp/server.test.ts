@@ -215,15 +215,7 @@ describe("embedded MCP server", () => {
   });
 
   test("stop() also cancels the coordinator request a sync wait has in flight", async () => {
-    const coordinator = startHoldingCoordinator();
-    const tokens = new RunTokens();
-    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
-    onTeardown(() => mcp.stop());
-    const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
-    const client = await connectClient(url);
-    const call = client
-      .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
-      .catch(() => undefined);
+    const { coordinator, mcp, call } = await startSyncWait();
     await coordinator.pollArrived;
     await mcp.stop();
     await coordinator.pollAbandoned;
@@ -231,15 +223,7 @@ describe("embedded MCP server", () => {
   }, 5_000);
 
   test("a client that hangs up mid-wait ends the wait and its coordinator request", async () => {
-    const coordinator = startHoldingCoordinator();
-    const tokens = new RunTokens();
-    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
-    onTeardown(() => mcp.stop());
-    const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
-    const client = await connectClient(url);
-    const call = client
-      .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
-      .catch(() => undefined);
+    const { coordinator, url, client, call } = await startSyncWait();
     await coordinator.pollArrived;
     await client.close();
     await coordinator.pollAbandoned;
@@ -286,4 +270,18 @@ function startHoldingCoordinator() {
   });
   onTeardown(() => server.stop(true));
   return { url: `http://127.0.0.1:${server.port}`, pollArrived, pollAbandoned };
+}
+
+/** The MCP server against a holding coordinator, and a client's sync start_agent_session call waiting on it. */
+async function startSyncWait() {
+  const coordinator = startHoldingCoordinator();
+  const tokens = new RunTokens();
+  const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
+  onTeardown(() => mcp.stop());
+  const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
+  const client = await connectClient(url);
+  const call = client
+    .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
+    .catch(() => undefined);
+  return { coordinator, mcp, url, client, call };
 }
