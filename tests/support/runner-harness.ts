@@ -31,6 +31,8 @@ export interface RunnerHarness {
   config: RunnerConfig;
   /** Resolves when the runner's worker loop has finished (after shutdown). */
   done: Promise<void>;
+  /** Starts the worker loop of a `manual` harness (once it is registered); `close()` waits for it. */
+  run(): Promise<void>;
   /** Hands out a start_session run and returns its id. */
   handRun(fields?: Record<string, unknown>): string;
   close(): Promise<void>;
@@ -104,6 +106,10 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     executorUrl: (sessionId) => urlWithToken(gateway.url, tokens.issue(sessionId)),
     config,
     get done() {
+      return done;
+    },
+    run() {
+      done = worker.run();
       return done;
     },
     handRun(fields = {}) {
