@@ -103,12 +103,7 @@ describe("exec with a sandboxed profile", () => {
     );
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     expect(JSON.parse(resumed.stdout.trim().split("\n").at(-1)!)).toMatchObject({ exit_code: 0 });
-    const history = JSON.stringify(
-      api
-        .agentRequests()
-        .slice(from)
-        .map((body) => body.messages),
-    );
+    const history = api.conversationSince(from);
     expect(history).toContain("FIRST_TURN_MARKER");
     expect(history).toContain("SECOND_TURN_MARKER");
   }, 180_000);

@@ -29,6 +29,7 @@ import {
   probeResults,
   STUBBORN,
   sandboxOf,
+  startDecoy,
 } from "../support/sandbox.ts";
 import { onTeardown } from "../support/teardown.ts";
 
@@ -242,9 +243,7 @@ describe("a probe executor inside the sandbox", () => {
   test("cannot get out: writes outside, secrets, state, other processes, /tmp across runs; can write its project and ~/.claude", async () => {
     needBubblewrap();
     const w = world();
-    // Another run's process, of the same user.
-    const decoy = Bun.spawn(["sleep", "60"], { stdout: "ignore", stderr: "ignore" });
-    onTeardown(() => decoy.kill("SIGKILL"));
+    const decoy = startDecoy();
     const mark = `ar-sbx-mark-${process.pid}-${Date.now()}`;
     const env = {
       PATH: process.env.PATH,

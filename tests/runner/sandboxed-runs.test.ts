@@ -22,8 +22,8 @@ import {
   probeResults,
   STUBBORN,
   sandboxOf,
+  startDecoy,
 } from "../support/sandbox.ts";
-import { onTeardown } from "../support/teardown.ts";
 
 const temp = new TempDirs();
 afterAll(() => temp.cleanup());
@@ -44,8 +44,7 @@ describe("the in-process runner", () => {
   test("a probe executor cannot write outside, read the SSH key or the runner's state, see processes, or leave /tmp files; it writes its project and ~/.claude", async () => {
     needBubblewrap();
     const w = runnerWorld();
-    const decoy = Bun.spawn(["sleep", "60"], { stdout: "ignore", stderr: "ignore" });
-    onTeardown(() => decoy.kill("SIGKILL"));
+    const decoy = startDecoy();
     const mark = `ar-sbx-run-${process.pid}-${Date.now()}`;
     const harness = await startRunnerHarness({
       profile: sandboxedProfile(PROBE),
@@ -155,12 +154,7 @@ describe("the in-process runner", () => {
       fake.describe(),
     ).toEqual(["started", "completed"]);
     expect(fake.find("POST", "/sessions/ses_sbx/bind")[1]!.body.executor_session_id).toBe(executorSessionId);
-    const history = JSON.stringify(
-      api
-        .agentRequests()
-        .slice(from)
-        .map((body) => body.messages),
-    );
+    const history = api.conversationSince(from);
     expect(history).toContain("FIRST_TURN_MARKER");
     expect(history).toContain("SECOND_TURN_MARKER");
   }, 120_000);

@@ -244,6 +244,15 @@ export class FakeAnthropic {
       .filter((body) => Array.isArray(body?.tools) && body.tools.length > 0);
   }
 
+  /** The messages the agent loop's requests carried, from its `from`th request on, as one JSON text. */
+  conversationSince(from: number): string {
+    return JSON.stringify(
+      this.agentRequests()
+        .slice(from)
+        .map((body) => body.messages),
+    );
+  }
+
   messageRequests(): AnthropicRequest[] {
     return this.requests.filter((r) => r.method === "POST" && r.path === "/v1/messages");
   }

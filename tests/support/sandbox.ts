@@ -3,6 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fro
 import { dirname, join } from "node:path";
 import { checkBubblewrap } from "../../src/process/sandbox-check.ts";
 import { REPO_ROOT, type TempDirs } from "./processes.ts";
+import { onTeardown } from "./teardown.ts";
 
 export const SANDBOX_FIXTURES = join(REPO_ROOT, "tests/fixtures/sandbox");
 export const PROBE = join(SANDBOX_FIXTURES, "probe");
@@ -31,6 +32,13 @@ export function homeWithSecrets(temp: TempDirs): { base: string; home: string; p
   mkdirSync(project, { recursive: true });
   const sshKey = plant(join(home, ".ssh/id_ed25519"), "PLANTED private key", 0o600);
   return { base, home, project, sshKey };
+}
+
+/** Another run's process, of the same user (a sleep), for a probe to try to see and signal; killed after the test. */
+export function startDecoy(): Bun.Subprocess {
+  const decoy = Bun.spawn(["sleep", "60"], { stdout: "ignore", stderr: "ignore" });
+  onTeardown(() => decoy.kill("SIGKILL"));
+  return decoy;
 }
 
 /** The probe's `name=value` lines as an object. */
