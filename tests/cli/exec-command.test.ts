@@ -88,7 +88,9 @@ describe("agent-runner exec with the test profile", () => {
     expect(outcome.stderr).toContain(`in ${project}`);
     expect(outcome.stderr).toContain("user           hello");
     expect(outcome.stderr).toContain("session_stop   exit 0 (completed)");
-    expect(outcome.stderr).toContain("agent-runner exec --profile test --resume --session-id ses_cli0");
+    expect(outcome.stderr).toContain(
+      `agent-runner exec --profile test --state-dir ${state} --resume --session-id ses_cli0`,
+    );
     expect(readdirSync(state)).toEqual(["ses_cli0.json"]);
   });
 
