@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Server } from "bun";
@@ -24,10 +24,6 @@ beforeAll(() => {
 afterAll(async () => {
   await tokenEndpoint.stop(true);
   temp.cleanup();
-});
-
-afterEach(async () => {
-  await fake?.stop();
 });
 
 /** A coordinator that answers GET /agents, only with the test token when `requireToken`. */

@@ -4,11 +4,11 @@ import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { buildInvocation } from "../../src/protocol/invocation.ts";
+import { CLAUDE_CODE_BINARY, offlineClaudeEnv } from "../support/claude-code.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { cleanEnv, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 
 const INDEX = join(REPO_ROOT, "index.ts");
-const CLAUDE_BINARY = join(REPO_ROOT, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
 const temp = new TempDirs();
 let api: FakeAnthropic;
 
@@ -34,18 +34,7 @@ function exec(
 /** Claude Code pointed at the fake API, isolated from this machine's settings and credentials. */
 function claudeEnv(extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
   const home = temp.make("ar-cli-home-");
-  return cleanEnv({
-    HOME: home,
-    CLAUDE_CONFIG_DIR: join(home, ".claude"),
-    ANTHROPIC_BASE_URL: api.url,
-    ANTHROPIC_API_KEY: "sk-ant-test-dummy",
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-    DISABLE_TELEMETRY: "1",
-    DISABLE_AUTOUPDATER: "1",
-    DISABLE_ERROR_REPORTING: "1",
-    IS_SANDBOX: "1",
-    ...extra,
-  });
+  return cleanEnv({ ...offlineClaudeEnv(home, api.url, join(home, ".claude")), ...extra });
 }
 
 /** A profiles dir with a `dump` profile whose executor writes what it was given to $DUMP_FILE. */
@@ -99,7 +88,9 @@ describe("agent-runner exec with the test profile", () => {
     expect(outcome.stderr).toContain(`in ${project}`);
     expect(outcome.stderr).toContain("user           hello");
     expect(outcome.stderr).toContain("session_stop   exit 0 (completed)");
-    expect(outcome.stderr).toContain("agent-runner exec --profile test --resume --session-id ses_cli0");
+    expect(outcome.stderr).toContain(
+      `agent-runner exec --profile test --state-dir ${state} --resume --session-id ses_cli0`,
+    );
     expect(readdirSync(state)).toEqual(["ses_cli0.json"]);
   });
 
@@ -493,7 +484,7 @@ describe("the compiled executable alone in an empty directory", () => {
 
     const withBinary = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", state], {
       cwd: runDir,
-      env: claudeEnv({ CLAUDE_CODE_EXECUTABLE: CLAUDE_BINARY }),
+      env: claudeEnv({ CLAUDE_CODE_EXECUTABLE: CLAUDE_CODE_BINARY }),
     });
     expect(withBinary.exitCode, withBinary.stderr).toBe(0);
     expect(withBinary.stdout).toMatch(/^fake answer from \S+\n$/);
@@ -506,7 +497,7 @@ describe("the compiled executable alone in an empty directory", () => {
     const packageDir = join(beside, "node_modules", "@anthropic-ai", "claude-agent-sdk-linux-x64");
     mkdirSync(packageDir, { recursive: true });
     // A link, not a 380 MB copy: the lookup follows it as the SDK would.
-    symlinkSync(CLAUDE_BINARY, join(packageDir, "claude"));
+    symlinkSync(CLAUDE_CODE_BINARY, join(packageDir, "claude"));
     const fromPackage = await runProcess(
       [join(beside, "agent-runner"), "exec", "--prompt", "hi", "--state-dir", temp.make()],
       { cwd: beside, env: claudeEnv() },
@@ -515,7 +506,7 @@ describe("the compiled executable alone in an empty directory", () => {
     expect(fromPackage.stdout).toMatch(/^fake answer from \S+\n$/);
 
     const bin = temp.make("ar-exec-bin-");
-    symlinkSync(CLAUDE_BINARY, join(bin, "claude"));
+    symlinkSync(CLAUDE_CODE_BINARY, join(bin, "claude"));
     const fromPath = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", temp.make()], {
       cwd: runDir,
       env: claudeEnv({ PATH: `${bin}:${process.env.PATH}` }),

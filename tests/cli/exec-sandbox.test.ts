@@ -6,21 +6,20 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { offlineClaudeEnv } from "../support/claude-code.ts";
 import { startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { until } from "../support/fault-tools.ts";
-import { cleanEnv, OutputWatcher, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
+import { cleanEnv, killTree, OutputWatcher, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 import {
-  claudeEnv,
-  goneWithin,
   homeWithSecrets,
   needBubblewrap,
   PROBE,
   plant,
   probeResults,
   STUBBORN,
-  sandboxMembers,
-  sandboxNamespace,
+  sandboxOf,
 } from "../support/sandbox.ts";
+import { onTeardown } from "../support/teardown.ts";
 
 const INDEX = join(REPO_ROOT, "index.ts");
 const temp = new TempDirs();
@@ -81,41 +80,32 @@ describe("exec with a sandboxed profile", () => {
   test("coding-sandboxed: Claude Code starts a session, and a resume continues it, against the fake Messages API", async () => {
     needBubblewrap();
     const api = startFakeAnthropic((request) => ({ text: `fake answer from ${request.body.model}` }));
-    try {
-      const w = execWorld();
-      const env = claudeEnv(w.home, api.url);
-      const common = ["--profile", "coding-sandboxed", "--state-dir", w.stateDir, "--json"];
-      const started = await exec(
-        [...common, "--prompt", "FIRST_TURN_MARKER", "--project-dir", w.project],
-        env,
-        w.project,
-      );
-      expect(started.exitCode, started.stderr).toBe(0);
-      const result = JSON.parse(started.stdout.trim().split("\n").at(-1)!);
-      expect(result).toMatchObject({ kind: "result", exit_code: 0 });
-      expect(result.result).toStartWith("fake answer from claude-opus");
-      const sessionId = result.session_id as string;
+    const w = execWorld();
+    const env = offlineClaudeEnv(w.home, api.url);
+    const common = ["--profile", "coding-sandboxed", "--state-dir", w.stateDir, "--json"];
+    const started = await exec(
+      [...common, "--prompt", "FIRST_TURN_MARKER", "--project-dir", w.project],
+      env,
+      w.project,
+    );
+    expect(started.exitCode, started.stderr).toBe(0);
+    const result = JSON.parse(started.stdout.trim().split("\n").at(-1)!);
+    expect(result).toMatchObject({ kind: "result", exit_code: 0 });
+    expect(result.result).toStartWith("fake answer from claude-opus");
+    const sessionId = result.session_id as string;
 
-      const from = api.requests.length;
-      // Elsewhere, without --project-dir: the recorded session's directory is the project.
-      const resumed = await exec(
-        [...common, "--resume", "--session-id", sessionId, "--prompt", "SECOND_TURN_MARKER"],
-        env,
-        temp.make(),
-      );
-      expect(resumed.exitCode, resumed.stderr).toBe(0);
-      expect(JSON.parse(resumed.stdout.trim().split("\n").at(-1)!)).toMatchObject({ exit_code: 0 });
-      const history = JSON.stringify(
-        api.requests
-          .slice(from)
-          .filter((r) => r.path === "/v1/messages" && r.body?.tools?.length)
-          .map((r) => r.body.messages),
-      );
-      expect(history).toContain("FIRST_TURN_MARKER");
-      expect(history).toContain("SECOND_TURN_MARKER");
-    } finally {
-      await api.stop();
-    }
+    const from = api.agentRequests().length;
+    // Elsewhere, without --project-dir: the recorded session's directory is the project.
+    const resumed = await exec(
+      [...common, "--resume", "--session-id", sessionId, "--prompt", "SECOND_TURN_MARKER"],
+      env,
+      temp.make(),
+    );
+    expect(resumed.exitCode, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout.trim().split("\n").at(-1)!)).toMatchObject({ exit_code: 0 });
+    const history = api.conversationSince(from);
+    expect(history).toContain("FIRST_TURN_MARKER");
+    expect(history).toContain("SECOND_TURN_MARKER");
   }, 180_000);
 
   test("what a sandboxed executor binds as its project_dir does not become the next resume's writable directory", async () => {
@@ -168,25 +158,22 @@ curl -sf -X POST -H 'Content-Type: application/json' "$AGENT_ORCHESTRATOR_API_UR
         stderr: "pipe",
       },
     );
+    onTeardown(() => killTree(child));
     const output = new OutputWatcher([child.stdout, child.stderr]);
-    try {
-      await until(() => existsSync(join(w.project, "stubborn-log")), "the executor's ready");
-      const bwrapPid = Number(
-        Bun.spawnSync(["pgrep", "-P", String(child.pid), "-x", "bwrap"])
-          .stdout.toString()
-          .trim(),
-      );
-      const namespace = sandboxNamespace(bwrapPid);
-      child.kill("SIGINT");
-      await output.waitFor(/stopping the executor \(SIGTERM, SIGKILL in 1 s\)/);
-      expect(await child.exited).toBe(137);
-      await output.closed;
-      expect(output.output).toContain('"signal":"SIGKILL"');
-      expect(readFileSync(join(w.project, "stubborn-log"), "utf8")).toBe("ready\ngot-term\n");
-      expect(await goneWithin(() => sandboxMembers(namespace, bwrapPid), 2_000)).toEqual([]);
-    } finally {
-      child.kill("SIGKILL");
-    }
+    await until(() => existsSync(join(w.project, "stubborn-log")), "the executor's ready");
+    const bwrapPid = Number(
+      Bun.spawnSync(["pgrep", "-P", String(child.pid), "-x", "bwrap"])
+        .stdout.toString()
+        .trim(),
+    );
+    const sandbox = sandboxOf(bwrapPid);
+    child.kill("SIGINT");
+    await output.waitFor(/stopping the executor \(SIGTERM, SIGKILL in 1 s\)/);
+    expect(await child.exited).toBe(137);
+    await output.closed;
+    expect(output.output).toContain('"signal":"SIGKILL"');
+    expect(readFileSync(join(w.project, "stubborn-log"), "utf8")).toBe("ready\ngot-term\n");
+    expect(await sandbox.leftAfter(2_000)).toEqual([]);
   });
 
   test("without bubblewrap, exec refuses a sandboxed profile before starting anything, naming the package", async () => {

@@ -1,20 +1,13 @@
 /** Stopping `agent-runner exec` for real: an executor that ignores SIGTERM must not make exec unstoppable. */
-import { afterAll, afterEach, expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { within } from "../../src/shared/retry.ts";
 import { FAULT_FIXTURES } from "../support/fault-tools.ts";
 import { cleanEnv, goneWithin, OutputWatcher, REPO_ROOT, TempDirs } from "../support/processes.ts";
+import { killAfterTest } from "../support/teardown.ts";
 
 const temp = new TempDirs();
-const pids: number[] = [];
-afterEach(() => {
-  for (const pid of pids.splice(0)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
-  }
-});
 afterAll(() => temp.cleanup());
 
 /** exec with a profile whose executor ignores SIGTERM; resolves once the executor says it is ready. */
@@ -43,11 +36,11 @@ async function execIgnoringTerm(graceSeconds: number) {
     ],
     { cwd: temp.make(), env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" },
   );
-  pids.push(exec.pid);
+  killAfterTest(exec.pid);
   const output = new OutputWatcher([exec.stdout, exec.stderr]);
   await output.waitFor(/"event_type":"ready","pid":\d+/);
   const executor = Number(/"event_type":"ready","pid":(\d+)/.exec(output.output)![1]);
-  pids.push(executor);
+  killAfterTest(executor);
   return { exec, output, executor };
 }
 

@@ -1,26 +1,14 @@
-import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { type RunnerChild, spawnRunner } from "../support/processes.ts";
+import { startFakeCoordinator } from "../support/fake-coordinator.ts";
+import { spawnRunner, tempDir } from "../support/processes.ts";
 import { FIXTURES } from "../support/runner-harness.ts";
-
-let fake: FakeCoordinator | undefined;
-let child: RunnerChild | undefined;
-
-afterEach(async () => {
-  child?.process.kill("SIGKILL");
-  await child?.process.exited;
-  child = undefined;
-  await fake?.stop();
-  fake = undefined;
-});
 
 /** A runner's whole life: start, register, one run, SIGTERM, deregister; its stderr lines. */
 async function runnerLines(args: string[], env: Record<string, string> = {}): Promise<string[]> {
-  fake = startFakeCoordinator();
-  child = spawnRunner(["--profile", "test", "-c", fake.url, ...args], env);
+  const fake = startFakeCoordinator();
+  const child = spawnRunner(["--profile", "test", "-c", fake.url, ...args], env);
   await fake.waitForRequest("POST", "/runner/register");
   fake.handRun({ run_id: "run_log", type: "start_session", session_id: "ses_log", prompt: "hi" });
   await fake.waitForRequest("POST", "/runner/runs/run_log/completed");
@@ -50,38 +38,41 @@ test("LOG_FORMAT=text: timestamped lines, as off a terminal by default", async (
 });
 
 test("a failing executor's stderr cannot forge the runner's log lines (text), nor escape its JSON string", async () => {
-  const profiles = mkdtempSync(join(tmpdir(), "ar-forge-"));
-  try {
-    writeFileSync(
-      join(profiles, "forge.json"),
-      JSON.stringify({ type: "fixture", command: join(FIXTURES, "forge-log") }),
-    );
-    for (const format of ["text", "json"]) {
-      fake = startFakeCoordinator();
-      child = spawnRunner(["--profile", "forge", "--profiles-dir", profiles, "-c", fake.url, "--log-format", format]);
-      await fake.waitForRequest("POST", "/runner/register");
-      fake.handRun({ run_id: "run_forge", type: "start_session", session_id: "ses_forge", prompt: "hi" });
-      const failed = await fake.waitForRequest("POST", "/runner/runs/run_forge/failed");
-      expect(failed.body.error).toContain("2026-01-01T00:00:00.000Z INFO  Run run_forged completed in 1.0 s");
-      child.process.kill("SIGTERM");
-      await child.process.exited;
-      await child.output.closed;
-      const lines = child.output.output.trimEnd().split("\n");
-      if (format === "text") {
-        expect(lines.filter((line) => line.startsWith("2026-01-01T00:00:00.000Z"))).toEqual([]);
-        expect(lines).toContain("    2026-01-01T00:00:00.000Z INFO  Run run_forged completed in 1.0 s");
-        expect(lines).toContain("    boom\\x1b[2J\\rhidden");
-        expect(child.output.output).not.toContain("\x1b");
-      } else {
-        const failure = lines.map((line) => JSON.parse(line) as { msg: string }).find((e) => e.msg.includes("failed"));
-        expect(failure?.msg).toBe(
-          "Run run_forge failed: starting up\n2026-01-01T00:00:00.000Z INFO  Run run_forged completed in 1.0 s\nboom\x1b[2J\rhidden",
-        );
-      }
-      await fake.stop();
-      fake = undefined;
+  const profiles = tempDir("ar-forge-");
+  writeFileSync(
+    join(profiles, "forge.json"),
+    JSON.stringify({ type: "fixture", command: join(FIXTURES, "forge-log") }),
+  );
+  for (const format of ["text", "json"]) {
+    const fake = startFakeCoordinator();
+    const child = spawnRunner([
+      "--profile",
+      "forge",
+      "--profiles-dir",
+      profiles,
+      "-c",
+      fake.url,
+      "--log-format",
+      format,
+    ]);
+    await fake.waitForRequest("POST", "/runner/register");
+    fake.handRun({ run_id: "run_forge", type: "start_session", session_id: "ses_forge", prompt: "hi" });
+    const failed = await fake.waitForRequest("POST", "/runner/runs/run_forge/failed");
+    expect(failed.body.error).toContain("2026-01-01T00:00:00.000Z INFO  Run run_forged completed in 1.0 s");
+    child.process.kill("SIGTERM");
+    await child.process.exited;
+    await child.output.closed;
+    const lines = child.output.output.trimEnd().split("\n");
+    if (format === "text") {
+      expect(lines.filter((line) => line.startsWith("2026-01-01T00:00:00.000Z"))).toEqual([]);
+      expect(lines).toContain("    2026-01-01T00:00:00.000Z INFO  Run run_forged completed in 1.0 s");
+      expect(lines).toContain("    boom\\x1b[2J\\rhidden");
+      expect(child.output.output).not.toContain("\x1b");
+    } else {
+      const failure = lines.map((line) => JSON.parse(line) as { msg: string }).find((e) => e.msg.includes("failed"));
+      expect(failure?.msg).toBe(
+        "Run run_forge failed: starting up\n2026-01-01T00:00:00.000Z INFO  Run run_forged completed in 1.0 s\nboom\x1b[2J\rhidden",
+      );
     }
-  } finally {
-    rmSync(profiles, { recursive: true, force: true });
   }
 });

@@ -1,10 +1,9 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeEach, describe, expect, test } from "bun:test";
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { runnerEnvironmentVariables } from "../../src/config/flags.ts";
-import { REPO_ROOT } from "../support/processes.ts";
+import { REPO_ROOT, tempDir } from "../support/processes.ts";
 
 const BUILTIN_NAMES = ["coding", "coding-sandboxed", "research", "supervised", "test"];
 
@@ -53,11 +52,7 @@ async function cli(args: string[], env: Record<string, string | undefined> = {})
 let tmp: string;
 
 beforeEach(() => {
-  tmp = mkdtempSync(join(tmpdir(), "ar-cli-"));
-});
-
-afterEach(() => {
-  rmSync(tmp, { recursive: true, force: true });
+  tmp = tempDir("ar-cli-");
 });
 
 describe("agent-runner CLI", () => {

@@ -1,38 +1,23 @@
-import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { type RunnerChild, spawnRunner } from "../support/processes.ts";
+import { spawnRunner, tempDir } from "../support/processes.ts";
 import { FIXTURES } from "../support/runner-harness.ts";
-
-let fake: FakeCoordinator | undefined;
-let child: RunnerChild | undefined;
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  child?.process.kill("SIGKILL");
-  await child?.process.exited;
-  child = undefined;
-  await fake?.stop();
-  fake = undefined;
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
+import { onTeardown } from "../support/teardown.ts";
 
 /** A profiles directory with one profile, `fixture`, running the named fixture executor. */
 function profilesDir(fixture: string): string {
-  const dir = mkdtempSync(join(tmpdir(), "runner-cli-"));
+  const dir = tempDir("runner-cli-");
   writeFileSync(
     join(dir, "fixture.json"),
     JSON.stringify({ type: "fixture", command: join(FIXTURES, fixture), config: { model: "m1" } }),
   );
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
-function start(fixture: string, extraArgs: string[] = [], env: Record<string, string> = {}) {
-  fake ??= startFakeCoordinator();
-  child = spawnRunner(
+function start(fake: FakeCoordinator, fixture: string, extraArgs: string[] = [], env: Record<string, string> = {}) {
+  return spawnRunner(
     [
       "--profile",
       "fixture",
@@ -46,39 +31,40 @@ function start(fixture: string, extraArgs: string[] = [], env: Record<string, st
     ],
     env,
   );
-  return child;
 }
 
 test("runs a run, then SIGINT deregisters and exits 0", async () => {
-  const { process: runner, output } = start("capture");
-  const register = await fake!.waitForRequest("POST", "/runner/register");
+  const fake = startFakeCoordinator();
+  const { process: runner, output } = start(fake, "capture");
+  const register = await fake.waitForRequest("POST", "/runner/register");
   expect(register.body.executor_profile).toBe("fixture");
   expect(register.body.executor.config).toEqual({ model: "m1" });
   await output.waitFor(/MCP server for agents at http:\/\/127\.0\.0\.1:\d+\/mcp/);
-  fake!.handRun({ run_id: "run_cli", type: "start_session", session_id: "ses_cli", prompt: "hi" });
-  await fake!.waitForRequest("POST", "/runner/runs/run_cli/completed");
+  fake.handRun({ run_id: "run_cli", type: "start_session", session_id: "ses_cli", prompt: "hi" });
+  await fake.waitForRequest("POST", "/runner/runs/run_cli/completed");
   runner.kill("SIGINT");
   expect(await runner.exited).toBe(0);
-  expect(fake!.find("DELETE", "/runners/lnch_test")).toHaveLength(1);
+  expect(fake.find("DELETE", "/runners/lnch_test")).toHaveLength(1);
   expect(output.output).toContain("Run run_cli completed");
 });
 
 test("SIGINT waits for the active run; a second SIGINT stops it and it is reported", async () => {
-  const { process: runner, output } = start("hang");
-  await fake!.waitForRequest("POST", "/runner/register");
-  fake!.handRun({ run_id: "run_hang", type: "start_session", session_id: "ses_hang", prompt: "hi" });
-  await fake!.waitForRequest("POST", "/sessions/ses_hang/events");
+  const fake = startFakeCoordinator();
+  const { process: runner, output } = start(fake, "hang");
+  await fake.waitForRequest("POST", "/runner/register");
+  fake.handRun({ run_id: "run_hang", type: "start_session", session_id: "ses_hang", prompt: "hi" });
+  await fake.waitForRequest("POST", "/sessions/ses_hang/events");
   runner.kill("SIGINT");
   await output.waitFor(/waiting for 1 active run\(s\) to finish\. Press Ctrl\+C again/);
-  expect(fake!.find("DELETE", /^\/runners\//)).toHaveLength(0);
+  expect(fake.find("DELETE", /^\/runners\//)).toHaveLength(0);
   runner.kill("SIGINT");
   expect(await runner.exited).toBe(0);
-  expect(fake!.reportsFor("run_hang").map((r) => r.kind)).toEqual(["started", "stopped"]);
-  expect(fake!.find("DELETE", "/runners/lnch_test")).toHaveLength(1);
+  expect(fake.reportsFor("run_hang").map((r) => r.kind)).toEqual(["started", "stopped"]);
+  expect(fake.find("DELETE", "/runners/lnch_test")).toHaveLength(1);
 });
 
 test("a duplicate runner identity: boxed message with the existing runner, exit 1", async () => {
-  fake = startFakeCoordinator();
+  const fake = startFakeCoordinator();
   fake.on("POST", /^\/runner\/register$/, () =>
     Response.json(
       {
@@ -94,7 +80,7 @@ test("a duplicate runner identity: boxed message with the existing runner, exit 
       { status: 409 },
     ),
   );
-  const { process: runner, output } = start("capture");
+  const { process: runner, output } = start(fake, "capture");
   expect(await runner.exited).toBe(1);
   await output.closed;
   expect(output.output).toContain("agent-runner cannot start");
@@ -102,9 +88,9 @@ test("a duplicate runner identity: boxed message with the existing runner, exit 
 });
 
 test("credentials refused at registration: authentication message, exit 1", async () => {
-  fake = startFakeCoordinator();
+  const fake = startFakeCoordinator();
   fake.on("POST", /^\/runner\/register$/, () => Response.json({ detail: "Forbidden" }, { status: 403 }));
-  const { process: runner, output } = start("capture");
+  const { process: runner, output } = start(fake, "capture");
   expect(await runner.exited).toBe(1);
   await output.closed;
   expect(output.output).toContain("rejected the runner's credentials");
@@ -118,9 +104,9 @@ test("with auth: every request carries the token; neither secret nor token is ev
     port: 0,
     fetch: () => Response.json({ access_token: token, expires_in: 3600 }),
   });
-  cleanups.push(() => tokenServer.stop(true));
-  fake = startFakeCoordinator();
-  const { process: runner, output } = start("capture", ["-v"], {
+  onTeardown(() => tokenServer.stop(true));
+  const fake = startFakeCoordinator();
+  const { process: runner, output } = start(fake, "capture", ["-v"], {
     AUTH0_DOMAIN: `http://127.0.0.1:${tokenServer.port}`,
     AUTH0_RUNNER_CLIENT_ID: "runner-client",
     AUTH0_RUNNER_CLIENT_SECRET: secret,

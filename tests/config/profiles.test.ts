@@ -1,6 +1,5 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeEach, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { INSTALL_DIR } from "../../src/config/install-dir.ts";
 import {
@@ -15,7 +14,7 @@ import {
 } from "../../src/config/profiles.ts";
 import { builtinExecutorName } from "../../src/executors/builtin.ts";
 import { configError } from "../support/config-error.ts";
-import { REPO_ROOT } from "../support/processes.ts";
+import { REPO_ROOT, tempDir } from "../support/processes.ts";
 
 const BUILTIN_NAMES = ["coding", "coding-sandboxed", "research", "supervised", "test"];
 
@@ -31,17 +30,13 @@ function writeProfile(name: string, content: unknown): string {
 }
 
 beforeEach(() => {
-  tmp = mkdtempSync(join(tmpdir(), "ar-profiles-"));
+  tmp = tempDir("ar-profiles-");
   profilesDir = join(tmp, "profiles");
   mkdirSync(profilesDir);
   // The executors shipped in the repo may not exist yet: profiles under test name this one.
   executor = join(tmp, "exec.sh");
   writeFileSync(executor, "#!/bin/sh\nexit 0\n");
   chmodSync(executor, 0o755);
-});
-
-afterEach(() => {
-  rmSync(tmp, { recursive: true, force: true });
 });
 
 describe("profile names", () => {

@@ -1,6 +1,6 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { beforeEach, describe, expect, test } from "bun:test";
+import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import type { FlagValues, runnerFlags } from "../../src/config/flags.ts";
 import {
@@ -14,6 +14,7 @@ import {
 import type { Env } from "../../src/shared/env.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 import { configError } from "../support/config-error.ts";
+import { tempDir } from "../support/processes.ts";
 
 /** resolveConfig never reads process.env here: every test passes its own environment. */
 const resolve = (flags: FlagValues<typeof runnerFlags> = {}, env: Env = {}) => resolveConfig(flags, env);
@@ -30,15 +31,11 @@ let dirA: string;
 let dirB: string;
 
 beforeEach(() => {
-  tmp = realpathSync(mkdtempSync(join(tmpdir(), "ar-config-")));
+  tmp = realpathSync(tempDir("ar-config-"));
   dirA = join(tmp, "a");
   dirB = join(tmp, "b");
   mkdirSync(dirA);
   mkdirSync(dirB);
-});
-
-afterEach(() => {
-  rmSync(tmp, { recursive: true, force: true });
 });
 
 describe("defaults", () => {

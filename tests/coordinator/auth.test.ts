@@ -1,11 +1,7 @@
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { AuthError, ClientCredentialsAuth } from "../../src/coordinator/auth.ts";
 import { redact } from "../../src/shared/log.ts";
-
-const servers: Array<{ stop(force?: boolean): unknown }> = [];
-afterEach(() => {
-  for (const server of servers.splice(0)) server.stop(true);
-});
+import { onTeardown } from "../support/teardown.ts";
 
 function tokenServer(reply: (n: number) => Response) {
   const requests: any[] = [];
@@ -17,7 +13,7 @@ function tokenServer(reply: (n: number) => Response) {
       return reply(requests.length);
     },
   });
-  servers.push(server);
+  onTeardown(() => server.stop(true));
   return { domain: `http://127.0.0.1:${server.port}`, requests };
 }
 

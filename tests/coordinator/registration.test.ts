@@ -1,6 +1,5 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeEach, describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   DEFAULT_EXECUTOR_PATH,
@@ -9,20 +8,16 @@ import {
   loadProfile,
 } from "../../src/config/profiles.ts";
 import { buildRegistrationPayload } from "../../src/coordinator/registration.ts";
-import { REPO_ROOT } from "../support/processes.ts";
+import { REPO_ROOT, tempDir } from "../support/processes.ts";
 
 let tmp: string;
 let executor: string;
 
 beforeEach(() => {
-  tmp = mkdtempSync(join(tmpdir(), "ar-registration-"));
+  tmp = tempDir("ar-registration-");
   executor = join(tmp, "exec.sh");
   writeFileSync(executor, "#!/bin/sh\nexit 0\n");
   chmodSync(executor, 0o755);
-});
-
-afterEach(() => {
-  rmSync(tmp, { recursive: true, force: true });
 });
 
 describe("buildRegistrationPayload", () => {

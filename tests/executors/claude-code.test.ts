@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
+import { offlineClaudeEnv } from "../support/claude-code.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { CLAUDE_CODE_EXECUTOR, goneWithin, runProcess, TempDirs } from "../support/processes.ts";
 
@@ -51,16 +52,8 @@ function claudeEnv(apiUrl: string, extra: Record<string, string | undefined> = {
   const home = temp.make("ar-cc-home-");
   return {
     PATH: process.env.PATH,
-    HOME: home,
-    CLAUDE_CONFIG_DIR: join(home, ".claude"),
     TMPDIR: process.env.TMPDIR,
-    ANTHROPIC_BASE_URL: apiUrl,
-    ANTHROPIC_API_KEY: "sk-ant-test-dummy-key",
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-    DISABLE_TELEMETRY: "1",
-    DISABLE_AUTOUPDATER: "1",
-    DISABLE_ERROR_REPORTING: "1",
-    IS_SANDBOX: "1",
+    ...offlineClaudeEnv(home, apiUrl, join(home, ".claude")),
     AGENT_ORCHESTRATOR_API_URL: gateway.urlFor("ses_cc1"),
     AGENT_SESSION_ID: "ses_cc1",
     AGENT_RUNNER_DEBUG: "1",

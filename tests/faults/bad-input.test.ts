@@ -14,35 +14,14 @@
  *   gateway: no session_id on /events, non-JSON /bind, array body, body over the limit .... tests/gateway.test.ts
  *   invocation 2.0, bad mode, start without project_dir (executor side) .... tests/invocation.test.ts
  */
-import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RecordedRequest } from "../support/fake-coordinator.ts";
-import { type CliRunner, captureLog, faultProfile, startCli } from "../support/fault-tools.ts";
+import { captureLog, faultProfile, startCli } from "../support/fault-tools.ts";
+import { tempDir } from "../support/processes.ts";
 import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
-
-let harness: RunnerHarness | undefined;
-let done: Promise<void> | undefined;
-let logs: ReturnType<typeof captureLog> | undefined;
-let cli: CliRunner | undefined;
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  if (harness) {
-    harness.worker.shutdown("test cleanup");
-    harness.worker.shutdown("test cleanup");
-    await done;
-    await harness.close();
-  }
-  harness = undefined;
-  done = undefined;
-  logs?.stop();
-  logs = undefined;
-  await cli?.kill();
-  cli = undefined;
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
+import { onTeardown } from "../support/teardown.ts";
 
 const outcome = (h: RunnerHarness, runId: string) =>
   h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
@@ -185,16 +164,15 @@ const coordinatorCases: Array<[string, CoordinatorCase]> = [
 
 describe("coordinator replies: a clear error, then the next good run completes", () => {
   test.each(coordinatorCases)("%s", async (_, spec) => {
-    logs = captureLog();
-    harness = await startRunnerHarness({
+    const logs = captureLog();
+    const h = await startRunnerHarness({
       profile: faultProfile("outcome"),
       manual: true,
       fake: { heartbeatIntervalSeconds: 60 },
     });
-    const h = harness;
     for (const [method, path, handler] of spec.routes ?? []) h.fake.on(method, path, handler);
     expect(await h.worker.register()).toBe(true);
-    done = h.worker.run();
+    void h.run();
     if (spec.run) h.fake.handRun(spec.run);
     if (spec.item) h.fake.hand(spec.item);
     if (spec.failedWith) {
@@ -212,9 +190,8 @@ describe("coordinator replies: a clear error, then the next good run completes",
   });
 
   test("the same run handed out twice while it runs: ignored, one outcome", async () => {
-    logs = captureLog();
-    harness = await startRunnerHarness({ profile: faultProfile("ignore-term") });
-    const h = harness;
+    const logs = captureLog();
+    const h = await startRunnerHarness({ profile: faultProfile("ignore-term") });
     h.fake.handRun(run({ run_id: "run_twice", session_id: "ses_twice" }));
     await h.fake.waitFor((r) => r.path === "/sessions/ses_twice/events");
     h.fake.handRun(run({ run_id: "run_twice", session_id: "ses_twice" }));
@@ -225,26 +202,25 @@ describe("coordinator replies: a clear error, then the next good run completes",
   });
 
   test("heartbeat answered 500: logged, polling and runs go on", async () => {
-    logs = captureLog();
-    harness = await startRunnerHarness({
+    const logs = captureLog();
+    const h = await startRunnerHarness({
       profile: faultProfile("outcome"),
       manual: true,
       fake: { heartbeatIntervalSeconds: 0.05 },
     });
-    const h = harness;
     h.fake.on(
       "POST",
       /^\/runner\/heartbeat$/,
       once(() => new Response("boom", { status: 500 })),
     );
     await h.worker.register();
-    done = h.worker.run();
+    void h.run();
     await logs.waitFor(/Heartbeat failed: Coordinator answered HTTP 500 to \/runner\/heartbeat: boom/);
     expect((await outcome(h, h.handRun())).path).toEndWith("/completed");
   });
 
   test("a run with an 8 MB prompt is handed to the executor whole and completes", async () => {
-    harness = await startRunnerHarness({ fixture: "capture" });
+    const harness = await startRunnerHarness({ fixture: "capture" });
     const prompt = "p".repeat(8_000_000);
     const runId = harness.handRun({ session_id: "ses_big", prompt });
     const event = await harness.fake.waitFor((r) => r.path === "/sessions/ses_big/events");
@@ -276,7 +252,7 @@ describe("gateway requests: refused with a reason, the gateway keeps serving", (
     ["/events with JSON null", "POST", "/events", null, 400, "JSON object body"],
   ];
   test.each(cases)("%s", async (_, method, path, body, status, detail) => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     const response = await fetch(`${harness.executorUrl("ses_ok")}${path}`, {
       method,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -297,7 +273,7 @@ describe("gateway requests: refused with a reason, the gateway keeps serving", (
 describe("operator input to the real CLI: a clear message, exit 1 (or retrying, for what may recover)", () => {
   function tokenServer(reply: () => Response) {
     const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: reply });
-    cleanups.push(() => server.stop(true));
+    onTeardown(() => server.stop(true));
     return `http://127.0.0.1:${server.port}`;
   }
   const auth = (domain: string) => ({
@@ -309,7 +285,10 @@ describe("operator input to the real CLI: a clear message, exit 1 (or retrying, 
   const test_profile = ["--profile", "test", "-c", "http://127.0.0.1:9"];
 
   test("token endpoint refuses the client (401): exit 1 naming the refusal", async () => {
-    cli = startCli(test_profile, auth(tokenServer(() => Response.json({ error: "access_denied" }, { status: 401 }))));
+    const cli = startCli(
+      test_profile,
+      auth(tokenServer(() => Response.json({ error: "access_denied" }, { status: 401 }))),
+    );
     expect(await cli.process.exited).toBe(1);
     await cli.closed;
     expect(cli.output()).toContain("was refused (HTTP 401)");
@@ -327,7 +306,7 @@ describe("operator input to the real CLI: a clear message, exit 1 (or retrying, 
   ] as Array<[string, () => Response, string]>)(
     "%s: retried with a warning naming the problem, not fatal",
     async (_, reply, message) => {
-      cli = startCli(test_profile, auth(tokenServer(reply)));
+      const cli = startCli(test_profile, auth(tokenServer(reply)));
       await cli.waitFor(new RegExp(`Cannot register with .*${message.replace(/[()]/g, "\\$&")}`));
       cli.process.kill("SIGTERM");
       expect(await cli.process.exited).toBe(0);
@@ -337,7 +316,7 @@ describe("operator input to the real CLI: a clear message, exit 1 (or retrying, 
 
   test("token endpoint unreachable: retried with a warning, not fatal", async () => {
     // Port 9 (discard) on 127.0.0.1: nothing listens; the runner must keep trying, not exit.
-    cli = startCli(test_profile, auth("http://127.0.0.1:9"));
+    const cli = startCli(test_profile, auth("http://127.0.0.1:9"));
     await cli.waitFor(/Cannot register with .* Token request to http:\/\/127\.0\.0\.1:9\/oauth\/token failed/);
     cli.process.kill("SIGTERM");
     expect(await cli.process.exited).toBe(0);
@@ -347,10 +326,9 @@ describe("operator input to the real CLI: a clear message, exit 1 (or retrying, 
     ["an empty profile file", "", "not valid JSON"],
     ["a profile file holding a JSON string", '"coding"', "Invalid profile file"],
   ])("%s", async (_, content, message) => {
-    const dir = mkdtempSync(join(tmpdir(), "ar-bad-profile-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir("ar-bad-profile-");
     writeFileSync(join(dir, "bad.json"), content);
-    cli = startCli(["--profile", "bad", "--profiles-dir", dir, "-c", "http://127.0.0.1:9"]);
+    const cli = startCli(["--profile", "bad", "--profiles-dir", dir, "-c", "http://127.0.0.1:9"]);
     expect(await cli.process.exited).toBe(1);
     await cli.closed;
     expect(cli.output()).toContain(message);
@@ -358,10 +336,9 @@ describe("operator input to the real CLI: a clear message, exit 1 (or retrying, 
   });
 
   test("--profiles-dir pointing at a file", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "ar-bad-profile-"));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir("ar-bad-profile-");
     writeFileSync(join(dir, "file"), "");
-    cli = startCli(["--profile", "test", "--profiles-dir", join(dir, "file")]);
+    const cli = startCli(["--profile", "test", "--profiles-dir", join(dir, "file")]);
     expect(await cli.process.exited).toBe(1);
     await cli.closed;
     expect(cli.output()).toContain("is not a directory");

@@ -1,17 +1,7 @@
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { faultProfile, until } from "../support/fault-tools.ts";
 import { releaseServer } from "../support/release-server.ts";
-import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
-
-let harness: RunnerHarness | undefined;
-let release: ReturnType<typeof releaseServer> | undefined;
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-  await release?.stop();
-  release = undefined;
-});
+import { startRunnerHarness } from "../support/runner-harness.ts";
 
 type Kind = "ok" | "fail" | "silent";
 const KINDS: Kind[] = ["ok", "fail", "silent"];
@@ -26,9 +16,8 @@ function expected(kind: Kind, sessionId: string) {
 }
 
 test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 duplicated", async () => {
-  release = releaseServer();
-  harness = await startRunnerHarness({ profile: faultProfile("outcome"), env: { FAULT_RELEASE_URL: release.url } });
-  const h = harness;
+  const release = releaseServer();
+  const h = await startRunnerHarness({ profile: faultProfile("outcome"), env: { FAULT_RELEASE_URL: release.url } });
   const runs = Array.from({ length: RUNS }, (_, i) => {
     const kind = KINDS[i % 3]!;
     return { runId: `run_r${i}`, sessionId: `ses_${kind}_${i}`, kind };
@@ -36,7 +25,7 @@ test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 du
   for (const run of runs)
     h.fake.handRun({ run_id: run.runId, type: "start_session", session_id: run.sessionId, prompt: "p" });
   // All 50 executors running, their `started` delivered.
-  await Promise.all(runs.map((run) => release!.waiting(run.sessionId)));
+  await Promise.all(runs.map((run) => release.waiting(run.sessionId)));
   await Promise.all(runs.map((run) => h.fake.waitForRequest("POST", `/runner/runs/${run.runId}/started`)));
 
   const outcomeArrived = (runId: string) =>
@@ -76,8 +65,7 @@ test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 du
   await h.fake.waitFor(() => h.fake.find("POST", "/runner/register").length === 2);
 
   // Shut down (flush + deregister) so any late duplicate would have arrived before counting.
-  await harness.close();
-  harness = undefined;
+  await h.close();
 
   let lost = 0;
   let duplicated = 0;
@@ -100,7 +88,7 @@ test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 du
 
 test("an executor that ignores SIGTERM is SIGKILLed within grace + 1 s and reported so", async () => {
   const graceSeconds = 1;
-  harness = await startRunnerHarness({
+  const harness = await startRunnerHarness({
     profile: faultProfile("ignore-term"),
     flags: { "stop-grace-seconds": String(graceSeconds) },
   });

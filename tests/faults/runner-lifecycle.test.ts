@@ -3,45 +3,27 @@
  * SIGKILL mid-run and a restart that must clean up after the dead incarnation, a second runner
  * with the same identity, a hanging registration, a token endpoint that is briefly down.
  */
-import { afterEach, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
+import { tempDir } from "../support/processes.ts";
 import { releaseServer } from "../support/release-server.ts";
+import { killAfterTest, onTeardown } from "../support/teardown.ts";
 
-let fake: FakeCoordinator | undefined;
-const runners: CliRunner[] = [];
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  for (const runner of runners.splice(0)) await runner.kill();
-  await fake?.stop();
-  fake = undefined;
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** A runner process for the fault profile running `fixture`, with its own state directory. */
-function startRunner(fixture: string, stateDir: string, env: Record<string, string> = {}): CliRunner {
+/** A runner process for the fault profile running `fixture`, against `fake`, with its own state directory. */
+function startRunner(
+  fake: FakeCoordinator,
+  fixture: string,
+  stateDir: string,
+  env: Record<string, string> = {},
+): CliRunner {
   const profiles = profilesDirFor(join(FAULT_FIXTURES, fixture));
-  cleanups.push(profiles.cleanup);
-  fake ??= startFakeCoordinator();
-  const runner = startCli(
-    ["--profile", "fault", "--profiles-dir", profiles.dir, "-c", fake.url, "--stop-grace-seconds", "1"],
-    {
-      AGENT_RUNNER_STATE_DIR: stateDir,
-      ...env,
-    },
-  );
-  runners.push(runner);
-  return runner;
+  return startCli(["--profile", "fault", "--profiles-dir", profiles, "-c", fake.url, "--stop-grace-seconds", "1"], {
+    AGENT_RUNNER_STATE_DIR: stateDir,
+    ...env,
+  });
 }
 
 const alive = (pid: number) => {
@@ -69,67 +51,68 @@ const finalReport = (f: FakeCoordinator, runId: string, after = 0) =>
   f.waitFor((r) => r.at > after && r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"), 20_000);
 
 test("SIGHUP (terminal closed) is a graceful stop: the active run finishes and is reported", async () => {
+  const fake = startFakeCoordinator();
   const release = releaseServer();
-  cleanups.push(() => release.stop());
-  const runner = startRunner("outcome", tempDir("ar-state-"), { FAULT_RELEASE_URL: release.url });
-  await fake!.waitForRequest("GET", "/runner/runs");
-  fake!.handRun({ run_id: "run_hup", type: "start_session", session_id: "ses_hup", prompt: "p" });
+  const runner = startRunner(fake, "outcome", tempDir("ar-state-"), { FAULT_RELEASE_URL: release.url });
+  await fake.waitForRequest("GET", "/runner/runs");
+  fake.handRun({ run_id: "run_hup", type: "start_session", session_id: "ses_hup", prompt: "p" });
   await release.waiting("ses_hup");
   runner.process.kill("SIGHUP");
   await runner.waitFor(/SIGHUP: taking no new runs/);
   release.release("ses_hup");
-  expect((await finalReport(fake!, "run_hup")).path).toEndWith("/completed");
+  expect((await finalReport(fake, "run_hup")).path).toEndWith("/completed");
   expect(await runner.process.exited).toBe(0);
 });
 
 test("after SIGKILL, the restarted runner adopts its identity, kills the orphaned executor and reports the run failed", async () => {
+  const fake = startFakeCoordinator();
   const stateDir = tempDir("ar-state-");
-  const first = startRunner("ignore-term", stateDir);
-  await fake!.waitForRequest("GET", "/runner/runs");
-  fake!.handRun({ run_id: "run_crash", type: "start_session", session_id: "ses_crash", prompt: "p" });
-  const orphan = await readyPid(fake!, "ses_crash");
-  cleanups.push(() => alive(orphan) && process.kill(orphan, "SIGKILL"));
+  const first = startRunner(fake, "ignore-term", stateDir);
+  await fake.waitForRequest("GET", "/runner/runs");
+  fake.handRun({ run_id: "run_crash", type: "start_session", session_id: "ses_crash", prompt: "p" });
+  const orphan = await readyPid(fake, "ses_crash");
+  killAfterTest(orphan);
   first.process.kill("SIGKILL");
   await first.process.exited;
   expect(alive(orphan)).toBe(true);
   // The coordinator still counts the dead incarnation online: a new registration gets 409.
-  fake!.heldBy = hostname();
+  fake.heldBy = hostname();
   const restartedAt = performance.now();
-  const second = startRunner("ignore-term", stateDir);
-  const report = await finalReport(fake!, "run_crash", restartedAt);
+  const second = startRunner(fake, "ignore-term", stateDir);
+  const report = await finalReport(fake, "run_crash", restartedAt);
   expect(report.path).toEndWith("/failed");
   expect(report.body.error).toContain("runner process ended unexpectedly");
   expect(await gone(orphan, 5000)).toBe(true);
   await second.waitFor(/[Aa]dopt/);
-  await fake!.waitFor((r) => r.path === "/runner/runs" && r.at > report.at);
+  await fake.waitFor((r) => r.path === "/runner/runs" && r.at > report.at);
 });
 
 test("an outcome known before the crash but not delivered is delivered by the restarted runner", async () => {
+  const fake = startFakeCoordinator();
   const stateDir = tempDir("ar-state-");
   const release = releaseServer();
-  cleanups.push(() => release.stop());
-  const first = startRunner("outcome", stateDir, { FAULT_RELEASE_URL: release.url });
-  await fake!.waitForRequest("GET", "/runner/runs");
-  fake!.handRun({ run_id: "run_known", type: "start_session", session_id: "ses_known", prompt: "p" });
+  const first = startRunner(fake, "outcome", stateDir, { FAULT_RELEASE_URL: release.url });
+  await fake.waitForRequest("GET", "/runner/runs");
+  fake.handRun({ run_id: "run_known", type: "start_session", session_id: "ses_known", prompt: "p" });
   await release.waiting("ses_known");
-  await fake!.down();
+  await fake.down();
   release.release("ses_known");
   await first.waitFor(/Run run_known completed/);
   first.process.kill("SIGKILL");
   await first.process.exited;
-  fake!.heldBy = hostname();
-  fake!.up();
-  const second = startRunner("outcome", stateDir);
-  const report = await finalReport(fake!, "run_known");
+  fake.heldBy = hostname();
+  fake.up();
+  const second = startRunner(fake, "outcome", stateDir);
+  const report = await finalReport(fake, "run_known");
   expect(report.path, `${JSON.stringify(report.body)}\n${first.output()}\n${second.output()}`).toEndWith("/completed");
 });
 
 test("while reports are flushed at exit, another signal exits at once and the next start delivers them", async () => {
   const stateDir = tempDir("ar-state-");
-  fake = startFakeCoordinator();
+  const fake = startFakeCoordinator();
   let reportsHang = true;
   fake.on("POST", /\/completed$/, () => (reportsHang ? new Promise<Response>(() => {}) : undefined));
-  const first = startRunner("outcome", stateDir);
+  const first = startRunner(fake, "outcome", stateDir);
   await fake.waitForRequest("GET", "/runner/runs");
   fake.handRun({ run_id: "run_flush", type: "start_session", session_id: "ses_flush", prompt: "p" });
   await fake.waitForRequest("POST", "/runner/runs/run_flush/completed");
@@ -140,25 +123,26 @@ test("while reports are flushed at exit, another signal exits at once and the ne
   expect(first.output()).toContain("SIGTERM again: exiting now");
   reportsHang = false;
   fake.heldBy = hostname();
-  startRunner("outcome", stateDir);
+  startRunner(fake, "outcome", stateDir);
   const report = await finalReport(fake, "run_flush", performance.now());
   expect(report.path).toEndWith("/completed");
 });
 
 test("a second runner with the same identity and state directory refuses to start while the first lives", async () => {
+  const fake = startFakeCoordinator();
   const stateDir = tempDir("ar-state-");
-  const first = startRunner("outcome", stateDir);
-  await fake!.waitForRequest("GET", "/runner/runs");
-  const second = startRunner("outcome", stateDir);
+  const first = startRunner(fake, "outcome", stateDir);
+  await fake.waitForRequest("GET", "/runner/runs");
+  const second = startRunner(fake, "outcome", stateDir);
   expect(await second.process.exited).toBe(1);
   expect(second.output()).toContain(`pid ${first.process.pid}`);
   expect(alive(first.process.pid)).toBe(true);
 });
 
 test("SIGINT while the register request hangs ends the runner at once", async () => {
-  fake = startFakeCoordinator();
+  const fake = startFakeCoordinator();
   fake.on("POST", /^\/runner\/register$/, () => new Promise<Response>(() => {}));
-  const runner = startRunner("outcome", tempDir("ar-state-"));
+  const runner = startRunner(fake, "outcome", tempDir("ar-state-"));
   await fake.waitForRequest("POST", "/runner/register");
   const signalledAt = performance.now();
   runner.process.kill("SIGINT");
@@ -167,6 +151,7 @@ test("SIGINT while the register request hangs ends the runner at once", async ()
 });
 
 test("a token endpoint that answers 503 at start is retried, not fatal", async () => {
+  const fake = startFakeCoordinator();
   let failures = 2;
   const tokens = Bun.serve({
     hostname: "127.0.0.1",
@@ -176,14 +161,14 @@ test("a token endpoint that answers 503 at start is retried, not fatal", async (
         ? new Response("unavailable", { status: 503 })
         : Response.json({ access_token: "tok-abc123", expires_in: 3600 }),
   });
-  cleanups.push(() => tokens.stop(true));
-  const runner = startRunner("outcome", tempDir("ar-state-"), {
+  onTeardown(() => tokens.stop(true));
+  const runner = startRunner(fake, "outcome", tempDir("ar-state-"), {
     AUTH0_DOMAIN: `http://127.0.0.1:${tokens.port}`,
     AUTH0_RUNNER_CLIENT_ID: "client",
     AUTH0_RUNNER_CLIENT_SECRET: "secret-value-503",
     AUTH0_AUDIENCE: "aud",
   });
-  const register = await fake!.waitForRequest("POST", "/runner/register", 20_000);
+  const register = await fake.waitForRequest("POST", "/runner/register", 20_000);
   expect(register.headers.get("authorization")).toBe("Bearer tok-abc123");
   expect(runner.process.exitCode).toBeNull();
 });

@@ -2,34 +2,26 @@
  * Faults that need the runner as its own process: its memory is measured from /proc, and its
  * whole output (stdout + stderr at -v) is checked for secrets.
  */
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, FAULT_FIXTURES, memoryMb, profilesDirFor, startCli } from "../support/fault-tools.ts";
 import { releaseServer } from "../support/release-server.ts";
 import { FIXTURES } from "../support/runner-harness.ts";
+import { onTeardown } from "../support/teardown.ts";
 
-let fake: FakeCoordinator | undefined;
-let runner: CliRunner | undefined;
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  await runner?.kill();
-  runner = undefined;
-  await fake?.stop();
-  fake = undefined;
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-function start(command: string, args: string[] = [], env: Record<string, string> = {}): CliRunner {
+/** A runner process for the fault profile running `command`, against `fake`. */
+function start(
+  fake: FakeCoordinator,
+  command: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): CliRunner {
   const profiles = profilesDirFor(command);
-  cleanups.push(profiles.cleanup);
-  fake ??= startFakeCoordinator();
-  runner = startCli(
-    ["--profile", "fault", "--profiles-dir", profiles.dir, "-c", fake.url, "--stop-grace-seconds", "1", ...args],
+  return startCli(
+    ["--profile", "fault", "--profiles-dir", profiles, "-c", fake.url, "--stop-grace-seconds", "1", ...args],
     env,
   );
-  return runner;
 }
 
 /** The runner is registered and holding its first poll: nothing left of start-up. */
@@ -46,11 +38,12 @@ test.each([
 ] as Array<[string, string[]]>)(
   "an executor flooding 50 MB to stdout and stderr finishes and is reported; runner memory stays bounded%s",
   async (_, args) => {
-    const cli = start(join(FIXTURES, "flood"), args, { FIXTURE_FLOOD_BYTES: String(50_000_000) });
-    await idle(fake!);
+    const fake = startFakeCoordinator();
+    const cli = start(fake, join(FIXTURES, "flood"), args, { FIXTURE_FLOOD_BYTES: String(50_000_000) });
+    await idle(fake);
     const before = memoryMb(cli.process.pid);
-    fake!.handRun({ run_id: "run_flood", type: "start_session", session_id: "ses_flood", prompt: "p" });
-    const report = await outcome(fake!, "run_flood");
+    fake.handRun({ run_id: "run_flood", type: "start_session", session_id: "ses_flood", prompt: "p" });
+    const report = await outcome(fake, "run_flood");
     const after = memoryMb(cli.process.pid);
     const growth = after.peak - before.rss;
     console.log(
@@ -64,24 +57,24 @@ test.each([
 
 test("200 runs in flight at once: all reported; memory per active run printed", async () => {
   const release = releaseServer();
-  cleanups.push(release.stop);
-  const cli = start(join(FAULT_FIXTURES, "outcome"), [], { FAULT_RELEASE_URL: release.url });
-  await idle(fake!);
+  const fake = startFakeCoordinator();
+  const cli = start(fake, join(FAULT_FIXTURES, "outcome"), [], { FAULT_RELEASE_URL: release.url });
+  await idle(fake);
   const batch = async (tag: string) => {
     const runs = Array.from({ length: 200 }, (_, i) => ({
       runId: `run_${tag}${i}`,
       sessionId: `ses_${i % 4 === 0 ? "fail" : "ok"}_${tag}${i}`,
     }));
     for (const run of runs)
-      fake!.handRun({ run_id: run.runId, type: "start_session", session_id: run.sessionId, prompt: "p" });
+      fake.handRun({ run_id: run.runId, type: "start_session", session_id: run.sessionId, prompt: "p" });
     // All 200 executors running at once, each held by the release server.
     await Promise.all(runs.map((run) => release.waiting(run.sessionId)));
     const active = memoryMb(cli.process.pid);
     for (const run of runs) release.release(run.sessionId);
-    const reports = await Promise.all(runs.map((run) => outcome(fake!, run.runId)));
+    const reports = await Promise.all(runs.map((run) => outcome(fake, run.runId)));
     reports.forEach((report, i) => {
       expect(report.path).toEndWith(runs[i]!.sessionId.includes("_fail_") ? "/failed" : "/completed");
-      expect(fake!.reportsFor(runs[i]!.runId).map((r) => r.kind)).toHaveLength(2);
+      expect(fake.reportsFor(runs[i]!.runId).map((r) => r.kind)).toHaveLength(2);
     });
     return active;
   };
@@ -105,8 +98,8 @@ test("with auth at -v: a run, a failing run, gateway requests, a token refresh a
     port: 0,
     fetch: () => Response.json({ access_token: tokens[Math.min(issued++, 1)], expires_in: 3600 }),
   });
-  cleanups.push(() => tokenServer.stop(true));
-  fake = startFakeCoordinator();
+  onTeardown(() => tokenServer.stop(true));
+  const fake = startFakeCoordinator();
   // Replies that echo the caller's token back: the runner logs these errors, and must cut the token out.
   fake.on("GET", /^\/agents\/leaky$/, (r) =>
     Response.json({ detail: `upstream refused ${r.headers.get("authorization")}` }, { status: 500 }),
@@ -116,14 +109,14 @@ test("with auth at -v: a run, a failing run, gateway requests, a token refresh a
     if (
       rejectedOnce ||
       r.headers.get("authorization") !== `Bearer ${tokens[0]}` ||
-      fake!.find("POST", /\/completed$/).length === 0
+      fake.find("POST", /\/completed$/).length === 0
     )
       return undefined;
     rejectedOnce = true;
     // Not "not registered": the token was refused, so the runner must fetch a new one.
     return Response.json({ detail: `invalid token ${r.headers.get("authorization")}` }, { status: 401 });
   });
-  const cli = start(join(FAULT_FIXTURES, "gateway-call"), ["-v"], {
+  const cli = start(fake, join(FAULT_FIXTURES, "gateway-call"), ["-v"], {
     AUTH0_DOMAIN: `http://127.0.0.1:${tokenServer.port}`,
     AUTH0_RUNNER_CLIENT_ID: "runner-client",
     AUTH0_RUNNER_CLIENT_SECRET: secret,

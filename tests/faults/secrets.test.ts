@@ -3,23 +3,12 @@
  * the client secret from its /proc environ, secrets and run tokens in a failed run's report,
  * a coordinator URL's password in the log. The runner runs as its own process.
  */
-import { afterEach, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
+import { startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
-
-let fake: FakeCoordinator | undefined;
-let runner: CliRunner | undefined;
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  await runner?.kill();
-  runner = undefined;
-  await fake?.stop();
-  fake = undefined;
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
+import { onTeardown } from "../support/teardown.ts";
 
 const RUN_TOKEN = /agrun_[A-Za-z0-9_-]{43}/;
 
@@ -34,16 +23,13 @@ function tokenEndpoint(accessToken: string) {
       return Response.json({ access_token: accessToken, expires_in: 3600 });
     },
   });
-  cleanups.push(() => server.stop(true));
+  onTeardown(() => server.stop(true));
   return { url: `http://127.0.0.1:${server.port}`, bodies };
 }
 
 function start(fixture: string, args: string[], env: Record<string, string>): CliRunner {
   const profiles = profilesDirFor(join(FAULT_FIXTURES, fixture));
-  cleanups.push(profiles.cleanup);
-  fake ??= startFakeCoordinator();
-  runner = startCli(["--profile", "fault", "--profiles-dir", profiles.dir, "--stop-grace-seconds", "1", ...args], env);
-  return runner;
+  return startCli(["--profile", "fault", "--profiles-dir", profiles, "--stop-grace-seconds", "1", ...args], env);
 }
 
 const auth = (domain: string, secret: string) => ({
@@ -56,7 +42,7 @@ const auth = (domain: string, secret: string) => ({
 test("the client secret is gone from the runner's own /proc/<pid>/environ once read, and the runner still authenticates", async () => {
   const secret = "client-secret-3f9a7c21e0";
   const endpoint = tokenEndpoint("access-token-6b1d");
-  fake = startFakeCoordinator();
+  const fake = startFakeCoordinator();
   const cli = start("outcome", ["-c", fake.url], auth(endpoint.url, secret));
   // Registered and polling: start-up is over.
   await fake.waitForRequest("GET", "/runner/runs");
@@ -74,7 +60,7 @@ test("the client secret is gone from the runner's own /proc/<pid>/environ once r
 test("a failed run's stderr tail is reported with secrets and run tokens cut out", async () => {
   const secret = "client-secret-77e0c1d4aa";
   const endpoint = tokenEndpoint("access-token-90fe");
-  fake = startFakeCoordinator();
+  const fake = startFakeCoordinator();
   start("leak", ["-c", fake.url], { ...auth(endpoint.url, secret), FAULT_LEAK: secret });
   fake.handRun({ run_id: "run_leak", type: "start_session", session_id: "ses_leak", prompt: "p" });
   const failed = await fake.waitForRequest("POST", "/runner/runs/run_leak/failed");
@@ -85,7 +71,7 @@ test("a failed run's stderr tail is reported with secrets and run tokens cut out
 }, 30_000);
 
 test("a coordinator URL's password never reaches a log line", async () => {
-  fake = startFakeCoordinator();
+  const fake = startFakeCoordinator();
   const withUserinfo = fake.url.replace("http://", "http://runner:pw@");
   const cli = start("outcome", ["-c", withUserinfo, "-v"], {});
   await fake.waitForRequest("GET", "/runner/runs");

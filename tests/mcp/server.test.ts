@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { TokenSource } from "../../src/coordinator/auth.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { startMcpServer } from "../../src/mcp/server.ts";
@@ -6,9 +6,8 @@ import { TOOL_NAMES } from "../../src/mcp/tools.ts";
 import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { closeAll, connectClient, json, onCleanup, startHarness } from "../support/mcp-harness.ts";
-
-afterEach(closeAll);
+import { connectClient, json, startHarness } from "../support/mcp-harness.ts";
+import { onTeardown } from "../support/teardown.ts";
 
 describe("embedded MCP server", () => {
   test("listens on 127.0.0.1 with the /mcp path in its URL", async () => {
@@ -58,7 +57,7 @@ describe("embedded MCP server", () => {
 
   test("a taken --mcp-port is a ConfigError naming the port", async () => {
     const squatter = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("taken") });
-    onCleanup(() => squatter.stop(true));
+    onTeardown(() => squatter.stop(true));
     const error = await startMcpServer({
       coordinator: new CoordinatorHttp("http://127.0.0.1:9"),
       tokens: new RunTokens(),
@@ -80,7 +79,7 @@ describe("embedded MCP server", () => {
       tokens: new RunTokens(),
       port,
     });
-    onCleanup(() => mcp.stop());
+    onTeardown(() => mcp.stop());
     expect(mcp.port).toBe(port);
     expect(mcp.url).toBe(`http://127.0.0.1:${port}/mcp`);
   });
@@ -216,15 +215,7 @@ describe("embedded MCP server", () => {
   });
 
   test("stop() also cancels the coordinator request a sync wait has in flight", async () => {
-    const coordinator = startHoldingCoordinator();
-    const tokens = new RunTokens();
-    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
-    onCleanup(() => mcp.stop());
-    const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
-    const client = await connectClient(url);
-    const call = client
-      .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
-      .catch(() => undefined);
+    const { coordinator, mcp, call } = await startSyncWait();
     await coordinator.pollArrived;
     await mcp.stop();
     await coordinator.pollAbandoned;
@@ -232,15 +223,7 @@ describe("embedded MCP server", () => {
   }, 5_000);
 
   test("a client that hangs up mid-wait ends the wait and its coordinator request", async () => {
-    const coordinator = startHoldingCoordinator();
-    const tokens = new RunTokens();
-    const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
-    onCleanup(() => mcp.stop());
-    const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
-    const client = await connectClient(url);
-    const call = client
-      .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
-      .catch(() => undefined);
+    const { coordinator, url, client, call } = await startSyncWait();
     await coordinator.pollArrived;
     await client.close();
     await coordinator.pollAbandoned;
@@ -285,6 +268,20 @@ function startHoldingCoordinator() {
       );
     },
   });
-  onCleanup(() => server.stop(true));
+  onTeardown(() => server.stop(true));
   return { url: `http://127.0.0.1:${server.port}`, pollArrived, pollAbandoned };
+}
+
+/** The MCP server against a holding coordinator, and a client's sync start_agent_session call waiting on it. */
+async function startSyncWait() {
+  const coordinator = startHoldingCoordinator();
+  const tokens = new RunTokens();
+  const mcp = await startMcpServer({ coordinator: new CoordinatorHttp(coordinator.url), tokens });
+  onTeardown(() => mcp.stop());
+  const url = urlWithToken(mcp.url, tokens.issue("ses_caller"));
+  const client = await connectClient(url);
+  const call = client
+    .callTool({ name: "start_agent_session", arguments: { agent_name: "coder", prompt: "hi" } })
+    .catch(() => undefined);
+  return { coordinator, mcp, url, client, call };
 }

@@ -1,11 +1,9 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { Orchestrator } from "../../src/mcp/orchestrator.ts";
 import { ToolError } from "../../src/mcp/tool-rules.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { closeAll, json, onCleanup, startHarness, textOf } from "../support/mcp-harness.ts";
-
-afterEach(closeAll);
+import { json, startHarness, textOf } from "../support/mcp-harness.ts";
 
 /** POST /runs answers with this run; GET /runs/run_1 answers with whatever `run.status` is at the time. */
 function serveRun(coordinator: FakeCoordinator, initial: { status: string; error?: string } = { status: "running" }) {
@@ -323,7 +321,6 @@ describe("resume_agent_session", () => {
 describe("sync wait cancellation", () => {
   test("aborting the signal ends the wait with a tool error and no further polls", async () => {
     const coordinator = startFakeCoordinator();
-    onCleanup(() => coordinator.stop());
     serveRun(coordinator, { status: "running" });
     const orchestrator = new Orchestrator(new CoordinatorHttp(coordinator.url), { pollIntervalMs: 60_000 });
     const abort = new AbortController();
@@ -340,7 +337,6 @@ describe("sync wait cancellation", () => {
 
   test("progress is reported after each poll", async () => {
     const coordinator = startFakeCoordinator();
-    onCleanup(() => coordinator.stop());
     const run = serveRun(coordinator, { status: "pending" });
     coordinator.on("GET", /^\/sessions\/ses_new\/result$/, () => json({ result: "ok" }));
     const orchestrator = new Orchestrator(new CoordinatorHttp(coordinator.url), { pollIntervalMs: 5 });

@@ -1,7 +1,5 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { closeAll, json, startHarness } from "../support/mcp-harness.ts";
-
-afterEach(closeAll);
+import { describe, expect, test } from "bun:test";
+import { json, startHarness } from "../support/mcp-harness.ts";
 
 const agents = [
   {

@@ -1,5 +1,5 @@
 /** What an executor starts with: the run's project directory, the runner's environment less its own settings. */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runnerEnvironmentVariables } from "../../src/config/flags.ts";
@@ -8,11 +8,6 @@ import { cleanEnv, REPO_ROOT, runProcess, TempDirs } from "../support/processes.
 import { FIXTURES, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
 const temp = new TempDirs();
-let harness: RunnerHarness | undefined;
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
 afterAll(() => temp.cleanup());
 
 /** The runner's own settings, as an operator would have them in the runner's environment. */
@@ -63,7 +58,7 @@ describe("the runner starts executors", () => {
 
   test("in the run's project directory, with the runner's environment less its own settings", async () => {
     const project = temp.make("ar-env-project-");
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       fixture: "record-env",
       env: { ...RUNNER_SETTINGS, ...AGENT_SETTINGS },
       flags: { "project-dir": temp.make("ar-env-default-") },
@@ -80,13 +75,13 @@ describe("the runner starts executors", () => {
 
   test("in the runner's default project directory when the run names none (a resume)", async () => {
     const fallback = temp.make("ar-env-default-");
-    harness = await startRunnerHarness({ fixture: "record-env", flags: { "project-dir": fallback } });
+    const harness = await startRunnerHarness({ fixture: "record-env", flags: { "project-dir": fallback } });
     harness.handRun({ session_id: "ses_res", type: "resume_session" });
     expect((await environmentEvent(harness, "ses_res")).cwd).toBe(realpathSync(fallback));
   });
 
   test("a project directory missing on this machine fails the run, naming it", async () => {
-    harness = await startRunnerHarness({ fixture: "record-env" });
+    const harness = await startRunnerHarness({ fixture: "record-env" });
     const runId = harness.handRun({ session_id: "ses_gone", project_dir: "/nonexistent/project" });
     const failed = await harness.fake.waitForRequest("POST", `/runner/runs/${runId}/failed`);
     expect(failed.body.error).toContain("working directory /nonexistent/project does not exist");

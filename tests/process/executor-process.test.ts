@@ -1,22 +1,14 @@
 /** One executor process for real: stop (grace, SIGKILL), its process group, output, leftovers, the lifeline. */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ExecutorProcess, type ExecutorProcessOptions, STDERR_TAIL_BYTES } from "../../src/process/executor-process.ts";
 import { LIFELINE_ENV } from "../../src/protocol/lifeline.ts";
 import { within } from "../../src/shared/retry.ts";
 import { cleanEnv, goneWithin, isAlive, REPO_ROOT, TempDirs } from "../support/processes.ts";
+import { killAfterTest } from "../support/teardown.ts";
 
 const temp = new TempDirs();
-/** Every pid a test saw, killed after it whatever happened. */
-const seen: number[] = [];
-afterEach(() => {
-  for (const pid of seen.splice(0)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
-  }
-});
 afterAll(() => temp.cleanup());
 
 /** A shell script as an executor; its stdout lines are collected, and `line()` awaits one. */
@@ -38,7 +30,8 @@ function start(script: string, options: Partial<ExecutorProcessOptions> = {}) {
     },
     ...options,
   });
-  seen.push(executor.pid);
+  // Every pid a test sees is killed after it, whatever happened.
+  killAfterTest(executor.pid);
   /** Resolves with the first stdout line matching `pattern`. */
   const line = (pattern: RegExp) =>
     new Promise<string>((resolve) => {
@@ -49,7 +42,7 @@ function start(script: string, options: Partial<ExecutorProcessOptions> = {}) {
   /** The pid the executor printed as `<label> <pid>`. */
   const pidOf = async (label: string) => {
     const pid = Number((await line(new RegExp(`^${label} \\d+$`))).split(" ")[1]);
-    seen.push(pid);
+    killAfterTest(pid);
     return pid;
   };
   return { executor, lines, line, pidOf };
@@ -219,9 +212,9 @@ setInterval(() => {}, 60_000);
       env: cleanEnv({ OUT: out }),
       stdio: ["ignore", "inherit", "inherit"],
     });
-    seen.push(parent.pid);
+    killAfterTest(parent.pid);
     const executorPid = await waitForFile(`${out}.pid`);
-    seen.push(Number(executorPid));
+    killAfterTest(Number(executorPid));
     expect(isAlive(Number(executorPid))).toBe(true);
     parent.kill("SIGKILL");
     await parent.exited;

@@ -3,7 +3,7 @@
  * executor that tries to get out, and a sandboxed ExecutorProcess stopped, killed and orphaned.
  * bubblewrap must be installed (CI installs it): without it these tests fail with the reason.
  */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import {
   existsSync,
   lstatSync,
@@ -22,16 +22,16 @@ import { ConfigError } from "../../src/shared/errors.ts";
 import { until } from "../support/fault-tools.ts";
 import { REPO_ROOT, TempDirs } from "../support/processes.ts";
 import {
-  goneWithin,
   homeWithSecrets,
   needBubblewrap,
   PROBE,
   plant,
   probeResults,
   STUBBORN,
-  sandboxMembers,
-  sandboxNamespace,
+  sandboxOf,
+  startDecoy,
 } from "../support/sandbox.ts";
+import { onTeardown } from "../support/teardown.ts";
 
 const temp = new TempDirs();
 afterAll(() => temp.cleanup());
@@ -240,16 +240,10 @@ function worldOptions(w: World, env: Record<string, string | undefined>): Bubble
 }
 
 describe("a probe executor inside the sandbox", () => {
-  let decoy: Bun.Subprocess | undefined;
-  afterEach(() => {
-    decoy?.kill("SIGKILL");
-  });
-
   test("cannot get out: writes outside, secrets, state, other processes, /tmp across runs; can write its project and ~/.claude", async () => {
     needBubblewrap();
     const w = world();
-    // Another run's process, of the same user.
-    decoy = Bun.spawn(["sleep", "60"], { stdout: "ignore", stderr: "ignore" });
+    const decoy = startDecoy();
     const mark = `ar-sbx-mark-${process.pid}-${Date.now()}`;
     const env = {
       PATH: process.env.PATH,
@@ -365,11 +359,6 @@ describe("a probe executor inside the sandbox", () => {
 });
 
 describe("a sandboxed ExecutorProcess", () => {
-  const executors: ExecutorProcess[] = [];
-  afterEach(() => {
-    for (const executor of executors.splice(0)) executor.kill();
-  });
-
   function start(argv: string[], extraEnv: Record<string, string> = {}) {
     const { home, project, base } = homeWithSecrets(temp);
     const stateDir = join(base, "state");
@@ -388,7 +377,7 @@ describe("a sandboxed ExecutorProcess", () => {
       stdout: "capture",
       sandbox: { settings: noSettings, stateDirs: [stateDir] },
     });
-    executors.push(executor);
+    onTeardown(() => executor.kill());
     return { executor, project };
   }
 
@@ -414,37 +403,37 @@ describe("a sandboxed ExecutorProcess", () => {
     expect(await executor.exited).toEqual({ code: null, signal: "SIGSEGV" });
   });
 
-  /** Waits for "ready" on the stubborn executor's log, then returns its sandbox's PID namespace. */
-  async function ready(project: string, executor: ExecutorProcess): Promise<string> {
+  /** Waits for "ready" on the stubborn executor's log, then returns its sandbox. */
+  async function ready(project: string, executor: ExecutorProcess) {
     const log = join(project, "stubborn-log");
     await until(() => existsSync(log) && readFileSync(log, "utf8").includes("ready"), "the stubborn executor's ready");
-    return sandboxNamespace(executor.pid);
+    return sandboxOf(executor.pid);
   }
 
   test("stop: SIGTERM to the group, grace, SIGKILL; nothing of it survives, not even a daemon in its own session", async () => {
     needBubblewrap();
     const { executor, project } = start([STUBBORN], { ON_TERM: "ignore" });
-    const namespace = await ready(project, executor);
+    const sandbox = await ready(project, executor);
     // bwrap, its init, the script, its child sleep, the daemon, the sleep of its loop.
-    expect(sandboxMembers(namespace, executor.pid).length).toBeGreaterThanOrEqual(5);
+    expect(sandbox.members().length).toBeGreaterThanOrEqual(5);
     const from = performance.now();
     expect(await executor.stop(700)).toBe("SIGKILL");
     expect(performance.now() - from).toBeGreaterThanOrEqual(650);
     expect(await executor.exited).toEqual({ code: null, signal: "SIGKILL" });
     expect(executor.stdout()).toContain("got-term");
-    expect(await goneWithin(() => sandboxMembers(namespace, executor.pid), 2_000)).toEqual([]);
+    expect(await sandbox.leftAfter(2_000)).toEqual([]);
   });
 
   test("stop: an executor that handles SIGTERM gets its grace period; what it leaves running is killed after it", async () => {
     needBubblewrap();
     const { executor, project } = start([STUBBORN], { ON_TERM: "exit" });
-    const namespace = await ready(project, executor);
+    const sandbox = await ready(project, executor);
     expect(await executor.stop(10_000)).toBe("SIGTERM");
     expect(await executor.exited).toEqual({ code: 7, signal: null });
     // Were SIGTERM not ignored by the outer bwrap, it would die at once and --die-with-parent
     // would SIGKILL the executor before it had cleaned up.
     expect(executor.stdout()).toBe("ready\ngot-term\ncleaned-up\n");
-    expect(await goneWithin(() => sandboxMembers(namespace, executor.pid), 2_000)).toEqual([]);
+    expect(await sandbox.leftAfter(2_000)).toEqual([]);
   });
 
   test("a sandbox whose parent is SIGKILLed ends at once, all of it (--die-with-parent)", async () => {
@@ -464,13 +453,14 @@ setInterval(() => {}, 60_000);
       stdout: "pipe",
       stderr: "inherit",
     });
+    onTeardown(() => parent.kill("SIGKILL"));
     const reader = parent.stdout.getReader();
     const bwrapPid = Number(new TextDecoder().decode((await reader.read()).value).trim());
     await until(() => existsSync(join(project, "stubborn-log")), "the stubborn executor's ready");
-    const namespace = sandboxNamespace(bwrapPid);
-    expect(sandboxMembers(namespace, bwrapPid).length).toBeGreaterThanOrEqual(5);
+    const sandbox = sandboxOf(bwrapPid);
+    expect(sandbox.members().length).toBeGreaterThanOrEqual(5);
     parent.kill("SIGKILL");
     await parent.exited;
-    expect(await goneWithin(() => sandboxMembers(namespace, bwrapPid), 2_000)).toEqual([]);
+    expect(await sandbox.leftAfter(2_000)).toEqual([]);
   });
 });

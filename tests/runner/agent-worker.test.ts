@@ -1,22 +1,7 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { realpathSync } from "node:fs";
-import { releaseServer as startReleaseServer } from "../support/release-server.ts";
+import { releaseServer } from "../support/release-server.ts";
 import { fixtureProfile, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
-
-let harness: RunnerHarness | undefined;
-const releases: Array<{ stop(): unknown }> = [];
-
-function releaseServer() {
-  const server = startReleaseServer();
-  releases.push(server);
-  return server;
-}
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-  for (const server of releases.splice(0)) await server.stop();
-});
 
 const captured = async (h: RunnerHarness, sessionId: string) =>
   (await h.fake.waitFor((r) => r.path === `/sessions/${sessionId}/events` && r.body?.event_type === "captured")).body;
@@ -26,7 +11,7 @@ const outcome = (h: RunnerHarness, runId: string) =>
 
 describe("registration", () => {
   test("sends the exact payload for a profile", async () => {
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       profile: fixtureProfile("capture", { model: "opus" }),
       flags: { "project-dir": "/tmp", tags: "python,gpu" },
     });
@@ -43,7 +28,7 @@ describe("registration", () => {
   });
 
   test("keeps retrying while the coordinator is down, then registers", async () => {
-    harness = await startRunnerHarness({ manual: true });
+    const harness = await startRunnerHarness({ manual: true });
     await harness.fake.down();
     const registered = harness.worker.register();
     // The first attempt fails at once; the retry comes after about a second.
@@ -53,7 +38,7 @@ describe("registration", () => {
   });
 
   test("a duplicate identity is a start error naming the existing runner", async () => {
-    harness = await startRunnerHarness({ manual: true });
+    const harness = await startRunnerHarness({ manual: true });
     harness.fake.on("POST", /^\/runner\/register$/, () =>
       Response.json(
         {
@@ -77,7 +62,7 @@ describe("registration", () => {
   });
 
   test("refused credentials are a start error about authentication", async () => {
-    harness = await startRunnerHarness({ manual: true });
+    const harness = await startRunnerHarness({ manual: true });
     harness.fake.on("POST", /^\/runner\/register$/, () =>
       Response.json({ detail: "Not authenticated" }, { status: 401 }),
     );
@@ -89,7 +74,7 @@ describe("registration", () => {
 
 describe("executing runs", () => {
   test("reports started then completed, with the invocation and environment the executor got", async () => {
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       flags: { "project-dir": "/tmp" },
       env: { AUTH0_RUNNER_CLIENT_SECRET: "s3cr3t-value" },
     });
@@ -115,7 +100,7 @@ describe("executing runs", () => {
   });
 
   test("executor_config reaches the executor only when the profile has config", async () => {
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       profile: fixtureProfile("capture", { model: "opus", permission_mode: "default" }),
     });
     harness.handRun({ session_id: "ses_cfg", type: "resume_session" });
@@ -125,13 +110,13 @@ describe("executing runs", () => {
     expect(body.invocation.project_dir).toBeUndefined();
     await harness.close();
 
-    harness = await startRunnerHarness({ profile: fixtureProfile("capture", {}) });
-    harness.handRun({ session_id: "ses_nocfg" });
-    expect("executor_config" in (await captured(harness, "ses_nocfg")).invocation).toBe(false);
+    const withoutConfig = await startRunnerHarness({ profile: fixtureProfile("capture", {}) });
+    withoutConfig.handRun({ session_id: "ses_nocfg" });
+    expect("executor_config" in (await captured(withoutConfig, "ses_nocfg")).invocation).toBe(false);
   });
 
   test("a failing executor is reported failed with the tail of its stderr", async () => {
-    harness = await startRunnerHarness({ fixture: "fail" });
+    const harness = await startRunnerHarness({ fixture: "fail" });
     const runId = harness.handRun();
     const report = await outcome(harness, runId);
     expect(report.path).toEndWith("/failed");
@@ -139,13 +124,15 @@ describe("executing runs", () => {
   });
 
   test("a silent non-zero exit is reported with its exit code", async () => {
-    harness = await startRunnerHarness({ fixture: "exit-silent" });
+    const harness = await startRunnerHarness({ fixture: "exit-silent" });
     const report = await outcome(harness, harness.handRun());
     expect(report.body).toEqual({ runner_id: "lnch_test", error: "Process exited with code 7" });
   });
 
   test("a missing executor, an unknown run type and a malformed run are reported failed; polling goes on", async () => {
-    harness = await startRunnerHarness({ profile: { ...fixtureProfile("capture"), argv: ["/nonexistent/executor"] } });
+    const harness = await startRunnerHarness({
+      profile: { ...fixtureProfile("capture"), argv: ["/nonexistent/executor"] },
+    });
     const missing = await outcome(harness, harness.handRun());
     expect(missing.body.error).toContain("/nonexistent/executor");
     expect(missing.body.error).toContain("could not be started");
@@ -167,7 +154,7 @@ describe("executing runs", () => {
 
   test("runs execute concurrently", async () => {
     const release = releaseServer();
-    harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
+    const harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
     const first = harness.handRun({ session_id: "ses_c1" });
     const second = harness.handRun({ session_id: "ses_c2" });
     await Promise.all([release.waiting("ses_c1"), release.waiting("ses_c2")]);
@@ -182,7 +169,7 @@ describe("executing runs", () => {
 
 describe("blueprints", () => {
   test("the blueprint is fetched and its placeholders resolved", async () => {
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       fake: {
         agents: {
           helper: {
@@ -227,7 +214,7 @@ describe("blueprints", () => {
   });
 
   test("an unknown agent is reported failed", async () => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     const report = await outcome(harness, harness.handRun({ agent_name: "ghost" }));
     expect(report.body.error).toBe("Agent blueprint 'ghost' not found");
   });
@@ -235,7 +222,7 @@ describe("blueprints", () => {
 
 describe("stopping runs", () => {
   test("SIGTERM ends a run and it is reported stopped by SIGTERM", async () => {
-    harness = await startRunnerHarness({ fixture: "hang" });
+    const harness = await startRunnerHarness({ fixture: "hang" });
     const runId = harness.handRun({ session_id: "ses_term" });
     await harness.fake.waitFor((r) => r.path === "/sessions/ses_term/events");
     harness.fake.handStop([runId, "run_not_here"]);
@@ -245,7 +232,7 @@ describe("stopping runs", () => {
   });
 
   test("an executor that ignores SIGTERM is killed after the grace period", async () => {
-    harness = await startRunnerHarness({ fixture: "hang", env: { FIXTURE_IGNORE_SIGTERM: "1" } });
+    const harness = await startRunnerHarness({ fixture: "hang", env: { FIXTURE_IGNORE_SIGTERM: "1" } });
     const runId = harness.handRun({ session_id: "ses_kill" });
     await harness.fake.waitFor((r) => r.path === "/sessions/ses_kill/events");
     harness.fake.handStop([runId]);
@@ -254,7 +241,7 @@ describe("stopping runs", () => {
   });
 
   test("a stop for an unknown run is ignored and polling goes on", async () => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     harness.fake.handStop(["run_unknown"]);
     const runId = harness.handRun();
     expect((await outcome(harness, runId)).path).toEndWith("/completed");
@@ -265,7 +252,7 @@ describe("stopping runs", () => {
 describe("coordinator trouble", () => {
   test("a completed report survives the coordinator being down and arrives when it returns", async () => {
     const release = releaseServer();
-    harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
+    const harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
     const runId = harness.handRun({ session_id: "ses_down" });
     await release.waiting("ses_down");
     await harness.fake.waitForRequest("POST", `/runner/runs/${runId}/started`);
@@ -279,7 +266,7 @@ describe("coordinator trouble", () => {
   });
 
   test("a report refused with 401 (token expired or revoked) is retried, not dropped", async () => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     let refusals = 0;
     harness.fake.on("POST", /\/completed$/, () =>
       refusals++ < 2 ? Response.json({ detail: "Invalid token" }, { status: 401 }) : undefined,
@@ -290,7 +277,7 @@ describe("coordinator trouble", () => {
   });
 
   test("a 401 'not registered' on poll makes the runner register again and carry on", async () => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     harness.fake.forgetRunner();
     await harness.fake.waitFor(() => harness!.fake.find("POST", "/runner/register").length === 2);
     const runId = harness.handRun();
@@ -298,7 +285,7 @@ describe("coordinator trouble", () => {
   });
 
   test("a 401 on heartbeat makes the runner register again", async () => {
-    harness = await startRunnerHarness({ fake: { heartbeatIntervalSeconds: 0.05 } });
+    const harness = await startRunnerHarness({ fake: { heartbeatIntervalSeconds: 0.05 } });
     await harness.fake.waitForRequest("POST", "/runner/heartbeat");
     harness.fake.on("GET", /^\/runner\/runs$/, () => new Response(null, { status: 204 }));
     harness.fake.registered = false;
@@ -308,7 +295,7 @@ describe("coordinator trouble", () => {
   });
 
   test("replies that break the protocol are logged, not fatal", async () => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     let bad = 0;
     harness.fake.on("GET", /^\/runner\/runs$/, () => {
       bad++;
@@ -326,7 +313,7 @@ describe("coordinator trouble", () => {
 
 describe("tagged-only runners", () => {
   test("runs without a shared tag are refused even when handed out", async () => {
-    harness = await startRunnerHarness({ flags: { tags: "python,gpu", "require-matching-tags": true } });
+    const harness = await startRunnerHarness({ flags: { tags: "python,gpu", "require-matching-tags": true } });
     const none = await outcome(harness, harness.handRun());
     expect(none.body.error).toContain("demands no tags");
     const other = await outcome(harness, harness.handRun({ demands: { tags: ["rust"] } }));
@@ -340,7 +327,7 @@ describe("tagged-only runners", () => {
 describe("shutdown", () => {
   test("first signal waits for active runs, then deregisters", async () => {
     const release = releaseServer();
-    harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
+    const harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
     const runId = harness.handRun({ session_id: "ses_wait" });
     await release.waiting("ses_wait");
     harness.worker.shutdown("SIGINT");
@@ -359,7 +346,7 @@ describe("shutdown", () => {
 
   test("heartbeats go on while active runs drain", async () => {
     const release = releaseServer();
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       fixture: "wait-release",
       env: { FIXTURE_RELEASE_URL: release.url },
       fake: { heartbeatIntervalSeconds: 0.05 },
@@ -374,7 +361,7 @@ describe("shutdown", () => {
   });
 
   test("second signal stops active runs and reports them", async () => {
-    harness = await startRunnerHarness({ fixture: "hang" });
+    const harness = await startRunnerHarness({ fixture: "hang" });
     const runId = harness.handRun({ session_id: "ses_two" });
     await harness.fake.waitFor((r) => r.path === "/sessions/ses_two/events");
     harness.worker.shutdown("SIGINT");
@@ -388,7 +375,7 @@ describe("shutdown", () => {
   });
 
   test("deregistered from outside: shuts down without deregistering again", async () => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     harness.fake.hand({ deregistered: true });
     await harness.done;
     expect(harness.fake.find("DELETE", /^\/runners\//)).toHaveLength(0);

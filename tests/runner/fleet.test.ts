@@ -2,45 +2,26 @@
  * The fleet controls end to end, against the fake coordinator: capacity, run timeout, ephemeral
  * runners (--max-runs, --exit-after-idle), the health server's answers, JSON logs.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
 import { parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
-import { releaseServer as startReleaseServer } from "../support/release-server.ts";
-import { FIXTURES, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
-
-let harness: RunnerHarness | undefined;
-let fake: FakeCoordinator | undefined;
-const runners: CliRunner[] = [];
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-  for (const runner of runners.splice(0)) await runner.kill();
-  await fake?.stop();
-  fake = undefined;
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-function releaseServer() {
-  const server = startReleaseServer();
-  cleanups.push(() => server.stop());
-  return server;
-}
+import { releaseServer } from "../support/release-server.ts";
+import { FIXTURES, startRunnerHarness } from "../support/runner-harness.ts";
 
 /** A real runner process for the fault profile running `executor`, against `fake`. */
-function startRunner(executor: string, args: string[], env: Record<string, string> = {}): CliRunner {
+function startRunner(
+  fake: FakeCoordinator,
+  executor: string,
+  args: string[],
+  env: Record<string, string> = {},
+): CliRunner {
   const profiles = profilesDirFor(executor);
-  cleanups.push(profiles.cleanup);
-  fake ??= startFakeCoordinator();
-  const runner = startCli(
-    ["--profile", "fault", "--profiles-dir", profiles.dir, "-c", fake.url, "--stop-grace-seconds", "1", ...args],
-    { AGENT_RUNNER_STATE_DIR: join(profiles.dir, "state"), ...env },
+  return startCli(
+    ["--profile", "fault", "--profiles-dir", profiles, "-c", fake.url, "--stop-grace-seconds", "1", ...args],
+    { AGENT_RUNNER_STATE_DIR: join(profiles, "state"), ...env },
   );
-  runners.push(runner);
-  return runner;
 }
 
 const run = (id: string, session = `ses_${id}`) => ({
@@ -53,7 +34,7 @@ const run = (id: string, session = `ses_${id}`) => ({
 describe("--max-concurrent-runs", () => {
   test("never more runs at once than the limit; the rest wait at the coordinator and start as slots free up", async () => {
     const release = releaseServer();
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       fixture: "wait-release",
       env: { FIXTURE_RELEASE_URL: release.url },
       flags: { "max-concurrent-runs": "2" },
@@ -77,14 +58,14 @@ describe("--max-concurrent-runs", () => {
   });
 
   test("the registration says what the limit is", async () => {
-    harness = await startRunnerHarness({ flags: { "max-concurrent-runs": "3" } });
+    const harness = await startRunnerHarness({ flags: { "max-concurrent-runs": "3" } });
     expect(harness.fake.find("POST", "/runner/register")[0]!.body.max_concurrent_runs).toBe(3);
   });
 });
 
 describe("--run-timeout", () => {
   test("a run active longer is stopped (its group killed after the grace) and reported failed naming the timeout", async () => {
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       fixture: "hang",
       env: { FIXTURE_IGNORE_SIGTERM: "1" },
       flags: { "run-timeout": "1" },
@@ -98,20 +79,21 @@ describe("--run-timeout", () => {
 
 describe("ephemeral runners", () => {
   test("--max-runs 1: takes one run, deregisters and exits 0 once it ended; the next run is left to others", async () => {
-    const runner = startRunner(join(FAULT_FIXTURES, "outcome"), ["--max-runs", "1"]);
-    await fake!.waitForRequest("GET", "/runner/runs");
-    fake!.handRun(run("run_only"));
-    fake!.handRun(run("run_next"));
+    const fake = startFakeCoordinator();
+    const runner = startRunner(fake, join(FAULT_FIXTURES, "outcome"), ["--max-runs", "1"]);
+    await fake.waitForRequest("GET", "/runner/runs");
+    fake.handRun(run("run_only"));
+    fake.handRun(run("run_next"));
     expect(await runner.process.exited).toBe(0);
-    expect(fake!.runStatus.get("run_only")).toBe("completed");
-    expect(fake!.runStatus.get("run_next")).toBeUndefined();
-    expect(fake!.find("DELETE", /^\/runners\//)).toHaveLength(1);
+    expect(fake.runStatus.get("run_only")).toBe("completed");
+    expect(fake.runStatus.get("run_next")).toBeUndefined();
+    expect(fake.find("DELETE", /^\/runners\//)).toHaveLength(1);
     expect(runner.output()).toContain("Took 1 run(s) (--max-runs 1)");
   });
 
   test("--exit-after-idle: with no run for that long, deregisters and exits 0 saying why", async () => {
-    fake = startFakeCoordinator({ pollTimeoutSeconds: 1 });
-    const runner = startRunner(join(FAULT_FIXTURES, "outcome"), ["--exit-after-idle", "1"]);
+    const fake = startFakeCoordinator({ pollTimeoutSeconds: 1 });
+    const runner = startRunner(fake, join(FAULT_FIXTURES, "outcome"), ["--exit-after-idle", "1"]);
     expect(await runner.process.exited).toBe(0);
     expect(runner.output()).toContain("No run for 1 s (--exit-after-idle 1): deregistering and exiting");
     expect(fake.find("DELETE", /^\/runners\//)).toHaveLength(1);
@@ -121,8 +103,9 @@ describe("ephemeral runners", () => {
 describe("--health-addr", () => {
   test("/readyz says at_capacity while the limit is reached, draining after a stop signal; /metrics counts the runs", async () => {
     const release = releaseServer();
-    fake = startFakeCoordinator({ pollTimeoutSeconds: 1 });
+    const fake = startFakeCoordinator({ pollTimeoutSeconds: 1 });
     const runner = startRunner(
+      fake,
       join(FAULT_FIXTURES, "outcome"),
       ["--health-addr", "127.0.0.1:0", "--max-concurrent-runs", "1"],
       { FAULT_RELEASE_URL: release.url },
@@ -165,10 +148,11 @@ describe("--health-addr", () => {
 
 describe("--log-format json", () => {
   test("every line is one JSON object; run lines carry run_id and session_id, all carry runner_id once registered", async () => {
-    const runner = startRunner(join(FIXTURES, "exit-silent"), ["--log-format", "json"]);
-    await fake!.waitForRequest("GET", "/runner/runs");
-    fake!.handRun(run("run_json", "ses_json"));
-    await fake!.waitForStatus("run_json", ["failed"]);
+    const fake = startFakeCoordinator();
+    const runner = startRunner(fake, join(FIXTURES, "exit-silent"), ["--log-format", "json"]);
+    await fake.waitForRequest("GET", "/runner/runs");
+    fake.handRun(run("run_json", "ses_json"));
+    await fake.waitForStatus("run_json", ["failed"]);
     runner.process.kill("SIGTERM");
     await runner.process.exited;
     const lines = runner

@@ -1,10 +1,11 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { TokenSource } from "../../src/coordinator/auth.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
 import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { runProcess } from "../support/processes.ts";
+import { onTeardown } from "../support/teardown.ts";
 
 let fake: FakeCoordinator;
 let gateway: Gateway;
@@ -22,15 +23,11 @@ function start(options: { maxBodyBytes?: number } = {}) {
     tokens,
     ...options,
   });
+  onTeardown(() => gateway.stop());
 }
 
 /** The URL an executor of `sessionId` is given, as the runner gives it. */
 const executorUrl = (sessionId: string) => urlWithToken(gateway.url, tokens.issue(sessionId));
-
-afterEach(async () => {
-  await gateway?.stop();
-  await fake?.stop();
-});
 
 const send = (base: string, path: string, body: unknown, method = "POST") =>
   fetch(`${base}${path}`, {

@@ -2,9 +2,10 @@ import { afterEach, describe, expect, test } from "bun:test";
 import pkg from "../../package.json" with { type: "json" };
 import { type HealthServer, startHealthServer } from "../../src/runner/health-server.ts";
 import { configError } from "../support/config-error.ts";
-import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { type RunnerChild, spawnRunner } from "../support/processes.ts";
+import { startFakeCoordinator } from "../support/fake-coordinator.ts";
+import { spawnRunner } from "../support/processes.ts";
 import { type MetricFamily, parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
+import { onTeardown } from "../support/teardown.ts";
 
 let server: HealthServer | undefined;
 let clock = 0;
@@ -241,20 +242,9 @@ describe("the strict Prometheus reader used above", () => {
 });
 
 describe("a runner process with --health-addr", () => {
-  let fake: FakeCoordinator | undefined;
-  let child: RunnerChild | undefined;
-
-  afterEach(async () => {
-    child?.process.kill("SIGKILL");
-    await child?.process.exited;
-    child = undefined;
-    await fake?.stop();
-    fake = undefined;
-  });
-
   test("serves the probes from the start, ready once registered, not ready while draining", async () => {
     // A graceful stop waits for the poll in flight: keep it short.
-    fake = startFakeCoordinator({ pollTimeoutSeconds: 3 });
+    const fake = startFakeCoordinator({ pollTimeoutSeconds: 3 });
     // The coordinator holds registration until the test has seen /readyz say "starting".
     let releaseRegistration!: () => void;
     const registrationHeld = new Promise<void>((resolve) => (releaseRegistration = resolve));
@@ -262,7 +252,7 @@ describe("a runner process with --health-addr", () => {
       await registrationHeld;
       return undefined;
     });
-    child = spawnRunner(["--profile", "test", "-c", fake.url, "--health-addr", "127.0.0.1:0"]);
+    const child = spawnRunner(["--profile", "test", "-c", fake.url, "--health-addr", "127.0.0.1:0"]);
     await child.output.waitFor(/Health and metrics at http:\/\/127\.0\.0\.1:\d+ /);
     const url = /Health and metrics at (\S+)/.exec(child.output.output)![1]!;
     const readyz = async () => {
@@ -286,15 +276,12 @@ describe("a runner process with --health-addr", () => {
 
   test("a taken --health-addr port stops the start with exit 1, naming the flag", async () => {
     const taken = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
-    try {
-      child = spawnRunner(["--profile", "test", "-c", "http://127.0.0.1:9", "--health-addr", `:${taken.port}`]);
-      expect(await child.process.exited).toBe(1);
-      await child.output.closed;
-      expect(child.output.output).toContain(
-        `Cannot serve --health-addr 127.0.0.1:${taken.port}: port ${taken.port} is already in use`,
-      );
-    } finally {
-      await taken.stop(true);
-    }
+    onTeardown(() => taken.stop(true));
+    const child = spawnRunner(["--profile", "test", "-c", "http://127.0.0.1:9", "--health-addr", `:${taken.port}`]);
+    expect(await child.process.exited).toBe(1);
+    await child.output.closed;
+    expect(child.output.output).toContain(
+      `Cannot serve --health-addr 127.0.0.1:${taken.port}: port ${taken.port} is already in use`,
+    );
   });
 });

@@ -3,44 +3,29 @@
  * tries to get out, a stop, Claude Code's start and resume against the fake Messages API), and as
  * a real process (refused without bubblewrap, its journal holding bwrap's group, a crash).
  */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ExecutorProfile } from "../../src/config/profiles.ts";
 import { killLeftoverGroup } from "../../src/shared/process-group.ts";
+import { installClaudeCodeLink, offlineClaudeEnv } from "../support/claude-code.ts";
 import { startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { type CliRunner, captureLog, startCli, until } from "../support/fault-tools.ts";
+import { captureLog, startCli, until } from "../support/fault-tools.ts";
 import { CLAUDE_CODE_EXECUTOR, TempDirs } from "../support/processes.ts";
-import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
+import { startRunnerHarness } from "../support/runner-harness.ts";
 import {
-  claudeEnv,
-  goneWithin,
   homeWithSecrets,
-  installClaudeCodeLink,
   needBubblewrap,
   PROBE,
   plant,
   probeResults,
   STUBBORN,
-  sandboxMembers,
-  sandboxNamespace,
+  sandboxOf,
+  startDecoy,
 } from "../support/sandbox.ts";
 
 const temp = new TempDirs();
-let harness: RunnerHarness | undefined;
-let fake: FakeCoordinator | undefined;
-const runners: CliRunner[] = [];
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-  for (const runner of runners.splice(0)) await runner.kill();
-  await fake?.stop();
-  fake = undefined;
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
 afterAll(() => temp.cleanup());
 
 function sandboxedProfile(command: string, type = "fixture", config = {}): ExecutorProfile {
@@ -59,10 +44,9 @@ describe("the in-process runner", () => {
   test("a probe executor cannot write outside, read the SSH key or the runner's state, see processes, or leave /tmp files; it writes its project and ~/.claude", async () => {
     needBubblewrap();
     const w = runnerWorld();
-    const decoy = Bun.spawn(["sleep", "60"], { stdout: "ignore", stderr: "ignore" });
-    cleanups.push(() => decoy.kill("SIGKILL"));
+    const decoy = startDecoy();
     const mark = `ar-sbx-run-${process.pid}-${Date.now()}`;
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       profile: sandboxedProfile(PROBE),
       flags: { "project-dir": w.project, "state-dir": w.stateDir },
       env: {
@@ -75,9 +59,9 @@ describe("the in-process runner", () => {
       },
     });
     const results = async () => {
-      const runId = harness!.handRun();
-      await harness!.fake.waitForStatus(runId, ["completed", "failed"]);
-      expect(harness!.fake.reportsFor(runId).map((r) => r.kind)).toEqual(["started", "completed"]);
+      const runId = harness.handRun();
+      await harness.fake.waitForStatus(runId, ["completed", "failed"]);
+      expect(harness.fake.reportsFor(runId).map((r) => r.kind)).toEqual(["started", "completed"]);
       return probeResults(readFileSync(join(w.project, "probe-results"), "utf8"));
     };
     const first = await results();
@@ -111,8 +95,7 @@ describe("the in-process runner", () => {
     needBubblewrap();
     const w = runnerWorld();
     const log = captureLog();
-    cleanups.push(log.stop);
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       profile: sandboxedProfile(STUBBORN),
       flags: { "project-dir": w.project, "state-dir": w.stateDir, "stop-grace-seconds": "1" },
       env: { HOME: w.home, ON_TERM: "ignore" },
@@ -121,29 +104,28 @@ describe("the in-process runner", () => {
     const started = await log.waitFor(new RegExp(`Run ${runId} started: .*pid (\\d+)`));
     const pid = Number(/pid (\d+)/.exec(started)![1]);
     await until(() => existsSync(join(w.project, "stubborn-log")), "the executor's ready");
-    const namespace = sandboxNamespace(pid);
-    expect(sandboxMembers(namespace, pid).length).toBeGreaterThanOrEqual(5);
+    const sandbox = sandboxOf(pid);
+    expect(sandbox.members().length).toBeGreaterThanOrEqual(5);
     harness.fake.requestStop(runId);
     const report = await harness.fake.waitForRequest("POST", `/runner/runs/${runId}/stopped`);
     expect(report.body).toEqual({ runner_id: "lnch_test", signal: "SIGKILL" });
     expect(readFileSync(join(w.project, "stubborn-log"), "utf8")).toBe("ready\ngot-term\n");
-    expect(sandboxMembers(namespace, pid)).toEqual([]);
+    expect(sandbox.members()).toEqual([]);
     expect(harness.fake.reportsFor(runId).map((r) => r.kind)).toEqual(["started", "stopped"]);
   });
 
   test("Claude Code starts a session and resumes it inside the sandbox, against the fake Messages API", async () => {
     needBubblewrap();
     const api = startFakeAnthropic((request) => ({ text: `Hello from the fake API (model ${request.body.model})` }));
-    cleanups.push(() => api.stop());
     const w = runnerWorld();
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       profile: sandboxedProfile(CLAUDE_CODE_EXECUTOR, "claude-code", {
         permission_mode: "bypassPermissions",
         setting_sources: ["project", "local"],
       }),
       flags: { "project-dir": w.project, "state-dir": w.stateDir },
       // Claude Code reached through a link in the emptied home.
-      env: { ...claudeEnv(w.home, api.url), CLAUDE_CODE_EXECUTABLE: installClaudeCodeLink(w.home) },
+      env: { ...offlineClaudeEnv(w.home, api.url), CLAUDE_CODE_EXECUTABLE: installClaudeCodeLink(w.home) },
     });
     const { fake } = harness;
     const startRun = harness.handRun({ session_id: "ses_sbx", prompt: "FIRST_TURN_MARKER", project_dir: w.project });
@@ -162,7 +144,7 @@ describe("the in-process runner", () => {
     fake.on("GET", /^\/sessions\/ses_sbx$/, () =>
       Response.json({ session_id: "ses_sbx", executor_session_id: executorSessionId, project_dir: w.project }),
     );
-    const from = api.requests.length;
+    const from = api.agentRequests().length;
     // No project_dir: the runner's own project directory is writable, and the executor's cwd.
     const resumeRun = `${startRun}_resume`;
     fake.handRun({ run_id: resumeRun, type: "resume_session", session_id: "ses_sbx", prompt: "SECOND_TURN_MARKER" });
@@ -172,12 +154,7 @@ describe("the in-process runner", () => {
       fake.describe(),
     ).toEqual(["started", "completed"]);
     expect(fake.find("POST", "/sessions/ses_sbx/bind")[1]!.body.executor_session_id).toBe(executorSessionId);
-    const history = JSON.stringify(
-      api.requests
-        .slice(from)
-        .filter((r) => r.path === "/v1/messages" && r.body?.tools?.length)
-        .map((r) => r.body.messages),
-    );
+    const history = api.conversationSince(from);
     expect(history).toContain("FIRST_TURN_MARKER");
     expect(history).toContain("SECOND_TURN_MARKER");
   }, 120_000);
@@ -194,11 +171,15 @@ function processGroupOf(pid: number): number | undefined {
 }
 
 describe("the runner as a process", () => {
-  function startRunner(command: string, w: ReturnType<typeof runnerWorld>, env: Record<string, string> = {}) {
+  function startRunner(
+    fake: FakeCoordinator,
+    command: string,
+    w: ReturnType<typeof runnerWorld>,
+    env: Record<string, string> = {},
+  ) {
     const profiles = temp.make("ar-sbx-profiles-");
     writeFileSync(join(profiles, "sandboxed.json"), JSON.stringify({ type: "fixture", command, sandbox: true }));
-    fake ??= startFakeCoordinator();
-    const runner = startCli(
+    return startCli(
       [
         "--profile",
         "sandboxed",
@@ -213,64 +194,64 @@ describe("the runner as a process", () => {
       ],
       { HOME: w.home, AGENT_RUNNER_STATE_DIR: w.stateDir, ON_TERM: "ignore", ...env },
     );
-    runners.push(runner);
-    return runner;
   }
 
   /** Hands out a run of the stubborn executor; once it is ready, the journal's record of it and its sandbox. */
-  async function stubbornRun(w: ReturnType<typeof runnerWorld>, runId: string) {
-    await fake!.waitForRequest("GET", "/runner/runs");
-    fake!.handRun({ run_id: runId, type: "start_session", session_id: `ses_${runId}`, prompt: "p" });
+  async function stubbornRun(fake: FakeCoordinator, w: ReturnType<typeof runnerWorld>, runId: string) {
+    await fake.waitForRequest("GET", "/runner/runs");
+    fake.handRun({ run_id: runId, type: "start_session", session_id: `ses_${runId}`, prompt: "p" });
     await until(() => existsSync(join(w.project, "stubborn-log")), "the executor's ready");
     const [journal] = readdirSync(join(w.stateDir, "runners")).filter(
       (name) => name.endsWith(".json") && name !== "planted.json",
     );
     const record = JSON.parse(readFileSync(join(w.stateDir, "runners", journal!), "utf8")).runs[runId];
-    const namespace = sandboxNamespace(record.pgid);
-    return { pgid: record.pgid as number, pgidStart: record.pgid_start as string, namespace };
+    return { pgid: record.pgid as number, pgidStart: record.pgid_start as string, sandbox: sandboxOf(record.pgid) };
   }
 
   test("a sandboxed profile refuses to start without bubblewrap, naming the package", async () => {
     const w = runnerWorld();
-    const runner = startRunner(STUBBORN, w, { PATH: temp.make("ar-sbx-nopath-") });
+    const fake = startFakeCoordinator();
+    const runner = startRunner(fake, STUBBORN, w, { PATH: temp.make("ar-sbx-nopath-") });
     expect(await runner.process.exited).toBe(1);
     await runner.closed;
     expect(runner.output()).toContain(
       "Profile 'sandboxed' runs its executors in a sandbox, which this host cannot: The sandbox needs bubblewrap, but `bwrap` is not on PATH. Install the Debian/Ubuntu package `bubblewrap`",
     );
-    expect(fake!.find("POST", "/runner/register")).toEqual([]);
+    expect(fake.find("POST", "/runner/register")).toEqual([]);
   });
 
   test("the journal records bwrap's process group: killing it, as a restarted runner does, kills all of the sandbox", async () => {
     needBubblewrap();
     const w = runnerWorld();
-    startRunner(STUBBORN, w);
-    const { pgid, pgidStart, namespace } = await stubbornRun(w, "run_journal");
+    const fake = startFakeCoordinator();
+    startRunner(fake, STUBBORN, w);
+    const { pgid, pgidStart, sandbox } = await stubbornRun(fake, w, "run_journal");
     expect(readFileSync(`/proc/${pgid}/comm`, "utf8").trim()).toBe("bwrap");
     // Every process of the sandbox is in bwrap's group, but the daemon that made a session of its
     // own: the sandbox's end (its init's) takes that one.
-    const members = sandboxMembers(namespace);
+    const members = sandbox.inNamespace();
     expect(members.length).toBeGreaterThanOrEqual(5);
     const outside = members.filter((pid) => processGroupOf(pid) !== pgid);
     expect(outside.map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").trim())).toEqual([
       "sleep 301",
     ]);
     expect(killLeftoverGroup(pgid, pgidStart)).toBe(true);
-    expect(await goneWithin(() => sandboxMembers(namespace, pgid), 2_000)).toEqual([]);
-    const report = await fake!.waitForRequest("POST", "/runner/runs/run_journal/failed");
+    expect(await sandbox.leftAfter(2_000)).toEqual([]);
+    const report = await fake.waitForRequest("POST", "/runner/runs/run_journal/failed");
     expect(report.body.error).toBe("Process killed by SIGKILL");
   });
 
   test("SIGKILL of the runner leaves nothing of the sandbox running; the restarted runner reports the run failed", async () => {
     needBubblewrap();
     const w = runnerWorld();
-    const first = startRunner(STUBBORN, w);
-    const { pgid, namespace } = await stubbornRun(w, "run_crash");
+    const fake = startFakeCoordinator();
+    const first = startRunner(fake, STUBBORN, w);
+    const { sandbox } = await stubbornRun(fake, w, "run_crash");
     await first.kill();
-    expect(await goneWithin(() => sandboxMembers(namespace, pgid), 2_000)).toEqual([]);
+    expect(await sandbox.leftAfter(2_000)).toEqual([]);
     const restartedAt = performance.now();
-    startRunner(STUBBORN, w);
-    const report = await fake!.waitFor(
+    startRunner(fake, STUBBORN, w);
+    const report = await fake.waitFor(
       (r) => r.at > restartedAt && r.path.startsWith("/runner/runs/run_crash/") && !r.path.endsWith("/started"),
     );
     expect(report.path).toEndWith("/failed");

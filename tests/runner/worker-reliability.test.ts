@@ -3,38 +3,17 @@
  * where it matters: a poll whose client hung up still claims a run, reports need a registration,
  * a stop request marks the run `stopping`, and whatever report arrives last sets the run's status.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { captureLog } from "../support/fault-tools.ts";
-import { releaseServer as startReleaseServer } from "../support/release-server.ts";
+import { releaseServer } from "../support/release-server.ts";
 import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
-
-let harness: RunnerHarness | undefined;
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-function releaseServer() {
-  const server = startReleaseServer();
-  cleanups.push(() => server.stop());
-  return server;
-}
-
-function logLines() {
-  const capture = captureLog();
-  cleanups.push(() => capture.stop());
-  return capture;
-}
 
 const finalReport = (h: RunnerHarness, runId: string) =>
   h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
 
 describe("graceful shutdown", () => {
   test("a run the in-flight poll brings after the stop signal is not lost", async () => {
-    harness = await startRunnerHarness({ fake: { abortedPollsClaim: true, pollTimeoutSeconds: 2 } });
+    const harness = await startRunnerHarness({ fake: { abortedPollsClaim: true, pollTimeoutSeconds: 2 } });
     await harness.fake.waitForRequest("GET", "/runner/runs");
     harness.worker.shutdown("SIGTERM");
     const runId = harness.handRun();
@@ -45,7 +24,7 @@ describe("graceful shutdown", () => {
 
   test("a stop requested while the runner drains is honoured", async () => {
     const release = releaseServer();
-    harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
+    const harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
     const runId = harness.handRun({ session_id: "ses_drain" });
     await release.waiting("ses_drain");
     harness.worker.shutdown("SIGTERM");
@@ -56,14 +35,14 @@ describe("graceful shutdown", () => {
 
   test("a stop while the blueprint is being fetched is reported stopped, and nothing is spawned", async () => {
     const gate = Promise.withResolvers<void>();
-    harness = await startRunnerHarness({ fake: { agents: { slow: { name: "slow" } } } });
+    const harness = await startRunnerHarness({ fake: { agents: { slow: { name: "slow" } } } });
     harness.fake.on("GET", /^\/agents\/slow$/, async () => {
       await gate.promise;
       return undefined;
     });
     const runId = harness.handRun({ agent_name: "slow" });
     await harness.fake.waitForRequest("GET", "/agents/slow");
-    const log = logLines();
+    const log = captureLog();
     harness.fake.handStop([runId]);
     await log.waitFor(/Stop for run .* before its executor started/);
     gate.resolve();
@@ -75,7 +54,7 @@ describe("graceful shutdown", () => {
 
 describe("poll replies", () => {
   test("a reply carrying both stop_runs and a run handles both", async () => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     harness.fake.hand({
       stop_runs: ["run_elsewhere"],
       run: { run_id: "run_both", type: "start_session", session_id: "ses_both", prompt: "p" },
@@ -84,7 +63,7 @@ describe("poll replies", () => {
   });
 
   test("polls answered at once with nothing are paced, not repeated in a busy loop", async () => {
-    harness = await startRunnerHarness();
+    const harness = await startRunnerHarness();
     const polls = () => harness!.fake.find("GET", "/runner/runs");
     harness.fake.on("GET", /^\/runner\/runs$/, () => new Response(null, { status: 204 }));
     const base = polls().length;
@@ -97,7 +76,7 @@ describe("poll replies", () => {
 
 describe("reports", () => {
   test("a started report answered after the request timeout is not overtaken by the final report", async () => {
-    harness = await startRunnerHarness({ requestTimeoutMs: 300 });
+    const harness = await startRunnerHarness({ requestTimeoutMs: 300 });
     let first = true;
     harness.fake.on("POST", /\/started$/, async () => {
       if (!first) return undefined;
@@ -114,12 +93,12 @@ describe("reports", () => {
 
   test("the outcome of a run is delivered after the runner was deregistered from outside", async () => {
     const release = releaseServer();
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       fixture: "wait-release",
       env: { FIXTURE_RELEASE_URL: release.url },
       fake: { strictReports: true },
     });
-    const log = logLines();
+    const log = captureLog();
     const runId = harness.handRun({ session_id: "ses_removed" });
     await release.waiting("ses_removed");
     harness.fake.deregister();
@@ -133,7 +112,7 @@ describe("reports", () => {
 
   test("a successful report ends the poll's backoff: polling resumes at once, not after the backoff", async () => {
     const release = releaseServer();
-    harness = await startRunnerHarness({
+    const harness = await startRunnerHarness({
       fixture: "wait-release",
       env: { FIXTURE_RELEASE_URL: release.url },
       retryInitialMs: 4000,
@@ -155,8 +134,8 @@ describe("reports", () => {
 
 describe("registering again", () => {
   test("a 409 from another runner holding the identity is not adopted: no polling under its id", async () => {
-    const log = logLines();
-    harness = await startRunnerHarness();
+    const log = captureLog();
+    const harness = await startRunnerHarness();
     await harness.fake.waitForRequest("GET", "/runner/runs");
     harness.fake.heldBy = "other-host";
     harness.fake.forgetRunner();
@@ -174,7 +153,7 @@ describe("registering again", () => {
   });
 
   test("a 409 for its own registration whose reply was lost is adopted", async () => {
-    harness = await startRunnerHarness({ requestTimeoutMs: 500 });
+    const harness = await startRunnerHarness({ requestTimeoutMs: 500 });
     await harness.fake.waitForRequest("GET", "/runner/runs");
     let lose = true;
     harness.fake.on("POST", /^\/runner\/register$/, async () => {
@@ -193,7 +172,7 @@ describe("registering again", () => {
   });
 
   test("a stop signal ends re-registering at once when nothing is left to deliver", async () => {
-    harness = await startRunnerHarness({ retryInitialMs: 200 });
+    const harness = await startRunnerHarness({ retryInitialMs: 200 });
     await harness.fake.waitForRequest("GET", "/runner/runs");
     harness.fake.on("POST", /^\/runner\/register$/, () => new Response("bad gateway", { status: 502 }));
     harness.fake.forgetRunner();
@@ -208,8 +187,8 @@ describe("registering again", () => {
 
 describe("durations from the coordinator", () => {
   test("an absurd heartbeat interval from the coordinator is clamped with a warning, not a timer overflow", async () => {
-    const log = logLines();
-    harness = await startRunnerHarness({ fake: { heartbeatIntervalSeconds: 3_000_000 } });
+    const log = captureLog();
+    const harness = await startRunnerHarness({ fake: { heartbeatIntervalSeconds: 3_000_000 } });
     await log.waitFor(/heartbeat_interval_seconds 3000000.*using 3600/);
     await harness.fake.waitForRequest("GET", "/runner/runs");
     await Bun.sleep(300);

@@ -1,4 +1,5 @@
 import type { Server } from "bun";
+import { onTeardown } from "./teardown.ts";
 
 /** One request the fake Anthropic API received. */
 export interface AnthropicRequest {
@@ -243,6 +244,15 @@ export class FakeAnthropic {
       .filter((body) => Array.isArray(body?.tools) && body.tools.length > 0);
   }
 
+  /** The messages the agent loop's requests carried, from its `from`th request on, as one JSON text. */
+  conversationSince(from: number): string {
+    return JSON.stringify(
+      this.agentRequests()
+        .slice(from)
+        .map((body) => body.messages),
+    );
+  }
+
   messageRequests(): AnthropicRequest[] {
     return this.requests.filter((r) => r.method === "POST" && r.path === "/v1/messages");
   }
@@ -335,6 +345,9 @@ export class FakeAnthropic {
   }
 }
 
+/** A fake Messages API on 127.0.0.1, stopped after the test (or, started in a beforeAll, after the run). */
 export function startFakeAnthropic(defaultReply?: (request: MessagesRequest) => ScriptedReply): FakeAnthropic {
-  return new FakeAnthropic(defaultReply).start();
+  const api = new FakeAnthropic(defaultReply).start();
+  onTeardown(() => api.stop());
+  return api;
 }

@@ -1,4 +1,5 @@
 import type { Server } from "bun";
+import { onTeardown } from "./teardown.ts";
 
 /** One request the fake coordinator received. */
 export interface RecordedRequest {
@@ -353,6 +354,9 @@ function matches(pattern: string | RegExp, path: string): boolean {
   return typeof pattern === "string" ? pattern === path : pattern.test(path);
 }
 
+/** A fake coordinator on 127.0.0.1, stopped after the test. */
 export function startFakeCoordinator(options?: FakeCoordinatorOptions): FakeCoordinator {
-  return new FakeCoordinator(options).start();
+  const fake = new FakeCoordinator(options).start();
+  onTeardown(() => fake.stop());
+  return fake;
 }

@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { ConsolaReporter } from "consola";
 import type { ExecutorProfile } from "../../src/config/profiles.ts";
 import { log } from "../../src/shared/log.ts";
-import { cleanEnv, REPO_ROOT } from "./processes.ts";
+import { cleanEnv, killTree, REPO_ROOT, tempDir } from "./processes.ts";
+import { onTeardown } from "./teardown.ts";
 
 export const FAULT_FIXTURES = join(import.meta.dir, "..", "fixtures", "faults");
 
@@ -31,7 +31,7 @@ export async function until(condition: () => boolean, what: string, timeoutMs = 
   }
 }
 
-/** Collects what the in-process runner logs, for asserting on its messages. */
+/** Collects what the in-process runner logs, for asserting on its messages, until `stop()` or the test's end. */
 export function captureLog() {
   const lines: string[] = [];
   const reporter: ConsolaReporter = {
@@ -45,6 +45,8 @@ export function captureLog() {
     },
   };
   log.addReporter(reporter);
+  const stop = () => log.removeReporter(reporter);
+  onTeardown(stop);
   return {
     lines,
     /** Resolves with the first line (already logged or still to come) that matches. */
@@ -56,15 +58,15 @@ export function captureLog() {
       );
       return lines.find((line) => pattern.test(line))!;
     },
-    stop: () => log.removeReporter(reporter),
+    stop,
   };
 }
 
-/** A temp directory holding one profile `fault` for the given fixture; removed by `cleanup`. */
-export function profilesDirFor(command: string): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), "ar-faults-"));
+/** A temp directory holding one profile `fault` for the given fixture; removed after the test. */
+export function profilesDirFor(command: string): string {
+  const dir = tempDir("ar-faults-");
   writeFileSync(join(dir, "fault.json"), JSON.stringify({ type: "fault", command }));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return dir;
 }
 
 export interface CliRunner {
@@ -79,6 +81,7 @@ export interface CliRunner {
 /**
  * `bun index.ts …` as its own process (the runner's memory must be its own to be measured).
  * Output is drained continuously and only a tail kept, so a flood cannot grow the test's memory.
+ * Killed after the test with all it started.
  */
 export function startCli(args: string[], env: Record<string, string> = {}, keepBytes = 200_000): CliRunner {
   const child = Bun.spawn([process.execPath, join(REPO_ROOT, "index.ts"), ...args], {
@@ -88,6 +91,7 @@ export function startCli(args: string[], env: Record<string, string> = {}, keepB
     stdout: "pipe",
     stderr: "pipe",
   });
+  onTeardown(() => killTree(child));
   let tail = "";
   const allLines: Array<(line: string) => void> = [];
   const read = async (stream: ReadableStream<Uint8Array>) => {

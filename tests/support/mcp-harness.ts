@@ -7,6 +7,7 @@ import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { type RunningMcpServer, startMcpServer } from "../../src/mcp/server.ts";
 import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "./fake-coordinator.ts";
+import { onTeardown } from "./teardown.ts";
 
 export interface Harness {
   coordinator: FakeCoordinator;
@@ -34,21 +35,10 @@ export interface HarnessOptions {
   coordinatorUrl?: string;
 }
 
-const cleanups: Array<() => Promise<unknown>> = [];
-
-/** Stops every server and client the harness started; call from afterEach. */
-export async function closeAll(): Promise<void> {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
-}
-
-export function onCleanup(cleanup: () => Promise<unknown>): void {
-  cleanups.push(cleanup);
-}
-
 export async function connectClient(url: string, headers: Record<string, string> = {}): Promise<Client> {
   const client = new Client({ name: "mcp-test-client", version: "1.0.0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
-  onCleanup(() => client.close());
+  onTeardown(() => client.close());
   return client;
 }
 
@@ -58,9 +48,9 @@ export function textOf(result: CallToolResult): string {
   return first.text;
 }
 
+/** The MCP server against a fake coordinator, with a connected client; everything is stopped after the test. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
   const coordinator = startFakeCoordinator();
-  onCleanup(() => coordinator.stop());
   const tokens = new RunTokens();
   const mcp = await startMcpServer({
     coordinator: new CoordinatorHttp(options.coordinatorUrl ?? coordinator.url, options.auth),
@@ -68,7 +58,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     syncTimeoutMs: options.syncTimeoutMs,
     pollIntervalMs: options.pollIntervalMs ?? 5,
   });
-  onCleanup(() => mcp.stop());
+  onTeardown(() => mcp.stop());
   const url = urlWithToken(mcp.url, tokens.issue("ses_harness"));
   const client = await connectClient(url, options.headers);
   const call = async (name: string, args: Record<string, unknown> = {}) =>

@@ -1,10 +1,11 @@
 /** Child processes for tests: the repo root, a clean environment, runners and executors as real processes. */
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { runnerEnvironmentVariables } from "../../src/config/flags.ts";
+import { onTeardown } from "./teardown.ts";
 
 export const REPO_ROOT = join(import.meta.dir, "..", "..");
 export const TEST_EXECUTOR = join(REPO_ROOT, "executors/test-executor/ao-test-exec");
@@ -37,7 +38,14 @@ export async function runProcess(
   return { exitCode, stdout, stderr };
 }
 
-/** Temp directories removed by `cleanup()`. */
+/** A new temp directory in `where` (default: the system's), removed after the test. */
+export function tempDir(prefix: string, where = tmpdir()): string {
+  const dir = mkdtempSync(join(where, prefix));
+  onTeardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Temp directories removed by `cleanup()` (for those a file keeps across its tests). */
 export class TempDirs {
   private dirs: string[] = [];
 
@@ -110,6 +118,43 @@ export async function goneWithin(pid: number, timeoutMs: number): Promise<boolea
   }
 }
 
+/** The processes below `pid` (Linux /proc). */
+function descendants(pid: number): number[] {
+  const found: number[] = [];
+  const parents = [pid];
+  for (let parent = parents.pop(); parent !== undefined; parent = parents.pop()) {
+    try {
+      for (const task of readdirSync(`/proc/${parent}/task`)) {
+        const children = readFileSync(`/proc/${parent}/task/${task}/children`, "utf8").trim();
+        if (!children) continue;
+        const pids = children.split(" ").map(Number);
+        found.push(...pids);
+        parents.push(...pids);
+      }
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found;
+}
+
+/**
+ * SIGKILLs a process and every process below it, and waits for it to end. The tree is read first:
+ * a runner killed mid-run leaves executors in groups of their own that nothing would find after.
+ */
+export async function killTree(child: Subprocess): Promise<void> {
+  const below = child.exitCode === null && child.signalCode === null ? descendants(child.pid) : [];
+  child.kill("SIGKILL");
+  for (const pid of below) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // Gone already.
+    }
+  }
+  await child.exited;
+}
+
 /** Settings of the runner or an executor that must not leak from the test's own environment. */
 const OUTER_VARIABLES = new Set([...runnerEnvironmentVariables(), "CLAUDE_CODE_EXECUTABLE"]);
 const isOuterSetting = (name: string) => /^(AUTH0_|AGENT_)/.test(name) || OUTER_VARIABLES.has(name);
@@ -129,7 +174,7 @@ export interface RunnerChild {
   output: OutputWatcher;
 }
 
-/** Starts `bun index.ts …` as a real process. */
+/** Starts `bun index.ts …` as a real process, killed after the test with all it started. */
 export function spawnRunner(args: string[], env: Record<string, string> = {}): RunnerChild {
   const child = Bun.spawn([process.execPath, join(REPO_ROOT, "index.ts"), ...args], {
     cwd: REPO_ROOT,
@@ -138,5 +183,6 @@ export function spawnRunner(args: string[], env: Record<string, string> = {}): R
     stdout: "pipe",
     stderr: "pipe",
   });
+  onTeardown(() => killTree(child));
   return { process: child, output: new OutputWatcher([child.stdout, child.stderr]) };
 }

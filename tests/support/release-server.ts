@@ -1,6 +1,8 @@
+import { onTeardown } from "./teardown.ts";
+
 /**
  * Holds each GET /<session> until the test releases that session (fixture executors that GET
- * `$FIXTURE_RELEASE_URL/<session>` or `$FAULT_RELEASE_URL/<session>`): lets a test decide exactly when each executor ends.
+ * `$FIXTURE_RELEASE_URL/<session>` or `$FAULT_RELEASE_URL/<session>`): lets a test decide exactly when each executor ends. Stopped after the test.
  */
 export function releaseServer() {
   const held = new Map<string, () => void>();
@@ -24,6 +26,7 @@ export function releaseServer() {
       return new Promise<Response>((resolve) => held.set(id, () => resolve(new Response("go"))));
     },
   });
+  onTeardown(() => server.stop(true));
   return {
     url: `http://127.0.0.1:${server.port}`,
     /** Resolves when the executor of this session is running and waiting. */

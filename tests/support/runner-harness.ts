@@ -10,6 +10,7 @@ import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
 import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import type { JsonObject } from "../../src/shared/json.ts";
 import { type FakeCoordinator, type FakeCoordinatorOptions, startFakeCoordinator } from "./fake-coordinator.ts";
+import { onTeardown } from "./teardown.ts";
 
 export const FIXTURES = join(import.meta.dir, "..", "fixtures", "executors");
 
@@ -30,6 +31,8 @@ export interface RunnerHarness {
   config: RunnerConfig;
   /** Resolves when the runner's worker loop has finished (after shutdown). */
   done: Promise<void>;
+  /** Starts the worker loop of a `manual` harness (once it is registered); `close()` waits for it. */
+  run(): Promise<void>;
   /** Hands out a start_session run and returns its id. */
   handRun(fields?: Record<string, unknown>): string;
   close(): Promise<void>;
@@ -51,7 +54,7 @@ export interface HarnessOptions {
   manual?: boolean;
 }
 
-/** A Runner wired as the CLI wires it, against a fake coordinator, with a fixture executor. */
+/** A Runner wired as the CLI wires it, against a fake coordinator, with a fixture executor; closed after the test. */
 export async function startRunnerHarness(options: HarnessOptions = {}): Promise<RunnerHarness> {
   const fake = startFakeCoordinator(options.fake);
   const config = resolveConfig({ "coordinator-url": fake.url, "stop-grace-seconds": "1", ...options.flags }, {});
@@ -80,6 +83,17 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     retryInitialMs: options.retryInitialMs ?? 50,
   });
   let done: Promise<void> = Promise.resolve();
+  let closed: Promise<void> | undefined;
+  // Twice: the second signal stops the runs still active. Closed once, whether by the test or after it.
+  const close = () =>
+    (closed ??= (async () => {
+      worker.shutdown("test cleanup");
+      worker.shutdown("test cleanup");
+      await done;
+      await gateway.stop();
+      await fake.stop();
+    })());
+  onTeardown(close);
   if (!options.manual) {
     await worker.register();
     done = worker.run();
@@ -94,17 +108,15 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     get done() {
       return done;
     },
+    run() {
+      done = worker.run();
+      return done;
+    },
     handRun(fields = {}) {
       const id = `run_${++counter}`;
       fake.handRun({ run_id: id, type: "start_session", session_id: `ses_${counter}`, prompt: "hello", ...fields });
       return id;
     },
-    async close() {
-      worker.shutdown("test cleanup");
-      worker.shutdown("test cleanup");
-      await done;
-      await gateway.stop();
-      await fake.stop();
-    },
+    close,
   };
 }

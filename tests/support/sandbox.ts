@@ -1,13 +1,13 @@
 /** Helpers for sandbox tests: a runner's world with secrets to protect, the probe's answers, the processes of a sandbox. */
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { checkBubblewrap } from "../../src/process/sandbox-check.ts";
 import { REPO_ROOT, type TempDirs } from "./processes.ts";
+import { onTeardown } from "./teardown.ts";
 
 export const SANDBOX_FIXTURES = join(REPO_ROOT, "tests/fixtures/sandbox");
 export const PROBE = join(SANDBOX_FIXTURES, "probe");
 export const STUBBORN = join(SANDBOX_FIXTURES, "stubborn");
-export const CLAUDE_CODE_BINARY = join(REPO_ROOT, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
 
 const bubblewrap = checkBubblewrap();
 /** Fails the calling test, with the reason, when this host cannot run a sandbox (CI installs bubblewrap). */
@@ -34,27 +34,11 @@ export function homeWithSecrets(temp: TempDirs): { base: string; home: string; p
   return { base, home, project, sshKey };
 }
 
-/** Claude Code as its native installer lays it out: ~/.local/bin/claude, a relative link into ~/.local/share. */
-export function installClaudeCodeLink(home: string): string {
-  mkdirSync(join(home, ".local/bin"), { recursive: true });
-  const link = join(home, ".local/bin/claude");
-  symlinkSync(CLAUDE_CODE_BINARY, link);
-  return link;
-}
-
-/** Claude Code pointed at the fake Messages API, with nothing of this machine's settings. */
-export function claudeEnv(home: string, apiUrl: string): Record<string, string> {
-  return {
-    HOME: home,
-    ANTHROPIC_BASE_URL: apiUrl,
-    ANTHROPIC_API_KEY: "sk-ant-test-dummy-key",
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-    DISABLE_TELEMETRY: "1",
-    DISABLE_AUTOUPDATER: "1",
-    DISABLE_ERROR_REPORTING: "1",
-    // Claude Code refuses bypassPermissions as root otherwise; a sandbox is the case it is for.
-    ...(process.getuid?.() === 0 ? { IS_SANDBOX: "1" } : {}),
-  };
+/** Another run's process, of the same user (a sleep), for a probe to try to see and signal; killed after the test. */
+export function startDecoy(): Bun.Subprocess {
+  const decoy = Bun.spawn(["sleep", "60"], { stdout: "ignore", stderr: "ignore" });
+  onTeardown(() => decoy.kill("SIGKILL"));
+  return decoy;
 }
 
 /** The probe's `name=value` lines as an object. */
@@ -67,14 +51,38 @@ export function probeResults(text: string): Record<string, string> {
   );
 }
 
+/**
+ * The sandbox that the bwrap process `bwrapPid` runs, to count and await its processes: those in
+ * its PID namespace or in bwrap's process group.
+ */
+export function sandboxOf(bwrapPid: number) {
+  const namespace = sandboxNamespace(bwrapPid);
+  const members = () => sandboxMembers(namespace, bwrapPid);
+  return {
+    /** Every running process of the sandbox (host pids). */
+    members,
+    /** Every running process in its PID namespace, whatever its group. */
+    inNamespace: () => sandboxMembers(namespace),
+    /** What of it is still running after up to `timeoutMs` (checked every 20 ms): [] once all is gone. */
+    async leftAfter(timeoutMs: number): Promise<number[]> {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const left = members();
+        if (left.length === 0 || performance.now() > deadline) return left;
+        await Bun.sleep(20);
+      }
+    },
+  };
+}
+
 /** The PID namespace of the sandbox that the bwrap process `bwrapPid` runs (its one child is the sandbox's init). */
-export function sandboxNamespace(bwrapPid: number): string {
+function sandboxNamespace(bwrapPid: number): string {
   const [init] = readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8").trim().split(" ");
   return readlinkSync(`/proc/${init}/ns/pid`);
 }
 
 /** Every running process (host pid) in the PID namespace, in the process group, or the pid itself. */
-export function sandboxMembers(namespace: string, group = -1): number[] {
+function sandboxMembers(namespace: string, group = -1): number[] {
   const found: number[] = [];
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -90,14 +98,4 @@ export function sandboxMembers(namespace: string, group = -1): number[] {
     }
   }
   return found;
-}
-
-/** Polls `alive` every 20 ms until it is empty or `timeoutMs` has passed; returns what is left. */
-export async function goneWithin(alive: () => number[], timeoutMs: number): Promise<number[]> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const left = alive();
-    if (left.length === 0 || performance.now() > deadline) return left;
-    await Bun.sleep(20);
-  }
 }

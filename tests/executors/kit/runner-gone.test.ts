@@ -3,50 +3,35 @@
  * them dies without a word (SIGKILL): through the lifeline the runner hands over, or by noticing
  * their parent is gone when there is none.
  */
-import { afterAll, afterEach, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { LocalGateway } from "../../../src/exec/local-gateway.ts";
+import { offlineClaudeEnv } from "../../support/claude-code.ts";
 import { startFakeAnthropic } from "../../support/fake-anthropic.ts";
-import { type FakeCoordinator, startFakeCoordinator } from "../../support/fake-coordinator.ts";
+import { startFakeCoordinator } from "../../support/fake-coordinator.ts";
 import {
   CLAUDE_CODE_EXECUTOR,
   cleanEnv,
   goneWithin,
   OutputWatcher,
   REPO_ROOT,
-  type RunnerChild,
   spawnRunner,
   TempDirs,
 } from "../../support/processes.ts";
 import { FIXTURES } from "../../support/runner-harness.ts";
+import { killAfterTest } from "../../support/teardown.ts";
 
 /** What the assertions allow; the promise is 2 s, measured times are printed. */
 const BOUND_MS = 5000;
 const KIT_WAIT = join(FIXTURES, "kit-wait");
 const temp = new TempDirs();
-let fake: FakeCoordinator | undefined;
-let runner: RunnerChild | undefined;
-const pids: number[] = [];
-
-afterEach(async () => {
-  runner?.process.kill("SIGKILL");
-  await runner?.process.exited;
-  runner = undefined;
-  await fake?.stop();
-  fake = undefined;
-  for (const pid of pids.splice(0)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
-  }
-});
 afterAll(() => temp.cleanup());
 
 /** Kills `parent` and measures how long each of `pids` takes to be gone (-1: still there after the bound). */
 async function killAndTime(parent: Subprocess<any, any, any>, watched: number[]) {
-  pids.push(...watched);
+  killAfterTest(...watched);
   parent.kill("SIGKILL");
   await parent.exited;
   const from = performance.now();
@@ -63,8 +48,8 @@ function profilesDir(command: string): string {
 }
 
 function startRunner(command: string, env: Record<string, string> = {}) {
-  fake = startFakeCoordinator();
-  runner = spawnRunner(
+  const fake = startFakeCoordinator();
+  const runner = spawnRunner(
     ["--profile", "gone", "--profiles-dir", profilesDir(command), "-c", fake.url, "-p", temp.make("ar-gone-project-")],
     env,
   );
@@ -88,17 +73,10 @@ describe("the runner SIGKILLed mid-run", () => {
     const thinking = startFakeAnthropic().holdMessages();
     try {
       const home = temp.make("ar-gone-home-");
-      const { fake, runner } = startRunner(CLAUDE_CODE_EXECUTOR, {
-        HOME: home,
-        CLAUDE_CONFIG_DIR: join(home, ".claude"),
-        ANTHROPIC_BASE_URL: thinking.url,
-        ANTHROPIC_API_KEY: "sk-ant-test-dummy",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-        DISABLE_TELEMETRY: "1",
-        DISABLE_AUTOUPDATER: "1",
-        DISABLE_ERROR_REPORTING: "1",
-        IS_SANDBOX: "1",
-      });
+      const { fake, runner } = startRunner(
+        CLAUDE_CODE_EXECUTOR,
+        offlineClaudeEnv(home, thinking.url, join(home, ".claude")),
+      );
       await fake.waitForRequest("POST", "/runner/register");
       fake.handRun({ run_id: "run_cc", type: "start_session", session_id: "ses_cc", prompt: "take your time" });
       // Claude Code is waiting for the model: the turn is under way.
@@ -142,7 +120,7 @@ describe("exec SIGKILLed mid-run", () => {
       ],
       { cwd: temp.make(), env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" },
     );
-    pids.push(exec.pid);
+    killAfterTest(exec.pid);
     const output = new OutputWatcher([exec.stdout, exec.stderr]);
     await output.waitFor(/"role":"assistant"/);
     const line = output.output.split("\n").find((l) => l.includes('"role":"assistant"'))!;
@@ -193,7 +171,7 @@ setInterval(() => {}, 60_000);
           env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.url, AGENT_SESSION_ID: "ses_p" }),
           stdio: ["ignore", "ignore", Bun.file(stderrFile)],
         });
-        pids.push(parent.pid);
+        killAfterTest(parent.pid);
         const { pid, child } = JSON.parse(await readyText);
         const [executorTook, childTook] = await killAndTime(parent, [pid, child]);
         console.log(
