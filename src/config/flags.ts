@@ -113,7 +113,8 @@ export const runnerFlags = {
     type: "string",
     valueHint: "seconds",
     env: "EXIT_AFTER_IDLE",
-    description: "Ephemeral runner: with no active run for this long (at most a week), deregister and exit 0",
+    description:
+      "Ephemeral runner: with no active run for this long (at most a week), deregister and exit 0 (checked between polls)",
   },
   "health-addr": {
     type: "string",
