@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { ExecutorProcess } from "../src/process/executor-process.ts";
 import { monoNs, nsToMs } from "./clock.ts";
 import { FakeMessagesApi } from "./fake-messages-api.ts";
 import { PeakRssSampler } from "./peak-rss.ts";
@@ -9,7 +10,7 @@ import { median, percentiles, round } from "./stats.ts";
 
 /**
  * What a user pays per agent run for going through our Claude Code executor rather than running
- * Claude Code directly (issue 12): spawn → first `POST /v1/messages` at a fake Messages API, N
+ * Claude Code directly: spawn → first `POST /v1/messages` at a fake Messages API, N
  * times each way (alternating, so both see the machine in the same state); the executor's own
  * peak RSS; and the test executor's spawn → exit.
  */
@@ -48,10 +49,7 @@ function executorArgv(variant: Variant, name: "claude-code" | "test"): string[] 
 }
 
 /** One process to completion: its exit code, output, and its PID while it lives (for sampling). */
-async function runToExit(
-  argv: string[],
-  options: { stdin: string; env: Record<string, string>; cwd?: string; onSpawn?: (pid: number) => void },
-) {
+async function runToExit(argv: string[], options: { stdin: string; env: Record<string, string>; cwd?: string }) {
   const proc = Bun.spawn(argv, {
     stdin: new TextEncoder().encode(options.stdin),
     stdout: "pipe",
@@ -59,7 +57,6 @@ async function runToExit(
     env: options.env,
     cwd: options.cwd,
   });
-  options.onSpawn?.(proc.pid);
   const timer = setTimeout(() => proc.kill("SIGKILL"), RUN_TIMEOUT_MS);
   const [stdout, stderr, code] = await Promise.all([
     new Response(proc.stdout).text(),
@@ -68,6 +65,29 @@ async function runToExit(
   ]);
   clearTimeout(timer);
   return { code, stdout, stderr };
+}
+
+/**
+ * An executor started the way the runner starts it (src/process/executor-process.ts: own process
+ * group, lifeline on fd 3, the run's project directory), run to the end of its group.
+ */
+async function runExecutorToExit(
+  argv: string[],
+  options: { stdin: string; env: Record<string, string>; cwd: string; onSpawn?: (pid: number) => void },
+) {
+  const proc = new ExecutorProcess({
+    argv,
+    input: options.stdin,
+    env: options.env,
+    cwd: options.cwd,
+    stdout: "capture",
+    stderr: "tail",
+  });
+  options.onSpawn?.(proc.pid);
+  const timer = setTimeout(() => proc.kill(), RUN_TIMEOUT_MS);
+  const status = await proc.exited;
+  clearTimeout(timer);
+  return { code: status.code, stdout: proc.stdout(), stderr: proc.stderrTail() };
 }
 
 export async function measureExecutorOverhead(
@@ -120,9 +140,10 @@ export async function measureExecutorOverhead(
     const before = api.messageArrivals.length;
     let sampler: PeakRssSampler | undefined;
     const spawnedAt = monoNs();
-    const out = await runToExit(executorArgv(variant, "claude-code"), {
+    const out = await runExecutorToExit(executorArgv(variant, "claude-code"), {
       stdin: invocation("ses_overhead", codingConfig),
       env: executorEnv(claudeExecutable),
+      cwd: project,
       onSpawn: (pid) => (sampler = new PeakRssSampler(pid)),
     });
     const peakMb = sampler!.stop();
@@ -172,9 +193,10 @@ export async function measureExecutorOverhead(
     for (let i = -2; i < options.testRuns; i++) {
       gateway.reset();
       const spawnedAt = monoNs();
-      const out = await runToExit(executorArgv(variant, "test"), {
+      const out = await runExecutorToExit(executorArgv(variant, "test"), {
         stdin: invocation(`ses_test_${i}`),
         env: executorEnv(options.claudeBinary),
+        cwd: project,
       });
       const ms = nsToMs(monoNs() - spawnedAt);
       if (out.code !== 0 || !out.stdout.includes("[TEST-EXECUTOR] Received: hi")) {

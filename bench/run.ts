@@ -392,13 +392,13 @@ try {
     results[variant] = result;
   }
 
-  type Target = [string, (m: VariantResult) => number | undefined, string, (v: number) => boolean];
+  type Target = [string, (m: VariantResult, variant: string) => number | undefined, string, (v: number) => boolean];
   const overhead = (m: VariantResult) => (isOverhead(m.executor_overhead) ? m.executor_overhead : undefined);
   const targets: Target[] = [
     ["report latency p99 (ms)", (m) => m.report_latency_ms?.p99, "< 10", (v) => v < 10],
     ["dispatch p50 / floor p50", (m) => m.ratios?.dispatch_p50_vs_floor, "≤ 1.5", (v) => v <= 1.5],
-    ["throughput c16 / floor", (m) => m.ratios?.throughput_c16_vs_floor, "≥ 0.7", (v) => v >= 0.7],
-    ["idle RSS (MB)", (m) => m.rss_idle_mb, "< 45 (compiled)", (v) => v < 45],
+    // Throughput has no target (the coordinator hands out one run per poll); it is still reported.
+    ["idle RSS (MB)", (m, variant) => (variant === "compiled" ? m.rss_idle_mb : undefined), "< 45", (v) => v < 45],
     ["start → registered (ms)", (m) => m.start_to_registered_ms, "< 150", (v) => v < 150],
     [
       "executor overhead p50 (ms)",
@@ -414,7 +414,7 @@ try {
   ];
   const applicable = (variant: string) =>
     targets.flatMap(([name, get, target, ok]) => {
-      const value = get(measured[variant]!);
+      const value = get(measured[variant]!, variant);
       return value === undefined ? [] : [{ name, value, target, met: ok(value) }];
     });
   results.targets = Object.fromEntries(
