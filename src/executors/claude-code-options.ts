@@ -3,29 +3,20 @@
  * defaults), the blueprint's MCP servers and prompt, and SDK failures explained. Pure data, no SDK
  * code: only its types.
  */
-import type { McpServerConfig, Options, PermissionMode, SettingSource } from "@anthropic-ai/claude-agent-sdk";
+import type { McpServerConfig, Options } from "@anthropic-ai/claude-agent-sdk";
 import { isCompiled } from "../config/install-dir.ts";
 import type { Invocation } from "../protocol/invocation.ts";
 import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
 import { JsonObject, validate } from "../shared/json.ts";
 import { type ClaudeCodeLookup, claudeCodeNotFound, findClaudeCode } from "./claude-code-binary.ts";
+import {
+  CLAUDE_CODE_DEFAULTS,
+  type ClaudeCodeSettings,
+  PERMISSION_MODES,
+  SETTING_SOURCES,
+} from "./claude-code-settings.ts";
 import { ExecutorError } from "./kit/run-executor.ts";
-
-export const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
-export const SETTING_SOURCES = ["user", "project", "local"] as const;
-/** What `executor_config` can set, with the defaults of docs/protocol.md ("Claude Code executor"). */
-export interface ClaudeCodeSettings {
-  permissionMode: PermissionMode;
-  settingSources: SettingSource[];
-  /** Undefined: the SDK's default model. */
-  model?: string;
-}
-
-export const CLAUDE_CODE_DEFAULTS: ClaudeCodeSettings = {
-  permissionMode: "bypassPermissions",
-  settingSources: ["user", "project", "local"],
-};
 
 /** The keys this executor reads from `executor_config` (null = default); other keys are ignored. */
 const ClaudeCodeConfig = type({
