@@ -7,7 +7,7 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { statSync } from "node:fs";
-import type { SpawnedProcess, SpawnOptions } from "@anthropic-ai/claude-agent-sdk";
+import type { SpawnedProcess, SpawnOptions } from "@anthropic-ai/claude-agent-sdk/core";
 import sdkPackage from "@anthropic-ai/claude-agent-sdk/package.json" with { type: "json" };
 import type { Env } from "../shared/env.ts";
 import { findClaudeCode } from "./claude-code-binary.ts";

@@ -3,7 +3,7 @@
  * defaults), the blueprint's MCP servers and prompt, and SDK failures explained. Pure data, no SDK
  * code: only its types.
  */
-import type { McpServerConfig, Options } from "@anthropic-ai/claude-agent-sdk";
+import type { McpServerConfig, Options } from "@anthropic-ai/claude-agent-sdk/core";
 import type { RootSchema } from "@ark/schema";
 import { isCompiled } from "../config/install-dir.ts";
 import type { Invocation } from "../protocol/invocation.ts";

@@ -3,7 +3,7 @@
  * defaults. Plain data, no validator: read by the validator (claude-code-options.ts) and by the
  * early start (claude-code-early.ts), which must not wait for the validator to load.
  */
-import type { PermissionMode, SettingSource } from "@anthropic-ai/claude-agent-sdk";
+import type { PermissionMode, SettingSource } from "@anthropic-ai/claude-agent-sdk/core";
 
 export const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
 export const SETTING_SOURCES = ["user", "project", "local"] as const;

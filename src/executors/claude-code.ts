@@ -1,10 +1,12 @@
 /**
  * The Claude Code executor: runs one agent turn through the official Claude Agent SDK and
  * reports it through the runner's gateway (bind on the SDK's `init` message, user/assistant
- * message events, post_tool events from the PostToolUse hooks, session_stop at the end).
+ * message events, post_tool events from the PostToolUse hooks, session_stop at the end). The SDK
+ * comes from its `/core` entry: the same `query()`, a quarter of the code loaded up front, and
+ * zod and the MCP SDK taken from our own dependencies rather than inlined a second time.
  */
 import { existsSync, statSync } from "node:fs";
-import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk";
+import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk/core";
 import type { Invocation } from "../protocol/invocation.ts";
 import { sessionEvents } from "../protocol/session-events.ts";
 import type { EarlyClaudeCode } from "./claude-code-early.ts";
