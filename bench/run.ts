@@ -160,6 +160,8 @@ interface RunnerProcess {
   proc: Subprocess<"ignore", "pipe", "pipe">;
   output: () => string;
   spawnedAt: bigint;
+  /** Resolves once the runner has logged that it is shutting down. */
+  stopping: Promise<void>;
 }
 
 function startRunner(variant: "compiled" | "source", coordinator: LeanCoordinator): RunnerProcess {
@@ -175,18 +177,26 @@ function startRunner(variant: "compiled" | "source", coordinator: LeanCoordinato
     stdout: "pipe",
     stderr: "pipe",
   });
+  const { promise: stopping, resolve: stopSeen } = Promise.withResolvers<void>();
   // Drain the runner's log (2 lines a run) so it never blocks; keep the end for error messages.
   for (const stream of [proc.stdout, proc.stderr]) {
     void (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of stream) tail = (tail + decoder.decode(chunk, { stream: true })).slice(-20_000);
+      for await (const chunk of stream) {
+        tail = (tail + decoder.decode(chunk, { stream: true })).slice(-20_000);
+        if (tail.includes("shutting down")) stopSeen();
+      }
+      stopSeen();
     })();
   }
-  return { proc, output: () => tail, spawnedAt };
+  return { proc, output: () => tail, spawnedAt, stopping };
 }
 
-async function stopRunner(runner: RunnerProcess): Promise<void> {
+async function stopRunner(runner: RunnerProcess, coordinator: LeanCoordinator): Promise<void> {
   runner.proc.kill("SIGTERM");
+  // Once the runner has seen the signal (it logs it), its poll in flight can end.
+  await runner.stopping;
+  coordinator.releasePoll();
   const code = await runner.proc.exited;
   if (code !== 0) throw new Error(`runner exited ${code}:\n${runner.output()}`);
 }
@@ -272,7 +282,7 @@ async function measureVariant(variant: "compiled" | "source") {
         exited,
       ]);
       startups.push(nsToMs(coordinator.registrations.at(-1)! - runner.spawnedAt));
-      if (k < STARTUPS - 1) await stopRunner(runner);
+      if (k < STARTUPS - 1) await stopRunner(runner, coordinator);
     }
     const live = runner!;
     // Idle: registered and holding its first poll; a second for start-up work and GC to settle.
@@ -287,7 +297,7 @@ async function measureVariant(variant: "compiled" | "source") {
     const runnerCpuPerRun = round((cpuMs(live.proc.pid) - runnerCpu0) / RUNS, 3);
     const coordinatorCpuPerRun = round((ownCpuMs() - ownCpu0) / RUNS, 3);
     const after = memory(live.proc.pid);
-    await stopRunner(live);
+    await stopRunner(live, coordinator);
 
     const startSorted = [...startups].sort((a, b) => a - b);
     return {
