@@ -5,11 +5,14 @@
  * them, then does what runRunner does before registering (gateway, MCP server, a first request),
  * and prints the time and RSS after each step, split into anonymous memory (heap, JIT, malloc)
  * and file-backed pages (the executable's code and embedded bytecode, shared with the page cache).
- * With --compiled it builds this file the way `bun run build` builds the runner (bytecode, ESM,
- * splitting, minified) into a temp dir and runs that; --build-flags adds flags to that build
- * (e.g. "--compile-jit-policy=1000") to see what they change.
+ * With --compiled it builds this file with the flags of package.json's build script (less the
+ * sourcemap) into a temp dir and runs that; --build-flags adds flags to that build to see what
+ * they change. Like index.ts, it starts with the start-up JIT policy.
  */
 import { readFileSync } from "node:fs";
+import pkg from "../package.json" with { type: "json" };
+
+Bun.unsafe.setJITPolicy(1000);
 
 /** VmRSS, RssAnon, RssFile of this process, in MB. */
 function memory(): [number, number, number] {
@@ -28,7 +31,11 @@ if (process.argv.includes("--compiled")) {
   try {
     const out = join(dir, "phases");
     // The same flags as package.json's build (less the sourcemap), so the numbers are the executable's.
-    const flags = ["--compile", "--splitting", "--minify", "--bytecode", "--format=esm", ...extra];
+    const script = pkg.scripts.build.split(/\s+/);
+    const flags = [
+      ...script.filter((word, i) => word.startsWith("--") && word !== "--sourcemap" && script[i - 1] !== "--outfile"),
+      ...extra,
+    ].filter((flag) => flag !== "--outfile");
     const build = Bun.spawnSync(["bun", "build", ...flags, import.meta.path, "--outfile", out], { stderr: "pipe" });
     if (build.exitCode !== 0) throw new Error(build.stderr.toString());
     console.log(`bun build ${flags.join(" ")}`);
