@@ -54,6 +54,16 @@ export class LeanCoordinator {
     }
   }
 
+  /**
+   * Ends the poll a runner holds with "no run" (204) at once. A stopping runner waits for its poll
+   * in flight (it may bring a run); the bench, which will hand out none, lets it go at once.
+   */
+  releasePoll(): void {
+    const held = this.heldPoll;
+    this.heldPoll = undefined;
+    held?.(new Response(null, { status: 204 }));
+  }
+
   /** Resolves once `test()` holds; checked after every request. */
   until(test: () => boolean): Promise<void> {
     if (test()) return Promise.resolve();

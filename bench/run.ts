@@ -1,19 +1,24 @@
 #!/usr/bin/env bun
 /**
- * `bun run bench [--runs N] [--variants compiled,source] [--startups K] [--no-build]`
+ * `bun run bench [--runs N] [--variants compiled,source] [--startups K] [--no-build]
+ *                [--overhead-runs M] [--sections runner,executor_overhead]`
  *
- * Measures the runner's overhead against the floor (the same minimal executor spawned directly
- * with Bun.spawn): dispatch and report latency, throughput at 1 and 16 runs in flight, the
- * runner's memory and its start-up time. The runner runs as a separate process (the compiled
- * binary and `bun index.ts`) against a lean coordinator in this process; all traffic stays on
- * 127.0.0.1. Prints a table and writes bench/results.json.
+ * Section `runner`: the runner's overhead against the floor (the same minimal executor spawned
+ * directly with Bun.spawn): dispatch and report latency, throughput at 1 and 16 runs in flight,
+ * the runner's memory and its start-up time. The runner runs as a separate process (the compiled
+ * binary and `bun index.ts`) against a lean coordinator in this process.
+ * Section `executor_overhead` (bench/executor-overhead.ts): the Claude Code executor against
+ * Claude Code run directly, M runs each, and the test executor's start → exit.
+ * All traffic stays on 127.0.0.1. Prints a table and writes bench/results.json.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
-import { cpus, release, tmpdir } from "node:os";
+import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { monoNs, nsToMs } from "./clock.ts";
+import { claudeCodeBinary, type ExecutorOverhead, measureExecutorOverhead } from "./executor-overhead.ts";
 import { type BenchRun, LeanCoordinator } from "./lean-coordinator.ts";
+import { type Percentiles, percentiles, round } from "./stats.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 
@@ -29,19 +34,19 @@ const STARTUPS = Number(option("startups") ?? 5);
 const VARIANTS = (option("variants") ?? "compiled,source").split(",") as Array<"compiled" | "source">;
 const BUILD = !process.argv.includes("--no-build");
 const WARMUP = Math.min(50, RUNS);
+// Each Claude Code run takes ~0.5-1 s and two CPU-heavy processes: a handful gives a stable median.
+const OVERHEAD_RUNS = Number(option("overhead-runs") ?? 10);
+const SECTIONS = (option("sections") ?? "runner,executor_overhead").split(",");
 if (!Number.isInteger(RUNS) || RUNS < 1)
   throw new Error(`--runs must be a positive whole number, got ${option("runs")}`);
+if (!Number.isInteger(OVERHEAD_RUNS) || OVERHEAD_RUNS < 1)
+  throw new Error(`--overhead-runs must be a positive whole number, got ${option("overhead-runs")}`);
+for (const section of SECTIONS) {
+  if (section !== "runner" && section !== "executor_overhead")
+    throw new Error(`--sections: unknown section '${section}' (known: runner, executor_overhead)`);
+}
 
 // ---------- helpers ----------
-type Percentiles = { p50: number; p95: number; p99: number };
-
-function percentiles(values: number[]): Percentiles {
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? NaN);
-  return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
-}
-const round = (value: number, digits = 3) => Math.round(value * 10 ** digits) / 10 ** digits;
-
 /** VmRSS and VmHWM (peak) of one process, in MB. */
 function memory(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -155,6 +160,8 @@ interface RunnerProcess {
   proc: Subprocess<"ignore", "pipe", "pipe">;
   output: () => string;
   spawnedAt: bigint;
+  /** Resolves once the runner has logged that it is shutting down. */
+  stopping: Promise<void>;
 }
 
 function startRunner(variant: "compiled" | "source", coordinator: LeanCoordinator): RunnerProcess {
@@ -170,18 +177,26 @@ function startRunner(variant: "compiled" | "source", coordinator: LeanCoordinato
     stdout: "pipe",
     stderr: "pipe",
   });
+  const { promise: stopping, resolve: stopSeen } = Promise.withResolvers<void>();
   // Drain the runner's log (2 lines a run) so it never blocks; keep the end for error messages.
   for (const stream of [proc.stdout, proc.stderr]) {
     void (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of stream) tail = (tail + decoder.decode(chunk, { stream: true })).slice(-20_000);
+      for await (const chunk of stream) {
+        tail = (tail + decoder.decode(chunk, { stream: true })).slice(-20_000);
+        if (tail.includes("shutting down")) stopSeen();
+      }
+      stopSeen();
     })();
   }
-  return { proc, output: () => tail, spawnedAt };
+  return { proc, output: () => tail, spawnedAt, stopping };
 }
 
-async function stopRunner(runner: RunnerProcess): Promise<void> {
+async function stopRunner(runner: RunnerProcess, coordinator: LeanCoordinator): Promise<void> {
   runner.proc.kill("SIGTERM");
+  // Once the runner has seen the signal (it logs it), its poll in flight can end.
+  await runner.stopping;
+  coordinator.releasePoll();
   const code = await runner.proc.exited;
   if (code !== 0) throw new Error(`runner exited ${code}:\n${runner.output()}`);
 }
@@ -267,7 +282,7 @@ async function measureVariant(variant: "compiled" | "source") {
         exited,
       ]);
       startups.push(nsToMs(coordinator.registrations.at(-1)! - runner.spawnedAt));
-      if (k < STARTUPS - 1) await stopRunner(runner);
+      if (k < STARTUPS - 1) await stopRunner(runner, coordinator);
     }
     const live = runner!;
     // Idle: registered and holding its first poll; a second for start-up work and GC to settle.
@@ -282,7 +297,7 @@ async function measureVariant(variant: "compiled" | "source") {
     const runnerCpuPerRun = round((cpuMs(live.proc.pid) - runnerCpu0) / RUNS, 3);
     const coordinatorCpuPerRun = round((ownCpuMs() - ownCpu0) / RUNS, 3);
     const after = memory(live.proc.pid);
-    await stopRunner(live);
+    await stopRunner(live, coordinator);
 
     const startSorted = [...startups].sort((a, b) => a - b);
     return {
@@ -315,6 +330,11 @@ async function measureVariant(variant: "compiled" | "source") {
 }
 
 // ---------- main ----------
+type RunnerMeasures = Awaited<ReturnType<typeof measureVariant>>;
+type VariantResult = Partial<RunnerMeasures> & { executor_overhead?: ExecutorOverhead | { skipped: string } };
+const isOverhead = (o: VariantResult["executor_overhead"]): o is ExecutorOverhead =>
+  o !== undefined && !("skipped" in o);
+
 try {
   if (VARIANTS.includes("compiled")) {
     if (BUILD) await sh(["bun", "run", "build"]);
@@ -322,54 +342,103 @@ try {
       throw new Error("dist/agent-runner missing: run `bun run build`");
   }
   writeFileSync(stampFile, "");
+  const claudeBinary = claudeCodeBinary();
   const results: Record<string, unknown> = {
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, kernel: release(), bun: Bun.version },
+    // The load average says how much other work shared the machine (numbers move with it).
+    machine: {
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model,
+      kernel: release(),
+      bun: Bun.version,
+      loadavg_at_start: loadavg().map((l) => round(l, 2)),
+    },
+    sections: SECTIONS,
     runs: RUNS,
     warmup_runs: WARMUP,
     startups: STARTUPS,
+    overhead_runs: OVERHEAD_RUNS,
     executor: executor.kind,
     coordinator: "bench/lean-coordinator.ts (in the bench process)",
+    claude_code_binary: claudeBinary ?? "(not installed: executor_overhead skipped)",
     clock: "CLOCK_MONOTONIC: clock_gettime in the executor, libc clock_gettime via bun:ffi here",
     notes: {
       dispatch_latency_ms: "run handed out by the coordinator → executor has read all of its stdin (1 run in flight)",
       floor_spawn_to_stdin_ms: "Bun.spawn called → executor has read all of its stdin (1 in flight)",
       report_latency_ms: "executor about to exit → `completed` received by the coordinator (1 run in flight)",
       at_c16: "the same latencies with 16 runs in flight",
+      executor_first_request_ms:
+        "Claude Code executor spawned with a 2.1 start invocation (coding profile config, prompt 'hi') → its Claude Code child's first POST /v1/messages at the bench's fake API",
+      direct_first_request_ms:
+        "the same Claude Code binary spawned with the argv, env, cwd and stdin the Agent SDK gave it (recorded through a wrapper) → first POST /v1/messages",
+      wrapper_peak_rss_mb:
+        "median over the runs of the executor process's own VmHWM (its Claude Code child not included)",
+      test_executor_ms: "test executor, echo start run, spawn → exit, gateway answering at once",
     },
   };
-  const measured: Record<string, Awaited<ReturnType<typeof measureVariant>>> = {};
+  const measured: Record<string, VariantResult> = {};
   for (const variant of VARIANTS) {
-    console.error(`measuring ${variant} (${RUNS} runs at c1 and at c16, ${STARTUPS} start-ups)…`);
-    measured[variant] = await measureVariant(variant);
-    results[variant] = measured[variant];
+    const result: VariantResult = {};
+    if (SECTIONS.includes("runner")) {
+      console.error(`measuring ${variant} (${RUNS} runs at c1 and at c16, ${STARTUPS} start-ups)…`);
+      Object.assign(result, await measureVariant(variant));
+    }
+    if (SECTIONS.includes("executor_overhead")) {
+      if (claudeBinary) {
+        console.error(`measuring ${variant} executor overhead (${OVERHEAD_RUNS} Claude Code runs each way)…`);
+        result.executor_overhead = await measureExecutorOverhead(variant, {
+          runs: OVERHEAD_RUNS,
+          testRuns: Math.max(20, OVERHEAD_RUNS),
+          tmp,
+          claudeBinary,
+        });
+      } else {
+        result.executor_overhead = {
+          skipped: `no Claude Code binary for ${process.platform}-${process.arch} in node_modules`,
+        };
+      }
+    }
+    measured[variant] = result;
+    results[variant] = result;
   }
 
-  const targets: Array<
-    [string, (m: (typeof measured)[string]) => number, string, (v: number, m: (typeof measured)[string]) => boolean]
-  > = [
-    ["report latency p99 (ms)", (m) => m.report_latency_ms.p99, "< 10", (v) => v < 10],
-    ["dispatch p50 / floor p50", (m) => m.ratios.dispatch_p50_vs_floor, "≤ 1.5", (v) => v <= 1.5],
-    ["throughput c16 / floor", (m) => m.ratios.throughput_c16_vs_floor, "≥ 0.7", (v) => v >= 0.7],
-    ["idle RSS (MB)", (m) => m.rss_idle_mb, "< 40 (compiled)", (v) => v < 40],
+  type Target = [string, (m: VariantResult, variant: string) => number | undefined, string, (v: number) => boolean];
+  const overhead = (m: VariantResult) => (isOverhead(m.executor_overhead) ? m.executor_overhead : undefined);
+  const targets: Target[] = [
+    ["report latency p99 (ms)", (m) => m.report_latency_ms?.p99, "< 10", (v) => v < 10],
+    ["dispatch p50 / floor p50", (m) => m.ratios?.dispatch_p50_vs_floor, "≤ 1.5", (v) => v <= 1.5],
+    // Throughput has no target (the coordinator hands out one run per poll); it is still reported.
+    ["idle RSS (MB)", (m, variant) => (variant === "compiled" ? m.rss_idle_mb : undefined), "< 45", (v) => v < 45],
     ["start → registered (ms)", (m) => m.start_to_registered_ms, "< 150", (v) => v < 150],
+    [
+      "executor overhead p50 (ms)",
+      (m) => {
+        const o = overhead(m);
+        return o && round(o.executor_first_request_ms.p50 - o.direct_first_request_ms.p50, 1);
+      },
+      "≤ 50",
+      (v) => v <= 50,
+    ],
+    ["wrapper peak RSS (MB)", (m) => overhead(m)?.wrapper_peak_rss_mb, "< 50", (v) => v < 50],
+    ["test executor p50 (ms)", (m) => overhead(m)?.test_executor_ms.p50, "< 60", (v) => v < 60],
   ];
+  const applicable = (variant: string) =>
+    targets.flatMap(([name, get, target, ok]) => {
+      const value = get(measured[variant]!, variant);
+      return value === undefined ? [] : [{ name, value, target, met: ok(value) }];
+    });
   results.targets = Object.fromEntries(
     VARIANTS.map((variant) => [
       variant,
-      Object.fromEntries(
-        targets.map(([name, get, target, ok]) => [
-          name,
-          { value: get(measured[variant]!), target, met: ok(get(measured[variant]!), measured[variant]!) },
-        ]),
-      ),
+      Object.fromEntries(applicable(variant).map(({ name, ...rest }) => [name, rest])),
     ]),
   );
+  (results.machine as Record<string, unknown>).loadavg_at_end = loadavg().map((l) => round(l, 2));
   writeFileSync(join(import.meta.dir, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
 
   // ---------- table ----------
   const fmt = (p: Percentiles) => `${p.p50} / ${p.p95} / ${p.p99}`;
-  const rows: Array<[string, (m: (typeof measured)[string]) => string]> = [
+  const runnerRows: Array<[string, (m: RunnerMeasures) => string]> = [
     ["dispatch latency ms p50/p95/p99", (m) => fmt(m.dispatch_latency_ms)],
     ["floor spawn→stdin ms p50/p95/p99", (m) => fmt(m.floor_spawn_to_stdin_ms)],
     ["dispatch p50 / floor p50", (m) => String(m.ratios.dispatch_p50_vs_floor)],
@@ -390,20 +459,54 @@ try {
       (m) => `${m.start_to_registered_ms} [${m.start_to_registered_all_ms.join(", ")}]`,
     ],
   ];
+  const overheadRows: Array<[string, (o: ExecutorOverhead) => string]> = [
+    [
+      "executor → 1st API request ms p50/p95",
+      (o) => `${o.executor_first_request_ms.p50} / ${o.executor_first_request_ms.p95}`,
+    ],
+    [
+      "direct → 1st API request ms p50/p95",
+      (o) => `${o.direct_first_request_ms.p50} / ${o.direct_first_request_ms.p95}`,
+    ],
+    // p95 − p95 is left out: with ~10 runs each, the two tails are single runs and their difference is noise.
+    [
+      "executor − direct ms (p50 − p50)",
+      (o) => String(round(o.executor_first_request_ms.p50 - o.direct_first_request_ms.p50, 1)),
+    ],
+    ["executor peak RSS MB (own, median)", (o) => String(o.wrapper_peak_rss_mb)],
+    ["test executor spawn → exit ms p50", (o) => String(o.test_executor_ms.p50)],
+  ];
+  const body: string[][] = [];
+  if (SECTIONS.includes("runner")) {
+    for (const [name, get] of runnerRows) body.push([name, ...VARIANTS.map((v) => get(measured[v] as RunnerMeasures))]);
+  }
+  if (SECTIONS.includes("executor_overhead")) {
+    for (const [name, get] of overheadRows) {
+      body.push([
+        name,
+        ...VARIANTS.map((v) => {
+          const o = measured[v]!.executor_overhead;
+          return isOverhead(o) ? get(o) : `skipped: ${o?.skipped}`;
+        }),
+      ]);
+    }
+  }
   const header = ["metric", ...VARIANTS];
-  const body = rows.map(([name, get]) => [name, ...VARIANTS.map((v) => get(measured[v]!))]);
   const widths = header.map((_, i) => Math.max(...[header, ...body].map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i]!)).join(" | ");
-  console.log(`\n${RUNS} runs per phase, executor: ${executor.kind}, ${cpus().length} CPUs, Bun ${Bun.version}\n`);
+  const what = [
+    SECTIONS.includes("runner") ? `${RUNS} runs per phase, executor: ${executor.kind}` : undefined,
+    SECTIONS.includes("executor_overhead") ? `${OVERHEAD_RUNS} Claude Code runs each way` : undefined,
+  ].filter(Boolean);
+  console.log(`\n${what.join("; ")}, ${cpus().length} CPUs (load ${loadavg()[0]!.toFixed(2)}), Bun ${Bun.version}\n`);
   console.log(line(header));
   console.log(widths.map((w) => "-".repeat(w)).join("-|-"));
   for (const row of body) console.log(line(row));
   console.log("\ntargets:");
   for (const variant of VARIANTS) {
-    for (const [name, get, target, ok] of targets) {
-      const value = get(measured[variant]!);
+    for (const { name, value, target, met } of applicable(variant)) {
       console.log(
-        `  ${variant.padEnd(8)} ${name.padEnd(26)} ${String(value).padStart(8)}  target ${target.padEnd(16)} ${ok(value, measured[variant]!) ? "met" : "MISSED"}`,
+        `  ${variant.padEnd(8)} ${name.padEnd(26)} ${String(value).padStart(8)}  target ${target.padEnd(16)} ${met ? "met" : "MISSED"}`,
       );
     }
   }

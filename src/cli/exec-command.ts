@@ -19,7 +19,7 @@ import { formatRecordLine } from "../exec/event-lines.ts";
 import type { GatewayRecord, LocalSession } from "../exec/local-gateway.ts";
 import { runLocal } from "../exec/run-local.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../exec/session-store.ts";
-import { AgentBlueprint } from "../protocol/invocation.ts";
+import { AGENT_BLUEPRINT_SCHEMA, type AgentBlueprint as AgentBlueprintShape } from "../protocol/invocation.ts";
 import { type } from "../shared/arktype.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { type JsonObject, parseJson, validate } from "../shared/json.ts";
@@ -44,6 +44,7 @@ function projectDirectory(flag: string | undefined, recorded: LocalSession | und
   return process.cwd();
 }
 
+const AgentBlueprint = type.schema(AGENT_BLUEPRINT_SCHEMA).as<AgentBlueprintShape>();
 /** A blueprint file may wrap the blueprint as `{"agent": {…}}`, like `GET /agents/{name}`. */
 const WrappedBlueprint = type({ agent: AgentBlueprint });
 

@@ -1,15 +1,14 @@
-/** The command line's entry: dispatches to the runner, `exec`, `doctor`, or a built-in executor. */
+/** The command line's entry: dispatches to the runner, `exec` or `doctor` (index.ts runs `__executor`). */
 import { stripVTControlCharacters } from "node:util";
 import { type ArgsDef, type CommandDef, renderUsage, runMain } from "citty";
-import { EXECUTOR_ENTRY, runBuiltinExecutor } from "../executors/builtin.ts";
 import { runnerCommand } from "./runner-command.ts";
 
 /**
  * Entry point: `agent-runner [flags]` runs the runner, `agent-runner exec …` one local invocation,
- * `agent-runner doctor [flags]` checks a runner's setup, `agent-runner __executor <name>` a
- * built-in executor. Dispatched here on the first argument:
- * citty would also run the runner's `run` after a subcommand. exec and the executors are imported
- * only when used, so the runner does not load them (nor the Agent SDK).
+ * `agent-runner doctor [flags]` checks a runner's setup (`agent-runner __executor <name>` is
+ * dispatched by index.ts, before this module loads). Dispatched here on the first argument:
+ * citty would also run the runner's `run` after a subcommand. exec is imported only when used, so
+ * the runner does not load it (nor the executors and the Agent SDK).
  */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<void> {
   const [first, ...rest] = argv;
@@ -22,9 +21,6 @@ export async function main(argv: string[] = process.argv.slice(2)): Promise<void
     const { doctorCommand } = await import("./doctor-command.ts");
     await runMain(doctorCommand, { rawArgs: rest, showUsage });
     return;
-  }
-  if (first === EXECUTOR_ENTRY) {
-    process.exit(await runBuiltinExecutor(rest));
   }
   await runMain(runnerCommand, { rawArgs: argv, showUsage });
 }

@@ -1,8 +1,8 @@
 /** HTTP to the coordinator: the base URL and the shared auth header, in one place. */
-import type { Type } from "arktype";
 import { coordinatorDetail } from "../protocol/error-detail.ts";
 import { parseJson } from "../shared/json.ts";
 import { Wakeup } from "../shared/retry.ts";
+import type { Validator } from "../shared/validation.ts";
 import { noAuth, type TokenSource } from "./auth.ts";
 
 export interface CoordinatorRequest {
@@ -91,7 +91,7 @@ export class CoordinatorHttp {
    * Sends a request and checks the JSON reply against a schema. A non-2xx status is a
    * CoordinatorError, a reply that does not fit the schema a BadReplyError naming the field.
    */
-  async json<T>(path: string, schema: Type<T>, request: CoordinatorRequest = {}): Promise<T> {
+  async json<T>(path: string, schema: Validator<T>, request: CoordinatorRequest = {}): Promise<T> {
     const response = await this.fetch(path, request);
     const text = await response.text();
     if (!response.ok) throw new CoordinatorError(response.status, path, text);

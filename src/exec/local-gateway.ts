@@ -4,7 +4,6 @@
  * and keeps the session state itself, so `GET /sessions/{id}` (and with it a resume) works offline.
  */
 
-import type { Type } from "arktype";
 import type { Server } from "bun";
 import {
   BindRequest,
@@ -18,6 +17,7 @@ import {
 import { admit, RunTokens, urlWithToken } from "../runner/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
 import { redact } from "../shared/log.ts";
+import type { Validator } from "../shared/validation.ts";
 
 /** A session as the local gateway knows it; the fields a coordinator's `GET /sessions/{id}` gives. */
 export const LocalSession = type({
@@ -79,7 +79,7 @@ const detail = (status: number, message: string): Reply => reply({ detail: messa
 function check<T extends { session_id: string }>(
   route: string,
   body: unknown,
-  schema: Type<T>,
+  schema: Validator<T>,
   sessionId: string,
 ): T | Reply {
   const result = schema(body);

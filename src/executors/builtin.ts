@@ -20,7 +20,7 @@ interface BuiltinExecutor {
 const BUILTIN_EXECUTORS: Record<string, BuiltinExecutor> = {
   "claude-code": {
     command: "executors/claude-code/ao-claude-code-exec",
-    load: async () => (await import("./claude-code.ts")).main,
+    load: async () => (await import("./claude-code-entry.ts")).main,
   },
   test: {
     command: "executors/test-executor/ao-test-exec",

@@ -3,41 +3,50 @@
  * defaults), the blueprint's MCP servers and prompt, and SDK failures explained. Pure data, no SDK
  * code: only its types.
  */
-import type { McpServerConfig, Options, PermissionMode, SettingSource } from "@anthropic-ai/claude-agent-sdk";
+import type { McpServerConfig, Options } from "@anthropic-ai/claude-agent-sdk/core";
+import type { RootSchema } from "@ark/schema";
 import { isCompiled } from "../config/install-dir.ts";
 import type { Invocation } from "../protocol/invocation.ts";
-import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
-import { JsonObject, validate } from "../shared/json.ts";
+import { JsonObject, schemaValidator, validate } from "../shared/validation.ts";
 import { type ClaudeCodeLookup, claudeCodeNotFound, findClaudeCode } from "./claude-code-binary.ts";
+import {
+  CLAUDE_CODE_DEFAULTS,
+  type ClaudeCodeSettings,
+  PERMISSION_MODES,
+  SETTING_SOURCES,
+} from "./claude-code-settings.ts";
 import { ExecutorError } from "./kit/run-executor.ts";
 
-export const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
-export const SETTING_SOURCES = ["user", "project", "local"] as const;
-/** What `executor_config` can set, with the defaults of docs/protocol.md ("Claude Code executor"). */
-export interface ClaudeCodeSettings {
-  permissionMode: PermissionMode;
-  settingSources: SettingSource[];
-  /** Undefined: the SDK's default model. */
-  model?: string;
+/** What `executor_config` holds under the keys this executor reads (null = default). */
+interface ClaudeCodeConfig {
+  permission_mode?: ClaudeCodeSettings["permissionMode"] | null;
+  setting_sources?: ClaudeCodeSettings["settingSources"] | null;
+  model?: string | null;
 }
 
-export const CLAUDE_CODE_DEFAULTS: ClaudeCodeSettings = {
-  permissionMode: "bypassPermissions",
-  settingSources: ["user", "project", "local"],
-};
-
-/** The keys this executor reads from `executor_config` (null = default); other keys are ignored. */
-const ClaudeCodeConfig = type({
-  "permission_mode?": type.enumerated(...PERMISSION_MODES).or("null"),
-  "setting_sources?": type
-    .enumerated(...SETTING_SOURCES)
-    .array()
-    .or("null"),
-  "model?": type("string")
-    .narrow((model, ctx) => model.trim() !== "" || ctx.mustBe("a non-empty model name"))
-    .or("null"),
-});
+const units = (values: readonly string[]) => values.map((unit) => ({ unit }));
+/** The keys this executor reads from `executor_config`; other keys are ignored. */
+const ClaudeCodeConfig = schemaValidator<ClaudeCodeConfig>({
+  domain: "object",
+  optional: [
+    { key: "permission_mode", value: [...units(PERMISSION_MODES), { unit: null }] },
+    {
+      key: "setting_sources",
+      value: [{ proto: "Array", sequence: { variadic: units(SETTING_SOURCES) } }, { unit: null }],
+    },
+    {
+      key: "model",
+      value: [
+        {
+          domain: "string",
+          predicate: [(model: string, ctx) => model.trim() !== "" || ctx.mustBe("a non-empty model name")],
+        },
+        { unit: null },
+      ],
+    },
+  ],
+} satisfies RootSchema);
 
 /** Reads the keys this executor knows from `executor_config`; other keys are ignored (forward compatibility). */
 export function claudeCodeSettings(config: JsonObject | undefined): ClaudeCodeSettings {

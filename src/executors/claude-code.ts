@@ -1,21 +1,24 @@
 /**
  * The Claude Code executor: runs one agent turn through the official Claude Agent SDK and
  * reports it through the runner's gateway (bind on the SDK's `init` message, user/assistant
- * message events, post_tool events from the PostToolUse hooks, session_stop at the end).
+ * message events, post_tool events from the PostToolUse hooks, session_stop at the end). The SDK
+ * comes from its `/core` entry: the same `query()`, a quarter of the code loaded up front, and
+ * zod and the MCP SDK taken from our own dependencies rather than inlined a second time.
  */
 import { existsSync, statSync } from "node:fs";
-import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk";
+import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk/core";
 import type { Invocation } from "../protocol/invocation.ts";
 import { sessionEvents } from "../protocol/session-events.ts";
+import type { EarlyClaudeCode } from "./claude-code-early.ts";
+import { CLAUDE_CODE_EXECUTOR_NAME } from "./claude-code-entry.ts";
 import {
   claudeCodeExecutable,
   explainSdkFailure,
-  PERMISSION_MODES,
   promptFor,
-  SETTING_SOURCES,
   type SessionTarget,
   sdkOptionsFor,
 } from "./claude-code-options.ts";
+import { PERMISSION_MODES, SETTING_SOURCES } from "./claude-code-settings.ts";
 import {
   type ExecutorContext,
   type ExecutorDefinition,
@@ -23,9 +26,9 @@ import {
   type ExecutorIO,
   readSessionForResume,
   runExecutor,
+  standardIO,
 } from "./kit/run-executor.ts";
-
-const CLAUDE_CODE_EXECUTOR_NAME = "ao-claude-code-exec";
+import type { StopWatch } from "./kit/stop-watch.ts";
 
 function checkDirectory(path: string, what: string): void {
   if (!existsSync(path)) throw new ExecutorError(`${what} ${path} does not exist`);
@@ -56,7 +59,7 @@ function resultFailure(message: Extract<SDKMessage, { type: "result" }>): string
   return `${message.subtype}${errors ? `: ${errors}` : ""}`;
 }
 
-async function run(invocation: Invocation, context: ExecutorContext): Promise<string> {
+async function run(invocation: Invocation, context: ExecutorContext, early?: EarlyClaudeCode): Promise<string> {
   const { reporter, log, env } = context;
   const sessionId = invocation.session_id;
   const target = await sessionTarget(invocation, context);
@@ -89,6 +92,8 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
   };
   options.hooks = { PostToolUse: [{ hooks: [postTool] }], PostToolUseFailure: [{ hooks: [postTool] }] };
   options.stderr = (data) => log.debug(`claude: ${data.trimEnd()}`);
+  // Started before the SDK loaded (claude-code-early.ts): the SDK gets it if it asks for exactly it.
+  if (early) options.spawnClaudeCodeProcess = early.spawner(options.stderr);
   // A stopped run (SIGTERM from the runner, or the runner gone) ends the Claude Code process too.
   const abortController = new AbortController();
   options.abortController = abortController;
@@ -126,7 +131,10 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
       }
     }
   } catch (error) {
-    if (!context.signal.aborted) throw new ExecutorError(explainSdkFailure((error as Error)?.message ?? String(error)));
+    if (!context.signal.aborted) {
+      const message = (error as Error)?.message ?? String(error);
+      throw new ExecutorError(explainSdkFailure(early ? await early.explain(message) : message));
+    }
   } finally {
     context.signal.removeEventListener("abort", abort);
   }
@@ -138,7 +146,7 @@ async function run(invocation: Invocation, context: ExecutorContext): Promise<st
   return result;
 }
 
-const claudeCodeExecutor: ExecutorDefinition = {
+const claudeCodeExecutor = (early?: EarlyClaudeCode): ExecutorDefinition => ({
   name: CLAUDE_CODE_EXECUTOR_NAME,
   summary: "runs a Claude Code agent through the Claude Agent SDK",
   details: `executor_config (other keys are ignored):
@@ -157,10 +165,20 @@ CLAUDE_CODE_EXECUTABLE   path of the Claude Code binary. Without it: the SDK's p
                          above the runner's directory (beside the compiled executable), then
                          claude on PATH
 Claude Code itself reads ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, CLAUDE_CONFIG_DIR, etc.`,
-  run,
-};
+  run: (invocation, context) => run(invocation, context, early),
+});
 
-/** Entry point: returns the exit code. */
-export function main(argv: string[], io?: ExecutorIO): Promise<number> {
-  return runExecutor(claudeCodeExecutor, argv, io);
+/** What claude-code-entry.ts has done before loading this module. */
+export interface EntryStart {
+  stop: StopWatch;
+  /** The invocation, already read from stdin. */
+  stdin: string;
+  early?: EarlyClaudeCode;
+}
+
+/** Runs the executor; returns the exit code. */
+export function main(argv: string[], io?: ExecutorIO, start?: EntryStart): Promise<number> {
+  if (!start) return runExecutor(claudeCodeExecutor(), argv, io);
+  const entryIO = { ...(io ?? standardIO()), readStdin: async () => start.stdin };
+  return runExecutor(claudeCodeExecutor(start.early), argv, entryIO, start.stop);
 }

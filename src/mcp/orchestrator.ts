@@ -2,9 +2,9 @@
  * The seven orchestration tools' work against the coordinator, without MCP: each method returns
  * the tool's answer or throws a ToolError whose message the calling agent reads.
  */
-import type { Type } from "arktype";
 import { CoordinatorError, type CoordinatorHttp, type CoordinatorRequest } from "../coordinator/http.ts";
 import { sleep } from "../shared/retry.ts";
+import type { Validator } from "../shared/validation.ts";
 import type { RequestContext } from "./context.ts";
 import {
   AgentList,
@@ -267,7 +267,7 @@ export class Orchestrator {
     return (await this.call(what, "/sessions", SessionList)).sessions;
   }
 
-  private async call<T>(what: string, path: string, schema: Type<T>, request?: CoordinatorRequest): Promise<T> {
+  private async call<T>(what: string, path: string, schema: Validator<T>, request?: CoordinatorRequest): Promise<T> {
     try {
       return await this.coordinator.json(path, schema, request);
     } catch (error) {

@@ -1,34 +1,66 @@
-/** Invocation 2.1: what the runner writes on an executor's stdin, and how executors read it. */
-import { type } from "../shared/arktype.ts";
-import { JsonObject, validate } from "../shared/json.ts";
+/**
+ * Invocation 2.1: what the runner writes on an executor's stdin, and how executors read it. The
+ * schema is data (validation.ts): executors validate with it without loading arktype.
+ */
+import type { RootSchema } from "@ark/schema";
+import { JSON_OBJECT_SCHEMA, type JsonObject, schemaValidator, toJsonSchema, validate } from "../shared/validation.ts";
 
 /** The invocation schema the runner writes and executors read (2.0 is not accepted any more). */
 export const SCHEMA_VERSION = "2.1";
 
+const NON_EMPTY_STRING = { domain: "string", minLength: 1 } satisfies RootSchema;
+const NULLABLE = (schema: RootSchema) => [schema, { unit: null }] satisfies RootSchema;
+
 /** The parts of an agent blueprint executors read; other fields pass through untouched. */
-export const AgentBlueprint = JsonObject.and({
-  "name?": "string",
-  "system_prompt?": "string | null",
-  "mcp_servers?": JsonObject.or("null"),
-});
+export interface AgentBlueprint extends JsonObject {
+  name?: string;
+  system_prompt?: string | null;
+  mcp_servers?: JsonObject | null;
+}
+
+export const AGENT_BLUEPRINT_SCHEMA = {
+  ...JSON_OBJECT_SCHEMA,
+  optional: [
+    { key: "name", value: "string" },
+    { key: "system_prompt", value: NULLABLE("string") },
+    { key: "mcp_servers", value: NULLABLE(JSON_OBJECT_SCHEMA) },
+  ],
+} satisfies RootSchema;
 
 /**
  * Invocation 2.1: what the runner hands an executor, as one JSON object on stdin. Without
  * `project_dir` (the runner always sends it on start; other callers may not) an executor works in
  * its current directory.
  */
-export const Invocation = type({
-  schema_version: `'${SCHEMA_VERSION}'`,
-  mode: "'start' | 'resume'",
-  session_id: "string > 0",
-  prompt: "string",
-  "project_dir?": "string > 0",
-  "agent_blueprint?": JsonObject,
-  "executor_config?": JsonObject,
-  "metadata?": JsonObject,
-});
+export interface Invocation {
+  schema_version: typeof SCHEMA_VERSION;
+  mode: "start" | "resume";
+  session_id: string;
+  prompt: string;
+  project_dir?: string;
+  agent_blueprint?: JsonObject;
+  executor_config?: JsonObject;
+  metadata?: JsonObject;
+}
 
-export type Invocation = typeof Invocation.infer;
+const INVOCATION_SCHEMA = {
+  domain: "object",
+  required: [
+    { key: "schema_version", value: { unit: SCHEMA_VERSION } },
+    { key: "mode", value: [{ unit: "start" }, { unit: "resume" }] },
+    { key: "session_id", value: NON_EMPTY_STRING },
+    { key: "prompt", value: "string" },
+  ],
+  optional: [
+    { key: "project_dir", value: NON_EMPTY_STRING },
+    { key: "agent_blueprint", value: JSON_OBJECT_SCHEMA },
+    { key: "executor_config", value: JSON_OBJECT_SCHEMA },
+    { key: "metadata", value: JSON_OBJECT_SCHEMA },
+  ],
+} satisfies RootSchema;
+
+const InvocationValidator = schemaValidator<Invocation>(INVOCATION_SCHEMA);
+
 export type InvocationMode = Invocation["mode"];
 
 export interface InvocationInput {
@@ -76,13 +108,10 @@ export function parseInvocation(text: string): Invocation {
   } catch (error) {
     throw new InvocationError(`Invalid invocation: stdin is not valid JSON: ${(error as Error).message}`);
   }
-  return validate(data, Invocation, `Invalid invocation (schema ${SCHEMA_VERSION})`, InvocationError);
+  return validate(data, InvocationValidator, `Invalid invocation (schema ${SCHEMA_VERSION})`, InvocationError);
 }
 
 /** JSON Schema (draft 2020-12) of invocation 2.1, for executors written in other languages. */
 export function invocationJsonSchema(): Record<string, unknown> {
-  // arktype cannot export a .narrow predicate; the only ones here are JsonObject's "not an array",
-  // which JSON Schema's `type: "object"` already says.
-  const schema = Invocation.toJsonSchema({ fallback: { predicate: (ctx) => ctx.base } }) as Record<string, unknown>;
-  return { ...schema, title: `Executor invocation ${SCHEMA_VERSION}` };
+  return { ...toJsonSchema(INVOCATION_SCHEMA), title: `Executor invocation ${SCHEMA_VERSION}` };
 }

@@ -108,8 +108,11 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
 
   let exitCode = 0;
   try {
-    if (await worker.register()) await worker.run();
-    else journal.close();
+    if (await worker.register()) {
+      // Start-up ran in the interpreter (index.ts); what runs from now on runs again and again.
+      Bun.unsafe.setJITPolicy(1);
+      await worker.run();
+    } else journal.close();
   } catch (error) {
     if (!(error instanceof RunnerStartError)) throw error;
     log.box({ title: "agent-runner cannot start", message: error.message });

@@ -3,7 +3,7 @@
  * timestamped text lines or, with `--log-format json`, one JSON object per line.
  */
 import { formatWithOptions } from "node:util";
-import { type ConsolaReporter, createConsola, type InputLogObject, LogLevels, type LogObject } from "consola";
+import { type ConsolaReporter, createConsola, type InputLogObject, LogLevels, type LogObject } from "consola/core";
 
 export const LOG_FORMATS = ["auto", "text", "json"] as const;
 /** `auto`: consola's interactive lines on a terminal, timestamped text lines otherwise. */
@@ -154,11 +154,17 @@ function escaping(reporter: ConsolaReporter): ConsolaReporter {
   };
 }
 
-const interactive = createConsola({ formatOptions: { date: true } });
+/**
+ * consola's own reporters, for a terminal only: the full consola (its fancy reporter and what it
+ * brings, ~3 MB) is not loaded by a runner whose stderr is a file, a pipe or a journal.
+ */
+const interactive: ConsolaReporter[] = process.stderr.isTTY
+  ? (await import("consola")).createConsola({ formatOptions: { date: true } }).options.reporters
+  : [];
 
 function reporters(format: LogFormat): ConsolaReporter[] {
   if (format === "json") return [jsonLines].map(redacting);
-  if (format === "auto" && process.stderr.isTTY) return interactive.options.reporters.map(escaping).map(redacting);
+  if (format === "auto" && process.stderr.isTTY) return interactive.map(escaping).map(redacting);
   return [timestampedLines].map(redacting);
 }
 

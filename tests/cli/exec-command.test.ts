@@ -482,12 +482,14 @@ describe("the compiled executable alone in an empty directory", () => {
     );
     expect(without.stderr).toContain("Set CLAUDE_CODE_EXECUTABLE to the path of a Claude Code executable");
 
-    const withBinary = await runProcess([binary, "exec", "--prompt", "hi", "--state-dir", state], {
+    const withBinary = await runProcess([binary, "exec", "-v", "--prompt", "hi", "--state-dir", state], {
       cwd: runDir,
       env: claudeEnv({ CLAUDE_CODE_EXECUTABLE: CLAUDE_CODE_BINARY }),
     });
     expect(withBinary.exitCode, withBinary.stderr).toBe(0);
     expect(withBinary.stdout).toMatch(/^fake answer from \S+\n$/);
+    // Started before the executor's modules loaded, and the one the Agent SDK used.
+    expect(withBinary.stderr).toMatch(/Claude Code started early \(pid \d+\) handed to the Agent SDK/);
   }, 60_000);
 
   test("the executable finds Claude Code in node_modules beside it, then on PATH", async () => {

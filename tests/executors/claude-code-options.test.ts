@@ -1,7 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { ClaudeCodeBinary } from "../../src/executors/claude-code-binary.ts";
 import {
-  CLAUDE_CODE_DEFAULTS,
   claudeCodeExecutable,
   claudeCodeSettings,
   explainSdkFailure,
@@ -10,6 +9,7 @@ import {
   promptFor,
   sdkOptionsFor,
 } from "../../src/executors/claude-code-options.ts";
+import { CLAUDE_CODE_DEFAULTS } from "../../src/executors/claude-code-settings.ts";
 import { ExecutorError } from "../../src/executors/kit/run-executor.ts";
 import { type Invocation, parseInvocation } from "../../src/protocol/invocation.ts";
 

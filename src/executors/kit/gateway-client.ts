@@ -2,10 +2,11 @@
  * An executor's side of the runner's gateway (`AGENT_ORCHESTRATOR_API_URL`): bind, events,
  * metadata, session reads; and the reporter that keeps an agent going when reporting fails.
  */
+import type { RootSchema } from "@ark/schema";
 import { coordinatorDetail } from "../../protocol/error-detail.ts";
 import { type EventRole, type SessionEvent, sessionEvents } from "../../protocol/session-events.ts";
 import type { Env } from "../../shared/env.ts";
-import { JsonObject, parseJson, validate } from "../../shared/json.ts";
+import { JSON_OBJECT_SCHEMA, JsonObject, parseJson, schemaValidator, validate } from "../../shared/validation.ts";
 import type { ExecutorLog } from "./executor-log.ts";
 
 /** Where the gateway is when `AGENT_ORCHESTRATOR_API_URL` is not set (a coordinator on this machine). */
@@ -23,15 +24,27 @@ export class GatewayError extends Error {
 }
 
 /** A session as `GET /sessions/{id}` describes it; other fields are ignored. */
-const SessionRecord = JsonObject.and({
-  "session_id?": "string",
-  "executor_session_id?": "string | null",
-  "project_dir?": "string | null",
-  "status?": "string",
-  "agent_name?": "string | null",
-  "last_resumed_at?": "string | null",
+export interface SessionRecord extends JsonObject {
+  session_id?: string;
+  executor_session_id?: string | null;
+  project_dir?: string | null;
+  status?: string;
+  agent_name?: string | null;
+  last_resumed_at?: string | null;
+}
+
+const NULLABLE_STRING = ["string", { unit: null }] satisfies RootSchema;
+const SessionRecord = schemaValidator<SessionRecord>({
+  ...JSON_OBJECT_SCHEMA,
+  optional: [
+    { key: "session_id", value: "string" },
+    { key: "executor_session_id", value: NULLABLE_STRING },
+    { key: "project_dir", value: NULLABLE_STRING },
+    { key: "status", value: "string" },
+    { key: "agent_name", value: NULLABLE_STRING },
+    { key: "last_resumed_at", value: NULLABLE_STRING },
+  ],
 });
-export type SessionRecord = typeof SessionRecord.infer;
 
 /** Talks to the runner's gateway; every failure is a GatewayError. */
 export class GatewayClient {

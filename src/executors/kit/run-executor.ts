@@ -72,7 +72,8 @@ export interface ExecutorIO {
   env: Env;
 }
 
-const defaultIO = (): ExecutorIO => ({
+/** stdin, stdout, stderr and the environment of this process. */
+export const standardIO = (): ExecutorIO => ({
   readStdin: () => Bun.stdin.text(),
   stdout: (text) => Bun.write(Bun.stdout, text),
   stderr: (text) => process.stderr.write(text),
@@ -106,12 +107,15 @@ SIGTERM or SIGINT stops the run (exit 143 or 130); the agent gets a second to en
 
 /**
  * Runs an executor: answers `--help`/`--schema`, otherwise reads and validates the invocation
- * from stdin, runs it, prints the result. Returns the exit code (never throws).
+ * from stdin, runs it, prints the result. Returns the exit code (never throws). `watch` is the
+ * StopWatch of an entry that started watching before loading the executor; by default one is
+ * started here.
  */
 export async function runExecutor(
   definition: ExecutorDefinition,
   argv: string[],
-  io: ExecutorIO = defaultIO(),
+  io: ExecutorIO = standardIO(),
+  watch?: StopWatch,
 ): Promise<number> {
   const log = new ExecutorLog(definition.name, isDebugEnabled(io.env), io.stderr);
   if (argv.includes("--help") || argv.includes("-h")) {
@@ -126,7 +130,7 @@ export async function runExecutor(
     log.error(`unexpected argument '${argv[0]}': the invocation is read from stdin (options: --help, --schema)`);
     return 1;
   }
-  const stop = new StopWatch(io.env, log);
+  const stop = watch ?? new StopWatch(io.env, log);
   try {
     const invocation = parseInvocation(await io.readStdin());
     // A stop that came while the invocation was read: the run does not start.

@@ -1,0 +1,33 @@
+/**
+ * The Claude Code executor's entry (`ao-claude-code-exec`, `agent-runner __executor claude-code`):
+ * watches for stops, reads the invocation, starts Claude Code early when it can, and only then
+ * loads the executor itself (the Agent SDK, the validator) and runs it. Loads in a few ms.
+ */
+import { EarlyClaudeCode, plannedSpawn } from "./claude-code-early.ts";
+import { ExecutorLog, isDebugEnabled } from "./kit/executor-log.ts";
+import { StopWatch } from "./kit/stop-watch.ts";
+
+export const CLAUDE_CODE_EXECUTOR_NAME = "ao-claude-code-exec";
+
+/** Entry point: returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  // --help, --schema, or a wrong argument: nothing to start.
+  if (argv.length > 0) return (await import("./claude-code.ts")).main(argv);
+  const env = process.env;
+  const log = new ExecutorLog(CLAUDE_CODE_EXECUTOR_NAME, isDebugEnabled(env));
+  const stop = new StopWatch(env, log);
+  const stdin = await Bun.stdin.text();
+  const plan = stop.signal.aborted ? undefined : plannedSpawn(stdin, env);
+  const early = plan && EarlyClaudeCode.start(plan, log);
+  // Stopped before the SDK has it: it goes at once (once the SDK has it, the run's stop ends it).
+  const onStop = () => void early?.discard();
+  stop.signal.addEventListener("abort", onStop, { once: true });
+  try {
+    const executor = await import("./claude-code.ts");
+    return await executor.main(argv, undefined, { stop, stdin, early });
+  } finally {
+    stop.signal.removeEventListener("abort", onStop);
+    // Never handed to the SDK (the run failed or stopped before): it must not outlive the executor.
+    await early?.discard();
+  }
+}
