@@ -278,7 +278,7 @@ describe("sandbox", () => {
 
 describe("built-in profiles", () => {
   const CLAUDE = { type: "claude-code", command: "executors/claude-code/ao-claude-code-exec" };
-  // Design §2, "Example profiles shipped with the runner, with exactly these contents".
+  // The built-in profiles, with exactly these contents (the README documents them).
   const expected: Record<string, unknown> = {
     coding: {
       ...CLAUDE,
