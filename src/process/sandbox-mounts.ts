@@ -76,7 +76,7 @@ export interface MountPaths {
   empty: string[];
   writable: string[];
   readonly: string[];
-  /** Replaced by an empty, read-only view (a tmpfs, or /dev/null for a file). */
+  /** Replaced by an empty view: a tmpfs thrown away with the run, or /dev/null (read-only) for a file. */
   hidden: string[];
 }
 

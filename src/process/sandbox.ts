@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { constants, homedir } from "node:os";
-import { dirname, isAbsolute, join, normalize, sep } from "node:path";
+import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
 import { INSTALL_DIR } from "../config/install-dir.ts";
 import { findClaudeCode } from "../executors/claude-code-binary.ts";
 import type { Env } from "../shared/env.ts";
@@ -130,11 +130,16 @@ function claudeCodeFiles(home: string, env: Env): string[] {
   return [...dirs, config];
 }
 
+/** Kernel filesystems: writable in the sandbox they would reach other processes and the host. */
+const SYSTEM_DIRS = ["/proc", "/sys", "/dev"];
+
 function checkProject(projectDir: string, realHome: string, home: string, guarded: Array<[string, string]>): string {
   const project = real(projectDir);
   if (!project || !statSync(project).isDirectory()) {
     throw new Error(`Sandbox: project directory ${projectDir} does not exist`);
   }
+  const system = SYSTEM_DIRS.find((dir) => isWithin(project, dir));
+  if (system) throw new Error(`Sandbox: project directory ${projectDir} is in ${system}, a system directory`);
   // The project comes with the run: it must not open up what the sandbox protects. The runner's
   // directory holds code the runner itself loads later (outside any sandbox).
   if (isWithin(realHome, project)) {
@@ -143,10 +148,17 @@ function checkProject(projectDir: string, realHome: string, home: string, guarde
     );
   }
   for (const [dir, what] of guarded) {
-    const realDir = real(dir);
-    if (realDir && isWithin(project, realDir)) {
+    const realDir = real(dir) ?? resolve(dir);
+    if (isWithin(project, realDir)) {
       throw new Error(
         `Sandbox: project directory ${projectDir} is inside ${what} ${dir}, which stays read-only or hidden`,
+      );
+    }
+    // Inside a writable project, the agent could rename a parent of the directory and put its own
+    // in its place, which the runner then uses outside the sandbox.
+    if (isWithin(realDir, project)) {
+      throw new Error(
+        `Sandbox: project directory ${projectDir} contains ${what} ${dir}, which the agent could move or replace`,
       );
     }
   }

@@ -176,6 +176,19 @@ curl -sf -X POST -H 'Content-Type: application/json' "$AGENT_ORCHESTRATOR_API_UR
     expect(await sandbox.leftAfter(2_000)).toEqual([]);
   });
 
+  test("a state directory inside the project is refused before the executor starts: its agent could move it and write the sessions", async () => {
+    needBubblewrap();
+    const w = execWorld();
+    const stateDir = join(w.project, "a", "state");
+    const args = ["--profile", "sandboxed", "--profiles-dir", sandboxedProfiles(PROBE), "--prompt", "p"];
+    const outcome = await exec([...args, "--state-dir", stateDir], { HOME: w.home }, w.project);
+    expect(outcome.exitCode).toBe(1);
+    expect(outcome.stderr).toContain(
+      `Sandbox: project directory ${w.project} contains the runner's state directory ${stateDir}`,
+    );
+    expect(existsSync(join(w.project, "probe-results"))).toBe(false);
+  });
+
   test("without bubblewrap, exec refuses a sandboxed profile before starting anything, naming the package", async () => {
     const w = execWorld();
     const args = ["--profile", "sandboxed", "--profiles-dir", sandboxedProfiles(PROBE), "--prompt", "p"];

@@ -181,6 +181,30 @@ describe("bubblewrapArgv", () => {
     ).toThrow("not an absolute path");
   });
 
+  test("refuses a project that contains a state directory or the runner's directory (its agent could move them)", () => {
+    const base = temp.make("ar-sbx-nest-", "/var/tmp");
+    const home = join(base, "home");
+    const project = join(base, "project");
+    const state = join(project, "a", "state");
+    const runnerDir = join(project, "tools", "agent-runner");
+    for (const dir of [home, state, runnerDir]) mkdirSync(dir, { recursive: true });
+    const options = { home, runnerDir: REPO_ROOT, stateDirs: [], settings: noSettings, env: {}, projectDir: project };
+    expect(() => bubblewrapArgv({ ...options, stateDirs: [state] })).toThrow(
+      `Sandbox: project directory ${project} contains the runner's state directory ${state}`,
+    );
+    expect(() => bubblewrapArgv({ ...options, runnerDir })).toThrow(
+      `Sandbox: project directory ${project} contains the runner's directory ${runnerDir}`,
+    );
+  });
+
+  test("refuses /proc, /sys and /dev, and what lies in them, as a project", () => {
+    const home = temp.make("ar-sbx-home-");
+    const options = { home, runnerDir: REPO_ROOT, stateDirs: [], settings: noSettings, env: {} };
+    for (const projectDir of ["/proc", "/proc/self", "/sys", "/sys/kernel", "/dev", "/dev/shm"]) {
+      expect(() => bubblewrapArgv({ ...options, projectDir })).toThrow("a system directory");
+    }
+  });
+
   test("an exit code bwrap gives for a signal is read back as the signal", () => {
     expect(signalOfSandboxExit(137)).toBe("SIGKILL");
     expect(signalOfSandboxExit(139)).toBe("SIGSEGV");
