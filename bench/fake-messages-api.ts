@@ -1,5 +1,6 @@
 import type { Server } from "bun";
 import { monoNs } from "./clock.ts";
+import { serveOnLoopback, urlOf } from "./loopback-server.ts";
 
 /**
  * The Anthropic Messages API as far as Claude Code needs it to finish a turn, on 127.0.0.1, for
@@ -46,16 +47,11 @@ export class FakeMessagesApi {
   private readonly server: Server<undefined>;
 
   constructor() {
-    this.server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      idleTimeout: 0,
-      fetch: (request) => this.handle(request),
-    });
+    this.server = serveOnLoopback((request) => this.handle(request));
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.server.port}`;
+    return urlOf(this.server);
   }
 
   stop(): Promise<void> {

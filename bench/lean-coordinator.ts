@@ -1,5 +1,6 @@
 import type { Server } from "bun";
 import { monoNs } from "./clock.ts";
+import { serveOnLoopback, urlOf } from "./loopback-server.ts";
 
 /**
  * A coordinator for the benchmark only: the runner protocol and nothing else. Not
@@ -32,16 +33,11 @@ export class LeanCoordinator {
   private server: Server<undefined>;
 
   constructor(readonly pollTimeoutSeconds = 30) {
-    this.server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      idleTimeout: 0,
-      fetch: (request) => this.handle(request),
-    });
+    this.server = serveOnLoopback((request) => this.handle(request));
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.server.port}`;
+    return urlOf(this.server);
   }
 
   hand(run: BenchRun): void {

@@ -1,4 +1,5 @@
 import type { Server } from "bun";
+import { serveOnLoopback, urlOf } from "./loopback-server.ts";
 
 /** The path prefix of the gateway URL, standing in for a run token (`agrun_` and 43 characters). */
 const RUN_TOKEN = `agrun_${"b".repeat(43)}`;
@@ -15,27 +16,22 @@ export class RecordingGateway {
   private readonly server: Server<undefined>;
 
   constructor() {
-    this.server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      idleTimeout: 0,
-      fetch: async (request) => {
-        const path = new URL(request.url).pathname;
-        await request.arrayBuffer();
-        const prefix = `/${RUN_TOKEN}/`;
-        if (!path.startsWith(prefix)) return Response.json({ detail: "bench gateway: no run token" }, { status: 401 });
-        const route = `${request.method} ${path.slice(prefix.length - 1)}`;
-        if (route === "POST /bind" || route === "POST /events" || route === "PATCH /metadata") {
-          this.requests.push(route);
-          return Response.json({ ok: true });
-        }
-        return Response.json({ detail: `bench gateway: no route for ${route}` }, { status: 404 });
-      },
+    this.server = serveOnLoopback(async (request) => {
+      const path = new URL(request.url).pathname;
+      await request.arrayBuffer();
+      const prefix = `/${RUN_TOKEN}/`;
+      if (!path.startsWith(prefix)) return Response.json({ detail: "bench gateway: no run token" }, { status: 401 });
+      const route = `${request.method} ${path.slice(prefix.length - 1)}`;
+      if (route === "POST /bind" || route === "POST /events" || route === "PATCH /metadata") {
+        this.requests.push(route);
+        return Response.json({ ok: true });
+      }
+      return Response.json({ detail: `bench gateway: no route for ${route}` }, { status: 404 });
     });
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.server.port}/${RUN_TOKEN}`;
+    return `${urlOf(this.server)}/${RUN_TOKEN}`;
   }
 
   reset(): void {
