@@ -4,7 +4,8 @@ import pkg from "../../package.json" with { type: "json" };
 import { runnerFlags } from "../config/flags.ts";
 import type { ProfileSandbox } from "../config/profiles.ts";
 import { hideClientSecret, resolveConfig, resolveLogFormat, resolveProfilesDir } from "../config/runner-config.ts";
-import { setLogContext, setLogFormat, setVerbose } from "../shared/log.ts";
+import { messageOf } from "../shared/errors.ts";
+import { log, setLogContext, setLogFormat, setVerbose } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -71,7 +72,16 @@ export const runnerCommand = defineCommand({
           ? defaultProfile()
           : loadProfile(config.profile, { profilesDir: config.profilesDir });
       setLogContext({ profile: profile.name });
-      if (profile.sandbox) (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
+      if (profile.sandbox) {
+        (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
+        // Runs that name no project directory of their own get the runner's: say now if it is refused.
+        const { sandboxPlaces } = await import("../process/sandbox.ts");
+        try {
+          sandboxPlaces({ projectDir: config.projectDir, stateDirs: [config.stateDir], env: process.env });
+        } catch (error) {
+          log.warn(`Runs without a project_dir of their own will fail: ${messageOf(error)} (see --project-dir)`);
+        }
+      }
       const { startRunner } = await import("../runner/start-runner.ts");
       await startRunner(config, profile);
     }),

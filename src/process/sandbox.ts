@@ -166,13 +166,11 @@ function checkProject(projectDir: string, realHome: string, home: string, guarde
 }
 
 /**
- * The command prefix that runs an executor in a bubblewrap sandbox: append the executor's argv.
- * Spawn it in a process group of its own and stop it by signalling the group (SIGTERM, then
- * SIGKILL). Throws, naming the path, when the project or home cannot be sandboxed.
+ * The home to empty, the runner's directory and the project, checked: throws, naming the path,
+ * when the project or home cannot be sandboxed. Touches nothing.
  */
-export function bubblewrapArgv(options: BubblewrapOptions): string[] {
-  const { env } = options;
-  const home = normalize(options.home ?? (env.HOME || homedir()));
+export function sandboxPlaces(options: Omit<BubblewrapOptions, "settings">) {
+  const home = normalize(options.home ?? (options.env.HOME || homedir()));
   if (!isAbsolute(home)) throw new Error(`Sandbox: home directory ${home} is not an absolute path`);
   const realHome = real(home);
   if (!realHome || !statSync(realHome).isDirectory()) throw new Error(`Sandbox: home directory ${home} does not exist`);
@@ -182,7 +180,17 @@ export function bubblewrapArgv(options: BubblewrapOptions): string[] {
     [runnerDir, "the runner's directory"],
     ...options.stateDirs.map((dir): [string, string] => [dir, "the runner's state directory"]),
   ];
-  const project = checkProject(options.projectDir, realHome, home, guarded);
+  return { home, realHome, runnerDir, project: checkProject(options.projectDir, realHome, home, guarded) };
+}
+
+/**
+ * The command prefix that runs an executor in a bubblewrap sandbox: append the executor's argv.
+ * Spawn it in a process group of its own and stop it by signalling the group (SIGTERM, then
+ * SIGKILL). Throws, naming the path, when the project or home cannot be sandboxed.
+ */
+export function bubblewrapArgv(options: BubblewrapOptions): string[] {
+  const { env } = options;
+  const { home, realHome, runnerDir, project } = sandboxPlaces(options);
 
   const writable = [options.projectDir, ...claudeCodeFiles(home, env)];
   for (const path of options.settings.extraWritable) writable.push(absolute(path, home, "extra_writable path"));

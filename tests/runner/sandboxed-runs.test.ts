@@ -220,6 +220,17 @@ describe("the runner as a process", () => {
     expect(fake.find("POST", "/runner/register")).toEqual([]);
   });
 
+  test("a default project directory the sandbox refuses is named at start: runs without their own would fail", async () => {
+    needBubblewrap();
+    const w = runnerWorld();
+    const fake = startFakeCoordinator();
+    const runner = startRunner(fake, STUBBORN, w, { AGENT_RUNNER_STATE_DIR: join(w.project, "a", "state") });
+    await fake.waitForRequest("POST", "/runner/register");
+    expect(runner.output()).toContain(
+      `Runs without a project_dir of their own will fail: Sandbox: project directory ${w.project} contains the runner's state directory ${join(w.project, "a", "state")}`,
+    );
+  });
+
   test("the journal records bwrap's process group: killing it, as a restarted runner does, kills all of the sandbox", async () => {
     needBubblewrap();
     const w = runnerWorld();
