@@ -7,6 +7,8 @@
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { INSTALL_DIR } from "../src/config/install-dir.ts";
+import { claudeCodeSandboxNeeds } from "../src/executors/sandbox-needs.ts";
 import { ExecutorProcess } from "../src/process/executor-process.ts";
 import type { SandboxOptions } from "../src/process/sandbox.ts";
 import { checkBubblewrap } from "../src/process/sandbox-check.ts";
@@ -60,6 +62,8 @@ try {
   const sandbox: SandboxOptions = {
     settings: { extraWritable: [], extraHidden: [] },
     stateDirs: [join(base, "state")],
+    runnerDir: INSTALL_DIR,
+    needs: claudeCodeSandboxNeeds(env),
   };
   const executors: Array<[string, string[]]> = [
     ["/bin/echo (C, no runtime)", ["/bin/echo", "started"]],

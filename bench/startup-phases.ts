@@ -74,14 +74,14 @@ let gateway: { stop(): Promise<void> } | undefined;
 await step("startGateway()", async () => {
   const { startGateway } = await import("../src/runner/gateway.ts");
   const { CoordinatorHttp } = await import("../src/coordinator/http.ts");
-  const { RunTokens } = await import("../src/runner/run-tokens.ts");
+  const { RunTokens } = await import("../src/protocol/run-tokens.ts");
   const http = new CoordinatorHttp("http://127.0.0.1:9");
   gateway = startGateway({ http, hostname: "h", executorProfile: "p", tokens: new RunTokens() });
 });
 await step("startMcpServer() (the MCP SDK loads on the first request)", async () => {
   const { startMcpServer } = await import("../src/mcp/server.ts");
   const { CoordinatorHttp } = await import("../src/coordinator/http.ts");
-  const { RunTokens } = await import("../src/runner/run-tokens.ts");
+  const { RunTokens } = await import("../src/protocol/run-tokens.ts");
   mcp = await startMcpServer({ coordinator: new CoordinatorHttp("http://127.0.0.1:9"), tokens: new RunTokens() });
 });
 await step("loadProfile('test') (arktype validation, fs checks)", async () => {

@@ -5,10 +5,10 @@ import type { RunnerConfig } from "../config/runner-config.ts";
 import { ClientCredentialsAuth, noAuth, type TokenSource, tokenUrl } from "../coordinator/auth.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
 import { claudeCodeNotFound, findClaudeCode } from "../executors/claude-code-binary.ts";
-import { bubblewrapArgv, type SandboxSettings } from "../process/sandbox.ts";
+import { bubblewrapArgv, type SandboxOptions } from "../process/sandbox.ts";
 import { checkBubblewrap } from "../process/sandbox-check.ts";
 import { coordinatorDetail } from "../protocol/error-detail.ts";
-import { RunTokens } from "../runner/run-tokens.ts";
+import { RunTokens } from "../protocol/run-tokens.ts";
 import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";
 
@@ -57,12 +57,12 @@ export async function checkClaudeCode(env: Env): Promise<CheckResult> {
  * A sandboxed profile's executors need bubblewrap and user namespaces, and a project directory
  * the sandbox accepts: the sandbox of a run in the default project directory is created, running `true`.
  */
-export async function checkSandbox(config: RunnerConfig, settings: SandboxSettings): Promise<CheckResult> {
+export async function checkSandbox(config: RunnerConfig, sandbox: SandboxOptions): Promise<CheckResult> {
   const check = checkBubblewrap();
   if (!check.ok) return { ok: false, detail: check.reason };
   let argv: string[];
   try {
-    argv = bubblewrapArgv({ settings, stateDirs: [config.stateDir], projectDir: config.projectDir, env: process.env });
+    argv = bubblewrapArgv({ ...sandbox, projectDir: config.projectDir, env: process.env });
   } catch (error) {
     return { ok: false, detail: messageOf(error) };
   }

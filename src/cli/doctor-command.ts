@@ -11,10 +11,10 @@ import {
   describeProfiles,
   type ProfileSandbox,
   resolveExecutorCommand,
-  sandboxSettings,
+  sandboxOptions,
 } from "../config/profiles.ts";
 import { type RunnerConfig, resolveConfig } from "../config/runner-config.ts";
-import type { SandboxSettings } from "../process/sandbox.ts";
+import type { SandboxOptions } from "../process/sandbox.ts";
 import { messageOf } from "../shared/errors.ts";
 import { setVerbose } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
@@ -46,7 +46,7 @@ function configSummary(config: RunnerConfig): string {
 }
 
 /** The profile as the runner would load it: one line for the profile, one for its executor command. */
-function profileChecks(config: RunnerConfig): { type?: string; sandbox?: SandboxSettings; results: boolean[] } {
+function profileChecks(config: RunnerConfig): { type?: string; sandbox?: SandboxOptions; results: boolean[] } {
   const name = config.profile;
   const fail = (detail: string) => ({ results: [print("profile", { ok: false, detail })] });
   let profile: { type: string; command: string; source: string; sandbox?: ProfileSandbox } = {
@@ -79,7 +79,7 @@ function profileChecks(config: RunnerConfig): { type?: string; sandbox?: Sandbox
         : { ok: true, detail: `runs ${argv.join(" ")}` },
     ),
   ];
-  return { type: profile.type, sandbox: sandboxSettings(profile.sandbox), results };
+  return { type: profile.type, sandbox: sandboxOptions(profile, [config.stateDir], process.env), results };
 }
 
 export const doctorCommand = defineCommand({

@@ -76,8 +76,14 @@ export const runnerCommand = defineCommand({
         (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
         // Runs that name no project directory of their own get the runner's: say now if it is refused.
         const { sandboxPlaces } = await import("../process/sandbox.ts");
+        const { INSTALL_DIR } = await import("../config/install-dir.ts");
         try {
-          sandboxPlaces({ projectDir: config.projectDir, stateDirs: [config.stateDir], env: process.env });
+          sandboxPlaces({
+            projectDir: config.projectDir,
+            stateDirs: [config.stateDir],
+            runnerDir: INSTALL_DIR,
+            env: process.env,
+          });
         } catch (error) {
           log.warn(`Runs without a project_dir of their own will fail: ${messageOf(error)} (see --project-dir)`);
         }

@@ -7,8 +7,10 @@ import research from "../../profiles/research.json" with { type: "json" };
 import supervised from "../../profiles/supervised.json" with { type: "json" };
 import test from "../../profiles/test.json" with { type: "json" };
 import { builtinExecutorArgv } from "../executors/builtin.ts";
-import type { SandboxSettings } from "../process/sandbox.ts";
+import { sandboxNeedsOf } from "../executors/sandbox-needs.ts";
+import type { SandboxOptions, SandboxSettings } from "../process/sandbox.ts";
 import { type } from "../shared/arktype.ts";
+import type { Env } from "../shared/env.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { JsonObject, parseJson, validate } from "../shared/json.ts";
 import { readSmallFile } from "../shared/small-file.ts";
@@ -176,6 +178,21 @@ export function sandboxSettings(sandbox: ProfileSandbox | undefined): SandboxSet
   if (!sandbox) return undefined;
   if (sandbox === true) return { extraWritable: [], extraHidden: [] };
   return { extraWritable: sandbox.extra_writable ?? [], extraHidden: sandbox.extra_hidden ?? [] };
+}
+
+/**
+ * How a profile's executors are sandboxed, or undefined without a sandbox: its settings, what its
+ * executor declares it needs (read from the environment it gets), the runner's directory, and the
+ * state directories it must not see.
+ */
+export function sandboxOptions(
+  profile: Pick<ExecutorProfile, "command" | "sandbox">,
+  stateDirs: string[],
+  env: Env,
+): SandboxOptions | undefined {
+  const settings = sandboxSettings(profile.sandbox);
+  if (!settings) return undefined;
+  return { settings, stateDirs, runnerDir: INSTALL_DIR, needs: sandboxNeedsOf(profile.command, env) };
 }
 
 function withArgv(profile: ProfileContent): ExecutorProfile {

@@ -14,7 +14,7 @@ import {
   MessageContent,
   MetadataRequest,
 } from "../protocol/gateway-requests.ts";
-import { admit, RunTokens, urlWithToken } from "../runner/run-tokens.ts";
+import { admit, RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
 import { redact } from "../shared/log.ts";
 import type { Validator } from "../shared/validation.ts";

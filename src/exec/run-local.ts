@@ -4,8 +4,8 @@
  * through the same process module, and it talks to a local recording gateway.
  */
 import { constants, hostname } from "node:os";
-import { type ExecutorProfile, sandboxSettings } from "../config/profiles.ts";
-import { executorEnvironment } from "../process/executor-env.ts";
+import { executorEnvironment } from "../config/executor-env.ts";
+import { type ExecutorProfile, sandboxOptions } from "../config/profiles.ts";
 import { ExecutorProcess } from "../process/executor-process.ts";
 import { buildInvocation, type Invocation, type InvocationMode } from "../protocol/invocation.ts";
 import type { Env } from "../shared/env.ts";
@@ -69,7 +69,10 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     onRecord: options.onRecord,
     onSessionChange: options.onSessionChange,
   }).start();
-  const sandbox = sandboxSettings(options.profile.sandbox);
+  const env = executorEnvironment(options.env ?? process.env, {
+    AGENT_ORCHESTRATOR_API_URL: gateway.urlFor(options.sessionId),
+    AGENT_SESSION_ID: options.sessionId,
+  });
   try {
     let executor: ExecutorProcess;
     try {
@@ -77,11 +80,8 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
         argv: options.profile.argv,
         input: JSON.stringify(invocation),
         cwd: options.projectDir,
-        sandbox: sandbox && { settings: sandbox, stateDirs: options.stateDirs ?? [] },
-        env: executorEnvironment(options.env ?? process.env, {
-          AGENT_ORCHESTRATOR_API_URL: gateway.urlFor(options.sessionId),
-          AGENT_SESSION_ID: options.sessionId,
-        }),
+        sandbox: sandboxOptions(options.profile, options.stateDirs ?? [], env),
+        env,
         stdout: "capture",
         stderr: "inherit",
       });

@@ -4,10 +4,9 @@
  * loads the executor itself (the Agent SDK, the validator) and runs it. Loads in a few ms.
  */
 import { EarlyClaudeCode, plannedSpawn } from "./claude-code-early.ts";
+import { CLAUDE_CODE_EXECUTOR_NAME } from "./claude-code-settings.ts";
 import { ExecutorLog, isDebugEnabled } from "./kit/executor-log.ts";
 import { StopWatch } from "./kit/stop-watch.ts";
-
-export const CLAUDE_CODE_EXECUTOR_NAME = "ao-claude-code-exec";
 
 /** Entry point: returns the exit code. */
 export async function main(argv: string[]): Promise<number> {

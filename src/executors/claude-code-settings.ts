@@ -1,9 +1,12 @@
 /**
- * What `executor_config` can set for the Claude Code executor: the accepted values and the
- * defaults. Plain data, no validator: read by the validator (claude-code-options.ts) and by the
- * early start (claude-code-early.ts), which must not wait for the validator to load.
+ * The Claude Code executor's plain data: its program name, and what `executor_config` can set
+ * (the accepted values and the defaults). No validator: read by the validator
+ * (claude-code-options.ts), by the entry and by the early start (claude-code-early.ts), which must
+ * not wait for the validator to load.
  */
 import type { PermissionMode, SettingSource } from "@anthropic-ai/claude-agent-sdk/core";
+
+export const CLAUDE_CODE_EXECUTOR_NAME = "ao-claude-code-exec";
 
 export const PERMISSION_MODES = ["default", "acceptEdits", "bypassPermissions", "plan", "dontAsk", "auto"] as const;
 export const SETTING_SOURCES = ["user", "project", "local"] as const;

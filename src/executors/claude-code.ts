@@ -10,7 +10,6 @@ import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-
 import type { Invocation } from "../protocol/invocation.ts";
 import { sessionEvents } from "../protocol/session-events.ts";
 import type { EarlyClaudeCode } from "./claude-code-early.ts";
-import { CLAUDE_CODE_EXECUTOR_NAME } from "./claude-code-entry.ts";
 import {
   claudeCodeExecutable,
   explainSdkFailure,
@@ -18,7 +17,7 @@ import {
   type SessionTarget,
   sdkOptionsFor,
 } from "./claude-code-options.ts";
-import { PERMISSION_MODES, SETTING_SOURCES } from "./claude-code-settings.ts";
+import { CLAUDE_CODE_EXECUTOR_NAME, PERMISSION_MODES, SETTING_SOURCES } from "./claude-code-settings.ts";
 import {
   type ExecutorContext,
   type ExecutorDefinition,

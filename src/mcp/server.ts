@@ -2,7 +2,7 @@
 import type { Server } from "bun";
 import pkg from "../../package.json" with { type: "json" };
 import type { CoordinatorHttp } from "../coordinator/http.ts";
-import { admit, type RunTokens } from "../runner/run-tokens.ts";
+import { admit, type RunTokens } from "../protocol/run-tokens.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { contextFromHeaders } from "./context.ts";

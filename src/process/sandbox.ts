@@ -6,8 +6,6 @@
 import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { constants, homedir } from "node:os";
 import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
-import { INSTALL_DIR } from "../config/install-dir.ts";
-import { findClaudeCode } from "../executors/claude-code-binary.ts";
 import type { Env } from "../shared/env.ts";
 import { isWithin, mountArgs, real } from "./sandbox-mounts.ts";
 
@@ -17,13 +15,30 @@ export interface SandboxSettings {
   extraHidden: string[];
 }
 
+/**
+ * What an executor needs in its sandbox beyond its project, as the executor declares it: paths may
+ * start with `~/` (the sandbox's home).
+ */
+export interface SandboxNeeds {
+  /** Directories it keeps writable (created when missing: a bind needs an existing source). */
+  writableDirs: string[];
+  /** Files it keeps writable; created with `initial` when missing and given, else bound only if they exist. */
+  writableFiles: Array<{ path: string; initial?: string }>;
+  /** Paths that stay visible read-only wherever they are (programs it runs). */
+  readonly: string[];
+}
+
+export const NO_SANDBOX_NEEDS: SandboxNeeds = { writableDirs: [], writableFiles: [], readonly: [] };
+
 /** What a caller says about an executor's sandbox; its project is the executor's working directory. */
 export interface SandboxOptions {
   settings: SandboxSettings;
   /** The runner's own state directories (run journal, exec's sessions): hidden. */
   stateDirs: string[];
-  /** The runner's install directory, visible read-only even inside the home (default: this runner's). */
-  runnerDir?: string;
+  /** The runner's install directory, visible read-only even inside the home. */
+  runnerDir: string;
+  /** What the executor needs besides its project (default: nothing). */
+  needs?: SandboxNeeds;
   /** The home directory that is emptied (default: the executor's HOME, else this user's). */
   home?: string;
 }
@@ -31,7 +46,7 @@ export interface SandboxOptions {
 export interface BubblewrapOptions extends SandboxOptions {
   /** The run's project directory: writable, and the executor's working directory. */
   projectDir: string;
-  /** The executor's environment: HOME, CLAUDE_CODE_EXECUTABLE, CLAUDE_CONFIG_DIR, XDG_RUNTIME_DIR, PATH and Bun's cache variables are read from it. */
+  /** The executor's environment: HOME, XDG_RUNTIME_DIR and Bun's cache variables are read from it. */
   env: Env;
   /** Programs that must stay visible (read-only) wherever they are: the executor's own. */
   programs?: string[];
@@ -108,26 +123,22 @@ export function sandboxBase(programs: { bwrap: string; env: string }, uid: numbe
   ];
 }
 
-/**
- * Claude Code keeps credentials, settings and sessions (needed for a resume) in ~/.claude, and its
- * global config in ~/.claude.json (in CLAUDE_CONFIG_DIR when that is set). A bind needs an existing
- * source, so both are created when missing: without a persistent ~/.claude.json every run would
- * write a fresh one into the emptied home, back it up into ~/.claude/backups, and warn on the next
- * run that the file is gone.
- */
-function claudeCodeFiles(home: string, env: Env): string[] {
-  const dirs = [join(home, ".claude")];
-  if (env.CLAUDE_CONFIG_DIR) dirs.push(absolute(env.CLAUDE_CONFIG_DIR, home, "CLAUDE_CONFIG_DIR"));
+/** The executor's writable needs as real paths in `home`, created where it asks for that. */
+function neededWritable(needs: SandboxNeeds, home: string): string[] {
+  const dirs = needs.writableDirs.map((dir) => absolute(dir, home, "writable directory"));
   for (const dir of dirs) mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const config = join(home, ".claude.json");
-  if (!env.CLAUDE_CONFIG_DIR && !existsSync(config)) {
-    try {
-      writeFileSync(config, "{}\n", { flag: "wx", mode: 0o600 });
-    } catch {
-      // Created meanwhile by a concurrent run, or a dangling symlink: bound if it exists.
+  const files = needs.writableFiles.map(({ path, initial }) => {
+    const file = absolute(path, home, "writable file");
+    if (initial !== undefined && !existsSync(file)) {
+      try {
+        writeFileSync(file, initial, { flag: "wx", mode: 0o600 });
+      } catch {
+        // Created meanwhile by a concurrent run, or a dangling symlink: bound if it exists.
+      }
     }
-  }
-  return [...dirs, config];
+    return file;
+  });
+  return [...dirs, ...files];
 }
 
 /** Kernel filesystems: writable in the sandbox they would reach other processes and the host. */
@@ -175,7 +186,7 @@ export function sandboxPlaces(options: Omit<BubblewrapOptions, "settings">) {
   const realHome = real(home);
   if (!realHome || !statSync(realHome).isDirectory()) throw new Error(`Sandbox: home directory ${home} does not exist`);
   if (realHome === sep) throw new Error("Sandbox: the home directory is /, which cannot be replaced by an empty one");
-  const runnerDir = options.runnerDir ?? INSTALL_DIR;
+  const { runnerDir } = options;
   const guarded: Array<[string, string]> = [
     [runnerDir, "the runner's directory"],
     ...options.stateDirs.map((dir): [string, string] => [dir, "the runner's state directory"]),
@@ -192,13 +203,13 @@ export function bubblewrapArgv(options: BubblewrapOptions): string[] {
   const { env } = options;
   const { home, realHome, runnerDir, project } = sandboxPlaces(options);
 
-  const writable = [options.projectDir, ...claudeCodeFiles(home, env)];
+  const needs = options.needs ?? NO_SANDBOX_NEEDS;
+  const writable = [options.projectDir, ...neededWritable(needs, home)];
   for (const path of options.settings.extraWritable) writable.push(absolute(path, home, "extra_writable path"));
   const readonly = [runnerDir, dirname(options.execPath ?? process.execPath)];
   for (const program of options.programs ?? []) if (isAbsolute(program)) readonly.push(program);
-  // The Claude Code binary the executor will run, wherever it is (a link in ~/.local/bin, say).
-  const claudeCode = findClaudeCode(env);
-  if ("found" in claudeCode) readonly.push(claudeCode.found.path);
+  // What the executor runs, wherever it is (Claude Code's binary in ~/.local/bin, say).
+  for (const path of needs.readonly) readonly.push(absolute(path, home, "read-only path"));
   // Without its cache a Bun executor re-transpiles the Agent SDK on every start (+100 ms).
   // Read-only: an entry written in here would be code the runner outside loads.
   const transpilerCache = bunTranspilerCache(env);

@@ -10,6 +10,7 @@ import {
 } from "../config/runner-config.ts";
 import type { CoordinatorClient, PollEvent } from "../coordinator/client.ts";
 import type { RegistrationPayload } from "../coordinator/registration.ts";
+import type { RunTokens } from "../protocol/run-tokens.ts";
 import { messageOf } from "../shared/errors.ts";
 import { log, setLogContext } from "../shared/log.ts";
 import { sleep } from "../shared/retry.ts";
@@ -22,7 +23,6 @@ import { coordinatorTiming, Registrar } from "./registrar.ts";
 import { ReportOutbox } from "./report-outbox.ts";
 import type { PreviousIncarnation, RunJournal } from "./run-journal.ts";
 import { RunLimits } from "./run-limits.ts";
-import type { RunTokens } from "./run-tokens.ts";
 
 export { RunnerStartError } from "./registrar.ts";
 

@@ -2,10 +2,10 @@
 import type { Server } from "bun";
 import type { CoordinatorHttp } from "../coordinator/http.ts";
 import { GATEWAY_ROUTES_SUMMARY, type GatewayRoute, gatewayRoute } from "../protocol/gateway-requests.ts";
+import { admit, type RunTokens } from "../protocol/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
 import { JsonObject, parseJson } from "../shared/json.ts";
 import { log } from "../shared/log.ts";
-import { admit, type RunTokens } from "./run-tokens.ts";
 
 /** Executors send events and small documents; anything bigger is a bug or an attack. */
 export const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;

@@ -3,11 +3,12 @@
  * blueprint, invocation, spawn, supervision, outcome. The worker loop owns many of these.
  */
 
-import { type ExecutorProfile, sandboxSettings } from "../config/profiles.ts";
+import { type ExecutorProfile, sandboxOptions } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import type { CoordinatorClient, RunReport, RunRequest } from "../coordinator/client.ts";
 import { ExecutorProcess, type StopSignal } from "../process/executor-process.ts";
 import { buildInvocation, type InvocationMode } from "../protocol/invocation.ts";
+import { type RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
 import { messageOf } from "../shared/errors.ts";
 import type { JsonObject } from "../shared/json.ts";
 import { isDebug, type LogFields, log, logEntry } from "../shared/log.ts";
@@ -15,7 +16,6 @@ import { seconds } from "../shared/retry.ts";
 import { fillBlueprintPlaceholders } from "./blueprint-placeholders.ts";
 import type { RunnerObserver, RunOutcome } from "./observer.ts";
 import type { RunJournal } from "./run-journal.ts";
-import { type RunTokens, urlWithToken } from "./run-tokens.ts";
 
 const RUN_MODES: Record<string, InvocationMode> = { start_session: "start", resume_session: "resume" };
 
@@ -138,7 +138,11 @@ export class RunJob {
       executorConfig: profile.config,
       metadata: run.metadata ?? undefined,
     });
-    const sandbox = sandboxSettings(profile.sandbox);
+    const env = {
+      ...this.context.executorEnv,
+      AGENT_ORCHESTRATOR_API_URL: urlWithToken(this.context.gatewayUrl, this.token),
+      AGENT_SESSION_ID: run.session_id,
+    };
     try {
       this.executor = new ExecutorProcess({
         argv: profile.argv,
@@ -147,12 +151,8 @@ export class RunJob {
         // never the project_dir an executor bound (an agent can write that through the gateway).
         cwd: run.project_dir || config.projectDir,
         // The run journal is hidden: an agent must not forge what the next runner process kills.
-        sandbox: sandbox && { settings: sandbox, stateDirs: [config.stateDir] },
-        env: {
-          ...this.context.executorEnv,
-          AGENT_ORCHESTRATOR_API_URL: urlWithToken(this.context.gatewayUrl, this.token),
-          AGENT_SESSION_ID: run.session_id,
-        },
+        sandbox: sandboxOptions(profile, [config.stateDir], env),
+        env,
         stdout: isDebug() ? "lines" : "ignore",
         // A verbose runner shows what its executors say.
         onOutput: isDebug() ? (stream, line) => this.say("debug", `[${run.run_id} ${stream}] ${line}`) : undefined,

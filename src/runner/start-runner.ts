@@ -4,20 +4,20 @@
  * cannot start.
  */
 import { hostname } from "node:os";
+import { executorEnvironment } from "../config/executor-env.ts";
 import type { ExecutorProfile } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { createTokenSource } from "../coordinator/auth.ts";
 import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
 import { buildRegistrationPayload } from "../coordinator/registration.ts";
-import { executorEnvironment } from "../process/executor-env.ts";
+import { RunTokens } from "../protocol/run-tokens.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { isDebug, log } from "../shared/log.ts";
 import { AgentWorker, RunnerStartError } from "./agent-worker.ts";
 import { startGateway } from "./gateway.ts";
 import { noObserver, type RunnerObserver } from "./observer.ts";
 import { JournalInUseError, RunJournal } from "./run-journal.ts";
-import { RunTokens } from "./run-tokens.ts";
 
 /** SIGHUP too: a closed terminal must not kill the runner and orphan its executors. */
 const STOP_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];

@@ -3,7 +3,7 @@ import type { TokenSource } from "../../src/coordinator/auth.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { startMcpServer } from "../../src/mcp/server.ts";
 import { TOOL_NAMES } from "../../src/mcp/tools.ts";
-import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
+import { RunTokens, urlWithToken } from "../../src/protocol/run-tokens.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { connectClient, json, startHarness } from "../support/mcp-harness.ts";

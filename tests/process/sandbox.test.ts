@@ -15,6 +15,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { claudeCodeSandboxNeeds } from "../../src/executors/sandbox-needs.ts";
 import { ExecutorProcess } from "../../src/process/executor-process.ts";
 import { type BubblewrapOptions, bubblewrapArgv, expandHome, signalOfSandboxExit } from "../../src/process/sandbox.ts";
 import { checkBubblewrap, requireSandbox } from "../../src/process/sandbox-check.ts";
@@ -119,6 +120,7 @@ describe("bubblewrapArgv", () => {
       runnerDir,
       stateDirs: [join(home, ".local/state/agent-runner"), join(base, "state"), join(base, "missing")],
       settings: { extraWritable: ["~/missing"], extraHidden: ["~/.ssh"] },
+      needs: claudeCodeSandboxNeeds({ CLAUDE_CODE_EXECUTABLE: claudeCode }),
       env: { CLAUDE_CODE_EXECUTABLE: claudeCode },
       uid: 1000,
     });
@@ -256,6 +258,8 @@ function worldOptions(w: World, env: Record<string, string | undefined>): Bubble
       extraWritable: [w.extraWritable[0]!, "~/.cache/pip"],
       extraHidden: [w.hiddenDir, w.hiddenFile, "~/.ssh", join(w.base, "missing")],
     },
+    // The probe stands in for an agent: it gets what Claude Code declares.
+    needs: claudeCodeSandboxNeeds(env),
     env,
     execPath: w.tool,
     // As the process module passes the executor's program: visible even where the checkout is hidden (/tmp).
@@ -358,7 +362,14 @@ describe("a probe executor inside the sandbox", () => {
     plant(join(home, ".ssh/id_ed25519"), "PLANTED private key");
     const project = temp.make("ar-sbx-project-");
     const env = { PATH: process.env.PATH, HOME: home, PROBE_MARK: "m", PROBE_RUNNER_PID: String(process.pid) };
-    const options = { home, runnerDir: REPO_ROOT, stateDirs: [], settings: noSettings, env };
+    const options = {
+      home,
+      runnerDir: REPO_ROOT,
+      stateDirs: [],
+      settings: noSettings,
+      needs: claudeCodeSandboxNeeds(env),
+      env,
+    };
     const inTmp = probeResults(
       (await run([...bubblewrapArgv({ ...options, projectDir: project }), PROBE], env)).stdout,
     );
@@ -399,7 +410,7 @@ describe("a sandboxed ExecutorProcess", () => {
       },
       cwd: project,
       stdout: "capture",
-      sandbox: { settings: noSettings, stateDirs: [stateDir] },
+      sandbox: { settings: noSettings, stateDirs: [stateDir], runnerDir: REPO_ROOT },
     });
     onTeardown(() => executor.kill());
     return { executor, project };
@@ -467,7 +478,7 @@ describe("a sandboxed ExecutorProcess", () => {
       join(temp.make("ar-sbx-parent-"), "parent.ts"),
       `import { ExecutorProcess } from ${JSON.stringify(join(REPO_ROOT, "src/process/executor-process.ts"))};
 const executor = new ExecutorProcess({ argv: [${JSON.stringify(STUBBORN)}], input: "", env: process.env, cwd: ${JSON.stringify(project)}, stdout: "capture",
-  sandbox: { settings: { extraWritable: [], extraHidden: [] }, stateDirs: [] } });
+  sandbox: { settings: { extraWritable: [], extraHidden: [] }, stateDirs: [], runnerDir: ${JSON.stringify(REPO_ROOT)} } });
 console.log(executor.pid);
 setInterval(() => {}, 60_000);
 `,

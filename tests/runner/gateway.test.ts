@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import type { TokenSource } from "../../src/coordinator/auth.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
+import { RunTokens, urlWithToken } from "../../src/protocol/run-tokens.ts";
 import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
-import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { runProcess } from "../support/processes.ts";
 import { onTeardown } from "../support/teardown.ts";

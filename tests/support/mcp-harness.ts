@@ -5,7 +5,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { TokenSource } from "../../src/coordinator/auth.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { type RunningMcpServer, startMcpServer } from "../../src/mcp/server.ts";
-import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
+import { RunTokens, urlWithToken } from "../../src/protocol/run-tokens.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "./fake-coordinator.ts";
 import { onTeardown } from "./teardown.ts";
 

@@ -1,13 +1,13 @@
 import { join } from "node:path";
+import { executorEnvironment } from "../../src/config/executor-env.ts";
 import type { ExecutorProfile } from "../../src/config/profiles.ts";
 import { type RunnerConfig, resolveConfig } from "../../src/config/runner-config.ts";
 import { CoordinatorClient } from "../../src/coordinator/client.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { buildRegistrationPayload } from "../../src/coordinator/registration.ts";
-import { executorEnvironment } from "../../src/process/executor-env.ts";
+import { RunTokens, urlWithToken } from "../../src/protocol/run-tokens.ts";
 import { AgentWorker } from "../../src/runner/agent-worker.ts";
 import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
-import { RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
 import type { JsonObject } from "../../src/shared/json.ts";
 import { type FakeCoordinator, type FakeCoordinatorOptions, startFakeCoordinator } from "./fake-coordinator.ts";
 import { onTeardown } from "./teardown.ts";

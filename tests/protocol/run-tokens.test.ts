@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { admit, RUN_TOKEN_PATTERN, RunTokens, urlWithToken } from "../../src/runner/run-tokens.ts";
+import { admit, RUN_TOKEN_PATTERN, RunTokens, urlWithToken } from "../../src/protocol/run-tokens.ts";
 import { redact } from "../../src/shared/log.ts";
 
 test("tokens are unguessable, map to their session until revoked, and have one recognizable shape", () => {

@@ -2,8 +2,8 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { executorEnvironment } from "../../src/config/executor-env.ts";
 import { runnerEnvironmentVariables } from "../../src/config/flags.ts";
-import { executorEnvironment } from "../../src/process/executor-env.ts";
 import { cleanEnv, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 import { FIXTURES, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 

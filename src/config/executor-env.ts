@@ -3,7 +3,7 @@
  * variables the runner documents for executors (AGENT_ORCHESTRATOR_API_URL, AGENT_SESSION_ID,
  * AGENT_RUNNER_DEBUG; the process module adds AGENT_RUNNER_LIFELINE_FD).
  */
-import { runnerEnvironmentVariables } from "../config/flags.ts";
+import { runnerEnvironmentVariables } from "./flags.ts";
 
 /**
  * Settings of the runner itself, never an executor's: the credentials (AUTH0_*: executors reach
