@@ -6,8 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { execFlags } from "../config/flags.ts";
-import { defaultProfile, loadProfile } from "../config/profiles.ts";
+import { execFlags, type FlagValues } from "../config/flags.ts";
+import { defaultProfile, type ExecutorProfile, loadProfile } from "../config/profiles.ts";
 import {
   directory,
   flagReader,
@@ -17,10 +17,11 @@ import {
 } from "../config/runner-config.ts";
 import { formatRecordLine } from "../exec/event-lines.ts";
 import type { GatewayRecord, LocalSession } from "../exec/local-gateway.ts";
-import { runLocal } from "../exec/run-local.ts";
+import { type LocalRunResult, runLocal } from "../exec/run-local.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../exec/session-store.ts";
 import { AGENT_BLUEPRINT_SCHEMA, type AgentBlueprint as AgentBlueprintShape } from "../protocol/invocation.ts";
 import { type } from "../shared/arktype.ts";
+import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { type JsonObject, parseJson, validate } from "../shared/json.ts";
 import { log, setVerbose } from "../shared/log.ts";
@@ -29,6 +30,7 @@ import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
 const execArgs = commandArgs(execFlags);
+type ExecArgs = FlagValues<typeof execFlags>;
 
 function newSessionId(): string {
   return `ses_${randomBytes(6).toString("hex")}`;
@@ -65,6 +67,150 @@ function writeStdout(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** What one `exec` is asked to do, read from its flags and the session store; checked. */
+interface ExecInputs {
+  args: ExecArgs;
+  mode: "start" | "resume";
+  sessionId: string;
+  prompt: string;
+  profile: ExecutorProfile;
+  profilesDir?: string;
+  store: ExecSessionStore;
+  /** The recorded session, when there is one. */
+  known?: LocalSession;
+  projectDir: string;
+  agentBlueprint?: JsonObject;
+  graceSeconds: number;
+}
+
+async function readExecInputs(args: ExecArgs): Promise<ExecInputs> {
+  const { prompt } = args;
+  if (prompt === undefined) throw new ConfigError("--prompt is required (the text to send to the agent)");
+  const mode = args.resume ? "resume" : "start";
+  if (mode === "resume" && !args["session-id"]) {
+    throw new ConfigError(
+      "--resume needs --session-id <id>: the session to continue (printed by the exec that started it)",
+    );
+  }
+  const sessionId = args["session-id"] ?? newSessionId();
+  assertSessionId(sessionId);
+  const graceSeconds = stopGraceSeconds(flagReader(execFlags, args, process.env)("stop-grace-seconds"));
+  const profilesDir = resolveProfilesDir({ "profiles-dir": args["profiles-dir"] });
+  const profile = args.profile === undefined ? defaultProfile() : loadProfile(args.profile, { profilesDir });
+  if (profile.sandbox) (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
+  const store = new ExecSessionStore(args["state-dir"] ? resolve(args["state-dir"]) : defaultExecStateDir());
+  store.assertWritable();
+  const known = store.load(sessionId);
+  if (mode === "resume" && !known) {
+    log.warn(`No session '${sessionId}' recorded in ${store.dir}; the executor will not find it`);
+  }
+  return {
+    args,
+    mode,
+    sessionId,
+    prompt,
+    profile,
+    profilesDir,
+    store,
+    known,
+    projectDir: projectDirectory(args["project-dir"], mode === "resume" ? known : undefined),
+    agentBlueprint: args.blueprint === undefined ? undefined : readBlueprint(args.blueprint),
+    graceSeconds,
+  };
+}
+
+/**
+ * Runs `work` with Ctrl+C and SIGTERM wired to it: the first stops the executor (SIGTERM, SIGKILL
+ * after the grace), the second kills it at once.
+ */
+async function stopOnSignals<T>(
+  graceSeconds: number,
+  work: (signals: { stop: AbortSignal; kill: AbortSignal }) => Promise<T>,
+): Promise<T> {
+  const stopping = new AbortController();
+  const killing = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!stopping.signal.aborted) {
+      log.warn(`${signal}: stopping the executor (SIGTERM, SIGKILL in ${graceSeconds} s); Ctrl+C again to kill it now`);
+      stopping.abort();
+    } else if (!killing.signal.aborted) {
+      log.warn(`${signal} again: killing the executor now (SIGKILL)`);
+      killing.abort();
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    return await work({ stop: stopping.signal, kill: killing.signal });
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+/** Keeps the session the executor bound in exec's store, so that `--resume` finds it. */
+class SessionRecorder {
+  /** Set once a save failed: the run goes on (the executor is not to blame), only the resume is lost. */
+  unsaved = false;
+
+  constructor(private readonly inputs: ExecInputs) {}
+
+  save(session: LocalSession): void {
+    const { profile, projectDir, store, sessionId } = this.inputs;
+    try {
+      // A sandboxed executor's bind must not choose what the resume makes writable: the
+      // directory exec gave it is recorded instead.
+      store.save(profile.sandbox ? { ...session, project_dir: projectDir } : session);
+    } catch (error) {
+      if (!this.unsaved) log.warn(`Cannot save session ${sessionId} in ${store.dir}: ${messageOf(error)}`);
+      this.unsaved = true;
+    }
+  }
+}
+
+/** Each gateway request as it arrives: a JSON line on stdout with --json, else a readable line on stderr. */
+function showRecord(json: boolean): (record: GatewayRecord) => void {
+  return (record) => {
+    if (json) {
+      const { kind, at, method, path, status, body } = record;
+      writeStdout(JSON.stringify({ kind, at, method, path, status, body }));
+    } else process.stderr.write(`${formatRecordLine(record)}\n`);
+  };
+}
+
+/** The result on stdout, and what happened: how to continue the session, or how the executor ended. */
+function printOutcome(inputs: ExecInputs, outcome: LocalRunResult, unsaved: boolean): void {
+  const { args, sessionId, store } = inputs;
+  const result = outcome.stdout.replace(/\n$/, "");
+  if (args.json) {
+    const line: Record<string, unknown> = {
+      kind: "result",
+      session_id: sessionId,
+      exit_code: outcome.exitCode,
+      result,
+    };
+    if (outcome.signal) line.signal = outcome.signal;
+    writeStdout(JSON.stringify(line));
+    return;
+  }
+  if (result !== "") writeStdout(result);
+  if (outcome.exitCode !== 0) {
+    log.error(`Executor ${outcome.signal ? `ended by ${outcome.signal}` : `exited with code ${outcome.exitCode}`}`);
+  } else if (unsaved) {
+    log.warn(`Session ${sessionId} done, but it was not saved in ${store.dir}: it cannot be resumed`);
+  } else {
+    // The flags that find this profile and this session again.
+    const again = [
+      args.profile !== undefined && `--profile ${shellWord(args.profile)}`,
+      inputs.profilesDir !== undefined && `--profiles-dir ${shellWord(inputs.profilesDir)}`,
+      args["state-dir"] && `--state-dir ${shellWord(store.dir)}`,
+    ].filter(Boolean);
+    log.info(
+      `Session ${sessionId} done. Continue it with: agent-runner exec ${[...again, ""].join(" ")}--resume --session-id ${sessionId} --prompt '…'`,
+    );
+  }
+}
+
 export const execCommand = defineCommand({
   meta: {
     name: "agent-runner exec",
@@ -79,123 +225,36 @@ export const execCommand = defineCommand({
       assertKnownFlags(rawArgs, execArgs);
       setVerbose(Boolean(args.verbose));
       hideClientSecret();
-      if (args.prompt === undefined) throw new ConfigError("--prompt is required (the text to send to the agent)");
-      const mode = args.resume ? "resume" : "start";
-      if (mode === "resume" && !args["session-id"]) {
-        throw new ConfigError(
-          "--resume needs --session-id <id>: the session to continue (printed by the exec that started it)",
-        );
-      }
-      const sessionId = args["session-id"] ?? newSessionId();
-      assertSessionId(sessionId);
-      const graceSeconds = stopGraceSeconds(flagReader(execFlags, args, process.env)("stop-grace-seconds"));
-
-      const profilesDir = resolveProfilesDir({ "profiles-dir": args["profiles-dir"] });
-      const profile = args.profile === undefined ? defaultProfile() : loadProfile(args.profile, { profilesDir });
-      if (profile.sandbox) (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
-      const store = new ExecSessionStore(args["state-dir"] ? resolve(args["state-dir"]) : defaultExecStateDir());
-      store.assertWritable();
-      const known = store.load(sessionId);
-      if (mode === "resume" && !known) {
-        log.warn(`No session '${sessionId}' recorded in ${store.dir}; the executor will not find it`);
-      }
-      const projectDir = projectDirectory(args["project-dir"], mode === "resume" ? known : undefined);
-      const agentBlueprint = args.blueprint === undefined ? undefined : readBlueprint(args.blueprint);
-
+      const inputs = await readExecInputs(args);
+      const { profile, sessionId, store, projectDir } = inputs;
       log.debug(`Profile '${profile.name}' (${profile.source}): ${profile.argv.join(" ")}`);
       if (!args.json) {
-        const doing = mode === "start" ? "Starting" : "Resuming";
-        log.info(`${doing} session ${sessionId} with profile '${profile.name}' in ${projectDir}`);
+        log.info(
+          `${inputs.mode === "start" ? "Starting" : "Resuming"} session ${sessionId} with profile '${profile.name}' in ${projectDir}`,
+        );
       }
-
-      const show = (record: GatewayRecord) => {
-        if (args.json) {
-          const { kind, at, method, path, status, body } = record;
-          writeStdout(JSON.stringify({ kind, at, method, path, status, body }));
-        } else process.stderr.write(`${formatRecordLine(record)}\n`);
-      };
-      const env: Record<string, string | undefined> = { ...process.env };
+      const env: Env = { ...process.env };
       if (args.verbose) env.AGENT_RUNNER_DEBUG = "1";
-      // First Ctrl+C (or SIGTERM): SIGTERM to the executor, SIGKILL after the grace; second: SIGKILL now.
-      const stopping = new AbortController();
-      const killing = new AbortController();
-      const stop = (signal: NodeJS.Signals) => {
-        if (!stopping.signal.aborted) {
-          log.warn(
-            `${signal}: stopping the executor (SIGTERM, SIGKILL in ${graceSeconds} s); Ctrl+C again to kill it now`,
-          );
-          stopping.abort();
-        } else if (!killing.signal.aborted) {
-          log.warn(`${signal} again: killing the executor now (SIGKILL)`);
-          killing.abort();
-        }
-      };
-      process.on("SIGINT", stop);
-      process.on("SIGTERM", stop);
-      let outcome: Awaited<ReturnType<typeof runLocal>>;
-      let unsaved = false;
-      try {
-        outcome = await runLocal({
+      const recorder = new SessionRecorder(inputs);
+      const outcome = await stopOnSignals(inputs.graceSeconds, ({ stop, kill }) =>
+        runLocal({
           profile,
-          mode,
+          mode: inputs.mode,
           sessionId,
-          prompt: args.prompt,
+          prompt: inputs.prompt,
           projectDir,
           stateDirs: [store.dir],
-          agentBlueprint,
-          knownSessions: known ? [known] : [],
-          onRecord: show,
-          onSessionChange: (session) => {
-            try {
-              // A sandboxed executor's bind must not choose what the resume makes writable: the
-              // directory exec gave it is recorded instead.
-              store.save(profile.sandbox ? { ...session, project_dir: projectDir } : session);
-            } catch (error) {
-              // The run goes on (the executor is not to blame); only the resume is lost.
-              if (!unsaved) log.warn(`Cannot save session ${sessionId} in ${store.dir}: ${messageOf(error)}`);
-              unsaved = true;
-            }
-          },
+          agentBlueprint: inputs.agentBlueprint,
+          knownSessions: inputs.known ? [inputs.known] : [],
+          onRecord: showRecord(Boolean(args.json)),
+          onSessionChange: (session) => recorder.save(session),
           env,
-          signal: stopping.signal,
-          stopGraceMs: graceSeconds * 1000,
-          kill: killing.signal,
-        });
-      } finally {
-        process.off("SIGINT", stop);
-        process.off("SIGTERM", stop);
-      }
-
-      const result = outcome.stdout.replace(/\n$/, "");
-      if (args.json) {
-        const line: Record<string, unknown> = {
-          kind: "result",
-          session_id: sessionId,
-          exit_code: outcome.exitCode,
-          result,
-        };
-        if (outcome.signal) line.signal = outcome.signal;
-        writeStdout(JSON.stringify(line));
-      } else {
-        if (result !== "") writeStdout(result);
-        if (outcome.exitCode === 0 && unsaved) {
-          log.warn(`Session ${sessionId} done, but it was not saved in ${store.dir}: it cannot be resumed`);
-        } else if (outcome.exitCode === 0) {
-          // The flags that find this profile and this session again.
-          const again = [
-            args.profile !== undefined && `--profile ${shellWord(args.profile)}`,
-            profilesDir !== undefined && `--profiles-dir ${shellWord(profilesDir)}`,
-            args["state-dir"] && `--state-dir ${shellWord(store.dir)}`,
-          ].filter(Boolean);
-          log.info(
-            `Session ${sessionId} done. Continue it with: agent-runner exec ${[...again, ""].join(" ")}--resume --session-id ${sessionId} --prompt '…'`,
-          );
-        } else {
-          log.error(
-            `Executor ${outcome.signal ? `ended by ${outcome.signal}` : `exited with code ${outcome.exitCode}`}`,
-          );
-        }
-      }
+          signal: stop,
+          stopGraceMs: inputs.graceSeconds * 1000,
+          kill,
+        }),
+      );
+      printOutcome(inputs, outcome, recorder.unsaved);
       process.exitCode = outcome.exitCode;
     }),
 });

@@ -4,6 +4,12 @@
  * config is read from these definitions, so a flag's name is written in one place only.
  */
 import type { ArgDef } from "citty";
+import {
+  DEFAULT_COORDINATOR_URL,
+  DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  DEFAULT_POLL_TIMEOUT_SECONDS,
+  DEFAULT_STOP_GRACE_SECONDS,
+} from "./defaults.ts";
 
 /** A citty flag definition, plus the environment variable that can set it. */
 export type FlagDef = ArgDef & { env?: string };
@@ -39,7 +45,7 @@ export const commonFlags = {
   "stop-grace-seconds": {
     type: "string",
     valueHint: "seconds",
-    description: "How long a stopped executor gets between SIGTERM and SIGKILL (default 5)",
+    description: `How long a stopped executor gets between SIGTERM and SIGKILL (default ${DEFAULT_STOP_GRACE_SECONDS})`,
   },
   verbose: { type: "boolean", alias: "v", description: "Debug logging, also for executors (AGENT_RUNNER_DEBUG=1)" },
 } as const satisfies FlagDefs;
@@ -56,7 +62,7 @@ export const runnerFlags = {
     alias: "c",
     valueHint: "url",
     env: "AGENT_ORCHESTRATOR_API_URL",
-    description: "Coordinator URL (default http://localhost:8765)",
+    description: `Coordinator URL (default ${DEFAULT_COORDINATOR_URL})`,
   },
   ...commonFlags,
   tags: {
@@ -76,13 +82,13 @@ export const runnerFlags = {
     type: "string",
     valueHint: "seconds",
     env: "POLL_TIMEOUT",
-    description: "Long-poll duration (default: what the coordinator says, else 30)",
+    description: `Long-poll duration (default: what the coordinator says, else ${DEFAULT_POLL_TIMEOUT_SECONDS})`,
   },
   "heartbeat-interval": {
     type: "string",
     valueHint: "seconds",
     env: "HEARTBEAT_INTERVAL",
-    description: "Heartbeat interval (default: what the coordinator says, else 60)",
+    description: `Heartbeat interval (default: what the coordinator says, else ${DEFAULT_HEARTBEAT_INTERVAL_SECONDS})`,
   },
   "state-dir": {
     type: "string",

@@ -7,23 +7,18 @@ import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { addSecret, LOG_FORMATS, type LogFormat, log } from "../shared/log.ts";
 import { removeFromEnvironment } from "../shared/proc-environ.ts";
+import {
+  DEFAULT_COORDINATOR_URL,
+  DEFAULT_STOP_GRACE_SECONDS,
+  MAX_DURATION_SECONDS,
+  MAX_HEARTBEAT_INTERVAL_SECONDS,
+  MAX_POLL_TIMEOUT_SECONDS,
+  MAX_STOP_GRACE_SECONDS,
+} from "./defaults.ts";
 import { type FlagDefs, type FlagValues, runnerFlags } from "./flags.ts";
 
-export const DEFAULT_COORDINATOR_URL = "http://localhost:8765";
-export const DEFAULT_POLL_TIMEOUT_SECONDS = 30;
-export const DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 60;
-export const DEFAULT_STOP_GRACE_SECONDS = 5;
-/** Upper bounds for durations: far below setTimeout's ceiling (~24.8 days), and beyond any sane use. */
-export const MAX_POLL_TIMEOUT_SECONDS = 600;
-export const MAX_HEARTBEAT_INTERVAL_SECONDS = 3600;
-export const MAX_STOP_GRACE_SECONDS = 3600;
 /** The host `--health-addr :PORT` binds: local only unless the operator names another. */
 const DEFAULT_HEALTH_HOST = "127.0.0.1";
-/**
- * The longest run timeout or idle time accepted: a week. Far beyond any agent run, and well
- * under what a timer can hold (2^31-1 ms, about 24.8 days) without firing at once.
- */
-export const MAX_DURATION_SECONDS = 7 * 24 * 3600;
 
 /** A listening address. */
 export interface HostPort {

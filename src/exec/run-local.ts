@@ -32,7 +32,7 @@ export interface LocalRunOptions {
   env?: Env;
   /** Aborting stops the executor: SIGTERM, then SIGKILL after `stopGraceMs`. */
   signal?: AbortSignal;
-  stopGraceMs?: number;
+  stopGraceMs: number;
   /** Aborting kills the executor's process group at once (SIGKILL), also during a stop's grace. */
   kill?: AbortSignal;
 }
@@ -88,7 +88,7 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     } catch (error) {
       throw new ConfigError(`Cannot start executor ${options.profile.argv.join(" ")}: ${messageOf(error)}`);
     }
-    const stop = () => void executor.stop(options.stopGraceMs ?? 5000);
+    const stop = () => void executor.stop(options.stopGraceMs);
     const kill = () => executor.kill();
     // A stop that came while the executor was being started still stops it.
     for (const [signal, act] of [

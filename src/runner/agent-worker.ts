@@ -2,12 +2,10 @@
  * The worker loop: registers, long-polls for runs and hands each to a RunJob, heartbeats, and
  * shuts down in stages without leaving anything the coordinator handed out unanswered.
  */
+
+import { DEFAULT_HEARTBEAT_INTERVAL_SECONDS, DEFAULT_POLL_TIMEOUT_SECONDS } from "../config/defaults.ts";
 import type { ExecutorProfile } from "../config/profiles.ts";
-import {
-  DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
-  DEFAULT_POLL_TIMEOUT_SECONDS,
-  type RunnerConfig,
-} from "../config/runner-config.ts";
+import type { RunnerConfig } from "../config/runner-config.ts";
 import type { CoordinatorClient, PollEvent } from "../coordinator/client.ts";
 import type { RegistrationPayload } from "../coordinator/registration.ts";
 import type { RunTokens } from "../protocol/run-tokens.ts";

@@ -7,8 +7,8 @@ import {
   DEFAULT_POLL_TIMEOUT_SECONDS,
   MAX_HEARTBEAT_INTERVAL_SECONDS,
   MAX_POLL_TIMEOUT_SECONDS,
-  type RunnerConfig,
-} from "../config/runner-config.ts";
+} from "../config/defaults.ts";
+import type { RunnerConfig } from "../config/runner-config.ts";
 import { AuthError } from "../coordinator/auth.ts";
 import {
   AuthenticationError,

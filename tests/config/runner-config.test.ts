@@ -2,15 +2,13 @@ import { beforeEach, describe, expect, test } from "bun:test";
 import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { FlagValues, runnerFlags } from "../../src/config/flags.ts";
 import {
   DEFAULT_COORDINATOR_URL,
   DEFAULT_STOP_GRACE_SECONDS,
   MAX_DURATION_SECONDS,
-  parseTags,
-  resolveConfig,
-  resolveProfilesDir,
-} from "../../src/config/runner-config.ts";
+} from "../../src/config/defaults.ts";
+import type { FlagValues, runnerFlags } from "../../src/config/flags.ts";
+import { parseTags, resolveConfig, resolveProfilesDir } from "../../src/config/runner-config.ts";
 import type { Env } from "../../src/shared/env.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 import { configError } from "../support/config-error.ts";

@@ -9,9 +9,10 @@ import { join } from "node:path";
 import { parseArgs } from "citty";
 import { parseAllDocuments } from "yaml";
 import { assertKnownFlags, commandArgs } from "../../src/cli/args.ts";
+import { DEFAULT_POLL_TIMEOUT_SECONDS } from "../../src/config/defaults.ts";
 import { type FlagValues, runnerEnvironmentVariables, runnerFlags } from "../../src/config/flags.ts";
 import { loadProfile } from "../../src/config/profiles.ts";
-import { DEFAULT_POLL_TIMEOUT_SECONDS, type RunnerConfig, resolveConfig } from "../../src/config/runner-config.ts";
+import { type RunnerConfig, resolveConfig } from "../../src/config/runner-config.ts";
 import { REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 
 const DEPLOY = join(REPO_ROOT, "deploy");

@@ -45,6 +45,7 @@ describe("runLocal", () => {
     const blueprint = { name: "agent-x", system_prompt: "Be brief." };
     const records: GatewayRecord[] = [];
     const outcome = await runLocal({
+      stopGraceMs: 5000,
       profile: profileFor([dumpExecutor()], config),
       mode: "start",
       sessionId: "ses_run1",
@@ -91,6 +92,7 @@ describe("runLocal", () => {
   test("a profile without config sends no executor_config; resume sends no project_dir", async () => {
     const dumpFile = join(temp.make(), "dump.json");
     const outcome = await runLocal({
+      stopGraceMs: 5000,
       profile: profileFor([dumpExecutor()]),
       mode: "resume",
       sessionId: "ses_run2",
@@ -109,6 +111,7 @@ describe("runLocal", () => {
 
   test("the executor's exit code is the run's", async () => {
     const outcome = await runLocal({
+      stopGraceMs: 5000,
       profile: profileFor([dumpExecutor()]),
       mode: "start",
       sessionId: "ses_run3",
@@ -124,6 +127,7 @@ describe("runLocal", () => {
     const dumpFile = join(temp.make(), "d.json");
     const stop = new AbortController();
     const running = runLocal({
+      stopGraceMs: 5000,
       profile: profileFor([dumpExecutor()]),
       mode: "start",
       sessionId: "ses_run4",
@@ -143,6 +147,7 @@ describe("runLocal", () => {
 
   test("with the built-in test profile: the whole protocol through the local gateway", async () => {
     const outcome = await runLocal({
+      stopGraceMs: 5000,
       profile: loadProfile("test"),
       mode: "start",
       sessionId: "ses_run5",
