@@ -55,7 +55,7 @@ function readBlueprint(file: string): JsonObject {
   try {
     text = readSmallFile(file);
   } catch (error) {
-    throw new ConfigError(`--blueprint ${file}: cannot read it: ${(error as Error).message}`);
+    throw new ConfigError(`--blueprint ${file}: cannot read it: ${messageOf(error)}`);
   }
   const blueprint = parseJson(text, AgentBlueprint, `--blueprint ${file}`, ConfigError);
   return WrappedBlueprint.allows(blueprint)

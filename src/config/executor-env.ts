@@ -3,6 +3,7 @@
  * variables the runner documents for executors (AGENT_ORCHESTRATOR_API_URL, AGENT_SESSION_ID,
  * AGENT_RUNNER_DEBUG; the process module adds AGENT_RUNNER_LIFELINE_FD).
  */
+import type { Env } from "../shared/env.ts";
 import { runnerEnvironmentVariables } from "./flags.ts";
 
 /**
@@ -15,12 +16,9 @@ function isRunnerSetting(name: string, flagVariables: Set<string>): boolean {
 }
 
 /** The base environment less the runner's settings, plus `vars`. */
-export function executorEnvironment(
-  base: Record<string, string | undefined>,
-  vars: Record<string, string>,
-): Record<string, string | undefined> {
+export function executorEnvironment(base: Env, vars: Record<string, string>): Env {
   const flagVariables = new Set(runnerEnvironmentVariables());
-  const env: Record<string, string | undefined> = {};
+  const env: Env = {};
   for (const [name, value] of Object.entries(base)) {
     if (!isRunnerSetting(name, flagVariables)) env[name] = value;
   }

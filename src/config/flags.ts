@@ -20,7 +20,7 @@ export type FlagValues<F extends FlagDefs> = {
   [K in keyof F]?: F[K]["type"] extends "boolean" ? boolean : string;
 };
 
-export const profileFlags = {
+const profileFlags = {
   profile: {
     type: "string",
     valueHint: "name",
@@ -34,7 +34,7 @@ export const profileFlags = {
   },
 } as const satisfies FlagDefs;
 
-export const commonFlags = {
+const commonFlags = {
   "project-dir": {
     type: "string",
     alias: "p",

@@ -11,7 +11,7 @@ import { sandboxNeedsOf } from "../executors/sandbox-needs.ts";
 import type { SandboxOptions, SandboxSettings } from "../process/sandbox.ts";
 import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
-import { ConfigError } from "../shared/errors.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
 import { JsonObject, parseJson, validate } from "../shared/json.ts";
 import { readSmallFile } from "../shared/small-file.ts";
 import { INSTALL_DIR, isCompiled } from "./install-dir.ts";
@@ -99,7 +99,7 @@ function profileFilesIn(dir: string): ProfileOrigin[] {
     names = readdirSync(dir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw new ConfigError(`Cannot read profiles directory ${dir}: ${(error as Error).message}`);
+    throw new ConfigError(`Cannot read profiles directory ${dir}: ${messageOf(error)}`);
   }
   return names
     .filter((file) => file.endsWith(".json") && PROFILE_NAME.test(file.slice(0, -5)))
@@ -114,7 +114,7 @@ function readProfileFile(path: string): unknown {
   try {
     text = readSmallFile(path);
   } catch (error) {
-    throw new ConfigError(`Cannot read profile file ${path}: ${(error as Error).message}`);
+    throw new ConfigError(`Cannot read profile file ${path}: ${messageOf(error)}`);
   }
   return parseJson(text, type("unknown"), `Profile file ${path}`, ConfigError);
 }
@@ -219,7 +219,7 @@ export function describeProfiles(sources: ProfileSources = {}): ProfileListing[]
     try {
       profile = parseProfile(origin);
     } catch (error) {
-      return { name, source: origin.source, error: (error as Error).message };
+      return { name, source: origin.source, error: messageOf(error) };
     }
     const argv = resolveExecutorCommand(profile.command);
     return "error" in argv

@@ -221,7 +221,7 @@ export function stopGraceSeconds(input: Sourced | undefined): number {
 }
 
 /** `$XDG_STATE_HOME/agent-runner`, else `~/.local/state/agent-runner`. */
-export function defaultStateDir(env: Env = process.env): string {
+function defaultStateDir(env: Env = process.env): string {
   const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
   return join(stateHome, "agent-runner");
 }

@@ -1,8 +1,10 @@
 /** The OAuth2 client-credentials token every coordinator request carries, cached and shared. */
 import type { ClientCredentials } from "../config/runner-config.ts";
+import { messageOf } from "../shared/errors.ts";
 import { parseJson } from "../shared/json.ts";
 import { addSecret, log } from "../shared/log.ts";
 import { TokenReply } from "./replies.ts";
+import { REQUEST_TIMEOUT_MS } from "./request-timeout.ts";
 
 /** Gives the Authorization header value for coordinator requests, or undefined without auth. */
 export interface TokenSource {
@@ -67,11 +69,11 @@ export class ClientCredentialsAuth implements TokenSource {
           client_secret: this.credentials.clientSecret,
           audience: this.credentials.audience,
         }),
-        signal: AbortSignal.timeout(30_000),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (error) {
       // Unreachable is worth retrying; a refusal (AuthError below) is not.
-      throw new Error(`Token request to ${url} failed: ${(error as Error).message}`);
+      throw new Error(`Token request to ${url} failed: ${messageOf(error)}`);
     }
     const text = await response.text();
     if (!response.ok) {

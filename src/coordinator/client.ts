@@ -3,6 +3,7 @@
  * retries or scheduling, which belong to the runner.
  */
 import { coordinatorDetail } from "../protocol/error-detail.ts";
+import type { StopSignal } from "../protocol/stop-signal.ts";
 import { type } from "../shared/arktype.ts";
 import type { JsonObject } from "../shared/json.ts";
 import { parseJson, validate } from "../shared/json.ts";
@@ -32,8 +33,6 @@ export type PollEvent =
   | { kind: "bad_run"; runId?: string; reason: string }
   | { kind: "deregistered" }
   | { kind: "not_registered" };
-
-export type StopSignal = "SIGTERM" | "SIGKILL";
 
 export type RunReport =
   | { kind: "started" }

@@ -4,6 +4,7 @@ import { parseJson } from "../shared/json.ts";
 import { Wakeup } from "../shared/retry.ts";
 import type { Validator } from "../shared/validation.ts";
 import { noAuth, type TokenSource } from "./auth.ts";
+import { REQUEST_TIMEOUT_MS } from "./request-timeout.ts";
 
 export interface CoordinatorRequest {
   method?: string;
@@ -33,8 +34,6 @@ export class BadReplyError extends Error {
   override name = "BadReplyError";
 }
 
-const DEFAULT_TIMEOUT_MS = 30_000;
-
 /**
  * Every part of the runner (worker loop, gateway, MCP tools) talks to the coordinator through
  * this class, so one cached token serves all of them.
@@ -48,7 +47,7 @@ export class CoordinatorHttp {
     readonly baseUrl: string,
     readonly auth: TokenSource = noAuth,
     /** How long a request may take unless it says otherwise. */
-    private readonly timeoutMs = DEFAULT_TIMEOUT_MS,
+    private readonly timeoutMs = REQUEST_TIMEOUT_MS,
   ) {}
 
   url(path: string): string {

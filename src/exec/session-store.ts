@@ -3,9 +3,11 @@
  * session, so a later `exec --resume --session-id …` can answer `GET /sessions/{id}` with the
  * executor session id and project directory of the start.
  */
+
 import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { parseJson } from "../shared/json.ts";
 import { readSmallFile, SmallFileError } from "../shared/small-file.ts";
@@ -14,7 +16,7 @@ import { LocalSession } from "./local-gateway.ts";
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** `$AGENT_RUNNER_EXEC_STATE_DIR`, else `$XDG_STATE_HOME/agent-runner/exec-sessions`, else `~/.local/state/…`. */
-export function defaultExecStateDir(env: Record<string, string | undefined> = process.env): string {
+export function defaultExecStateDir(env: Env = process.env): string {
   if (env.AGENT_RUNNER_EXEC_STATE_DIR) return resolve(env.AGENT_RUNNER_EXEC_STATE_DIR);
   const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
   return join(stateHome, "agent-runner", "exec-sessions");
@@ -60,13 +62,13 @@ export class ExecSessionStore {
       text = readSmallFile(path);
     } catch (error) {
       if (error instanceof SmallFileError && error.code === "ENOENT") return undefined;
-      throw new ConfigError(`Cannot read stored session ${path}: ${(error as Error).message}`);
+      throw new ConfigError(`Cannot read stored session ${path}: ${messageOf(error)}`);
     }
     let session: LocalSession;
     try {
       session = parseJson(text, LocalSession, `Stored session ${path}`);
     } catch (error) {
-      throw new ConfigError(`${(error as Error).message} (delete it to start over)`);
+      throw new ConfigError(`${messageOf(error)} (delete it to start over)`);
     }
     if (session.session_id !== sessionId) {
       throw new ConfigError(

@@ -8,6 +8,7 @@ import { accessSync, constants, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { INSTALL_DIR } from "../config/install-dir.ts";
 import type { Env } from "../shared/env.ts";
+import { messageOf } from "../shared/errors.ts";
 
 export interface ClaudeCodeBinary {
   path: string;
@@ -51,7 +52,7 @@ function unusable(path: string): string | undefined {
     return undefined;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return code === "ENOENT" ? "does not exist" : code === "EACCES" ? "is not executable" : (error as Error).message;
+    return code === "ENOENT" ? "does not exist" : code === "EACCES" ? "is not executable" : messageOf(error);
   }
 }
 

@@ -9,6 +9,7 @@ import { existsSync, statSync } from "node:fs";
 import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk/core";
 import type { Invocation } from "../protocol/invocation.ts";
 import { sessionEvents } from "../protocol/session-events.ts";
+import { messageOf } from "../shared/errors.ts";
 import type { EarlyClaudeCode } from "./claude-code-early.ts";
 import {
   claudeCodeExecutable,
@@ -131,7 +132,7 @@ async function run(invocation: Invocation, context: ExecutorContext, early?: Ear
     }
   } catch (error) {
     if (!context.signal.aborted) {
-      const message = (error as Error)?.message ?? String(error);
+      const message = messageOf(error);
       throw new ExecutorError(explainSdkFailure(early ? await early.explain(message) : message));
     }
   } finally {

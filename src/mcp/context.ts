@@ -2,6 +2,8 @@
  * What an MCP request says about its caller. The runner puts these headers into the blueprint's
  * MCP server entry, so every tool call from an agent carries them.
  */
+
+import { messageOf } from "../shared/errors.ts";
 import { JsonObject, parseJson } from "../shared/json.ts";
 
 export const PARENT_SESSION_HEADER = "X-Agent-Session-Id";
@@ -41,7 +43,7 @@ export function parseDemands(raw: string): { demands: Demands } | { error: strin
   try {
     return { demands: parseJson(raw, Demands, `${DEMANDS_HEADER} header`) };
   } catch (error) {
-    return { error: `${(error as Error).message} (expected a JSON object such as {"project_dir": "/path"})` };
+    return { error: `${messageOf(error)} (expected a JSON object such as {"project_dir": "/path"})` };
   }
 }
 

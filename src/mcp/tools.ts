@@ -8,16 +8,6 @@ import { DEMANDS_HEADER, PARENT_SESSION_HEADER, type RequestContext, TAGS_HEADER
 import type { Orchestrator, WaitOptions } from "./orchestrator.ts";
 import { EXECUTION_MODES, MAX_PROMPT_LENGTH, MAX_RESULT_LENGTH, ToolError } from "./tool-rules.ts";
 
-export const TOOL_NAMES = [
-  "list_agent_blueprints",
-  "list_agent_sessions",
-  "start_agent_session",
-  "resume_agent_session",
-  "get_agent_session_status",
-  "get_agent_session_result",
-  "delete_all_agent_sessions",
-] as const;
-
 const modeSchema = z
   .enum(EXECUTION_MODES)
   .default("sync")

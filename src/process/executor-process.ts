@@ -6,6 +6,8 @@
 import { existsSync, statSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { LIFELINE_ENV } from "../protocol/lifeline.ts";
+import type { StopSignal } from "../protocol/stop-signal.ts";
+import type { Env } from "../shared/env.ts";
 import { groupAlive } from "../shared/process-group.ts";
 import { sleep, within } from "../shared/retry.ts";
 import { drain, MAX_LINE_CHARS, Tail } from "./output.ts";
@@ -26,14 +28,13 @@ const KILLED_GROUP_BOUND_MS = 2000;
 const GROUP_POLL_MS = { first: 10, max: 200 };
 
 export type ExitStatus = { code: number; signal: null } | { code: null; signal: string };
-export type StopSignal = "SIGTERM" | "SIGKILL";
 
 export interface ExecutorProcessOptions {
   argv: string[];
   /** Written to the executor's stdin, which is then closed. */
   input: string;
   /** The executor's environment; `AGENT_RUNNER_LIFELINE_FD` is added. */
-  env: Record<string, string | undefined>;
+  env: Env;
   /** Working directory (default: this process's); a missing one is refused with its path. */
   cwd?: string;
   /**

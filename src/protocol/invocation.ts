@@ -3,6 +3,7 @@
  * schema is data (validation.ts): executors validate with it without loading arktype.
  */
 import type { RootSchema } from "@ark/schema";
+import { messageOf } from "../shared/errors.ts";
 import { JSON_OBJECT_SCHEMA, type JsonObject, schemaValidator, toJsonSchema, validate } from "../shared/validation.ts";
 
 /** The invocation schema the runner writes and executors read (2.0 is not accepted any more). */
@@ -106,7 +107,7 @@ export function parseInvocation(text: string): Invocation {
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw new InvocationError(`Invalid invocation: stdin is not valid JSON: ${(error as Error).message}`);
+    throw new InvocationError(`Invalid invocation: stdin is not valid JSON: ${messageOf(error)}`);
   }
   return validate(data, InvocationValidator, `Invalid invocation (schema ${SCHEMA_VERSION})`, InvocationError);
 }

@@ -8,10 +8,12 @@ import type { ExecutorProfile } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import type { CoordinatorClient, PollEvent } from "../coordinator/client.ts";
 import type { RegistrationPayload } from "../coordinator/registration.ts";
+import { REQUEST_TIMEOUT_MS } from "../coordinator/request-timeout.ts";
 import type { RunTokens } from "../protocol/run-tokens.ts";
+import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";
 import { log, setLogContext } from "../shared/log.ts";
-import { sleep } from "../shared/retry.ts";
+import { MAX_RETRY_DELAY_MS, sleep } from "../shared/retry.ts";
 import { ActiveRuns } from "./active-runs.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { type LeftoverReport, reapLeftovers } from "./leftover-runs.ts";
@@ -35,10 +37,11 @@ export interface AgentWorkerOptions {
   client: CoordinatorClient;
   registration: RegistrationPayload;
   /** The executor's environment, before each run's own variables. */
-  executorEnv: Record<string, string | undefined>;
+  executorEnv: Env;
   /** The embedded MCP server's URL, for blueprint placeholders. */
   mcpUrl: string;
-  journal?: RunJournal;
+  /** Where the runner id, each run's executor and each outcome not yet delivered are kept. */
+  journal: Pick<RunJournal, "setRunnerId" | "runStarted" | "runEnded" | "settled" | "close">;
   /** What a dead earlier runner process of this identity left behind. */
   previous?: PreviousIncarnation;
   /** The gateway's URL and the tokens that give each run's executor its own access to it. */
@@ -90,7 +93,7 @@ export class AgentWorker {
     // At once, before registering: the dead process's executors must not run on meanwhile, and
     // what its runs are owed is journalled again under this process before anything can fail.
     this.leftovers = options.previous ? reapLeftovers(options.previous) : [];
-    for (const { runId, sessionId, report } of this.leftovers) journal?.runEnded(runId, sessionId, report);
+    for (const { runId, sessionId, report } of this.leftovers) journal.runEnded(runId, sessionId, report);
     const backOnline = client.http.backOnline;
     this.registrar = new Registrar({
       client,
@@ -101,7 +104,7 @@ export class AgentWorker {
       wakeup: backOnline,
       retryInitialMs: options.retryInitialMs,
       onRegistered: (runnerId) => {
-        journal?.setRunnerId(runnerId);
+        journal.setRunnerId(runnerId);
         setLogContext({ runner_id: runnerId });
       },
       onFailure: () => {
@@ -122,12 +125,23 @@ export class AgentWorker {
       {
         wakeup: backOnline,
         retryInitialMs: options.retryInitialMs,
-        onSettled: (runId) => journal?.settled(runId),
+        onSettled: (runId) => journal.settled(runId),
         onPendingChange: (count) => observer.setOutboxPending(count),
       },
     );
     this.runs = new ActiveRuns(
-      { ...options, observer, report: (runId, report) => this.outbox.send(runId, report) },
+      {
+        config,
+        profile: options.profile,
+        client,
+        report: (runId, report) => this.outbox.send(runId, report),
+        journal,
+        executorEnv: options.executorEnv,
+        mcpUrl: options.mcpUrl,
+        gatewayUrl: options.gatewayUrl,
+        tokens: options.tokens,
+        observer,
+      },
       (count) => {
         observer.setActiveRuns(count);
         this.limits.activeChanged(count);
@@ -187,8 +201,7 @@ export class AgentWorker {
     // Beats go on while active runs drain after a shutdown signal: the coordinator must not take
     // a draining runner for dead.
     this.heartbeat.start(this.heartbeatSeconds);
-    // Silence longer than a poll's hold, the longest retry wait and a request timeout means a stuck loop.
-    this.loopWatch = this.observer.watchLoop("work loop", (this.poller.holdSeconds + 5 + 30 + 30 + 30) * 1000);
+    this.loopWatch = this.observer.watchLoop("work loop", this.maxLoopSilenceMs());
     await this.workLoop();
     this.loopWatch.done();
     this.heartbeat.stop();
@@ -213,7 +226,7 @@ export class AgentWorker {
         log.warn(`Could not deregister ${client.runnerId}: ${messageOf(error)}`);
       }
     }
-    this.options.journal?.close();
+    this.options.journal.close();
   }
 
   /**
@@ -242,6 +255,19 @@ export class AgentWorker {
       this.runs.stopAll();
     }
     return this.shutdownStage;
+  }
+
+  /**
+   * Silence longer than this means a stuck loop: each turn of it beats, and the longest a turn can
+   * go without a beat is one poll, one attempt to register again (a token and a request) and the
+   * retry wait after it, or one look at the active runs and the pause after it.
+   */
+  private maxLoopSilenceMs(): number {
+    return Math.max(
+      this.poller.maxSilenceMs,
+      2 * REQUEST_TIMEOUT_MS + MAX_RETRY_DELAY_MS,
+      REQUEST_TIMEOUT_MS + WATCH_INTERVAL_MS,
+    );
   }
 
   /** Asks for runs while it takes them; otherwise watches the active ones until none is left. */

@@ -4,11 +4,12 @@ import type { CoordinatorHttp } from "../coordinator/http.ts";
 import { GATEWAY_ROUTES_SUMMARY, type GatewayRoute, gatewayRoute } from "../protocol/gateway-requests.ts";
 import { admit, type RunTokens } from "../protocol/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
+import { messageOf } from "../shared/errors.ts";
 import { JsonObject, parseJson } from "../shared/json.ts";
 import { log } from "../shared/log.ts";
 
 /** Executors send events and small documents; anything bigger is a bug or an attack. */
-export const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
+const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
 
 export interface GatewayOptions {
   http: CoordinatorHttp;
@@ -91,8 +92,8 @@ export function startGateway(options: GatewayOptions): Gateway {
     try {
       return await relay(await options.http.fetch(path, init));
     } catch (error) {
-      log.warn(`Gateway: ${init.method} ${path} could not reach the coordinator: ${(error as Error).message}`);
-      return problem(502, `Coordinator unreachable: ${(error as Error).message}`);
+      log.warn(`Gateway: ${init.method} ${path} could not reach the coordinator: ${messageOf(error)}`);
+      return problem(502, `Coordinator unreachable: ${messageOf(error)}`);
     }
   }
 

@@ -5,7 +5,7 @@
  */
 import pkg from "../../package.json" with { type: "json" };
 import type { HostPort } from "../config/runner-config.ts";
-import { ConfigError } from "../shared/errors.ts";
+import { ConfigError, messageOf } from "../shared/errors.ts";
 import { HealthMonitor } from "./health.ts";
 import { RunnerMetrics } from "./metrics.ts";
 
@@ -41,7 +41,7 @@ function bindError(addr: HostPort, error: unknown): ConfigError {
         ? `${addr.host} is not an address of this machine`
         : code === "EACCES"
           ? `not allowed to listen on port ${addr.port} (ports below 1024 need privileges)`
-          : (error as Error).message;
+          : messageOf(error);
   return new ConfigError(`Cannot serve ${where}: ${why}`);
 }
 

@@ -1,7 +1,8 @@
 /** One long poll at a time: retried with backoff while the coordinator is unreachable, paced when it answers at once. */
 import type { CoordinatorClient, PollEvent } from "../coordinator/client.ts";
+import { REQUEST_TIMEOUT_MS } from "../coordinator/request-timeout.ts";
 import { log } from "../shared/log.ts";
-import { retry, seconds, sleep } from "../shared/retry.ts";
+import { MAX_RETRY_DELAY_MS, retry, seconds, sleep } from "../shared/retry.ts";
 
 /** A poll's HTTP timeout is this much above the time the coordinator holds it. */
 const POLL_SLACK_MS = 5_000;
@@ -27,6 +28,15 @@ export class Poller {
     holdSeconds: number,
   ) {
     this.holdSeconds = holdSeconds;
+  }
+
+  /**
+   * The longest a poll can keep its caller waiting between two signs of life (the start, each
+   * failure, the end): a token fetched first, the poll held to its timeout, then the longest
+   * wait before the next attempt (or the pause after an empty reply, which is shorter).
+   */
+  get maxSilenceMs(): number {
+    return REQUEST_TIMEOUT_MS + this.holdSeconds * 1000 + POLL_SLACK_MS + MAX_RETRY_DELAY_MS;
   }
 
   /** A poll request is on its way or held by the coordinator. */

@@ -180,7 +180,7 @@ export function coordinatorTiming(
   };
 }
 
-export function duplicateMessage(error: DuplicateRunnerError): string {
+function duplicateMessage(error: DuplicateRunnerError): string {
   const { existing } = error;
   return [
     "A runner with this identity is already online at the coordinator.",

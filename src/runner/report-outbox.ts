@@ -26,7 +26,7 @@ export interface OutboxOptions {
 
 const isFinal = (report: RunReport) => report.kind !== "started";
 
-export function describeReport(runId: string, report: RunReport): string {
+function describeReport(runId: string, report: RunReport): string {
   const detail =
     report.kind === "failed" ? `: ${report.error}` : report.kind === "stopped" ? ` by ${report.signal}` : "";
   return `run ${runId} ${report.kind}${detail}`;

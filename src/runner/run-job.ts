@@ -6,9 +6,11 @@
 import { type ExecutorProfile, sandboxOptions } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import type { CoordinatorClient, RunReport, RunRequest } from "../coordinator/client.ts";
-import { ExecutorProcess, type StopSignal } from "../process/executor-process.ts";
+import { ExecutorProcess } from "../process/executor-process.ts";
 import { buildInvocation, type InvocationMode } from "../protocol/invocation.ts";
 import { type RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
+import type { StopSignal } from "../protocol/stop-signal.ts";
+import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";
 import type { JsonObject } from "../shared/json.ts";
 import { isDebug, type LogFields, log, logEntry } from "../shared/log.ts";
@@ -27,23 +29,20 @@ export interface RunContext {
   /** Queues a report for delivery (the outbox). */
   report(runId: string, report: RunReport): void;
   /** Where the run's executor process group and its outcome are kept, should the runner die. */
-  journal?: Pick<RunJournal, "runStarted" | "runEnded">;
+  journal: Pick<RunJournal, "runStarted" | "runEnded">;
   /** The executor's environment, before the run's own variables. */
-  executorEnv: Record<string, string | undefined>;
+  executorEnv: Env;
   /** The embedded MCP server's URL, for blueprint placeholders. */
   mcpUrl: string;
   /** The gateway's URL. This run's executor gets it, and `mcpUrl`, with the run's own token. */
   gatewayUrl: string;
   tokens: RunTokens;
   /** Counts runs and their outcomes (for /metrics). */
-  observer?: Pick<RunnerObserver, "runStarted" | "runEnded">;
+  observer: Pick<RunnerObserver, "runStarted" | "runEnded">;
 }
 
 /** Why this runner must not execute the run (tagged-only mode), or undefined. */
-export function tagRefusal(
-  run: RunRequest,
-  config: Pick<RunnerConfig, "requireMatchingTags" | "tags">,
-): string | undefined {
+function tagRefusal(run: RunRequest, config: Pick<RunnerConfig, "requireMatchingTags" | "tags">): string | undefined {
   if (!config.requireMatchingTags) return undefined;
   const demanded = run.demands?.tags;
   const tags = Array.isArray(demanded) ? demanded.filter((tag): tag is string => typeof tag === "string") : [];
@@ -93,9 +92,14 @@ export class RunJob {
     if (!this.executor && !this.stopRequested)
       this.say("info", `Stop for run ${this.runId} before its executor started: it will not start`);
     this.stopRequested = true;
+    this.stopExecutor(`Stopping run ${this.runId}`);
+  }
+
+  /** The one way a running executor is stopped, by a stop command or the run timeout: once. */
+  private stopExecutor(reason: string, level: "info" | "warn" = "info"): void {
     if (!this.executor || this.stopping) return;
     const { stopGraceSeconds } = this.context.config;
-    this.say("info", `Stopping run ${this.runId} (SIGTERM, SIGKILL after ${stopGraceSeconds} s)`);
+    this.say(level, `${reason} (SIGTERM, SIGKILL after ${stopGraceSeconds} s)`);
     this.stopping = this.executor.stop(stopGraceSeconds * 1000);
   }
 
@@ -162,9 +166,9 @@ export class RunJob {
       return undefined;
     }
     this.startedAt = performance.now();
-    this.context.journal?.runStarted(run.run_id, run.session_id, this.executor.pid);
+    this.context.journal.runStarted(run.run_id, run.session_id, this.executor.pid);
     this.context.report(run.run_id, { kind: "started" });
-    this.context.observer?.runStarted();
+    this.context.observer.runStarted();
     this.say(
       "info",
       `Run ${run.run_id} started: ${run.type}, session ${run.session_id}${run.agent_name ? `, agent ${run.agent_name}` : ""}, pid ${this.executor.pid}`,
@@ -180,12 +184,7 @@ export class RunJob {
     this.timeoutTimer = setTimeout(() => {
       if (this.stopping) return;
       this.timedOut = true;
-      const { stopGraceSeconds } = this.context.config;
-      this.say(
-        "warn",
-        `Run ${this.runId} exceeded the run timeout of ${limit} s: stopping it (SIGTERM, SIGKILL after ${stopGraceSeconds} s)`,
-      );
-      this.stopping = this.executor?.stop(stopGraceSeconds * 1000);
+      this.stopExecutor(`Run ${this.runId} exceeded the run timeout of ${limit} s: stopping it`, "warn");
     }, limit * 1000);
   }
 
@@ -221,11 +220,11 @@ export class RunJob {
    * run end knows it survives the runner dying before delivery.
    */
   private end(report: Exclude<RunReport, { kind: "started" }>, outcome: RunOutcome, say: () => void): void {
-    this.context.journal?.runEnded(this.runId, this.run.session_id, report);
+    this.context.journal.runEnded(this.runId, this.run.session_id, report);
     say();
     this.context.report(this.runId, report);
     const durationSeconds = this.executor ? (performance.now() - this.startedAt) / 1000 : undefined;
-    this.context.observer?.runEnded(outcome, durationSeconds);
+    this.context.observer.runEnded(outcome, durationSeconds);
   }
 
   private say(level: "debug" | "info" | "warn" | "error", message: string): void {

@@ -5,6 +5,9 @@ import { log } from "./log.ts";
 /** setTimeout's ceiling (about 24.8 days); a longer delay would fire at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** The longest wait between two attempts of a retry, by default. */
+export const MAX_RETRY_DELAY_MS = 30_000;
+
 /**
  * Exponential backoff with jitter: 1 s doubling to 30 s by default. The jitter keeps a fleet of
  * runners from hammering a coordinator that comes back in lockstep.
@@ -14,7 +17,7 @@ export class Backoff {
 
   constructor(
     private readonly initialMs = 1000,
-    private readonly maxMs = 30_000,
+    private readonly maxMs = MAX_RETRY_DELAY_MS,
     private readonly random: () => number = Math.random,
   ) {}
 

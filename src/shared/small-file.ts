@@ -3,6 +3,7 @@
  * a FIFO, a device like /dev/zero or a huge file is refused at once, never read without end.
  */
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from "node:fs";
+import { messageOf } from "./errors.ts";
 
 /** Profiles, blueprints and stored sessions are a few KB; 1 MiB is far more than any needs. */
 export const MAX_SMALL_FILE_BYTES = 1024 * 1024;
@@ -44,7 +45,7 @@ export function readSmallFile(path: string, maxBytes = MAX_SMALL_FILE_BYTES): st
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (error) {
-    throw new SmallFileError((error as Error).message, (error as NodeJS.ErrnoException).code);
+    throw new SmallFileError(messageOf(error), (error as NodeJS.ErrnoException).code);
   }
   try {
     const stat = fstatSync(fd);

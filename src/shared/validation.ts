@@ -8,6 +8,7 @@
  */
 import "./arktype-config.ts";
 import { ArkErrors, type RootSchema, rootSchema } from "@ark/schema";
+import { messageOf } from "./errors.ts";
 
 /** What validates: an arktype type, or a schema node typed with `schemaValidator`. */
 export interface Validator<T> {
@@ -21,7 +22,7 @@ export function schemaValidator<T>(schema: RootSchema): Validator<T> {
 }
 
 /** `{…}` and not an array (arktype's object domain also lets arrays through). */
-export const notAnArray = (value: unknown, ctx: { mustBe(expected: string): false }): boolean =>
+const notAnArray = (value: unknown, ctx: { mustBe(expected: string): false }): boolean =>
   !Array.isArray(value) || ctx.mustBe("an object (not an array)");
 
 /** A JSON object: any keys, any values, not an array. */
@@ -74,7 +75,7 @@ export function parseJson<T>(
     data = JSON.parse(text);
   } catch (error) {
     const excerpt = text.length > 200 ? `${text.slice(0, 200)}…` : text;
-    throw new ErrorType(`${origin} is not valid JSON (${(error as Error).message}): ${JSON.stringify(excerpt)}`);
+    throw new ErrorType(`${origin} is not valid JSON (${messageOf(error)}): ${JSON.stringify(excerpt)}`);
   }
   return validate(data, schema, origin, ErrorType);
 }

@@ -6,7 +6,7 @@ import { CoordinatorClient } from "../../src/coordinator/client.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { buildRegistrationPayload } from "../../src/coordinator/registration.ts";
 import { RunTokens, urlWithToken } from "../../src/protocol/run-tokens.ts";
-import { AgentWorker } from "../../src/runner/agent-worker.ts";
+import { AgentWorker, type AgentWorkerOptions } from "../../src/runner/agent-worker.ts";
 import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
 import type { JsonObject } from "../../src/shared/json.ts";
 import { type FakeCoordinator, type FakeCoordinatorOptions, startFakeCoordinator } from "./fake-coordinator.ts";
@@ -52,7 +52,18 @@ export interface HarnessOptions {
   retryInitialMs?: number;
   /** Don't register and start the loop (for tests of registration itself). */
   manual?: boolean;
+  /** The run journal (default: one that keeps nothing). */
+  journal?: AgentWorkerOptions["journal"];
 }
+
+/** A journal that keeps nothing: the harness's runs need no crash recovery. */
+const noJournal: AgentWorkerOptions["journal"] = {
+  setRunnerId() {},
+  runStarted() {},
+  runEnded() {},
+  settled() {},
+  close() {},
+};
 
 /** A Runner wired as the CLI wires it, against a fake coordinator, with a fixture executor; closed after the test. */
 export async function startRunnerHarness(options: HarnessOptions = {}): Promise<RunnerHarness> {
@@ -79,6 +90,7 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     mcpUrl: "http://127.0.0.1:9/mcp",
     gatewayUrl: gateway.url,
     tokens,
+    journal: options.journal ?? noJournal,
     flushTimeoutMs: options.flushTimeoutMs ?? 5000,
     retryInitialMs: options.retryInitialMs ?? 50,
   });

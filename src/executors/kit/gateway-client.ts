@@ -6,6 +6,7 @@ import type { RootSchema } from "@ark/schema";
 import { coordinatorDetail } from "../../protocol/error-detail.ts";
 import { type EventRole, type SessionEvent, sessionEvents } from "../../protocol/session-events.ts";
 import type { Env } from "../../shared/env.ts";
+import { messageOf } from "../../shared/errors.ts";
 import { JSON_OBJECT_SCHEMA, JsonObject, parseJson, schemaValidator, validate } from "../../shared/validation.ts";
 import type { ExecutorLog } from "./executor-log.ts";
 
@@ -102,9 +103,7 @@ export class GatewayClient {
         signal: AbortSignal.timeout(GATEWAY_TIMEOUT_MS),
       });
     } catch (error) {
-      throw new GatewayError(
-        `${method} ${path}: cannot reach the gateway at ${this.baseUrl}: ${(error as Error).message}`,
-      );
+      throw new GatewayError(`${method} ${path}: cannot reach the gateway at ${this.baseUrl}: ${messageOf(error)}`);
     }
     const text = await response.text();
     if (!response.ok) {
@@ -154,7 +153,7 @@ export class SessionReporter {
     try {
       await send();
     } catch (error) {
-      this.log.warn(`${what} not delivered (continuing): ${(error as Error).message}`);
+      this.log.warn(`${what} not delivered (continuing): ${messageOf(error)}`);
     }
   }
 }

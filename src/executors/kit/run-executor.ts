@@ -10,6 +10,7 @@ import {
   SCHEMA_VERSION,
 } from "../../protocol/invocation.ts";
 import type { Env } from "../../shared/env.ts";
+import { messageOf } from "../../shared/errors.ts";
 import { ExecutorLog, isDebugEnabled, redactForLog } from "./executor-log.ts";
 import { DEFAULT_GATEWAY_URL, GatewayClient, type SessionRecord, SessionReporter } from "./gateway-client.ts";
 import { type ExecutorStopped, StopWatch } from "./stop-watch.ts";
@@ -31,7 +32,7 @@ export async function readSessionForResume(gateway: GatewayClient, sessionId: st
   try {
     session = await gateway.getSession(sessionId);
   } catch (error) {
-    throw new ExecutorError(`Cannot resume session '${sessionId}': ${(error as Error).message}`);
+    throw new ExecutorError(`Cannot resume session '${sessionId}': ${messageOf(error)}`);
   }
   if (!session) {
     throw new ExecutorError(
