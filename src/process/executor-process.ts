@@ -161,6 +161,10 @@ export class ExecutorProcess {
    */
   private async endGroup(): Promise<void> {
     this.leaderExited = true;
+    // The waits here take no signal: each is at most GROUP_POLL_MS.max, and the loop is bounded
+    // (SIGKILL now after a normal exit, at the end of a stop's grace otherwise, or at once by
+    // kill(); then KILLED_GROUP_BOUND_MS at most). A signal could end the loop only by giving up
+    // on a group that is still there.
     if (!this.stopping) this.kill();
     for (let delay = GROUP_POLL_MS.first; groupAlive(this.pid); delay = Math.min(delay * 2, GROUP_POLL_MS.max)) {
       // A member stuck in the kernel (uninterruptible I/O): the group is given up on.
