@@ -6,6 +6,9 @@ export const DEFAULT_COORDINATOR_URL = "http://localhost:8765";
 export const DEFAULT_POLL_TIMEOUT_SECONDS = 30;
 export const DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 60;
 export const DEFAULT_STOP_GRACE_SECONDS = 5;
+/** How many persistent sessions may wait idle for their next turn, and for how long. */
+export const DEFAULT_MAX_IDLE_SESSIONS = 8;
+export const DEFAULT_IDLE_SESSION_TIMEOUT_SECONDS = 1800;
 /** Upper bounds for durations: far below setTimeout's ceiling (~24.8 days), and beyond any sane use. */
 export const MAX_POLL_TIMEOUT_SECONDS = 600;
 export const MAX_HEARTBEAT_INTERVAL_SECONDS = 3600;

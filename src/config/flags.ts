@@ -7,6 +7,8 @@ import type { ArgDef } from "citty";
 import {
   DEFAULT_COORDINATOR_URL,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
+  DEFAULT_IDLE_SESSION_TIMEOUT_SECONDS,
+  DEFAULT_MAX_IDLE_SESSIONS,
   DEFAULT_POLL_TIMEOUT_SECONDS,
   DEFAULT_STOP_GRACE_SECONDS,
 } from "./defaults.ts";
@@ -63,6 +65,13 @@ export const runnerFlags = {
     valueHint: "url",
     env: "AGENT_ORCHESTRATOR_API_URL",
     description: `Coordinator URL (default ${DEFAULT_COORDINATOR_URL})`,
+  },
+  "coordinator-protocol": {
+    type: "string",
+    valueHint: "auto|2.1|2.2",
+    env: "COORDINATOR_PROTOCOL",
+    description:
+      "The coordinator's protocol generation: 2.1 (runs carry a prompt, stops name runs), 2.2 (parameters, resolved blueprints, stops name sessions, persistent sessions), or auto: asked of the coordinator before registering (default auto)",
   },
   ...commonFlags,
   tags: {
@@ -121,6 +130,18 @@ export const runnerFlags = {
     env: "EXIT_AFTER_IDLE",
     description:
       "Ephemeral runner: with no active run for this long (at most a week), deregister and exit 0 (checked between polls)",
+  },
+  "max-idle-sessions": {
+    type: "string",
+    valueHint: "n",
+    env: "MAX_IDLE_SESSIONS",
+    description: `Persistent profiles: keep at most n sessions alive between turns; the longest idle is ended first (default ${DEFAULT_MAX_IDLE_SESSIONS})`,
+  },
+  "idle-session-timeout": {
+    type: "string",
+    valueHint: "seconds",
+    env: "IDLE_SESSION_TIMEOUT",
+    description: `Persistent profiles: end a session idle this long (at most a week); a later turn resumes it in a new process (default ${DEFAULT_IDLE_SESSION_TIMEOUT_SECONDS})`,
   },
   "health-addr": {
     type: "string",

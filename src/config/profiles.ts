@@ -33,13 +33,25 @@ const SandboxObject = type({
 /** A profile's `sandbox`: `true`, or the object form. */
 export type ProfileSandbox = true | typeof SandboxObject.infer;
 
+/** How long an executor process serves its session: one run, or turn after turn while the session lives. */
+export const LIFECYCLES = ["one_shot", "persistent"] as const;
+export type Lifecycle = (typeof LIFECYCLES)[number];
+
+/** The executor types of the coordinator's protocol 2.2 (a run demands one of them). */
+const PROTOCOL_TYPES = ["autonomous", "procedural"];
+
 /** A named executor configuration; a runner runs exactly one. */
 export interface ExecutorProfile {
   name: string;
+  /** The executor's kind as the profile names it: `autonomous`/`procedural`, or a kind such as `claude-code`. */
   type: string;
   command: string;
   /** Executor-specific settings, passed through to the executor untouched. */
   config: JsonObject;
+  /** `persistent`: the executor stays alive between the turns of its session (protocol 2.2). */
+  lifecycle: Lifecycle;
+  /** Runner-owned agents of a procedural profile (accepted so such files load; not run). */
+  agents_dir?: string;
   /** Its executors run in a bubblewrap sandbox (as written in the profile; absent: no sandbox). */
   sandbox?: ProfileSandbox;
   /** `built-in`, `default`, or the file the profile was read from. */
@@ -68,6 +80,8 @@ const ProfileFile = type({
   type: "string > 0",
   command: "string > 0",
   "config?": JsonObject,
+  "lifecycle?": "'one_shot' | 'persistent'",
+  "agents_dir?": "string",
   // The object form is checked on its own: a union's message would list both forms' complaints.
   "sandbox?": type("boolean").or(JsonObject),
 });
@@ -168,9 +182,31 @@ function parseProfile(origin: ProfileOrigin): ProfileContent {
     type: parsed.type,
     command: parsed.command,
     config: parsed.config ?? {},
+    lifecycle: parsed.lifecycle ?? "one_shot",
+    ...(parsed.agents_dir === undefined ? {} : { agents_dir: parsed.agents_dir }),
     ...(sandbox ? { sandbox } : {}),
     source: origin.source,
   };
+}
+
+/**
+ * The executor type a profile registers with under protocol 2.2, where a run demands one:
+ * `autonomous` or `procedural` as written, and `autonomous` for any other kind (the built-ins'
+ * `claude-code` and `test-executor` are agents that run a prompt).
+ */
+export function protocolExecutorType(profile: Pick<ExecutorProfile, "type">): string {
+  return PROTOCOL_TYPES.includes(profile.type) ? profile.type : "autonomous";
+}
+
+/** Why this runner cannot run a profile's executors at all, or undefined. */
+export function unsupportedProfile(profile: Pick<ExecutorProfile, "name" | "type" | "agents_dir">): string | undefined {
+  if (profile.type === "procedural") {
+    return `Profile '${profile.name}' is procedural: this runner runs autonomous executors (agents that take a prompt) only; procedural executors, their runner-owned agents and script sync are not supported`;
+  }
+  if (profile.agents_dir !== undefined) {
+    return `Profile '${profile.name}' names runner-owned agents (agents_dir ${profile.agents_dir}): this runner does not register runner-owned agents; remove agents_dir`;
+  }
+  return undefined;
 }
 
 /** A profile's sandbox as the process module takes it, or undefined when it has none. */
@@ -246,6 +282,7 @@ export function defaultProfile(): ExecutorProfile {
     type: DEFAULT_EXECUTOR_TYPE,
     command: DEFAULT_EXECUTOR_PATH,
     config: {},
+    lifecycle: "one_shot",
     source: "default",
   });
 }

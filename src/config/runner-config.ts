@@ -3,12 +3,15 @@ import { statSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import { PROTOCOL_GENERATIONS, type ProtocolGeneration } from "../protocol/generation.ts";
 import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { addSecret, LOG_FORMATS, type LogFormat, log } from "../shared/log.ts";
 import { removeFromEnvironment } from "../shared/proc-environ.ts";
 import {
   DEFAULT_COORDINATOR_URL,
+  DEFAULT_IDLE_SESSION_TIMEOUT_SECONDS,
+  DEFAULT_MAX_IDLE_SESSIONS,
   DEFAULT_STOP_GRACE_SECONDS,
   MAX_DURATION_SECONDS,
   MAX_HEARTBEAT_INTERVAL_SECONDS,
@@ -57,6 +60,11 @@ export interface RunnerConfig {
   maxRuns?: number;
   /** Ephemeral runner: deregister and exit 0 after this long without an active run. */
   exitAfterIdleSeconds?: number;
+  /** The coordinator's protocol generation, or `auto`: asked of it before registering. */
+  coordinatorProtocol: "auto" | ProtocolGeneration;
+  /** Persistent profiles: how many sessions may wait idle for their next turn, and for how long. */
+  maxIdleSessions: number;
+  idleSessionTimeoutSeconds: number;
   /** Where /healthz, /readyz and /metrics are served; unset: not served. */
   healthAddr?: HostPort;
   logFormat: LogFormat;
@@ -242,6 +250,14 @@ export function hideClientSecret(): void {
   }
 }
 
+function coordinatorProtocol(input: Sourced | undefined): "auto" | ProtocolGeneration {
+  const value = input?.value ?? "auto";
+  if (value === "auto" || (PROTOCOL_GENERATIONS as readonly string[]).includes(value)) {
+    return value as "auto" | ProtocolGeneration;
+  }
+  throw new ConfigError(`${input?.from} '${value}' is not one of auto, ${PROTOCOL_GENERATIONS.join(", ")}`);
+}
+
 /** The operator's profile directory, if one is set (all `--profile-list` needs). */
 export function resolveProfilesDir(values: FlagValues<typeof runnerFlags>, env: Env = process.env): string | undefined {
   const profilesDir = flagReader(runnerFlags, values, env)("profiles-dir");
@@ -275,6 +291,10 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
     runTimeoutSeconds: duration(input("run-timeout")),
     maxRuns: number(input("max-runs"), { min: 1, max: UNBOUNDED, integer: true }),
     exitAfterIdleSeconds: duration(input("exit-after-idle")),
+    coordinatorProtocol: coordinatorProtocol(input("coordinator-protocol")),
+    maxIdleSessions:
+      number(input("max-idle-sessions"), { min: 0, max: UNBOUNDED, integer: true }) ?? DEFAULT_MAX_IDLE_SESSIONS,
+    idleSessionTimeoutSeconds: duration(input("idle-session-timeout")) ?? DEFAULT_IDLE_SESSION_TIMEOUT_SECONDS,
     healthAddr: healthAddr ? hostPort(healthAddr) : undefined,
     logFormat: resolveLogFormat(values, env),
     verbose: values.verbose ?? false,

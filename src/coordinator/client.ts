@@ -3,6 +3,7 @@
  * retries or scheduling, which belong to the runner.
  */
 import { coordinatorDetail } from "../protocol/error-detail.ts";
+import type { ProtocolGeneration } from "../protocol/generation.ts";
 import type { StopSignal } from "../protocol/stop-signal.ts";
 import { type } from "../shared/arktype.ts";
 import type { JsonObject } from "../shared/json.ts";
@@ -18,25 +19,35 @@ import {
   type Registration,
   Registration as RegistrationReply,
   RunIdOnly,
-  RunRequest,
+  RunRequest21,
+  RunRequest22,
   RunStatusReply,
   WrappedAgentReply,
 } from "./replies.ts";
 
-export type { Registration, RunRequest };
+export type { Registration };
+
+/** A run as handed out, the same for both protocol generations: a 2.1 prompt is `parameters.prompt`. */
+export type RunRequest = Omit<typeof RunRequest22.infer, "parameters"> & { parameters: JsonObject };
 
 /** What one poll brought; a reply may carry several (stop commands and a run), handled in this order. */
 export type PollEvent =
   | { kind: "stop"; runIds: string[] }
+  | { kind: "stop_sessions"; sessionIds: string[] }
   | { kind: "run"; run: RunRequest }
   /** A run the runner cannot execute as given; reported failed when it has a run id. */
   | { kind: "bad_run"; runId?: string; reason: string }
   | { kind: "deregistered" }
   | { kind: "not_registered" };
 
+/** How a session stands after a run that completed: `idle` while its executor waits for the next turn. */
+export type SessionStatusAfterRun = "idle" | "finished";
+/** How a session ended while it had no run (protocol 2.2): its persistent executor ended or was stopped. */
+export type SessionEnd = "finished" | "failed" | "stopped";
+
 export type RunReport =
   | { kind: "started" }
-  | { kind: "completed" }
+  | { kind: "completed"; sessionStatus?: SessionStatusAfterRun }
   | { kind: "failed"; error: string }
   | { kind: "stopped"; signal: StopSignal };
 
@@ -58,6 +69,11 @@ export class DuplicateRunnerError extends Error {
   }
 }
 
+/** The URL answers, but not as a coordinator: it serves no `POST /runner/register`. */
+export class NotACoordinatorError extends Error {
+  override name = "NotACoordinatorError";
+}
+
 /** The coordinator refused our credentials (401/403 at registration). */
 export class AuthenticationError extends Error {
   override name = "AuthenticationError";
@@ -66,15 +82,37 @@ export class AuthenticationError extends Error {
 /** How long a report may wait for its answer (see `report`). */
 const REPORT_TIMEOUT_MS = 5 * 60_000;
 
-function runEvent(data: unknown): PollEvent {
-  const run = RunRequest(data);
-  if (!(run instanceof type.errors)) return { kind: "run", run };
+function runEvent(data: unknown, generation: ProtocolGeneration): PollEvent {
+  if (generation === "2.1") {
+    const run = RunRequest21(data);
+    if (!(run instanceof type.errors)) {
+      const { prompt, ...fields } = run;
+      return { kind: "run", run: { ...fields, parameters: { prompt } } };
+    }
+    return badRun(data, run.summary);
+  }
+  const run = RunRequest22(data);
+  return run instanceof type.errors ? badRun(data, run.summary) : { kind: "run", run };
+}
+
+function badRun(data: unknown, summary: string): PollEvent {
   const runId = RunIdOnly(data);
   return {
     kind: "bad_run",
     runId: runId instanceof type.errors ? undefined : runId.run_id,
-    reason: `Malformed run payload: ${run.summary.replaceAll("\n", "; ")}`,
+    reason: `Malformed run payload: ${summary.replaceAll("\n", "; ")}`,
   };
+}
+
+/** A 404 whose detail names something else than the route: the route exists. */
+const NotFoundDetail = type({ detail: "string" }).narrow((reply) => reply.detail !== "Not Found");
+
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 const isNotRegistered = (status: number, text: string) =>
@@ -91,6 +129,8 @@ function duplicateRunner(text: string): DuplicateRunner {
 export class CoordinatorClient {
   /** Set by a successful registration; reports and heartbeats carry it. */
   runnerId?: string;
+  /** The protocol generation the coordinator speaks: how runs are read and reports written. */
+  generation: ProtocolGeneration = "2.1";
 
   constructor(readonly http: CoordinatorHttp) {}
 
@@ -109,10 +149,34 @@ export class CoordinatorClient {
           : `The coordinator rejected the runner's credentials (HTTP 403: ${detail}). Check the AUTH0_* settings and the client's permissions.`,
       );
     }
+    if (response.status === 404 || response.status === 405) {
+      throw new NotACoordinatorError(
+        `${this.http.baseUrl} is not an agent coordinator: POST /runner/register answered ${response.status} (${coordinatorDetail(text) ?? "no detail"}). Check --coordinator-url.`,
+      );
+    }
     if (!response.ok) throw new CoordinatorError(response.status, "/runner/register", text);
     const registration = parseJson(text, RegistrationReply, "Coordinator reply to register", BadReplyError);
     this.runnerId = registration.runner_id;
     return registration;
+  }
+
+  /**
+   * Which protocol generation the coordinator speaks, asked without side effects: only 2.2 has
+   * `POST /runner/sessions/{id}/status`, and an empty body never reaches its handler (refused as
+   * invalid, or for missing credentials, before). Where the route does not exist the answer is
+   * 404 Not Found. Network failures, 5xx, 408 and 429 throw (ask again).
+   */
+  async detectGeneration(signal?: AbortSignal): Promise<ProtocolGeneration> {
+    const path = "/runner/sessions/protocol-probe/status";
+    const response = await this.http.fetch(path, { json: {}, signal });
+    const text = await response.text();
+    if (response.status >= 500 || response.status === 408 || response.status === 429) {
+      throw new CoordinatorError(response.status, path, text);
+    }
+    if (response.status === 405) return "2.1";
+    // A route that exists and looked the session up would say which session it did not find.
+    if (response.status === 404) return NotFoundDetail.allows(jsonOrUndefined(text)) ? "2.2" : "2.1";
+    return "2.2";
   }
 
   /** One long poll: what it brought, nothing for an empty reply. Network failures and 5xx throw. */
@@ -128,11 +192,15 @@ export class CoordinatorClient {
     const events: PollEvent[] = [];
     if (reply.stop_runs !== undefined && reply.stop_runs.length > 0)
       events.push({ kind: "stop", runIds: reply.stop_runs });
-    if ("run" in reply) events.push(runEvent(reply.run));
+    if (reply.stop_sessions !== undefined && reply.stop_sessions.length > 0)
+      events.push({ kind: "stop_sessions", sessionIds: reply.stop_sessions });
+    if ("run" in reply) events.push(runEvent(reply.run, this.generation));
     if (reply.deregistered === true) events.push({ kind: "deregistered" });
-    if (events.length === 0 && reply.stop_runs === undefined) {
+    // Script sync is for procedural runners, which this runner does not register as: nothing to do.
+    const known = ["stop_runs", "stop_sessions", "sync_scripts", "remove_scripts"].some((key) => key in reply);
+    if (events.length === 0 && !known) {
       throw new BadReplyError(
-        `Coordinator reply to poll has none of run, stop_runs, deregistered: ${text.slice(0, 200)}`,
+        `Coordinator reply to poll has none of run, stop_runs, stop_sessions, deregistered: ${text.slice(0, 200)}`,
       );
     }
     return events;
@@ -147,17 +215,51 @@ export class CoordinatorClient {
     if (!response.ok) throw new CoordinatorError(response.status, path, text);
     return parseJson(text, RunStatusReply, `Coordinator reply to GET ${path}`, BadReplyError).status;
   }
-  /**
-   * Sends one run report. Network failures and 5xx throw (the caller retries); the rest is an
-   * outcome. A report waits long for its answer: given up early, it could still land after a
-   * later report of the same run and undo it.
-   */
+  /** A session's status at the coordinator (`stopping` once a stop was requested), undefined if it does not know it. */
+  async sessionStatus(sessionId: string, signal?: AbortSignal): Promise<string | undefined> {
+    const path = `/sessions/${encodeURIComponent(sessionId)}/status`;
+    const response = await this.http.fetch(path, { signal });
+    const text = await response.text();
+    if (response.status === 404) return undefined;
+    if (!response.ok) throw new CoordinatorError(response.status, path, text);
+    return parseJson(text, RunStatusReply, `Coordinator reply to GET ${path}`, BadReplyError).status;
+  }
+
+  /** Sends one run report: see `sendReport`. */
   async report(runId: string, report: RunReport): Promise<ReportOutcome> {
-    const { kind, ...fields } = report;
-    // A failure's text is often the executor's stderr: cut out secrets and run tokens, as in log lines.
-    if ("error" in fields) fields.error = redact(fields.error);
-    const body = { runner_id: this.requireId(), ...(kind === "completed" ? { status: "success" } : {}), ...fields };
-    const path = `/runner/runs/${encodeURIComponent(runId)}/${kind}`;
+    const path = `/runner/runs/${encodeURIComponent(runId)}/${report.kind}`;
+    return this.sendReport(path, { runner_id: this.requireId(), ...this.reportFields(report) });
+  }
+
+  /** Protocol 2.2: a session ended while it had no run (its persistent executor ended or was stopped). */
+  async reportSessionEnd(sessionId: string, status: SessionEnd): Promise<ReportOutcome> {
+    const path = `/runner/sessions/${encodeURIComponent(sessionId)}/status`;
+    return this.sendReport(path, { runner_id: this.requireId(), status });
+  }
+
+  private reportFields(report: RunReport): Record<string, unknown> {
+    switch (report.kind) {
+      case "started":
+        return {};
+      case "completed":
+        // 2.1 knows no session status: a completed run there says nothing of its session.
+        return this.generation === "2.1"
+          ? { status: "success" }
+          : { status: "success", session_status: report.sessionStatus ?? "finished" };
+      case "failed":
+        // A failure's text is often the executor's stderr: cut out secrets and run tokens, as in log lines.
+        return { error: redact(report.error) };
+      case "stopped":
+        return { signal: report.signal };
+    }
+  }
+
+  /**
+   * Sends one report. Network failures and 5xx throw (the caller retries); the rest is an outcome.
+   * A report waits long for its answer: given up early, it could still land after a later report
+   * of the same run and undo it.
+   */
+  private async sendReport(path: string, body: Record<string, unknown>): Promise<ReportOutcome> {
     const response = await this.http.fetch(path, { json: body, timeoutMs: REPORT_TIMEOUT_MS });
     const text = await response.text();
     if (response.ok) return { kind: "delivered" };

@@ -25,20 +25,29 @@ export type DuplicateRunner = (typeof DuplicateRunnerReply.infer)["detail"];
 
 const NullableObject = JsonObject.or("null");
 
-/** A run as the coordinator hands it out; extra fields are kept for forward compatibility. */
-export const RunRequest = type({
+/** What a run carries in both protocol generations; extra fields are kept for forward compatibility. */
+const RunFields = {
   run_id: "string > 0",
   type: "string > 0",
   session_id: "string > 0",
-  prompt: "string",
   "agent_name?": "string | null",
   "project_dir?": "string | null",
   "parent_session_id?": "string | null",
   "execution_mode?": "string | null",
   "demands?": NullableObject,
   "metadata?": NullableObject,
+  /** When the run was created at the coordinator (ISO 8601). */
+  "created_at?": "string | null",
+} as const;
+
+/** A run of protocol 2.1: the input is a prompt; the runner fetches the agent's blueprint. */
+export const RunRequest21 = type({ ...RunFields, prompt: "string" });
+/** A run of protocol 2.2: the input is `parameters`; the blueprint comes resolved with the run. */
+export const RunRequest22 = type({
+  ...RunFields,
+  parameters: JsonObject,
+  "resolved_agent_blueprint?": NullableObject,
 });
-export type RunRequest = typeof RunRequest.infer;
 
 /** Enough of a malformed run to report it failed. */
 export const RunIdOnly = type({ run_id: "string > 0" });
@@ -47,6 +56,9 @@ export const RunIdOnly = type({ run_id: "string > 0" });
 export const PollReply = JsonObject.and({
   "deregistered?": "boolean",
   "stop_runs?": "string[]",
+  "stop_sessions?": "string[]",
+  "sync_scripts?": "string[]",
+  "remove_scripts?": "string[]",
   "run?": "unknown",
 });
 

@@ -7,7 +7,7 @@ import { constants, hostname } from "node:os";
 import { executorEnvironment } from "../config/executor-env.ts";
 import { type ExecutorProfile, sandboxOptions } from "../config/profiles.ts";
 import { ExecutorProcess } from "../process/executor-process.ts";
-import { buildInvocation, type Invocation, type InvocationMode } from "../protocol/invocation.ts";
+import { buildInvocation, type Invocation, type Invocation22, type InvocationMode } from "../protocol/invocation.ts";
 import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import type { JsonObject } from "../shared/json.ts";
@@ -38,7 +38,7 @@ export interface LocalRunOptions {
 }
 
 export interface LocalRunResult {
-  invocation: Invocation;
+  invocation: Invocation | Invocation22;
   exitCode: number;
   /** The signal that ended the executor, if one did. */
   signal?: string;
@@ -57,7 +57,8 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
   const invocation = buildInvocation({
     mode: options.mode,
     sessionId: options.sessionId,
-    prompt: options.prompt,
+    schemaVersion: "2.1",
+    parameters: { prompt: options.prompt },
     projectDir: options.projectDir,
     agentBlueprint: options.agentBlueprint,
     executorConfig: options.profile.config,

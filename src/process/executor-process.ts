@@ -31,8 +31,10 @@ export type ExitStatus = { code: number; signal: null } | { code: null; signal: 
 
 export interface ExecutorProcessOptions {
   argv: string[];
-  /** Written to the executor's stdin, which is then closed. */
+  /** Written to the executor's stdin, which is then closed (unless `keepInputOpen`). */
   input: string;
+  /** stdin stays open after `input` for `writeInput` (a persistent executor's next turns), until `closeInput`. */
+  keepInputOpen?: boolean;
   /** The executor's environment; `AGENT_RUNNER_LIFELINE_FD` is added. */
   env: Env;
   /** Working directory (default: this process's); a missing one is refused with its path. */
@@ -49,6 +51,8 @@ export interface ExecutorProcessOptions {
   stdout?: "ignore" | "lines" | "capture";
   stderr?: "tail" | "inherit";
   onOutput?: (stream: "stdout" | "stderr", line: string) => void;
+  /** The longest stdout line handed to `onOutput` whole (default MAX_LINE_CHARS); longer ones are cut. */
+  maxStdoutLineChars?: number;
 }
 
 /**
@@ -64,7 +68,9 @@ export class ExecutorProcess {
    * the grace period (leftovers that ignore the SIGTERM are killed when it ends).
    */
   readonly exited: Promise<ExitStatus>;
-  private readonly child: Subprocess<Uint8Array, "pipe" | "ignore", "pipe" | "inherit">;
+  private readonly child: Subprocess<Uint8Array | "pipe", "pipe" | "ignore", "pipe" | "inherit">;
+  /** An open stdin (keepInputOpen), until closed or broken. */
+  private input?: import("bun").FileSink;
   private readonly stderr = new Tail(STDERR_TAIL_BYTES);
   private readonly captured: Uint8Array[] = [];
   private readonly groupEnded: Promise<void>;
@@ -90,7 +96,7 @@ export class ExecutorProcess {
       // The fourth descriptor is the lifeline: this process holds its other end, which the kernel
       // closes whenever this process ends, however it ends.
       stdio: [
-        new TextEncoder().encode(options.input),
+        options.keepInputOpen ? "pipe" : new TextEncoder().encode(options.input),
         stdoutMode === "ignore" ? "ignore" : "pipe",
         stderrMode === "inherit" ? "inherit" : "pipe",
         "pipe",
@@ -98,18 +104,28 @@ export class ExecutorProcess {
       env,
       cwd: options.cwd,
       detached: true,
-    }) as Subprocess<Uint8Array, "pipe" | "ignore", "pipe" | "inherit">;
+    }) as Subprocess<Uint8Array | "pipe", "pipe" | "ignore", "pipe" | "inherit">;
     this.pid = this.child.pid;
+    if (options.keepInputOpen && typeof this.child.stdin === "object" && this.child.stdin !== null) {
+      this.input = this.child.stdin as import("bun").FileSink;
+      this.writeInput(options.input);
+    }
     const { onOutput } = options;
-    const lines = (stream: "stdout" | "stderr") =>
-      onOutput ? (line: string) => onOutput(stream, line.slice(0, MAX_LINE_CHARS)) : undefined;
+    const lines = (stream: "stdout" | "stderr") => (onOutput ? (line: string) => onOutput(stream, line) : undefined);
     const drained: Promise<void>[] = [];
     if (this.child.stderr instanceof ReadableStream) {
       drained.push(drain(this.child.stderr, (chunk) => this.stderr.push(chunk), lines("stderr")));
     }
     if (this.child.stdout instanceof ReadableStream) {
       const keep = stdoutMode === "capture" ? (chunk: Uint8Array) => this.captured.push(chunk) : () => {};
-      drained.push(drain(this.child.stdout, keep, stdoutMode === "lines" ? lines("stdout") : undefined));
+      drained.push(
+        drain(
+          this.child.stdout,
+          keep,
+          stdoutMode === "lines" ? lines("stdout") : undefined,
+          options.maxStdoutLineChars ?? MAX_LINE_CHARS,
+        ),
+      );
     }
     this.groupEnded = this.child.exited.then(() => this.endGroup());
     this.exited = this.groupEnded.then(async () => {
@@ -118,6 +134,36 @@ export class ExecutorProcess {
       const signal = this.child.signalCode ?? (options.sandbox ? signalOfSandboxExit(code) : undefined);
       return signal ? { code: null, signal: String(signal) } : { code, signal: null };
     });
+  }
+
+  /**
+   * Writes to the open stdin (keepInputOpen). False when it is closed, or the executor no longer
+   * reads it (gone): the text was not delivered.
+   */
+  writeInput(text: string): boolean {
+    if (!this.input || this.leaderExited) return false;
+    try {
+      const written = this.input.write(text);
+      const flushed = this.input.flush();
+      // A pipe whose reader is gone fails later, asynchronously: the exit tells the caller.
+      for (const pending of [written, flushed]) if (pending instanceof Promise) pending.catch(() => {});
+      return true;
+    } catch {
+      this.input = undefined;
+      return false;
+    }
+  }
+
+  /** Closes the open stdin: the executor reads end-of-file. */
+  closeInput(): void {
+    const input = this.input;
+    this.input = undefined;
+    try {
+      const ended = input?.end();
+      if (ended instanceof Promise) ended.catch(() => {});
+    } catch {
+      // Already closed by the executor's end.
+    }
   }
 
   /** The last few KB the executor wrote to stderr (empty when stderr is inherited). */

@@ -25,11 +25,15 @@ export class Tail {
 /** Longest line passed on whole; a flood without newlines is cut into pieces this long. */
 export const MAX_LINE_CHARS = 2000;
 
-/** Reads a stream to its end, handing on every chunk and, if asked, every line. */
+/**
+ * Reads a stream to its end, handing on every chunk and, if asked, every line: at most
+ * `maxLineChars` of it (a flood without newlines is cut into pieces that long).
+ */
 export async function drain(
   stream: ReadableStream<Uint8Array>,
   onChunk: (chunk: Uint8Array) => void,
   onLine?: (line: string) => void,
+  maxLineChars = MAX_LINE_CHARS,
 ): Promise<void> {
   const decoder = onLine ? new TextDecoder() : undefined;
   let partial = "";
@@ -38,10 +42,10 @@ export async function drain(
     if (decoder && onLine) {
       const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n");
       partial = lines.pop() ?? "";
-      for (const line of lines) onLine(line);
+      for (const line of lines) onLine(line.slice(0, maxLineChars));
       // A flood without newlines must not grow the buffer without bound.
-      if (partial.length > MAX_LINE_CHARS) {
-        onLine(partial);
+      if (partial.length > maxLineChars) {
+        onLine(partial.slice(0, maxLineChars));
         partial = "";
       }
     }

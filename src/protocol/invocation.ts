@@ -64,32 +64,50 @@ const InvocationValidator = schemaValidator<Invocation>(INVOCATION_SCHEMA);
 
 export type InvocationMode = Invocation["mode"];
 
+/** Invocation 2.2: `parameters` (any object; `{prompt}` for an agent without an input schema) instead of `prompt`. */
+export interface Invocation22 extends Omit<Invocation, "schema_version" | "prompt"> {
+  schema_version: "2.2";
+  parameters: JsonObject;
+  agent_name?: string;
+}
+
 export interface InvocationInput {
+  /** 2.1 for a coordinator of that generation (the prompt is `parameters.prompt`), else 2.2. */
+  schemaVersion: "2.1" | "2.2";
   mode: InvocationMode;
   sessionId: string;
-  prompt: string;
+  parameters: JsonObject;
   projectDir: string;
+  agentName?: string;
   agentBlueprint?: JsonObject;
   /** The profile's config; sent only when it has at least one key. */
   executorConfig?: JsonObject;
   metadata?: JsonObject;
 }
 
-/** Runner side: the invocation for one run, with only the fields its mode and profile call for. */
-export function buildInvocation(input: InvocationInput): Invocation {
-  const invocation: Invocation = {
-    schema_version: SCHEMA_VERSION,
-    mode: input.mode,
-    session_id: input.sessionId,
-    prompt: input.prompt,
-  };
-  if (input.mode === "start") invocation.project_dir = input.projectDir;
-  if (input.agentBlueprint) invocation.agent_blueprint = input.agentBlueprint;
+/** Runner side: the invocation for one run, with only the fields its version, mode and profile call for. */
+export function buildInvocation(input: InvocationInput): Invocation | Invocation22 {
+  const common: Omit<Invocation, "schema_version" | "prompt"> = { mode: input.mode, session_id: input.sessionId };
+  if (input.mode === "start") common.project_dir = input.projectDir;
+  if (input.agentBlueprint) common.agent_blueprint = input.agentBlueprint;
   if (input.executorConfig && Object.keys(input.executorConfig).length > 0) {
-    invocation.executor_config = input.executorConfig;
+    common.executor_config = input.executorConfig;
   }
-  if (input.metadata) invocation.metadata = input.metadata;
-  return invocation;
+  if (input.metadata) common.metadata = input.metadata;
+  if (input.schemaVersion === "2.2") {
+    return {
+      schema_version: "2.2",
+      ...common,
+      parameters: input.parameters,
+      ...(input.agentName ? { agent_name: input.agentName } : {}),
+    };
+  }
+  const { prompt } = input.parameters;
+  if (typeof prompt !== "string")
+    throw new InvocationError("invocation 2.1 needs a prompt: parameters.prompt must be a string");
+  // Key order as before: schema_version, mode, session_id, prompt, then the rest.
+  const { mode, session_id, ...rest } = common;
+  return { schema_version: SCHEMA_VERSION, mode, session_id, prompt, ...rest };
 }
 
 export class InvocationError extends Error {

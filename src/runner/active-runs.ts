@@ -1,4 +1,4 @@
-/** The runs this runner is executing: start one, stop one or all, and ask the coordinator about stop requests. */
+/** The runs this runner is executing: start one, stop one (by run or by session) or all, and ask the coordinator about stop requests. */
 import type { CoordinatorClient, RunRequest } from "../coordinator/client.ts";
 import { messageOf } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
@@ -11,7 +11,9 @@ export class ActiveRuns {
   readonly ended = new Wakeup();
 
   constructor(
-    private readonly context: RunContext & { client: Pick<CoordinatorClient, "getAgent" | "runStatus"> },
+    private readonly context: RunContext & {
+      client: Pick<CoordinatorClient, "getAgent" | "generation" | "runStatus" | "sessionStatus">;
+    },
     /** Called with the number of active runs whenever it changes. */
     private readonly onCount: (count: number) => void = () => {},
   ) {}
@@ -43,6 +45,13 @@ export class ActiveRuns {
     else log.debug(`Stop for run ${runId}, which is not running here; ignored`);
   }
 
+  /** Stops the run serving a session; false when no run of it is active here. */
+  stopSession(sessionId: string): boolean {
+    const job = [...this.jobs.values()].find((candidate) => candidate.sessionId === sessionId);
+    job?.stop();
+    return job !== undefined;
+  }
+
   stopAll(): void {
     for (const job of this.jobs.values()) job.stop();
   }
@@ -52,14 +61,24 @@ export class ActiveRuns {
    * commands come with polls, and a poll would also claim a run.
    */
   async stopThoseRequested(signal: AbortSignal): Promise<void> {
-    await Promise.all(
-      [...this.jobs.values()].map(async (job) => {
+    const { client, sessions } = this.context;
+    const idle = sessions.idleSessionIds();
+    await Promise.all([
+      ...[...this.jobs.values()].map(async (job) => {
         try {
-          if ((await this.context.client.runStatus(job.runId, signal)) === "stopping") job.stop();
+          if ((await client.runStatus(job.runId, signal)) === "stopping") job.stop();
         } catch (error) {
           log.debug(`Could not check run ${job.runId} for a stop request: ${messageOf(error)}`);
         }
       }),
-    );
+      // A persistent session waiting for its next turn is stopped through its session.
+      ...idle.map(async (sessionId) => {
+        try {
+          if ((await client.sessionStatus(sessionId, signal)) === "stopping") sessions.stopIdle(sessionId);
+        } catch (error) {
+          log.debug(`Could not check session ${sessionId} for a stop request: ${messageOf(error)}`);
+        }
+      }),
+    ]);
   }
 }

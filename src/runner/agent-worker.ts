@@ -7,7 +7,7 @@ import { DEFAULT_HEARTBEAT_INTERVAL_SECONDS, DEFAULT_POLL_TIMEOUT_SECONDS } from
 import type { ExecutorProfile } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import type { CoordinatorClient, PollEvent } from "../coordinator/client.ts";
-import type { RegistrationPayload } from "../coordinator/registration.ts";
+import type { RegistrationInput } from "../coordinator/registration.ts";
 import { REQUEST_TIMEOUT_MS } from "../coordinator/request-timeout.ts";
 import type { RunTokens } from "../protocol/run-tokens.ts";
 import type { Env } from "../shared/env.ts";
@@ -17,6 +17,7 @@ import { MAX_RETRY_DELAY_MS, sleep } from "../shared/retry.ts";
 import { ActiveRuns } from "./active-runs.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { type LeftoverReport, reapLeftovers } from "./leftover-runs.ts";
+import { LiveSessions } from "./live-sessions.ts";
 import { type LoopWatch, noObserver, type RunnerObserver } from "./observer.ts";
 import { Poller } from "./poller.ts";
 import { coordinatorTiming, Registrar } from "./registrar.ts";
@@ -35,13 +36,24 @@ export interface AgentWorkerOptions {
   config: RunnerConfig;
   profile: ExecutorProfile;
   client: CoordinatorClient;
-  registration: RegistrationPayload;
+  /** Who this runner is: the register body is written from it in the coordinator's generation. */
+  registration: RegistrationInput;
   /** The executor's environment, before each run's own variables. */
   executorEnv: Env;
   /** The embedded MCP server's URL, for blueprint placeholders. */
   mcpUrl: string;
-  /** Where the runner id, each run's executor and each outcome not yet delivered are kept. */
-  journal: Pick<RunJournal, "setRunnerId" | "runStarted" | "runEnded" | "settled" | "close">;
+  /** Where the runner id, each run's and each live session's executor and each outcome not yet delivered are kept. */
+  journal: Pick<
+    RunJournal,
+    | "setRunnerId"
+    | "runStarted"
+    | "runEnded"
+    | "settled"
+    | "sessionStarted"
+    | "sessionEnded"
+    | "sessionSettled"
+    | "close"
+  >;
   /** What a dead earlier runner process of this identity left behind. */
   previous?: PreviousIncarnation;
   /** The gateway's URL and the tokens that give each run's executor its own access to it. */
@@ -58,6 +70,7 @@ export interface AgentWorkerOptions {
 export class AgentWorker {
   readonly outbox: ReportOutbox;
   private readonly runs: ActiveRuns;
+  private readonly sessions: LiveSessions;
   private readonly heartbeat: Heartbeat;
   private readonly registrar: Registrar;
   private readonly limits: RunLimits;
@@ -93,11 +106,15 @@ export class AgentWorker {
     // At once, before registering: the dead process's executors must not run on meanwhile, and
     // what its runs are owed is journalled again under this process before anything can fail.
     this.leftovers = options.previous ? reapLeftovers(options.previous) : [];
-    for (const { runId, sessionId, report } of this.leftovers) journal.runEnded(runId, sessionId, report);
+    for (const leftover of this.leftovers) {
+      if ("report" in leftover) journal.runEnded(leftover.runId, leftover.sessionId, leftover.report);
+      else journal.sessionEnded(leftover.sessionId, leftover.sessionEnd);
+    }
     const backOnline = client.http.backOnline;
     this.registrar = new Registrar({
       client,
-      payload: options.registration,
+      registration: options.registration,
+      protocol: config.coordinatorProtocol,
       coordinatorUrl: options.config.coordinatorUrl,
       previous: options.previous,
       lifetime: this.finished.signal,
@@ -115,8 +132,11 @@ export class AgentWorker {
     });
     this.outbox = new ReportOutbox(
       {
-        deliver: (runId, report) =>
-          client.report(runId, report).catch((error) => {
+        deliver: (target, report) =>
+          (report.kind === "session_ended"
+            ? client.reportSessionEnd(target, report.status)
+            : client.report(target, report)
+          ).catch((error) => {
             observer.requestFailed("report");
             throw error;
           }),
@@ -125,17 +145,31 @@ export class AgentWorker {
       {
         wakeup: backOnline,
         retryInitialMs: options.retryInitialMs,
-        onSettled: (runId) => journal.settled(runId),
+        onSettled: (target, report) =>
+          report.kind === "session_ended" ? journal.sessionSettled(target) : journal.settled(target),
         onPendingChange: (count) => observer.setOutboxPending(count),
       },
     );
+    this.sessions = new LiveSessions({
+      maxIdle: config.maxIdleSessions,
+      idleTimeoutMs: config.idleSessionTimeoutSeconds * 1000,
+      stopGraceMs: config.stopGraceSeconds * 1000,
+      journal,
+      // A session's reports share its queue: its end reaches the coordinator after its last run's.
+      report: (sessionId, status) => this.outbox.send(sessionId, { kind: "session_ended", status }, sessionId),
+    });
+    observer.trackIdleSessions(() => ({
+      count: this.sessions.idleCount,
+      memoryBytes: this.sessions.idleMemoryBytes(),
+    }));
     this.runs = new ActiveRuns(
       {
         config,
         profile: options.profile,
         client,
-        report: (runId, report) => this.outbox.send(runId, report),
+        report: (runId, sessionId, report) => this.outbox.send(runId, report, sessionId),
         journal,
+        sessions: this.sessions,
         executorEnv: options.executorEnv,
         mcpUrl: options.mcpUrl,
         gatewayUrl: options.gatewayUrl,
@@ -183,10 +217,19 @@ export class AgentWorker {
     this.poller.holdSeconds = timing.holdSeconds;
     this.heartbeatSeconds = timing.heartbeatSeconds;
     const tags = config.tags.length ? `, tags ${config.tags.join(",")}` : "";
+    const { generation } = this.options.client;
     log.info(
-      `Registered with ${config.coordinatorUrl} as ${registration.runner_id} (profile '${profile.name}', project dir ${config.projectDir}${tags})`,
+      `Registered with ${config.coordinatorUrl} as ${registration.runner_id} (protocol ${generation}, ${this.registrar.generationSource}; profile '${profile.name}', project dir ${config.projectDir}${tags})`,
     );
-    for (const { runId, report } of this.leftovers.splice(0)) this.outbox.send(runId, report);
+    if (profile.lifecycle === "persistent" && generation === "2.1") {
+      log.warn(
+        `Profile '${profile.name}' is persistent, but a coordinator of protocol 2.1 has no idle sessions: each run gets an executor of its own`,
+      );
+    }
+    for (const leftover of this.leftovers.splice(0)) {
+      if ("report" in leftover) this.outbox.send(leftover.runId, leftover.report, leftover.sessionId);
+      else this.outbox.send(leftover.sessionId, { kind: "session_ended", status: leftover.sessionEnd });
+    }
     this.observer.setState(this.readiness());
     return true;
   }
@@ -204,8 +247,9 @@ export class AgentWorker {
     this.loopWatch = this.observer.watchLoop("work loop", this.maxLoopSilenceMs());
     await this.workLoop();
     this.loopWatch.done();
-    this.heartbeat.stop();
     this.leaving = true;
+    await this.endIdleSessions();
+    this.heartbeat.stop();
     const flushMs = this.options.flushTimeoutMs ?? FLUSH_TIMEOUT_MS;
     const pending = this.outbox.pendingCount;
     if (pending > 0) {
@@ -227,6 +271,20 @@ export class AgentWorker {
       }
     }
     this.options.journal.close();
+  }
+
+  /**
+   * The persistent sessions still waiting for a turn end with the runner, each reported finished
+   * (what the coordinator would make of them when the runner deregisters). Bounded by twice the
+   * stop grace; a signal meanwhile exits at once, and the next start cleans up after them.
+   */
+  private async endIdleSessions(): Promise<void> {
+    const count = this.sessions.size;
+    if (count === 0) return;
+    log.info(
+      `Ending ${count} persistent session(s) (shutdown, SIGTERM and SIGKILL after ${this.options.config.stopGraceSeconds} s each; another signal exits now)`,
+    );
+    await this.sessions.endAll();
   }
 
   /**
@@ -318,6 +376,12 @@ export class AgentWorker {
         return;
       case "stop":
         for (const runId of event.runIds) this.runs.stop(runId);
+        return;
+      case "stop_sessions":
+        for (const sessionId of event.sessionIds) {
+          if (this.runs.stopSession(sessionId) || this.sessions.stopIdle(sessionId)) continue;
+          log.debug(`Stop for session ${sessionId}, which has no run or executor here; ignored`);
+        }
         return;
       case "deregistered":
         log.warn("The coordinator deregistered this runner (removed from outside)");

@@ -1,4 +1,4 @@
-/** Run-specific placeholders in a blueprint's MCP servers, filled before the executor sees it. */
+/** Run-specific placeholders in a blueprint, filled before the executor sees it: 2.1 fetched blueprints and 2.2 resolved ones. */
 import type { JsonObject } from "../shared/json.ts";
 
 export interface BlueprintContext {
@@ -49,4 +49,23 @@ export function fillBlueprintPlaceholders(blueprint: JsonObject, context: Bluepr
       Object.entries(servers).map(([name, server]) => [name, resolveServer(server, context)]),
     ),
   };
+}
+
+/** Protocol 2.2's only runner placeholder; the coordinator has resolved the rest. */
+const RUNNER_MCP_URL = "${runner.orchestrator_mcp_url}";
+
+/**
+ * A blueprint the coordinator resolved (protocol 2.2), with `${runner.orchestrator_mcp_url}`
+ * filled wherever it appears; any other placeholder is left as it is.
+ */
+export function fillRunnerPlaceholders(blueprint: JsonObject, mcpUrl: string): JsonObject {
+  const fillAll = (value: unknown): unknown => {
+    if (typeof value === "string") return value.replaceAll(RUNNER_MCP_URL, mcpUrl);
+    if (Array.isArray(value)) return value.map(fillAll);
+    if (value !== null && typeof value === "object") {
+      return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, fillAll(item)]));
+    }
+    return value;
+  };
+  return fillAll(blueprint) as JsonObject;
 }

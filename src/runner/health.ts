@@ -3,7 +3,7 @@
  * metrics are kept in step. Read by the health server's /healthz and /readyz.
  */
 import type { ReadinessState, RunnerMetrics } from "./metrics.ts";
-import type { CoordinatorCall, LoopWatch, RunnerObserver, RunnerState, RunOutcome } from "./observer.ts";
+import type { CoordinatorCall, IdleSessions, LoopWatch, RunnerObserver, RunnerState, RunOutcome } from "./observer.ts";
 
 /** What a probe answers: the HTTP status and a JSON body saying why. */
 export interface ProbeAnswer {
@@ -30,6 +30,7 @@ export class HealthMonitor implements RunnerObserver {
   private readonly metrics: RunnerMetrics;
   private readonly maxConcurrentRuns?: number;
   private readonly now: () => number;
+  private idleSessions: () => IdleSessions = () => ({ count: 0, memoryBytes: 0 });
 
   constructor(options: HealthMonitorOptions) {
     this.metrics = options.metrics;
@@ -64,6 +65,15 @@ export class HealthMonitor implements RunnerObserver {
     this.metrics.requestFailed(call);
   }
 
+  journalWriteFailed(): void {
+    this.metrics.journalWriteFailed();
+  }
+
+  trackIdleSessions(read: () => IdleSessions): void {
+    this.idleSessions = read;
+    this.metrics.trackIdleSessions(read);
+  }
+
   watchLoop(name: string, maxSilenceMs: number): LoopWatch {
     const loop: WatchedLoop = { lastBeat: this.now(), maxSilenceMs };
     this.loops.set(name, loop);
@@ -87,7 +97,14 @@ export class HealthMonitor implements RunnerObserver {
   /** /readyz: 200 while registered and taking runs, else 503 saying which state holds it back. */
   readiness(): ProbeAnswer {
     const state = this.readinessState();
-    const body: Record<string, unknown> = { ready: state === "ready", state, active_runs: this.activeRuns };
+    const idle = this.idleSessions();
+    const body: Record<string, unknown> = {
+      ready: state === "ready",
+      state,
+      active_runs: this.activeRuns,
+      idle_sessions: idle.count,
+      idle_session_memory_bytes: idle.memoryBytes,
+    };
     if (this.maxConcurrentRuns !== undefined) body.max_concurrent_runs = this.maxConcurrentRuns;
     return { status: state === "ready" ? 200 : 503, body };
   }

@@ -1,22 +1,32 @@
-/** What a dead earlier runner process of the same identity left behind: its executors stopped, its runs answered. */
-import type { RunReport } from "../coordinator/client.ts";
+/** What a dead earlier runner process of the same identity left behind: its executors stopped, its runs and sessions answered. */
+import type { RunReport, SessionEnd } from "../coordinator/client.ts";
 import { log } from "../shared/log.ts";
 import { killLeftoverGroup } from "../shared/process-group.ts";
 import type { PreviousIncarnation } from "./run-journal.ts";
 
-export interface LeftoverReport {
-  runId: string;
-  sessionId: string;
-  report: RunReport;
-}
+/** A report a dead process owed: a run's outcome, or how a persistent session ended between runs. */
+export type LeftoverReport =
+  | { runId: string; sessionId: string; report: RunReport }
+  | { sessionId: string; sessionEnd: SessionEnd };
 
 /**
- * Kills the executor process groups of runs the earlier process had active (they would go on
- * burning model tokens with nobody to report them), and returns the report each run is owed:
- * its real outcome when that was known but not delivered, else `failed` saying why.
+ * Kills the executor process groups of runs the earlier process had active and of the persistent
+ * sessions it kept (they would go on burning model tokens with nobody to report them), and returns
+ * what each is owed: a run's real outcome when that was known but not delivered, else `failed`
+ * saying why; a session that was waiting for its next turn ended `finished` (its last turn
+ * completed; a later turn resumes it in a new process).
  */
 export function reapLeftovers(previous: PreviousIncarnation): LeftoverReport[] {
   const reports: LeftoverReport[] = [];
+  const activeSessions = new Set<string>();
+  const killed = new Set<number>();
+  const kill = (pgid: number | undefined, start: string | undefined) => {
+    if (pgid === undefined) return false;
+    if (killed.has(pgid)) return true;
+    const done = killLeftoverGroup(pgid, start);
+    if (done) killed.add(pgid);
+    return done;
+  };
   for (const [runId, run] of Object.entries(previous.runs)) {
     if (run.outcome) {
       log.info(
@@ -25,10 +35,25 @@ export function reapLeftovers(previous: PreviousIncarnation): LeftoverReport[] {
       reports.push({ runId, sessionId: run.session_id, report: run.outcome });
       continue;
     }
-    const killed = run.pgid !== undefined && killLeftoverGroup(run.pgid, run.pgid_start);
-    const error = `runner process ended unexpectedly (pid ${previous.pid}) while the run was active${killed ? "; its executor was stopped when the runner restarted" : ""}`;
+    activeSessions.add(run.session_id);
+    const stopped = kill(run.pgid, run.pgid_start);
+    const error = `runner process ended unexpectedly (pid ${previous.pid}) while the run was active${stopped ? "; its executor was stopped when the runner restarted" : ""}`;
     log.warn(`Run ${runId} (session ${run.session_id}): ${error}`);
     reports.push({ runId, sessionId: run.session_id, report: { kind: "failed", error } });
+  }
+  for (const [sessionId, session] of Object.entries(previous.sessions)) {
+    if (session.outcome) {
+      log.info(`Session ${sessionId} ended ${session.outcome} before the previous runner process died; reporting it`);
+      reports.push({ sessionId, sessionEnd: session.outcome });
+      continue;
+    }
+    kill(session.pgid, session.pgid_start);
+    // A session with a run under way is answered by that run's report.
+    if (activeSessions.has(sessionId)) continue;
+    log.info(
+      `Session ${sessionId} was waiting for its next turn when the previous runner process (pid ${previous.pid}) died: its executor was stopped; reporting it finished`,
+    );
+    reports.push({ sessionId, sessionEnd: "finished" });
   }
   return reports;
 }

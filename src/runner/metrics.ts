@@ -3,7 +3,7 @@
  * coordinator errors, run durations, state and build info. Loaded only with `--health-addr`.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { CoordinatorCall, RunOutcome } from "./observer.ts";
+import type { CoordinatorCall, IdleSessions, RunOutcome } from "./observer.ts";
 
 /** The states /readyz reports, `at_capacity` included. */
 const READINESS_STATES = ["starting", "ready", "at_capacity", "reregistering", "draining"] as const;
@@ -30,6 +30,8 @@ export class RunnerMetrics {
   private readonly duration: Histogram<"profile">;
   private readonly state: Gauge<"state">;
   private readonly registered: Gauge;
+  private readonly journalWriteFailures: Counter;
+  private idleSessions: () => IdleSessions = () => ({ count: 0, memoryBytes: 0 });
 
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
@@ -80,6 +82,28 @@ export class RunnerMetrics {
       registers,
     });
     this.setState("starting");
+    this.journalWriteFailures = new Counter({
+      name: `${PREFIX}journal_write_failures_total`,
+      help: "Run journal writes that failed (runs go on; a crash meanwhile could not be cleaned up after).",
+      registers,
+    });
+    const idle = () => this.idleSessions();
+    new Gauge({
+      name: `${PREFIX}idle_sessions`,
+      help: "Persistent sessions whose executors wait for their next turn.",
+      registers,
+      collect() {
+        this.set(idle().count);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}idle_session_memory_bytes`,
+      help: "Resident memory of the idle persistent sessions' processes.",
+      registers,
+      collect() {
+        this.set(idle().memoryBytes);
+      },
+    });
     new Gauge({
       name: `${PREFIX}build_info`,
       help: "Always 1; the labels say which runner this is.",
@@ -107,6 +131,14 @@ export class RunnerMetrics {
 
   requestFailed(call: CoordinatorCall): void {
     this.errors[call].inc();
+  }
+
+  journalWriteFailed(): void {
+    this.journalWriteFailures.inc();
+  }
+
+  trackIdleSessions(read: () => IdleSessions): void {
+    this.idleSessions = read;
   }
 
   setActiveRuns(count: number): void {

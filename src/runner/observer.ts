@@ -17,6 +17,12 @@ export type RunOutcome = "completed" | "failed" | "stopped" | "timed_out";
 /** The coordinator requests whose failures are counted. */
 export type CoordinatorCall = "poll" | "report" | "register";
 
+/** The persistent sessions waiting for their next turn, and the resident memory of their processes. */
+export interface IdleSessions {
+  count: number;
+  memoryBytes: number;
+}
+
 /** One loop of the worker (poll, heartbeat, …) as /healthz watches it. */
 export interface LoopWatch {
   /** The loop went round: call at least once per `maxSilenceMs`. */
@@ -38,6 +44,10 @@ export interface RunnerObserver {
   runEnded(outcome: RunOutcome, durationSeconds?: number): void;
   /** A request to the coordinator failed (it will be retried). */
   requestFailed(call: CoordinatorCall): void;
+  /** A run journal write failed (the runner goes on without the safety net for it). */
+  journalWriteFailed(): void;
+  /** How to read the persistent sessions waiting idle for their next turn, when asked (a scrape, a probe). */
+  trackIdleSessions(read: () => IdleSessions): void;
   /**
    * Watches a loop: /healthz fails once it has not beaten for `maxSilenceMs`. Pick a bound the
    * loop can never reach while healthy: for the poll loop, the poll's hold time plus its slack
@@ -56,5 +66,7 @@ export const noObserver: RunnerObserver = {
   runStarted: () => {},
   runEnded: () => {},
   requestFailed: () => {},
+  journalWriteFailed: () => {},
+  trackIdleSessions: () => {},
   watchLoop: () => idleLoop,
 };

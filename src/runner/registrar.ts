@@ -14,9 +14,11 @@ import {
   AuthenticationError,
   type CoordinatorClient,
   DuplicateRunnerError,
+  NotACoordinatorError,
   type Registration,
 } from "../coordinator/client.ts";
-import type { RegistrationPayload } from "../coordinator/registration.ts";
+import { buildRegistrationPayload, type RegistrationInput } from "../coordinator/registration.ts";
+import type { ProtocolGeneration } from "../protocol/generation.ts";
 import { messageOf } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { retry, seconds, type Wakeup } from "../shared/retry.ts";
@@ -29,7 +31,10 @@ export class RunnerStartError extends Error {
 
 export interface RegistrarOptions {
   client: CoordinatorClient;
-  payload: RegistrationPayload;
+  /** Who this runner is; the register body is written from it for the coordinator's generation. */
+  registration: RegistrationInput;
+  /** The coordinator's protocol generation, or `auto`: asked before each registration. */
+  protocol: "auto" | ProtocolGeneration;
   coordinatorUrl: string;
   /** What a dead earlier process of this identity left in the journal: its runner id may be adopted. */
   previous?: PreviousIncarnation;
@@ -55,11 +60,35 @@ export class Registrar {
   /** Set when the coordinator removed this runner from outside and it registered again only to deliver outcomes. */
   registeredAfterRemoval = false;
   private registering?: Promise<boolean>;
+  /** Set once the generation was asked of the coordinator (not pinned). */
+  private detected = false;
 
   constructor(private readonly options: RegistrarOptions) {}
 
   get runnerId(): string | undefined {
     return this.options.client.runnerId;
+  }
+
+  /** How the runner knows the coordinator's generation, for the log: "detected" or the flag that pinned it. */
+  get generationSource(): string {
+    return this.detected ? "detected" : "pinned by --coordinator-protocol";
+  }
+
+  /**
+   * One registration request, in the coordinator's generation: pinned, or asked of it first. A
+   * coordinator that comes back after an outage may be another version, so each attempt asks.
+   */
+  private async registerOnce(signal: AbortSignal): Promise<Registration> {
+    const { client, protocol } = this.options;
+    if (protocol === "auto") {
+      const generation = await client.detectGeneration(signal);
+      if (this.detected && generation !== client.generation) {
+        log.warn(`The coordinator now speaks protocol ${generation} (it spoke ${client.generation})`);
+      }
+      client.generation = generation;
+      this.detected = true;
+    } else client.generation = protocol;
+    return client.register(buildRegistrationPayload(this.options.registration, client.generation), signal);
   }
 
   /**
@@ -68,13 +97,16 @@ export class Registrar {
    * credentials are RunnerStartErrors. Resolves undefined when `signal` aborts first.
    */
   async register(signal: AbortSignal): Promise<Registration | undefined> {
-    const { client, payload, coordinatorUrl, previous } = this.options;
+    const { client, coordinatorUrl, previous } = this.options;
     try {
-      const registration = await retry((attemptSignal) => client.register(payload, attemptSignal), {
+      const registration = await retry((attemptSignal) => this.registerOnce(attemptSignal), {
         signal,
         initialMs: this.options.retryInitialMs,
         isFatal: (error) =>
-          error instanceof DuplicateRunnerError || error instanceof AuthenticationError || error instanceof AuthError,
+          error instanceof DuplicateRunnerError ||
+          error instanceof AuthenticationError ||
+          error instanceof AuthError ||
+          error instanceof NotACoordinatorError,
         describeFailure: ({ message, attempt, delayMs }) => {
           this.options.onFailure?.();
           return `Cannot register with ${coordinatorUrl} (attempt ${attempt}): ${message}; retrying in ${seconds(delayMs)}`;
@@ -115,12 +147,12 @@ export class Registrar {
   }
 
   private async registerAgain(removed: boolean): Promise<boolean> {
-    const { client, payload } = this.options;
+    const { client } = this.options;
     let mayBeOurs = false;
     const registered = await retry(
       async (signal) => {
         try {
-          await client.register(payload, signal);
+          await this.registerOnce(signal);
           return true;
         } catch (error) {
           if (error instanceof DuplicateRunnerError && mayBeOurs && error.existing.runner_id) {

@@ -1,14 +1,18 @@
 /**
- * Every run report goes through here and is retried until the coordinator takes it: a run's
- * outcome must survive a coordinator that is down, restarting or slow to answer.
+ * Every report goes through here and is retried until the coordinator takes it: a run's outcome,
+ * and how a persistent session ended, must survive a coordinator that is down, restarting or
+ * slow to answer.
  */
-import type { ReportOutcome, RunReport } from "../coordinator/client.ts";
+import type { ReportOutcome, RunReport, SessionEnd } from "../coordinator/client.ts";
 import { log } from "../shared/log.ts";
 import { retry, type Wakeup, within } from "../shared/retry.ts";
 
+/** A run's report (its target a run id), or how a session ended between runs (its target a session id). */
+export type OutboxReport = RunReport | { kind: "session_ended"; status: SessionEnd };
+
 export interface OutboxDelivery {
   /** Sends one report; throws when it should be retried (coordinator unreachable, 5xx). */
-  deliver(runId: string, report: RunReport): Promise<ReportOutcome>;
+  deliver(target: string, report: OutboxReport): Promise<ReportOutcome>;
   /** The coordinator no longer knows this runner: register again. False means give up. */
   reregister(): Promise<boolean>;
 }
@@ -18,38 +22,45 @@ export interface OutboxOptions {
   wakeup?: Wakeup;
   /** First retry delay (default 1 s, doubling to 30 s). */
   retryInitialMs?: number;
-  /** A run's final report reached the coordinator, or was refused for good: it needs nothing more. */
-  onSettled?: (runId: string) => void;
+  /** A final report reached the coordinator, or was refused for good: its target needs nothing more. */
+  onSettled?: (target: string, report: OutboxReport) => void;
   /** Called with the number of reports waiting whenever it changes. */
   onPendingChange?: (count: number) => void;
 }
 
-const isFinal = (report: RunReport) => report.kind !== "started";
+const isFinal = (report: OutboxReport) => report.kind !== "started";
 
-function describeReport(runId: string, report: RunReport): string {
+function describeReport(target: string, report: OutboxReport): string {
+  if (report.kind === "session_ended") return `session ${target} ${report.status}`;
   const detail =
     report.kind === "failed" ? `: ${report.error}` : report.kind === "stopped" ? ` by ${report.signal}` : "";
-  return `run ${runId} ${report.kind}${detail}`;
+  return `run ${target} ${report.kind}${detail}`;
 }
 
-/** The reports of one run not yet delivered: sent one at a time, in order. */
-interface RunQueue {
-  waiting: RunReport[];
-  sending?: RunReport;
-  /** Aborted once a final report is queued: a `started` not yet delivered is no longer worth sending. */
-  superseded: AbortController;
+interface Entry {
+  target: string;
+  report: OutboxReport;
+}
+
+/** The reports of one queue (a session's, or a run's) not yet delivered: sent one at a time, in order. */
+interface Queue {
+  waiting: Entry[];
+  sending?: Entry;
+  /** Aborted when the final report of the `started` being sent is queued: it is no longer worth sending. */
+  supersede?: AbortController;
   draining: boolean;
   done: Promise<void>;
 }
 
 /**
- * Reports of one run go out strictly one after another, each only once the previous one was
- * answered, so a late answer can never let an earlier state land after a later one. A `started`
- * not yet delivered when the run's final report is queued is dropped; different runs do not wait
- * for each other.
+ * Reports of one queue go out strictly one after another, each only once the previous one was
+ * answered, so a late answer can never let an earlier state land after a later one. The runner
+ * queues by session: a session's runs and its end reach the coordinator in the order they
+ * happened. A `started` not yet delivered when its run's final report is queued is dropped;
+ * different queues do not wait for each other.
  */
 export class ReportOutbox {
-  private readonly queues = new Map<string, RunQueue>();
+  private readonly queues = new Map<string, Queue>();
   private readonly closed = new AbortController();
 
   constructor(
@@ -57,21 +68,22 @@ export class ReportOutbox {
     private readonly options: OutboxOptions = {},
   ) {}
 
-  send(runId: string, report: RunReport): void {
-    let queue = this.queues.get(runId);
+  /** Queues a report for `target` (a run id, or a session id for `session_ended`) in queue `queueKey`. */
+  send(target: string, report: OutboxReport, queueKey = target): void {
+    let queue = this.queues.get(queueKey);
     if (!queue) {
-      queue = { waiting: [], superseded: new AbortController(), draining: false, done: Promise.resolve() };
-      this.queues.set(runId, queue);
+      queue = { waiting: [], draining: false, done: Promise.resolve() };
+      this.queues.set(queueKey, queue);
     }
     if (isFinal(report)) {
-      queue.waiting = queue.waiting.filter((waiting) => waiting.kind !== "started");
-      queue.superseded.abort();
+      queue.waiting = queue.waiting.filter((entry) => entry.target !== target || entry.report.kind !== "started");
+      if (queue.sending?.target === target && queue.sending.report.kind === "started") queue.supersede?.abort();
     }
-    queue.waiting.push(report);
+    queue.waiting.push({ target, report });
     this.options.onPendingChange?.(this.pendingCount);
     if (!queue.draining) {
       queue.draining = true;
-      queue.done = this.drain(runId, queue);
+      queue.done = this.drain(queueKey, queue);
     }
   }
 
@@ -86,9 +98,9 @@ export class ReportOutbox {
   async flush(timeoutMs: number): Promise<string[]> {
     await within(timeoutMs, Promise.allSettled([...this.queues.values()].map((queue) => queue.done)));
     const undelivered: string[] = [];
-    for (const [runId, queue] of this.queues) {
-      for (const report of [...(queue.sending ? [queue.sending] : []), ...queue.waiting]) {
-        undelivered.push(describeReport(runId, report));
+    for (const queue of this.queues.values()) {
+      for (const { target, report } of [...(queue.sending ? [queue.sending] : []), ...queue.waiting]) {
+        undelivered.push(describeReport(target, report));
       }
     }
     return undelivered;
@@ -99,11 +111,12 @@ export class ReportOutbox {
     this.closed.abort();
   }
 
-  private async drain(runId: string, queue: RunQueue): Promise<void> {
+  private async drain(queueKey: string, queue: Queue): Promise<void> {
     try {
-      for (let report = queue.waiting.shift(); report; report = queue.waiting.shift()) {
-        queue.sending = report;
-        await this.deliver(runId, report, queue);
+      for (let entry = queue.waiting.shift(); entry; entry = queue.waiting.shift()) {
+        queue.sending = entry;
+        queue.supersede = new AbortController();
+        await this.deliver(entry, queue.supersede.signal);
         queue.sending = undefined;
         this.options.onPendingChange?.(this.pendingCount);
       }
@@ -111,17 +124,16 @@ export class ReportOutbox {
       // No await between the last shift and here: nothing can have been queued meanwhile.
       queue.sending = undefined;
       queue.draining = false;
-      if (this.queues.get(runId) === queue) this.queues.delete(runId);
+      if (this.queues.get(queueKey) === queue) this.queues.delete(queueKey);
     }
   }
 
-  private async deliver(runId: string, report: RunReport, queue: RunQueue): Promise<void> {
-    const what = describeReport(runId, report);
+  private async deliver({ target, report }: Entry, superseded: AbortSignal): Promise<void> {
+    const what = describeReport(target, report);
     // Only a `started` gives way to the final report; the final report itself is never dropped.
-    const signal =
-      report.kind === "started" ? AbortSignal.any([this.closed.signal, queue.superseded.signal]) : this.closed.signal;
+    const signal = report.kind === "started" ? AbortSignal.any([this.closed.signal, superseded]) : this.closed.signal;
     for (;;) {
-      const outcome = await retry(() => this.delivery.deliver(runId, report), {
+      const outcome = await retry(() => this.delivery.deliver(target, report), {
         signal,
         wakeup: this.options.wakeup,
         initialMs: this.options.retryInitialMs,
@@ -130,15 +142,14 @@ export class ReportOutbox {
         onRecovered: (failures) => log.info(`Report ${what} delivered after ${failures} retries`),
       });
       if (!outcome) {
-        if (queue.superseded.signal.aborted && report.kind === "started")
-          log.debug(`Report ${what} dropped: the run already ended`);
+        if (superseded.aborted && report.kind === "started") log.debug(`Report ${what} dropped: the run already ended`);
         return;
       }
       switch (outcome.kind) {
         case "delivered":
           break;
         case "unknown_run":
-          log.warn(`Coordinator does not know ${runId} (404); dropped report ${what}`);
+          log.warn(`Coordinator does not know ${target} (404); dropped report ${what}`);
           break;
         case "rejected":
           log.error(`Coordinator rejected report ${what} (${outcome.detail}); dropped`);
@@ -148,7 +159,7 @@ export class ReportOutbox {
           log.error(`Runner is not registered and cannot register again; report not delivered: ${what}`);
           return;
       }
-      if (isFinal(report)) this.options.onSettled?.(runId);
+      if (isFinal(report)) this.options.onSettled?.(target, report);
       return;
     }
   }

@@ -1,21 +1,25 @@
 /**
- * One run, from the moment the coordinator hands it out to its reported outcome: tag check,
- * blueprint, invocation, spawn, supervision, outcome. The worker loop owns many of these.
+ * One run, from the moment the coordinator hands it out to its reported outcome: run type, tags,
+ * blueprint, invocation, the executor (a new process, or the next turn of a persistent session's
+ * live one), supervision, outcome. The worker loop owns many of these.
  */
 
 import { type ExecutorProfile, sandboxOptions } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
-import type { CoordinatorClient, RunReport, RunRequest } from "../coordinator/client.ts";
-import { ExecutorProcess } from "../process/executor-process.ts";
+import type { CoordinatorClient, RunReport, RunRequest, SessionStatusAfterRun } from "../coordinator/client.ts";
+import { ExecutorProcess, type ExitStatus } from "../process/executor-process.ts";
+import { PersistentExecutor, type TurnEnd } from "../process/persistent-executor.ts";
 import { buildInvocation, type InvocationMode } from "../protocol/invocation.ts";
 import { type RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
+import { LIFECYCLE_ENV } from "../protocol/session-lines.ts";
 import type { StopSignal } from "../protocol/stop-signal.ts";
 import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";
 import type { JsonObject } from "../shared/json.ts";
 import { isDebug, type LogFields, log, logEntry } from "../shared/log.ts";
 import { seconds } from "../shared/retry.ts";
-import { fillBlueprintPlaceholders } from "./blueprint-placeholders.ts";
+import { fillBlueprintPlaceholders, fillRunnerPlaceholders } from "./blueprint-placeholders.ts";
+import type { LiveSession, LiveSessions } from "./live-sessions.ts";
 import type { RunnerObserver, RunOutcome } from "./observer.ts";
 import type { RunJournal } from "./run-journal.ts";
 
@@ -25,11 +29,13 @@ const RUN_MODES: Record<string, InvocationMode> = { start_session: "start", resu
 export interface RunContext {
   config: RunnerConfig;
   profile: ExecutorProfile;
-  client: Pick<CoordinatorClient, "getAgent">;
+  client: Pick<CoordinatorClient, "getAgent" | "generation">;
   /** Queues a report for delivery (the outbox). */
-  report(runId: string, report: RunReport): void;
+  report(runId: string, sessionId: string, report: RunReport): void;
   /** Where the run's executor process group and its outcome are kept, should the runner die. */
   journal: Pick<RunJournal, "runStarted" | "runEnded">;
+  /** The executors of persistent sessions, alive between turns. */
+  sessions: LiveSessions;
   /** The executor's environment, before the run's own variables. */
   executorEnv: Env;
   /** The embedded MCP server's URL, for blueprint placeholders. */
@@ -39,6 +45,17 @@ export interface RunContext {
   tokens: RunTokens;
   /** Counts runs and their outcomes (for /metrics). */
   observer: Pick<RunnerObserver, "runStarted" | "runEnded">;
+}
+
+/** What supervising a run needs of its executor, a process of its own or a persistent session's turn. */
+interface Execution {
+  pid: number;
+  /** The run's work is over: the turn completed (the executor lives on), or the executor exited. */
+  ended: Promise<TurnEnd>;
+  stop(graceMs: number): Promise<StopSignal | undefined>;
+  stderrTail(): string;
+  /** A persistent session's executor: it outlives the run when the turn completes. */
+  session?: LiveSession;
 }
 
 /** Why this runner must not execute the run (tagged-only mode), or undefined. */
@@ -58,13 +75,16 @@ function tagRefusal(run: RunRequest, config: Pick<RunnerConfig, "requireMatching
 
 export class RunJob {
   readonly runId: string;
-  private executor?: ExecutorProcess;
+  readonly sessionId: string;
+  private execution?: Execution;
   private stopRequested = false;
   private stopping?: Promise<StopSignal | undefined>;
   private timedOut = false;
   private timeoutTimer?: ReturnType<typeof setTimeout>;
   private startedAt = 0;
   private token = "";
+  /** Set once the outcome is queued: nothing is reported twice. */
+  private ended = false;
   /** Fields of this run's log lines (in JSON logs). */
   private readonly fields: LogFields;
 
@@ -73,14 +93,20 @@ export class RunJob {
     private readonly context: RunContext,
   ) {
     this.runId = run.run_id;
+    this.sessionId = run.session_id;
     this.fields = { run_id: run.run_id, session_id: run.session_id };
   }
 
-  /** Runs the whole lifecycle; resolves once the outcome is queued for delivery. */
+  /**
+   * Runs the whole lifecycle; resolves once the outcome is queued for delivery. Never rejects: a
+   * failure of the runner itself still ends the run, its executor stopped, reported failed.
+   */
   async execute(): Promise<void> {
     this.token = this.context.tokens.issue(this.run.session_id);
     try {
       await this.lifecycle();
+    } catch (error) {
+      await this.failedByRunner(error);
     } finally {
       clearTimeout(this.timeoutTimer);
       this.context.tokens.revoke(this.token);
@@ -89,7 +115,7 @@ export class RunJob {
 
   /** A stop command: SIGTERM, then SIGKILL after the grace period; before the spawn, no spawn. */
   stop(): void {
-    if (!this.executor && !this.stopRequested)
+    if (!this.execution && !this.stopRequested)
       this.say("info", `Stop for run ${this.runId} before its executor started: it will not start`);
     this.stopRequested = true;
     this.stopExecutor(`Stopping run ${this.runId}`);
@@ -97,10 +123,15 @@ export class RunJob {
 
   /** The one way a running executor is stopped, by a stop command or the run timeout: once. */
   private stopExecutor(reason: string, level: "info" | "warn" = "info"): void {
-    if (!this.executor || this.stopping) return;
+    if (!this.execution || this.stopping) return;
     const { stopGraceSeconds } = this.context.config;
     this.say(level, `${reason} (SIGTERM, SIGKILL after ${stopGraceSeconds} s)`);
-    this.stopping = this.executor.stop(stopGraceSeconds * 1000);
+    this.stopping = this.execution.stop(stopGraceSeconds * 1000);
+  }
+
+  /** Persistent sessions need protocol 2.2: under 2.1 a session is never idle between runs. */
+  private get persistent(): boolean {
+    return this.context.profile.lifecycle === "persistent" && this.context.client.generation === "2.2";
   }
 
   private async lifecycle(): Promise<void> {
@@ -111,33 +142,99 @@ export class RunJob {
     if (refusal) return this.fail(refusal);
 
     let blueprint: JsonObject | undefined;
-    if (run.agent_name) {
-      try {
-        blueprint = await this.context.client.getAgent(run.agent_name);
-      } catch (error) {
-        return this.fail(`Could not fetch agent blueprint '${run.agent_name}': ${messageOf(error)}`);
-      }
-      if (!blueprint) return this.fail(`Agent blueprint '${run.agent_name}' not found`);
-      const mcpUrl = urlWithToken(this.context.mcpUrl, this.token);
-      blueprint = fillBlueprintPlaceholders(blueprint, { sessionId: run.session_id, mcpUrl });
+    try {
+      blueprint = await this.blueprint();
+    } catch (error) {
+      return this.fail(messageOf(error));
     }
     if (this.stopRequested) {
       return this.end({ kind: "stopped", signal: "SIGTERM" }, "stopped", () =>
         this.say("info", `Run ${run.run_id} stopped before its executor started`),
       );
     }
-    const executor = this.spawn(mode, blueprint);
-    if (executor) await this.supervise(executor);
+    const execution = await this.startExecution(mode, blueprint);
+    if (!execution) return;
+    this.execution = execution;
+    this.startedAt = performance.now();
+    this.context.journal.runStarted(run.run_id, run.session_id, execution.pid);
+    this.context.report(run.run_id, run.session_id, { kind: "started" });
+    this.context.observer.runStarted();
+    this.say(
+      "info",
+      `Run ${run.run_id} started: ${run.type}, session ${run.session_id}${run.agent_name ? `, agent ${run.agent_name}` : ""}, pid ${execution.pid}${execution.session ? " (persistent session)" : ""}`,
+    );
+    this.armTimeout();
+    // A stop that came while the executor was being started.
+    if (this.stopRequested) this.stopExecutor(`Stopping run ${this.runId}`);
+    await this.supervise(execution);
   }
 
-  private spawn(mode: InvocationMode, blueprint: JsonObject | undefined): ExecutorProcess | undefined {
+  /**
+   * The agent's blueprint: under 2.2 the one the coordinator resolved (only the runner's MCP URL
+   * to fill); under 2.1 fetched by name and its placeholders filled. Throws with the reason.
+   */
+  private async blueprint(): Promise<JsonObject | undefined> {
     const { run } = this;
-    const { config, profile } = this.context;
+    const mcpUrl = urlWithToken(this.context.mcpUrl, this.token);
+    if (this.context.client.generation === "2.2") {
+      return run.resolved_agent_blueprint ? fillRunnerPlaceholders(run.resolved_agent_blueprint, mcpUrl) : undefined;
+    }
+    if (!run.agent_name) return undefined;
+    let blueprint: JsonObject | undefined;
+    try {
+      blueprint = await this.context.client.getAgent(run.agent_name);
+    } catch (error) {
+      throw new Error(`Could not fetch agent blueprint '${run.agent_name}': ${messageOf(error)}`);
+    }
+    if (!blueprint) throw new Error(`Agent blueprint '${run.agent_name}' not found`);
+    return fillBlueprintPlaceholders(blueprint, { sessionId: run.session_id, mcpUrl });
+  }
+
+  /**
+   * The executor for this run: the next turn of the session's live executor when it has one
+   * waiting, else a new process (persistent or one-shot, as the profile says). A resume whose
+   * session has no live executor (ended, evicted, the runner restarted) starts one that resumes
+   * the session. Undefined when the run already failed.
+   */
+  private async startExecution(
+    mode: InvocationMode,
+    blueprint: JsonObject | undefined,
+  ): Promise<Execution | undefined> {
+    const { sessions } = this.context;
+    if (this.persistent && mode === "resume") {
+      let live = sessions.get(this.sessionId);
+      if (live?.ending) {
+        await live.ending;
+        live = undefined;
+      }
+      if (live?.runId !== undefined) {
+        this.fail(`Session ${this.sessionId} is busy with run ${live.runId}; run ${this.runId} cannot take a turn now`);
+        return undefined;
+      }
+      if (live) {
+        sessions.resume(live, this.runId);
+        if (live.executor.startTurn(this.run.parameters)) return this.turnOf(live);
+        // It no longer reads its input: gone, or going. Its exit is its own; a new one resumes.
+        sessions.forget(live);
+        this.say("warn", `Session ${this.sessionId}: its executor no longer takes turns; resuming it in a new one`);
+      }
+    } else if (this.persistent && sessions.get(this.sessionId)) {
+      this.fail(`Session ${this.sessionId} already has a live executor on this runner; it cannot be started again`);
+      return undefined;
+    }
+    return this.spawn(mode, blueprint);
+  }
+
+  private spawn(mode: InvocationMode, blueprint: JsonObject | undefined): Execution | undefined {
+    const { run } = this;
+    const { config, profile, client } = this.context;
     const invocation = buildInvocation({
+      schemaVersion: client.generation,
       mode,
       sessionId: run.session_id,
-      prompt: run.prompt,
+      parameters: run.parameters,
       projectDir: run.project_dir || config.projectDir,
+      agentName: run.agent_name ?? undefined,
       agentBlueprint: blueprint,
       executorConfig: profile.config,
       metadata: run.metadata ?? undefined,
@@ -146,35 +243,50 @@ export class RunJob {
       ...this.context.executorEnv,
       AGENT_ORCHESTRATOR_API_URL: urlWithToken(this.context.gatewayUrl, this.token),
       AGENT_SESSION_ID: run.session_id,
+      [LIFECYCLE_ENV]: this.persistent ? "persistent" : "one_shot",
+    };
+    const options = {
+      argv: profile.argv,
+      input: JSON.stringify(invocation),
+      // Also what a sandbox makes writable, on a resume too: the run's word or the runner's,
+      // never the project_dir an executor bound (an agent can write that through the gateway).
+      cwd: run.project_dir || config.projectDir,
+      // The run journal is hidden: an agent must not forge what the next runner process kills.
+      sandbox: sandboxOptions(profile, [config.stateDir], env),
+      env,
+      // A verbose runner shows what its executors say.
+      onOutput: isDebug()
+        ? (stream: string, line: string) => this.say("debug", `[${run.run_id} ${stream}] ${line}`)
+        : undefined,
     };
     try {
-      this.executor = new ExecutorProcess({
-        argv: profile.argv,
-        input: JSON.stringify(invocation),
-        // Also what a sandbox makes writable, on a resume too: the run's word or the runner's,
-        // never the project_dir an executor bound (an agent can write that through the gateway).
-        cwd: run.project_dir || config.projectDir,
-        // The run journal is hidden: an agent must not forge what the next runner process kills.
-        sandbox: sandboxOptions(profile, [config.stateDir], env),
-        env,
-        stdout: isDebug() ? "lines" : "ignore",
-        // A verbose runner shows what its executors say.
-        onOutput: isDebug() ? (stream, line) => this.say("debug", `[${run.run_id} ${stream}] ${line}`) : undefined,
-      });
+      if (this.persistent) {
+        const executor = new PersistentExecutor(options);
+        return this.turnOf(this.context.sessions.add(run.session_id, executor, run.run_id));
+      }
+      const executor = new ExecutorProcess({ ...options, stdout: isDebug() ? "lines" : "ignore" });
+      return {
+        pid: executor.pid,
+        ended: executor.exited.then((status) => ({ kind: "exited", status })),
+        stop: (graceMs) => executor.stop(graceMs),
+        stderrTail: () => executor.stderrTail(),
+      };
     } catch (error) {
       this.fail(`Executor ${profile.argv.join(" ")} could not be started: ${messageOf(error)}`);
       return undefined;
     }
-    this.startedAt = performance.now();
-    this.context.journal.runStarted(run.run_id, run.session_id, this.executor.pid);
-    this.context.report(run.run_id, { kind: "started" });
-    this.context.observer.runStarted();
-    this.say(
-      "info",
-      `Run ${run.run_id} started: ${run.type}, session ${run.session_id}${run.agent_name ? `, agent ${run.agent_name}` : ""}, pid ${this.executor.pid}`,
-    );
-    this.armTimeout();
-    return this.executor;
+  }
+
+  /** This run's turn on a persistent session's executor; stopping it ends the whole session. */
+  private turnOf(session: LiveSession): Execution {
+    const { executor } = session;
+    return {
+      pid: executor.pid,
+      ended: executor.turnEnded(),
+      stop: (graceMs) => executor.process.stop(graceMs),
+      stderrTail: () => executor.process.stderrTail(),
+      session,
+    };
   }
 
   /** `--run-timeout`: the runner's own limit; nothing a run or blueprint says can raise it. */
@@ -188,11 +300,16 @@ export class RunJob {
     }, limit * 1000);
   }
 
-  private async supervise(executor: ExecutorProcess): Promise<void> {
-    const status = await executor.exited;
+  private async supervise(execution: Execution): Promise<void> {
+    const end = await execution.ended;
     const signal = this.stopping && (await this.stopping);
     clearTimeout(this.timeoutTimer);
     const took = seconds(performance.now() - this.startedAt);
+    let sessionStatus: SessionStatusAfterRun = "finished";
+    if (execution.session) {
+      if (end.kind === "completed" && !signal) sessionStatus = this.context.sessions.turnCompleted(execution.session);
+      else this.context.sessions.forget(execution.session);
+    }
     if (this.timedOut) {
       this.fail(
         `run exceeded the run timeout of ${this.context.config.runTimeoutSeconds} s (stopped by ${signal ?? "its own exit"})`,
@@ -202,13 +319,29 @@ export class RunJob {
       this.end({ kind: "stopped", signal }, "stopped", () =>
         this.say("info", `Run ${this.runId} stopped by ${signal} after ${took}`),
       );
-    } else if (status.code === 0) {
-      this.end({ kind: "completed" }, "completed", () => this.say("info", `Run ${this.runId} completed in ${took}`));
+    } else if (end.kind === "completed" || end.status.code === 0) {
+      const idle = sessionStatus === "idle" ? "; its session waits for the next turn" : "";
+      this.end({ kind: "completed", sessionStatus }, "completed", () =>
+        this.say("info", `Run ${this.runId} completed in ${took}${idle}`),
+      );
     } else {
-      const tail = executor.stderrTail().trim();
-      const ending = status.signal ? `Process killed by ${status.signal}` : `Process exited with code ${status.code}`;
-      this.fail(tail || ending);
+      this.fail(execution.stderrTail().trim() || exitDescription(end.status));
     }
+  }
+
+  /**
+   * A failure of the runner itself (a bug, or local I/O it could not do without): the run must
+   * still end, its executor stopped, and be reported, never left running unanswered.
+   */
+  private async failedByRunner(error: unknown): Promise<void> {
+    this.say("error", `Run ${this.runId}: the runner failed handling it: ${messageOf(error)}`);
+    const execution = this.execution;
+    if (execution && !this.stopping) {
+      const { stopGraceSeconds } = this.context.config;
+      await execution.stop(stopGraceSeconds * 1000).catch(() => undefined);
+      if (execution.session) this.context.sessions.forget(execution.session);
+    }
+    this.fail(`the runner failed handling the run: ${messageOf(error)}`);
   }
 
   private fail(error: string, outcome: "failed" | "timed_out" = "failed"): void {
@@ -217,17 +350,23 @@ export class RunJob {
 
   /**
    * The outcome: journalled before anything else (a log line included), so that whoever sees the
-   * run end knows it survives the runner dying before delivery.
+   * run end knows it survives the runner dying before delivery. Once.
    */
   private end(report: Exclude<RunReport, { kind: "started" }>, outcome: RunOutcome, say: () => void): void {
-    this.context.journal.runEnded(this.runId, this.run.session_id, report);
+    if (this.ended) return;
+    this.ended = true;
+    this.context.journal.runEnded(this.runId, this.sessionId, report);
     say();
-    this.context.report(this.runId, report);
-    const durationSeconds = this.executor ? (performance.now() - this.startedAt) / 1000 : undefined;
+    this.context.report(this.runId, this.sessionId, report);
+    const durationSeconds = this.execution ? (performance.now() - this.startedAt) / 1000 : undefined;
     this.context.observer.runEnded(outcome, durationSeconds);
   }
 
   private say(level: "debug" | "info" | "warn" | "error", message: string): void {
     log[level](logEntry(message, this.fields));
   }
+}
+
+function exitDescription(status: ExitStatus): string {
+  return status.signal ? `Process killed by ${status.signal}` : `Process exited with code ${status.code}`;
 }

@@ -10,7 +10,6 @@ import type { RunnerConfig } from "../config/runner-config.ts";
 import { createTokenSource } from "../coordinator/auth.ts";
 import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
-import { buildRegistrationPayload } from "../coordinator/registration.ts";
 import { RunTokens } from "../protocol/run-tokens.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { isDebug, log } from "../shared/log.ts";
@@ -36,14 +35,18 @@ async function startHealth(config: RunnerConfig, profile: ExecutorProfile) {
 }
 
 /** Takes this identity's run journal, or ends the process with the reason it cannot. */
-function openJournal(config: RunnerConfig, profile: ExecutorProfile, machine: string) {
+function openJournal(config: RunnerConfig, profile: ExecutorProfile, machine: string, observer: RunnerObserver) {
   try {
-    return RunJournal.open(config.stateDir, {
-      coordinatorUrl: config.coordinatorUrl,
-      hostname: machine,
-      projectDir: config.projectDir,
-      profile: profile.name,
-    });
+    return RunJournal.open(
+      config.stateDir,
+      {
+        coordinatorUrl: config.coordinatorUrl,
+        hostname: machine,
+        projectDir: config.projectDir,
+        profile: profile.name,
+      },
+      { onWriteFailed: () => observer.journalWriteFailed() },
+    );
   } catch (error) {
     if (!(error instanceof JournalInUseError || error instanceof ConfigError)) throw error;
     log.box({ title: "agent-runner cannot start", message: error.message });
@@ -56,7 +59,7 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
   const health = await startHealth(config, profile);
   const observer: RunnerObserver = health?.monitor ?? noObserver;
   const machine = hostname();
-  const { journal, previous } = openJournal(config, profile, machine);
+  const { journal, previous } = openJournal(config, profile, machine, observer);
 
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
   const client = new CoordinatorClient(http);
@@ -76,14 +79,14 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
     config,
     profile,
     client,
-    registration: buildRegistrationPayload({
+    registration: {
       hostname: machine,
       projectDir: config.projectDir,
       profile,
       tags: config.tags,
       requireMatchingTags: config.requireMatchingTags,
       maxConcurrentRuns: config.maxConcurrentRuns,
-    }),
+    },
     executorEnv,
     mcpUrl: mcp.url,
     gatewayUrl: gateway.url,

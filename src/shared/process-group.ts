@@ -114,3 +114,15 @@ export function killLeftoverGroup(pgid: number, leaderStartTime: string | undefi
     return false;
   }
 }
+
+/** A process's resident memory in bytes (VmRSS), or undefined when it is gone. */
+export function residentBytes(pid: number): number | undefined {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return undefined;
+  }
+  const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+  return kb === undefined ? undefined : Number(kb) * 1024;
+}

@@ -260,9 +260,10 @@ describe("agent-runner exec: the invocation, blueprint and exit code", () => {
     const dump = JSON.parse(readFileSync(dumpFile, "utf8"));
     expect(JSON.parse(dump.stdin)).toEqual(
       buildInvocation({
+        schemaVersion: "2.1",
         mode: "start",
         sessionId: "ses_dump",
-        prompt: "task",
+        parameters: { prompt: "task" },
         projectDir: project,
         agentBlueprint: blueprint,
         executorConfig: config,

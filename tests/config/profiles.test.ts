@@ -186,6 +186,7 @@ describe("loading", () => {
       type: "custom",
       command: executor,
       config,
+      lifecycle: "one_shot",
       source: path,
       argv: [executor],
     });
@@ -203,6 +204,7 @@ describe("loading", () => {
       type: "other",
       command: executor,
       config: { model: "haiku" },
+      lifecycle: "one_shot",
       source: path,
       argv: [executor],
     });
@@ -242,7 +244,7 @@ describe("loading", () => {
     expect(byName.extra).toEqual({
       name: "extra",
       source: extra,
-      profile: { name: "extra", type: "x", command: executor, config: { a: 1 }, source: extra },
+      profile: { name: "extra", type: "x", command: executor, config: { a: 1 }, lifecycle: "one_shot", source: extra },
     });
     // A broken file is listed with its error instead of breaking the whole listing.
     expect(byName.broken?.profile).toBeUndefined();
@@ -325,6 +327,7 @@ describe("built-in profiles", () => {
       name: "coding",
       ...CLAUDE,
       config: { permission_mode: "bypassPermissions", setting_sources: ["project", "local"], model: "opus" },
+      lifecycle: "one_shot",
       source: "built-in",
       argv: [claudeExec],
     });
@@ -336,6 +339,7 @@ describe("built-in profiles", () => {
       type: "claude-code",
       command: "executors/claude-code/ao-claude-code-exec",
       config: {},
+      lifecycle: "one_shot",
       source: "default",
       argv: [claudeExec],
     });

@@ -54,6 +54,9 @@ describe("defaults", () => {
       runTimeoutSeconds: undefined,
       maxRuns: undefined,
       exitAfterIdleSeconds: undefined,
+      coordinatorProtocol: "auto",
+      maxIdleSessions: 8,
+      idleSessionTimeoutSeconds: 1800,
       healthAddr: undefined,
       logFormat: "auto",
       verbose: false,
@@ -415,5 +418,36 @@ describe("state directory", () => {
     expect(resolve({}, { XDG_STATE_HOME: "/xdg" }).stateDir).toBe("/xdg/agent-runner");
     expect(resolve({}, { AGENT_RUNNER_STATE_DIR: dirA, XDG_STATE_HOME: "/xdg" }).stateDir).toBe(dirA);
     expect(resolve({ "state-dir": dirB }, { AGENT_RUNNER_STATE_DIR: dirA }).stateDir).toBe(dirB);
+  });
+});
+
+describe("protocol generation and persistent sessions", () => {
+  test("--coordinator-protocol / COORDINATOR_PROTOCOL: auto, 2.1 or 2.2; anything else names the source", () => {
+    expect(resolve({ "coordinator-protocol": "2.1" }).coordinatorProtocol).toBe("2.1");
+    expect(resolve({}, { COORDINATOR_PROTOCOL: "2.2" }).coordinatorProtocol).toBe("2.2");
+    expect(resolve({ "coordinator-protocol": "auto" }, { COORDINATOR_PROTOCOL: "2.2" }).coordinatorProtocol).toBe(
+      "auto",
+    );
+    expect(configError(() => resolve({ "coordinator-protocol": "3" })).message).toBe(
+      "--coordinator-protocol '3' is not one of auto, 2.1, 2.2",
+    );
+    expect(configError(() => resolve({}, { COORDINATOR_PROTOCOL: "v2" })).message).toBe(
+      "COORDINATOR_PROTOCOL 'v2' is not one of auto, 2.1, 2.2",
+    );
+  });
+
+  test("--max-idle-sessions (0 keeps none) and --idle-session-timeout (at most a week)", () => {
+    const config = resolve({ "max-idle-sessions": "0", "idle-session-timeout": "60" });
+    expect(config.maxIdleSessions).toBe(0);
+    expect(config.idleSessionTimeoutSeconds).toBe(60);
+    expect(resolve({}, { MAX_IDLE_SESSIONS: "3", IDLE_SESSION_TIMEOUT: "2.5" })).toMatchObject({
+      maxIdleSessions: 3,
+      idleSessionTimeoutSeconds: 2.5,
+    });
+    expect(configError(() => resolve({ "max-idle-sessions": "1.5" })).message).toContain("--max-idle-sessions");
+    expect(configError(() => resolve({ "idle-session-timeout": "0" })).message).toContain("--idle-session-timeout");
+    expect(configError(() => resolve({ "idle-session-timeout": String(8 * 24 * 3600) })).message).toContain(
+      "--idle-session-timeout",
+    );
   });
 });

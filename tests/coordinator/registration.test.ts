@@ -92,6 +92,7 @@ describe("buildRegistrationPayload", () => {
       type: DEFAULT_EXECUTOR_TYPE,
       command: DEFAULT_EXECUTOR_PATH,
       config: {},
+      lifecycle: "one_shot" as const,
     };
     expect(
       buildRegistrationPayload({
@@ -118,7 +119,11 @@ describe("buildRegistrationPayload", () => {
   });
 
   test("tags are sent only when there are some; require_matching_tags always", () => {
-    const base = { hostname: "h", projectDir: "/p", profile: { name: "n", type: "t", command: "c", config: {} } };
+    const base = {
+      hostname: "h",
+      projectDir: "/p",
+      profile: { name: "n", type: "t", command: "c", config: {}, lifecycle: "one_shot" as const },
+    };
     const without = buildRegistrationPayload({ ...base, tags: [], requireMatchingTags: false });
     expect("tags" in without).toBe(false);
     expect(without.require_matching_tags).toBe(false);

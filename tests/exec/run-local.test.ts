@@ -34,7 +34,7 @@ process.exit(Number(env.DUMP_EXIT ?? 0));
 }
 
 function profileFor(argv: string[], config: Record<string, unknown> = {}): ExecutorProfile {
-  return { name: "dump", type: "dump", command: argv[0]!, config, source: "test", argv };
+  return { name: "dump", type: "dump", command: argv[0]!, config, lifecycle: "one_shot", source: "test", argv };
 }
 
 describe("runLocal", () => {
@@ -61,9 +61,10 @@ describe("runLocal", () => {
     // As under the runner, the executor (an AI agent) never gets the client secret.
     expect(dump.secret).toBeNull();
     const expected = buildInvocation({
+      schemaVersion: "2.1",
       mode: "start",
       sessionId: "ses_run1",
-      prompt: "do the thing",
+      parameters: { prompt: "do the thing" },
       projectDir: project,
       agentBlueprint: blueprint,
       executorConfig: config,

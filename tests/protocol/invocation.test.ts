@@ -29,7 +29,13 @@ const START = {
 } satisfies Invocation;
 
 describe("buildInvocation", () => {
-  const input: InvocationInput = { mode: "start", sessionId: "ses_1", prompt: "do it", projectDir: "/proj" };
+  const input: InvocationInput = {
+    schemaVersion: "2.1",
+    mode: "start",
+    sessionId: "ses_1",
+    parameters: { prompt: "do it" },
+    projectDir: "/proj",
+  };
 
   test("start mode: the required fields and project_dir, nothing else", () => {
     expect(buildInvocation(input)).toEqual({
@@ -73,15 +79,16 @@ describe("buildInvocation", () => {
 
   test.each(["start", "resume"] as const)("build → JSON → parse round trip (%s)", (mode) => {
     const built = buildInvocation({
+      schemaVersion: "2.1",
       mode,
       sessionId: "ses_rt",
-      prompt: 'line one\nline two \u00e9 \u{1f600} "quoted"',
+      parameters: { prompt: 'line one\nline two \u00e9 \u{1f600} "quoted"' },
       projectDir: "/some/dir",
       agentBlueprint: { name: "a", mcp_servers: { x: { type: "http", url: "http://h" } } },
       executorConfig: { permission_mode: "default", nested: { n: 1, b: false, z: null } },
       metadata: { k: "v" },
     });
-    expect(parseInvocation(JSON.stringify(built))).toEqual(built);
+    expect(parseInvocation(JSON.stringify(built))).toEqual(built as Invocation);
   });
 });
 

@@ -1,13 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import type { ReportOutcome, RunReport } from "../../src/coordinator/client.ts";
-import { ReportOutbox } from "../../src/runner/report-outbox.ts";
+import type { ReportOutcome } from "../../src/coordinator/client.ts";
+import { type OutboxReport, ReportOutbox } from "../../src/runner/report-outbox.ts";
 import { sleep, Wakeup } from "../../src/shared/retry.ts";
 
 /** A coordinator stand-in whose answers the test controls, recording each report as it is sent. */
 function coordinator() {
   const sent: string[] = [];
   const settled: string[] = [];
-  let answer: (runId: string, report: RunReport) => Promise<ReportOutcome> = async () => ({ kind: "delivered" });
+  let answer: (runId: string, report: OutboxReport) => Promise<ReportOutcome> = async () => ({ kind: "delivered" });
   return {
     sent,
     settled,

@@ -29,7 +29,16 @@ const temp = new TempDirs();
 afterAll(() => temp.cleanup());
 
 function sandboxedProfile(command: string, type = "fixture", config = {}): ExecutorProfile {
-  return { name: "sandboxed", type, command, config, source: "test", argv: [command], sandbox: true };
+  return {
+    name: "sandboxed",
+    type,
+    command,
+    config,
+    lifecycle: "one_shot",
+    source: "test",
+    argv: [command],
+    sandbox: true,
+  };
 }
 
 /** A home with secrets, a project in it, and a runner state directory holding a planted file. */

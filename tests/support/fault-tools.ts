@@ -12,7 +12,15 @@ export const FAULT_FIXTURES = join(import.meta.dir, "..", "fixtures", "faults");
 /** A profile running one of the fault-suite fixture executors (for the in-process harness). */
 export function faultProfile(fixture: string): ExecutorProfile {
   const command = join(FAULT_FIXTURES, fixture);
-  return { name: "fault", type: "fault-executor", command, config: {}, source: "test", argv: [command] };
+  return {
+    name: "fault",
+    type: "fault-executor",
+    command,
+    config: {},
+    lifecycle: "one_shot",
+    source: "test",
+    argv: [command],
+  };
 }
 
 /** Resident and peak memory of a process, in MB (Linux /proc). */

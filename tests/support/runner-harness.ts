@@ -4,7 +4,6 @@ import type { ExecutorProfile } from "../../src/config/profiles.ts";
 import { type RunnerConfig, resolveConfig } from "../../src/config/runner-config.ts";
 import { CoordinatorClient } from "../../src/coordinator/client.ts";
 import { CoordinatorHttp } from "../../src/coordinator/http.ts";
-import { buildRegistrationPayload } from "../../src/coordinator/registration.ts";
 import { RunTokens, urlWithToken } from "../../src/protocol/run-tokens.ts";
 import { AgentWorker, type AgentWorkerOptions } from "../../src/runner/agent-worker.ts";
 import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
@@ -17,7 +16,15 @@ export const FIXTURES = join(import.meta.dir, "..", "fixtures", "executors");
 /** A profile whose command is one of the test fixture executors. */
 export function fixtureProfile(fixture: string, config: JsonObject = {}): ExecutorProfile {
   const command = join(FIXTURES, fixture);
-  return { name: "test", type: "test-executor", command, config, source: "test", argv: [command] };
+  return {
+    name: "test",
+    type: "test-executor",
+    command,
+    config,
+    lifecycle: "one_shot",
+    source: "test",
+    argv: [command],
+  };
 }
 
 export interface RunnerHarness {
@@ -62,6 +69,9 @@ const noJournal: AgentWorkerOptions["journal"] = {
   runStarted() {},
   runEnded() {},
   settled() {},
+  sessionStarted() {},
+  sessionEnded() {},
+  sessionSettled() {},
   close() {},
 };
 
@@ -78,14 +88,14 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     config,
     profile,
     client,
-    registration: buildRegistrationPayload({
+    registration: {
       hostname: "test-host",
       projectDir: config.projectDir,
       profile,
       tags: config.tags,
       requireMatchingTags: config.requireMatchingTags,
       maxConcurrentRuns: config.maxConcurrentRuns,
-    }),
+    },
     executorEnv: executorEnvironment({ ...process.env, ...options.env }, {}),
     mcpUrl: "http://127.0.0.1:9/mcp",
     gatewayUrl: gateway.url,
