@@ -592,6 +592,7 @@ describe("the fake's own controls", () => {
   test("a runner of the wrong type never gets the run: nextPoll sees the poll answered empty", async () => {
     const fake = start22();
     await registerAs(fake, "claude-code");
+    expect(fake.executorType).toBe("claude-code");
     const run = fake.handRun({ prompt: "hello" });
     const polled = new Wire(fake.url).poll(fake.runnerId);
     await fake.nextPoll();

@@ -128,6 +128,11 @@ export class FakeCoordinator {
     this.runs = this.book.runs;
   }
 
+  /** The `executor.type` the runner last registered with (at 2.2 runs demanding another type are not handed to it). */
+  get executorType(): unknown {
+    return this.registration?.executor?.type;
+  }
+
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
   }
