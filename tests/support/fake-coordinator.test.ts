@@ -1,8 +1,6 @@
-/**
- * The fake coordinator against what the reference coordinator does, on the wire. The checks under
- * "wire" use plain HTTP only, so they also run against a running reference: set
- * REFERENCE_COORDINATOR_22 (or _21) to its URL to check the fake's model of it is still right.
- */
+/** The fake coordinator against what the reference coordinator does, on the wire. */
+// The checks under "wire" use plain HTTP only, so they also run against a running reference
+// coordinator: set REFERENCE_COORDINATOR_22 (or _21) to its URL to check the fake still matches it.
 import { describe, expect, test } from "bun:test";
 import { type FakeCoordinator, type Protocol, startFakeCoordinator } from "./fake-coordinator.ts";
 import { onTeardown } from "./teardown.ts";

@@ -1,3 +1,4 @@
+/** The tests' coordinator: the runner protocol of either generation of the reference coordinator, on 127.0.0.1. */
 import type { Server } from "bun";
 import { RunnerRegister, validationErrors } from "./fake-models.ts";
 import { RunBook, type RunStatus } from "./fake-run-book.ts";

@@ -1,7 +1,4 @@
-/**
- * The fake coordinator's runs and sessions and the reference coordinator's rules for them, per
- * protocol generation: reports, stops, self-deregistration, and the `/runs` and `/sessions` routes.
- */
+/** The fake coordinator's runs and sessions under the reference coordinator's rules: reports, stops, deregistration, /runs, /sessions. */
 
 import {
   Event21,
