@@ -1,5 +1,12 @@
+/** The tests' coordinator: the runner protocol of either generation of the reference coordinator, on 127.0.0.1. */
 import type { Server } from "bun";
+import { RunnerRegister, validationErrors } from "./fake-models.ts";
+import { RunBook, type RunStatus } from "./fake-run-book.ts";
+import { type Registration, type Run, satisfiesDemands } from "./fake-runs.ts";
+import type { Answer, FakeSession, Protocol, SessionStatus, StoredEvent } from "./fake-sessions.ts";
 import { onTeardown } from "./teardown.ts";
+
+export type { Answer, FakeSession, Protocol, Run, RunStatus, SessionStatus, StoredEvent };
 
 /** One request the fake coordinator received. */
 export interface RecordedRequest {
@@ -16,21 +23,38 @@ export interface RecordedRequest {
 type PollItem =
   | { run: Record<string, unknown> }
   | { stop_runs: string[] }
+  | { stop_sessions: string[] }
   | { deregistered: true }
   | Record<string, unknown>;
 
 export type RouteHandler = (request: RecordedRequest) => Response | undefined | Promise<Response | undefined>;
 
 export interface FakeCoordinatorOptions {
+  /**
+   * Which generation of the reference coordinator to act as: "2.1" (runs carry `prompt`, stops are
+   * `stop_runs`) or "2.2" (runs carry `parameters` and `resolved_agent_blueprint`, stops are
+   * `stop_sessions`, sessions can be `idle`, results come from `result` events). Default "2.1".
+   */
+  protocol?: Protocol;
   /** `poll_timeout_seconds` given at registration and how long a poll is held. */
   pollTimeoutSeconds?: number;
   heartbeatIntervalSeconds?: number;
   runnerId?: string;
-  /** Agent blueprints served by `GET /agents/{name}`. */
+  /** Agent blueprints: served by `GET /agents/{name}`, and at 2.2 a run's `resolved_agent_blueprint`. */
   agents?: Record<string, Record<string, unknown>>;
   port?: number;
-  /** Like the reference coordinator: run reports from a runner it does not know get 401 "Runner not registered". */
+  /**
+   * Like the reference coordinator: run reports (and at 2.2 session status reports) from a runner it
+   * does not know get 401 "Runner not registered". Default: on at 2.2, off at 2.1.
+   */
   strictReports?: boolean;
+  /**
+   * Like the reference coordinator: bind, events and metadata need a session it knows (handed out or
+   * created with `POST /runs`) and a body that fits its model, and are answered as it answers them.
+   * Without it they are taken for any session and answered `{ok: true, session_id}`. Default: on at
+   * 2.2, off at 2.1.
+   */
+  strictSessions?: boolean;
   /**
    * Like the reference coordinator, whose poll handler runs on after the client hangs up: a poll
    * whose client is gone still takes the next item handed out, and the item is lost.
@@ -38,16 +62,17 @@ export interface FakeCoordinatorOptions {
   abortedPollsClaim?: boolean;
 }
 
-/** A run's status as the coordinator sees it, changed by hand-outs, reports and stop requests. */
-export type RunStatus = "pending" | "claimed" | "running" | "stopping" | "completed" | "failed" | "stopped";
-
 const json = (body: unknown, status = 200) => Response.json(body, { status });
+/** FastAPI's reading of a boolean query parameter. */
+const TRUE_WORDS = ["true", "1", "yes", "on"];
 
 /**
  * A coordinator speaking the runner protocol, on 127.0.0.1, for tests. Records every request,
- * hands out whatever the test queues, and can go down and come back on the same port.
+ * hands out whatever the test queues, keeps runs and sessions as the reference coordinator of its
+ * generation does (fake-run-book.ts), and can go down and come back on the same port.
  */
 export class FakeCoordinator {
+  readonly protocol: Protocol;
   readonly requests: RecordedRequest[] = [];
   readonly agents: Record<string, Record<string, unknown>>;
   readonly runnerId: string;
@@ -55,12 +80,19 @@ export class FakeCoordinator {
   heartbeatIntervalSeconds: number;
   /** False after `forgetRunner()`: polls and heartbeats get 401 until the runner registers again. */
   registered = false;
-  /** Status of every run handed out, as the reports and stop requests left it (applied when answered). */
-  readonly runStatus = new Map<string, RunStatus>();
+  /** The body of the last registration (at 2.2 runs are matched on it, `executor.type` included). */
+  registration?: Record<string, any>;
+  /** Status of every run handed out or created, as the reports and stop requests left it (applied when answered). */
+  readonly runStatus: Map<string, RunStatus>;
+  /** Status of every session the fake knows, as hand-outs, reports, binds, events and stops left it. */
+  readonly sessionStatus: Map<string, SessionStatus>;
+  /** Every run handed out or created, by id (at 2.1 a copy of what was handed out). */
+  readonly runs: Map<string, Run>;
   /** Items a poll took after its client had hung up (abortedPollsClaim): lost, as at the reference. */
   readonly lost: PollItem[] = [];
   /** While set, registration answers 409: another runner holds the identity. */
   heldBy?: string;
+  private readonly book: RunBook;
   private deregistering = false;
   private statusWaiters: Array<() => boolean> = [];
   private server?: Server<undefined>;
@@ -71,11 +103,35 @@ export class FakeCoordinator {
   port = 0;
 
   constructor(readonly options: FakeCoordinatorOptions = {}) {
+    this.protocol = options.protocol ?? "2.1";
     this.pollTimeoutSeconds = options.pollTimeoutSeconds ?? 1;
     this.heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? 60;
     this.runnerId = options.runnerId ?? "lnch_test";
     this.agents = options.agents ?? {};
     this.port = options.port ?? 0;
+    this.book = new RunBook({
+      protocol: this.protocol,
+      runnerId: this.runnerId,
+      agents: this.agents,
+      strictReports: options.strictReports ?? this.protocol === "2.2",
+      strictSessions: options.strictSessions ?? this.protocol === "2.2",
+      registered: () => this.registered,
+      queue: (item) => this.hand(item),
+      unqueue: (runId) => {
+        this.queue = this.queue.filter((item) => !("run" in item) || (item.run as Run)?.run_id !== runId);
+      },
+      changed: () => {
+        this.statusWaiters = this.statusWaiters.filter((check) => !check());
+      },
+    });
+    this.runStatus = this.book.runStatus;
+    this.sessionStatus = this.book.sessionStatus;
+    this.runs = this.book.runs;
+  }
+
+  /** The `executor.type` the runner last registered with (at 2.2 runs demanding another type are not handed to it). */
+  get executorType(): unknown {
+    return this.registration?.executor?.type;
   }
 
   get url(): string {
@@ -123,59 +179,130 @@ export class FakeCoordinator {
     return this;
   }
 
-  /** Queues something for the next poll. */
+  /**
+   * Queues something for a poll, as is. At 2.1 polls take items in order. At 2.2, as at the
+   * reference, stop commands come first (every queued `stop_sessions` in one reply, each session
+   * once) and a run goes only to a runner whose registration satisfies its demands (hostname,
+   * project_dir, executor_profile, `executor_type` = `executor.type`, tags, require_matching_tags);
+   * a run it does not satisfy stays queued (pending).
+   */
   hand(item: PollItem): void {
-    const waiter = this.pollWaiters.shift();
-    if (waiter) waiter(item);
-    else this.queue.push(item);
+    if ("run" in item) this.book.remember(item.run as Run);
+    this.queue.push(item);
+    this.serveWaitingPolls();
   }
 
-  handRun(run: Record<string, unknown>): void {
-    this.hand({ run });
+  /**
+   * Queues a run and returns it as it will be handed out. At 2.1 it goes as given. At 2.2 it is
+   * shaped as the reference hands runs out: `prompt` becomes `parameters: {prompt}`, the fields a
+   * run has are filled (`demands.executor_type` "autonomous" unless given, `created_at`, …), and
+   * `resolved_agent_blueprint` is the one given, else the fake's agent named by `agent_name`, else
+   * null; the run is pending and its session (created unless known) pending.
+   */
+  handRun(run: Record<string, unknown>): Run {
+    const shaped = this.book.shape(run);
+    this.hand({ run: shaped });
+    return shaped;
+  }
+
+  /**
+   * `POST /runs` as the reference of this generation answers it (validation, new session, demands,
+   * blueprint placeholders); a created run is queued. Returns the answer's status and body.
+   */
+  createRun(body: unknown): Answer {
+    return this.book.createRun(body);
   }
 
   handStop(runIds: string[]): void {
     this.hand({ stop_runs: runIds });
   }
 
-  /** A stop requested from outside (dashboard, a parent agent): the run is `stopping` and the runner is told. */
-  requestStop(runId: string): void {
-    this.setStatus(runId, "stopping");
-    this.handStop([runId]);
+  handStopSessions(sessionIds: string[]): void {
+    this.hand({ stop_sessions: sessionIds });
+  }
+
+  /**
+   * A stop requested from outside (dashboard, a parent agent); returns what `POST /runs/{id}/stop`
+   * answers. At 2.1 the run is `stopping` and the runner is told (`stop_runs`), whatever the run's
+   * state. At 2.2 as the reference: a pending run is stopped at once (never handed out); a claimed
+   * or running one is `stopping`, its session too, and the runner is told (`stop_sessions`);
+   * otherwise its session is stopped as `requestSessionStop` does.
+   */
+  requestStop(runId: string): Answer {
+    return this.book.requestStop(runId);
+  }
+
+  /**
+   * `POST /sessions/{id}/stop` as the reference of this generation answers it. The session's latest
+   * run decides: pending → stopped at once; claimed or running → `stopping` and the runner is told
+   * (2.1 `stop_runs`, 2.2 `stop_sessions`). At 2.2 an `idle` session becomes `stopping` and its
+   * runner is told (`stop_sessions`); the runner then reports how it ended
+   * (`POST /runner/sessions/{id}/status`).
+   */
+  requestSessionStop(sessionId: string): Answer {
+    return this.book.requestSessionStop(sessionId);
   }
 
   /** Removes the runner from outside: the next poll answers `{"deregistered": true}` and the runner is forgotten. */
   deregister(): void {
     this.deregistering = true;
     const waiter = this.pollWaiters.shift();
-    if (waiter) waiter({ deregistered: true });
+    if (!waiter) return;
+    this.deregistering = false;
+    waiter({ deregistered: true });
+  }
+
+  /** The session as the fake keeps it (undefined if it does not know it). */
+  session(sessionId: string): FakeSession | undefined {
+    return this.book.sessions.get(sessionId);
+  }
+
+  /** The events stored for a session, as `GET /sessions/{id}/events` lists them. */
+  eventsOf(sessionId: string): StoredEvent[] {
+    return this.book.sessions.eventsOf(sessionId);
   }
 
   /** Resolves when the run's status (as last applied) is one of `statuses`. */
   waitForStatus(runId: string, statuses: RunStatus[], timeoutMs = 20_000): Promise<void> {
-    if (statuses.includes(this.runStatus.get(runId) as RunStatus)) return Promise.resolve();
+    return this.waitUntil(
+      () => statuses.includes(this.runStatus.get(runId) as RunStatus),
+      () => `run ${runId} is ${this.runStatus.get(runId)}, not ${statuses.join("/")}`,
+      timeoutMs,
+    );
+  }
+
+  /** Resolves when the session's status (as last applied) is one of `statuses`. */
+  waitForSessionStatus(sessionId: string, statuses: SessionStatus[], timeoutMs = 20_000): Promise<void> {
+    return this.waitUntil(
+      () => statuses.includes(this.sessionStatus.get(sessionId) as SessionStatus),
+      () => `session ${sessionId} is ${this.sessionStatus.get(sessionId)}, not ${statuses.join("/")}`,
+      timeoutMs,
+    );
+  }
+
+  /** Resolves with the next poll received after this call, once it has been answered. */
+  async nextPoll(timeoutMs?: number): Promise<RecordedRequest> {
+    const after = performance.now();
+    const poll = await this.waitFor((r) => r.method === "GET" && r.path === "/runner/runs" && r.at >= after, timeoutMs);
+    await poll.answered;
+    return poll;
+  }
+
+  private waitUntil(done: () => boolean, state: () => string, timeoutMs: number): Promise<void> {
+    if (done()) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.statusWaiters = this.statusWaiters.filter((w) => w !== check);
-        reject(
-          new Error(
-            `run ${runId} is ${this.runStatus.get(runId)}, not ${statuses.join("/")}; requests:\n${this.describe()}`,
-          ),
-        );
+        reject(new Error(`${state()}; requests:\n${this.describe()}`));
       }, timeoutMs);
       const check = () => {
-        if (!statuses.includes(this.runStatus.get(runId) as RunStatus)) return false;
+        if (!done()) return false;
         clearTimeout(timer);
         resolve();
         return true;
       };
       this.statusWaiters.push(check);
     });
-  }
-
-  private setStatus(runId: string, status: RunStatus): void {
-    this.runStatus.set(runId, status);
-    this.statusWaiters = this.statusWaiters.filter((check) => !check());
   }
 
   /** Resolves with the first request (already received or still to come) that passes the test. */
@@ -264,72 +391,101 @@ export class FakeCoordinator {
   }
 
   private async defaultRoute(request: RecordedRequest, signal: AbortSignal): Promise<Response> {
-    const { method, path } = request;
-    if (method === "POST" && path === "/runner/register") {
-      if (this.heldBy) {
-        const detail = {
-          error: "duplicate_runner",
-          message: `Runner is already registered and online as ${this.runnerId}`,
-        };
-        return json({ detail: { ...detail, runner_id: this.runnerId, hostname: this.heldBy } }, 409);
-      }
-      this.registered = true;
-      return json({
-        runner_id: this.runnerId,
-        poll_endpoint: "/runner/runs",
-        poll_timeout_seconds: this.pollTimeoutSeconds,
-        heartbeat_interval_seconds: this.heartbeatIntervalSeconds,
-      });
-    }
-    if (method === "GET" && path === "/runner/runs") {
-      if (this.deregistering) {
-        this.deregistering = false;
-        this.registered = false;
-        return json({ deregistered: true });
-      }
-      if (!this.registered) return json({ detail: "Runner not registered" }, 401);
-      const item = this.queue.shift() ?? (await this.nextPollItem(signal));
-      if (item && "deregistered" in item) this.registered = false;
-      if (item && "run" in item) {
-        const runId = String((item.run as { run_id?: unknown } | null)?.run_id);
-        if (signal?.aborted) {
-          this.lost.push(item);
-          this.setStatus(runId, "claimed");
-          return new Response(null, { status: 204 });
-        }
-        this.setStatus(runId, "claimed");
-      }
-      return item ? json(item) : new Response(null, { status: 204 });
-    }
+    const { method, path, body } = request;
+    if (method === "POST" && path === "/runner/register") return this.register(body);
+    if (method === "GET" && path === "/runner/runs") return this.poll(signal);
     if (method === "POST" && path === "/runner/heartbeat") {
       return this.registered ? json({ ok: true }) : json({ detail: "Runner not registered" }, 401);
     }
-    const report = /^\/runner\/runs\/([^/]+)\/(started|completed|failed|stopped)$/.exec(path);
-    if (method === "POST" && report) {
-      if (this.options.strictReports && !this.registered) return json({ detail: "Runner not registered" }, 401);
-      const runId = decodeURIComponent(report[1]!);
-      // Applied as the reference does: whatever arrives last wins, `started` included.
-      this.setStatus(runId, report[2] === "started" ? "running" : (report[2] as RunStatus));
-      return json({ ok: true });
-    }
-    const run = /^\/runs\/([^/]+)$/.exec(path);
-    if (method === "GET" && run) {
-      const runId = decodeURIComponent(run[1]!);
-      const status = this.runStatus.get(runId);
-      return status ? json({ run_id: runId, status }) : json({ detail: "Run not found" }, 404);
-    }
     if (method === "DELETE" && path.startsWith("/runners/")) {
+      if (this.protocol === "2.2" && !this.registered) return json({ detail: "Runner not found" }, 404);
+      if (!TRUE_WORDS.includes(request.query.get("self")?.toLowerCase() ?? "")) {
+        this.deregister();
+        return json({ ok: true, message: "Runner marked for deregistration", initiated_by: "external" });
+      }
       this.registered = false;
-      return json({ ok: true });
+      this.dropStopCommands();
+      this.book.deregisterSelf();
+      return json({ ok: true, message: "Runner deregistered", initiated_by: "self" });
     }
     const agent = /^\/agents\/([^/]+)$/.exec(path);
     if (method === "GET" && agent) {
       const blueprint = this.agents[decodeURIComponent(agent[1]!)];
       return blueprint ? json(blueprint) : json({ detail: "Agent not found" }, 404);
     }
-    const session = /^\/sessions\/([^/]+)\/(bind|events|metadata)$/.exec(path);
-    if (session) return json({ ok: true, session_id: session[1] });
-    return json({ detail: `fake coordinator: no route for ${method} ${path}` }, 404);
+    return this.book.route(request) ?? json({ detail: `fake coordinator: no route for ${method} ${path}` }, 404);
+  }
+
+  private register(body: any): Response {
+    if (this.heldBy) {
+      const detail = {
+        error: "duplicate_runner",
+        message: `Runner is already registered and online as ${this.runnerId}`,
+      };
+      return json({ detail: { ...detail, runner_id: this.runnerId, hostname: this.heldBy } }, 409);
+    }
+    const errors = this.protocol === "2.2" ? validationErrors(RunnerRegister, body) : [];
+    if (errors.length) return json({ detail: errors }, 422);
+    this.registered = true;
+    this.registration = body;
+    this.serveWaitingPolls();
+    return json({
+      runner_id: this.runnerId,
+      poll_endpoint: "/runner/runs",
+      poll_timeout_seconds: this.pollTimeoutSeconds,
+      heartbeat_interval_seconds: this.heartbeatIntervalSeconds,
+    });
+  }
+
+  private async poll(signal: AbortSignal): Promise<Response> {
+    if (this.deregistering) {
+      this.deregistering = false;
+      this.registered = false;
+      this.dropStopCommands();
+      return json({ deregistered: true });
+    }
+    if (!this.registered) return json({ detail: "Runner not registered" }, 401);
+    const item = this.takeItem() ?? (await this.nextPollItem(signal));
+    if (item && "deregistered" in item) {
+      this.registered = false;
+      this.dropStopCommands();
+    }
+    if (item && "run" in item) {
+      this.book.claim(item.run as Run);
+      if (signal?.aborted) {
+        this.lost.push(item);
+        return new Response(null, { status: 204 });
+      }
+    }
+    return item ? json(item) : new Response(null, { status: 204 });
+  }
+
+  /** Stop commands go with the runner's registration, as the reference's stop queue does. */
+  private dropStopCommands(): void {
+    this.queue = this.queue.filter((item) => !("stop_sessions" in item));
+  }
+
+  /** The next item a poll may take now (see `hand`), removed from the queue. */
+  private takeItem(): PollItem | undefined {
+    if (this.protocol === "2.1") return this.queue.shift();
+    const stops = this.queue.filter((item) => "stop_sessions" in item) as Array<{ stop_sessions: string[] }>;
+    if (stops.length) {
+      this.dropStopCommands();
+      return { stop_sessions: [...new Set(stops.flatMap((item) => item.stop_sessions))] };
+    }
+    const index = this.queue.findIndex(
+      (item) => !("run" in item) || satisfiesDemands(this.registration as Registration, (item.run as Run)?.demands),
+    );
+    return index < 0 ? undefined : this.queue.splice(index, 1)[0];
+  }
+
+  /** Gives what the queue has for them to the polls being held. */
+  private serveWaitingPolls(): void {
+    while (this.pollWaiters.length > 0) {
+      const item = this.takeItem();
+      if (!item) return;
+      this.pollWaiters.shift()!(item);
+    }
   }
 
   /**
