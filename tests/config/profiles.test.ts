@@ -310,7 +310,13 @@ describe("built-in profiles", () => {
     for (const entry of listing) {
       expect(entry.source).toBe("built-in");
       const file = JSON.parse(readFileSync(join(REPO_ROOT, "profiles", `${entry.name}.json`), "utf8"));
-      expect(entry.profile).toEqual({ name: entry.name, config: {}, ...file, source: "built-in" });
+      expect(entry.profile).toEqual({
+        name: entry.name,
+        config: {},
+        lifecycle: "one_shot",
+        ...file,
+        source: "built-in",
+      });
     }
   });
 

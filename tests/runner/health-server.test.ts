@@ -45,18 +45,30 @@ async function scrape(): Promise<Map<string, MetricFamily>> {
   return parsePrometheusText(text);
 }
 
+/** What /readyz says of persistent sessions when there are none. */
+const NO_IDLE = { idle_sessions: 0, idle_session_memory_bytes: 0 };
+
 describe("/readyz", () => {
   test("503 while starting, 200 once ready, 503 while re-registering or draining, each saying which", async () => {
     const { monitor } = start();
-    expect(await probe("/readyz")).toEqual({ status: 503, body: { ready: false, state: "starting", active_runs: 0 } });
+    expect(await probe("/readyz")).toEqual({
+      status: 503,
+      body: { ready: false, state: "starting", active_runs: 0, ...NO_IDLE },
+    });
     monitor.setState("ready");
-    expect(await probe("/readyz")).toEqual({ status: 200, body: { ready: true, state: "ready", active_runs: 0 } });
+    expect(await probe("/readyz")).toEqual({
+      status: 200,
+      body: { ready: true, state: "ready", active_runs: 0, ...NO_IDLE },
+    });
     monitor.setState("reregistering");
     expect(await probe("/readyz")).toMatchObject({ status: 503, body: { ready: false, state: "reregistering" } });
     monitor.setState("ready");
     monitor.setActiveRuns(2);
     monitor.setState("draining");
-    expect(await probe("/readyz")).toEqual({ status: 503, body: { ready: false, state: "draining", active_runs: 2 } });
+    expect(await probe("/readyz")).toEqual({
+      status: 503,
+      body: { ready: false, state: "draining", active_runs: 2, ...NO_IDLE },
+    });
   });
 
   test("503 at capacity while --max-concurrent-runs runs are active, 200 again when one ends", async () => {
@@ -65,12 +77,12 @@ describe("/readyz", () => {
     monitor.setActiveRuns(1);
     expect(await probe("/readyz")).toEqual({
       status: 200,
-      body: { ready: true, state: "ready", active_runs: 1, max_concurrent_runs: 2 },
+      body: { ready: true, state: "ready", active_runs: 1, max_concurrent_runs: 2, ...NO_IDLE },
     });
     monitor.setActiveRuns(2);
     expect(await probe("/readyz")).toEqual({
       status: 503,
-      body: { ready: false, state: "at_capacity", active_runs: 2, max_concurrent_runs: 2 },
+      body: { ready: false, state: "at_capacity", active_runs: 2, max_concurrent_runs: 2, ...NO_IDLE },
     });
     const families = await scrape();
     expect(sampleValue(families, "agent_runner_state", { state: "at_capacity" })).toBe(1);
