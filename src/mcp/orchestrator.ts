@@ -3,6 +3,7 @@
  * the tool's answer or throws a ToolError whose message the calling agent reads.
  */
 import { CoordinatorError, type CoordinatorHttp, type CoordinatorRequest } from "../coordinator/http.ts";
+import type { ProtocolGeneration } from "../protocol/generation.ts";
 import { sleep } from "../shared/retry.ts";
 import type { Validator } from "../shared/validation.ts";
 import type { RequestContext } from "./context.ts";
@@ -42,6 +43,13 @@ export interface WaitOptions {
 
 const STILL_GOING = new Set(["pending", "claimed", "running", "stopping"]);
 
+/** A session's result as the tools return it: text (cut when long), and structured data when there is some. */
+interface ResultFields {
+  result: string;
+  result_data?: Record<string, unknown>;
+}
+type SessionResult = { session_id: string } & ResultFields;
+
 const segment = (id: string) => encodeURIComponent(id);
 
 function isTransient(error: unknown): boolean {
@@ -57,13 +65,20 @@ function isTransient(error: unknown): boolean {
 export class Orchestrator {
   readonly syncTimeoutMs: number;
   readonly pollIntervalMs: number;
+  private readonly generation: () => ProtocolGeneration;
 
   constructor(
     private readonly coordinator: CoordinatorHttp,
-    options: { syncTimeoutMs?: number; pollIntervalMs?: number } = {},
+    options: { syncTimeoutMs?: number; pollIntervalMs?: number; generation?: () => ProtocolGeneration } = {},
   ) {
     this.syncTimeoutMs = options.syncTimeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS;
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+    this.generation = options.generation ?? (() => "2.1");
+  }
+
+  /** The run's input as the coordinator's generation takes it: a prompt (2.1), or parameters (2.2). */
+  private input(prompt: string): Record<string, unknown> {
+    return this.generation() === "2.1" ? { prompt } : { parameters: { prompt } };
   }
 
   async listBlueprints(context: RequestContext): Promise<BlueprintSummary[]> {
@@ -96,7 +111,7 @@ export class Orchestrator {
     const run = await this.createRun("Could not start the session", {
       type: "start_session",
       agent_name: args.agent_name,
-      prompt: args.prompt,
+      ...this.input(args.prompt),
       project_dir: projectDir,
       parent_session_id: context.parentSessionId,
       execution_mode: args.mode,
@@ -118,7 +133,7 @@ export class Orchestrator {
     const run = await this.createRun("Could not resume the session", {
       type: "resume_session",
       session_id: args.session_id,
-      prompt: args.prompt,
+      ...this.input(args.prompt),
       parent_session_id: context.parentSessionId,
       execution_mode: args.mode,
       additional_demands: demands,
@@ -130,16 +145,17 @@ export class Orchestrator {
     return { session_id: sessionId, status: await this.fetchStatus(sessionId) };
   }
 
-  async sessionResult(sessionId: string): Promise<{ session_id: string; result: string }> {
+  async sessionResult(sessionId: string): Promise<SessionResult> {
     const status = await this.fetchStatus(sessionId);
     if (status === "not_existent")
       throw new ToolError(`Session ${sessionId} does not exist; list_agent_sessions shows the sessions there are`);
-    if (status !== "finished") {
+    // 2.2: a persistent session waiting for its next turn has the result of its last one.
+    if (status !== "finished" && !(status === "idle" && this.generation() === "2.2")) {
       throw new ToolError(
         `Session ${sessionId} is not finished (status: ${status}); check again later with get_agent_session_status`,
       );
     }
-    return { session_id: sessionId, result: truncateResult(await this.fetchResult(sessionId)) };
+    return { session_id: sessionId, ...(await this.fetchResult(sessionId)) };
   }
 
   async deleteAllSessions(): Promise<{ deleted_count: number }> {
@@ -182,12 +198,11 @@ export class Orchestrator {
     wait: WaitOptions,
   ): Promise<SessionRunResult> {
     if (mode !== "sync") return { session_id: run.session_id, run_id: run.run_id, status: run.status ?? "pending" };
-    const result = await this.waitForRun(run.run_id, run.session_id, wait);
-    return { session_id: run.session_id, result: truncateResult(result) };
+    return { session_id: run.session_id, ...(await this.waitForRun(run.run_id, run.session_id, wait)) };
   }
 
   /** Polls `GET /runs/{id}` until the run ends; returns the session's result when it completed. */
-  private async waitForRun(runId: string, sessionId: string, { signal, onPoll }: WaitOptions): Promise<string> {
+  private async waitForRun(runId: string, sessionId: string, { signal, onPoll }: WaitOptions): Promise<ResultFields> {
     const started = Date.now();
     const deadline = started + this.syncTimeoutMs;
     let failures = 0;
@@ -252,15 +267,20 @@ export class Orchestrator {
     }
   }
 
-  private async fetchResult(sessionId: string): Promise<string> {
+  /**
+   * The session's result: 2.1's `result`, or 2.2's result event (`result_text`, and `result_data`
+   * when the agent answered with structured output: then the text is that data as JSON).
+   */
+  private async fetchResult(sessionId: string): Promise<ResultFields> {
     const reply = await this.call(
       `Could not get the result of session ${sessionId}`,
       `/sessions/${segment(sessionId)}/result`,
       SessionResultReply,
     );
-    const result = reply.result;
-    if (result === undefined || result === null) return "";
-    return typeof result === "string" ? result : JSON.stringify(result);
+    const data = reply.result_data ?? undefined;
+    const value = data ?? reply.result_text ?? reply.result;
+    const text = value === undefined || value === null ? "" : typeof value === "string" ? value : JSON.stringify(value);
+    return { result: truncateResult(text), ...(data ? { result_data: data } : {}) };
   }
 
   private async fetchSessions(what: string): Promise<SessionEntry[]> {

@@ -34,8 +34,15 @@ export type RunReply = typeof RunReply.infer;
 /** `GET /sessions/{id}/status`. */
 export const SessionStatusReply = JsonObject.and({ "status?": "string" });
 
-/** `GET /sessions/{id}/result`: usually text; anything else is shown as JSON. */
-export const SessionResultReply = JsonObject.and({ "result?": "unknown" });
+/**
+ * `GET /sessions/{id}/result`: 2.1's `result` (usually text; anything else is shown as JSON), or
+ * 2.2's `result_text` and `result_data` (structured output).
+ */
+export const SessionResultReply = JsonObject.and({
+  "result?": "unknown",
+  "result_text?": "string | null",
+  "result_data?": JsonObject.or("null"),
+});
 
 /** Replies whose body the tools do not read. */
 export const AnyReply = type("unknown");

@@ -2,6 +2,7 @@
 import type { Server } from "bun";
 import pkg from "../../package.json" with { type: "json" };
 import type { CoordinatorHttp } from "../coordinator/http.ts";
+import type { ProtocolGeneration } from "../protocol/generation.ts";
 import { admit, type RunTokens } from "../protocol/run-tokens.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
@@ -22,6 +23,8 @@ export interface McpServerOptions {
   syncTimeoutMs?: number;
   /** How often a `sync` wait polls `GET /runs/{id}` (default 2 s). */
   pollIntervalMs?: number;
+  /** The coordinator's protocol generation, as the runner knows it when a tool runs (default 2.1). */
+  generation?: () => ProtocolGeneration;
 }
 
 export interface RunningMcpServer {
@@ -60,6 +63,7 @@ async function loadMcpHandler(options: McpServerOptions, lifetime: AbortSignal):
   const orchestrator = new Orchestrator(options.coordinator, {
     syncTimeoutMs: options.syncTimeoutMs,
     pollIntervalMs: options.pollIntervalMs,
+    generation: options.generation,
   });
   return async (request) => {
     const server = new McpServer({ name: "agent-orchestrator", version: pkg.version }, { capabilities: { tools: {} } });

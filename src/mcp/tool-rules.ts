@@ -30,7 +30,7 @@ export interface SessionSummary {
 }
 
 export type SessionRunResult =
-  | { session_id: string; result: string }
+  | { session_id: string; result: string; result_data?: Record<string, unknown> }
   | { session_id: string; run_id: string; status: string };
 
 /** Cuts a result to MAX_RESULT_LENGTH characters and says so, without splitting a surrogate pair. */

@@ -163,7 +163,8 @@ export function registerTools(server: McpServer, orchestrator: Orchestrator, req
     "get_agent_session_result",
     {
       description:
-        "Get the result (the agent's last answer) of a finished session: {session_id, result}. " +
+        "Get the result (the agent's last answer) of a finished session, or of one waiting idle for its next turn: " +
+        "{session_id, result}, plus result_data when the agent answered with structured output. " +
         "Fails if the session does not exist or has not finished yet. " +
         resultNote,
       inputSchema: { session_id: sessionIdSchema },

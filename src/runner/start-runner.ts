@@ -67,7 +67,12 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
   const gateway = startGateway({ http, hostname: machine, executorProfile: profile.name, tokens });
   log.debug(`Gateway for executors at ${gateway.url}`);
   const { startMcpServer } = await import("../mcp/server.ts");
-  const mcp = await startMcpServer({ coordinator: http, port: config.mcpPort, tokens });
+  const mcp = await startMcpServer({
+    coordinator: http,
+    port: config.mcpPort,
+    tokens,
+    generation: () => client.generation,
+  });
   log.info(`MCP server for agents at ${mcp.url}`);
 
   // Each run adds its own gateway URL (with its token) and session id.

@@ -356,3 +356,85 @@ describe("sync wait cancellation", () => {
     expect(seen).toEqual(["pending", "completed"]);
   });
 });
+
+describe("protocol 2.2", () => {
+  /** Plays the runner's part for the run the tool created: a result event, the session's status, the run completed. */
+  async function complete(
+    coordinator: FakeCoordinator,
+    result: { text?: string; data?: object },
+    session = "finished",
+  ) {
+    await coordinator.waitForRequest("POST", "/runs");
+    const [runId, run] = [...coordinator.runs.entries()].at(-1)!;
+    const sessionId = String(run.session_id);
+    const posted = await fetch(`${coordinator.url}/sessions/${sessionId}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        session_id: sessionId,
+        event_type: "result",
+        timestamp: new Date().toISOString(),
+        result_text: result.text ?? null,
+        result_data: result.data ?? null,
+      }),
+    });
+    expect(posted.status).toBe(201);
+    const runner = await fetch(`${coordinator.url}/runner/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        hostname: "h",
+        project_dir: "/p",
+        executor_profile: "p",
+        executor: { type: "autonomous" },
+      }),
+    }).then((response) => response.json() as Promise<{ runner_id: string }>);
+    const completed = await fetch(`${coordinator.url}/runner/runs/${runId}/completed`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ runner_id: runner.runner_id, status: "success", session_status: session }),
+    });
+    expect(completed.status).toBe(200);
+    return { runId, sessionId };
+  }
+
+  test("start_agent_session sends parameters, never a prompt; the sync answer is the session's result event", async () => {
+    const h = await startHarness({ protocol: "2.2" });
+    const answer = h.call("start_agent_session", { agent_name: "coder", prompt: "Fix the bug" });
+    const { sessionId } = await complete(h.coordinator, { text: "The bug is fixed." });
+    expect(JSON.parse(textOf((await answer) as any))).toEqual({ session_id: sessionId, result: "The bug is fixed." });
+    const body = runBody(h.coordinator);
+    expect(body.parameters).toEqual({ prompt: "Fix the bug" });
+    expect("prompt" in body).toBe(false);
+  });
+
+  test("structured output comes back as result_data, and as JSON text in result", async () => {
+    const h = await startHarness({ protocol: "2.2" });
+    const answer = h.call("start_agent_session", { agent_name: "coder", prompt: "Count" });
+    const { sessionId } = await complete(h.coordinator, { text: "ignored", data: { count: 3 } });
+    expect(JSON.parse(textOf((await answer) as any))).toEqual({
+      session_id: sessionId,
+      result: '{"count":3}',
+      result_data: { count: 3 },
+    });
+  });
+
+  test("resume_agent_session posts parameters; get_agent_session_result reads an idle session's result", async () => {
+    const h = await startHarness({ protocol: "2.2" });
+    const started = await h.ok("start_agent_session", { agent_name: "coder", prompt: "one", mode: "async_poll" });
+    await complete(h.coordinator, { text: "turn one" }, "idle");
+    expect(await h.ok("get_agent_session_result", { session_id: started.session_id })).toEqual({
+      session_id: started.session_id,
+      result: "turn one",
+    });
+    const resumed = await h.ok("resume_agent_session", {
+      session_id: started.session_id,
+      prompt: "two",
+      mode: "async_poll",
+    });
+    expect(resumed.session_id).toBe(started.session_id);
+    const resume = h.coordinator.find("POST", "/runs").at(-1)!.body;
+    expect(resume).toMatchObject({ type: "resume_session", parameters: { prompt: "two" } });
+    expect("prompt" in resume).toBe(false);
+  });
+});

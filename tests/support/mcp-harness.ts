@@ -33,6 +33,8 @@ export interface HarnessOptions {
   pollIntervalMs?: number;
   /** Coordinator URL to use instead of the fake's (e.g. one nobody listens on). */
   coordinatorUrl?: string;
+  /** The protocol generation the fake coordinator speaks and the tools are told (default 2.1). */
+  protocol?: "2.1" | "2.2";
 }
 
 export async function connectClient(url: string, headers: Record<string, string> = {}): Promise<Client> {
@@ -50,13 +52,15 @@ export function textOf(result: CallToolResult): string {
 
 /** The MCP server against a fake coordinator, with a connected client; everything is stopped after the test. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const coordinator = startFakeCoordinator();
+  const protocol = options.protocol ?? "2.1";
+  const coordinator = startFakeCoordinator({ protocol });
   const tokens = new RunTokens();
   const mcp = await startMcpServer({
     coordinator: new CoordinatorHttp(options.coordinatorUrl ?? coordinator.url, options.auth),
     tokens,
     syncTimeoutMs: options.syncTimeoutMs,
     pollIntervalMs: options.pollIntervalMs ?? 5,
+    generation: () => protocol,
   });
   onTeardown(() => mcp.stop());
   const url = urlWithToken(mcp.url, tokens.issue("ses_harness"));
