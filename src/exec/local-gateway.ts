@@ -13,6 +13,7 @@ import {
   gatewayRoute,
   MessageContent,
   MetadataRequest,
+  withPathSession,
 } from "../protocol/gateway-requests.ts";
 import { admit, RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
@@ -223,7 +224,7 @@ export class LocalGateway {
     body: unknown,
     sessionId: string,
   ): Reply {
-    if (route === "bind") return this.bind(body, sessionId);
+    if (route === "bind") return this.bind(withPathSession(path, body), sessionId);
     if (route === "event") return this.event(body, sessionId);
     if (route === "metadata") return this.metadata(body, sessionId);
     const sessionPath = /^\/sessions\/([^/]+)(?:\/(status|result))?$/.exec(path);

@@ -37,6 +37,9 @@ export type GatewayRoute = "bind" | "event" | "metadata" | "session-read" | "orc
 
 const GATEWAY_ROUTES: ReadonlyArray<[method: string, path: RegExp, route: GatewayRoute]> = [
   ["POST", /^\/bind$/, "bind"],
+  // The coordinator's own bind route, as executors written for other runners call it: the
+  // session is in the path, and the body may carry only the executor's session id.
+  ["POST", /^\/sessions\/[^/]+\/bind$/, "bind"],
   ["POST", /^\/events$/, "event"],
   ["PATCH", /^\/metadata$/, "metadata"],
   ["GET", /^\/sessions\/[^/]+(\/status|\/result)?$/, "session-read"],
@@ -48,10 +51,20 @@ const GATEWAY_ROUTES: ReadonlyArray<[method: string, path: RegExp, route: Gatewa
   ["GET", /^\/runs\/[^/]+$/, "orchestration"],
 ];
 
+/**
+ * A request body with the session a route's path names (`/sessions/{id}/bind`) as its
+ * `session_id`; other bodies as they are.
+ */
+export function withPathSession(path: string, body: unknown): unknown {
+  const named = /^\/sessions\/([^/]+)\/bind$/.exec(path)?.[1];
+  if (named === undefined || body === null || typeof body !== "object" || Array.isArray(body)) return body;
+  return { ...body, session_id: decodeURIComponent(named) };
+}
+
 /** The route a request is for, or undefined when no gateway serves it. */
 export function gatewayRoute(method: string, path: string): GatewayRoute | undefined {
   return GATEWAY_ROUTES.find(([m, p]) => m === method && p.test(path))?.[2];
 }
 
 export const GATEWAY_ROUTES_SUMMARY =
-  "POST /bind, POST /events, PATCH /metadata, GET /sessions/{id}[/status|/result], and the orchestration routes GET /sessions, DELETE /sessions/{id}, GET /agents[/{name}], POST /runs, GET /runs/{id}";
+  "POST /bind (or POST /sessions/{id}/bind), POST /events, PATCH /metadata, GET /sessions/{id}[/status|/result], and the orchestration routes GET /sessions, DELETE /sessions/{id}, GET /agents[/{name}], POST /runs, GET /runs/{id}";

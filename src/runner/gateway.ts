@@ -1,7 +1,12 @@
 /** The executors' door to the coordinator: adds the credentials and the runner's own facts. */
 import type { Server } from "bun";
 import type { CoordinatorHttp } from "../coordinator/http.ts";
-import { GATEWAY_ROUTES_SUMMARY, type GatewayRoute, gatewayRoute } from "../protocol/gateway-requests.ts";
+import {
+  GATEWAY_ROUTES_SUMMARY,
+  type GatewayRoute,
+  gatewayRoute,
+  withPathSession,
+} from "../protocol/gateway-requests.ts";
 import { admit, type RunTokens } from "../protocol/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
 import { messageOf } from "../shared/errors.ts";
@@ -119,7 +124,7 @@ export function startGateway(options: GatewayOptions): Gateway {
     if (own) {
       let fields: JsonObject;
       try {
-        fields = parseJson(new TextDecoder().decode(body), JsonObject, path);
+        fields = withPathSession(path, parseJson(new TextDecoder().decode(body), JsonObject, path)) as JsonObject;
       } catch {
         return problem(400, `${path} expects a JSON object body`);
       }

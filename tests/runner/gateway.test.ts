@@ -62,6 +62,18 @@ test("/bind is forwarded with the runner's hostname and profile added", async ()
   expect(bind!.headers.get("authorization")).toBe("Bearer tok-123");
 });
 
+test("the coordinator's own bind route (POST /sessions/{id}/bind, as other runners' executors call it) is the same bind, for the token's session only", async () => {
+  start();
+  const url = executorUrl("ses_1");
+  const response = await send(url, "/sessions/ses_1/bind", { executor_session_id: "echo-ses_1" });
+  expect(response.status).toBe(200);
+  const [bind] = fake.find("POST", "/sessions/ses_1/bind");
+  expect(bind!.body).toEqual({ executor_session_id: "echo-ses_1", hostname: "box-1", executor_profile: "coding" });
+  const other = await send(url, "/sessions/ses_2/bind", { executor_session_id: "x" });
+  expect(other.status).toBe(403);
+  expect(fake.find("POST", "/sessions/ses_2/bind")).toHaveLength(0);
+});
+
 test("/events and /metadata go to the session's routes", async () => {
   start();
   const url = executorUrl("ses_2");
