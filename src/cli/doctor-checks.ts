@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { ClientCredentialsAuth, noAuth, type TokenSource, tokenUrl } from "../coordinator/auth.ts";
+import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
 import { claudeCodeNotFound, findClaudeCode } from "../executors/claude-code-binary.ts";
 import { bubblewrapArgv, type SandboxOptions } from "../process/sandbox.ts";
@@ -109,7 +110,12 @@ export async function checkCoordinator(config: RunnerConfig, token: TokenSource 
   }
   const { status } = response;
   const detail = coordinatorDetail(await response.text()) ?? "(no body)";
-  if (response.ok) return { ok: true, detail: `${config.coordinatorUrl} answers GET /agents (HTTP ${status})` };
+  if (response.ok) {
+    return {
+      ok: true,
+      detail: `${config.coordinatorUrl} answers GET /agents (HTTP ${status}); ${await protocolOf(config, http)}`,
+    };
+  }
   if (tokenFailed) {
     return {
       ok: true,
@@ -124,6 +130,18 @@ export async function checkCoordinator(config: RunnerConfig, token: TokenSource 
     ok: false,
     detail: `${config.coordinatorUrl} answered HTTP ${status} to GET /agents: ${detail} (is this the coordinator's URL?)`,
   };
+}
+
+/** Which protocol generation the runner will speak with the coordinator, and how it knows. */
+async function protocolOf(config: RunnerConfig, http: CoordinatorHttp): Promise<string> {
+  if (config.coordinatorProtocol !== "auto")
+    return `protocol ${config.coordinatorProtocol} (pinned by --coordinator-protocol)`;
+  try {
+    const generation = await new CoordinatorClient(http).detectGeneration(AbortSignal.timeout(COORDINATOR_TIMEOUT_MS));
+    return `speaks protocol ${generation} (detected)`;
+  } catch (error) {
+    return `its protocol generation could not be asked: ${messageOf(error)}`;
+  }
 }
 
 /** A directory the runner writes to: writable, or creatable if it does not exist yet. */

@@ -27,8 +27,8 @@ afterAll(async () => {
 });
 
 /** A coordinator that answers GET /agents, only with the test token when `requireToken`. */
-function coordinator(options: { requireToken?: boolean } = {}): FakeCoordinator {
-  fake = startFakeCoordinator();
+function coordinator(options: { requireToken?: boolean; protocol?: "2.1" | "2.2" } = {}): FakeCoordinator {
+  fake = startFakeCoordinator({ protocol: options.protocol });
   fake.on("GET", /^\/agents$/, (request) => {
     if (options.requireToken && request.headers.get("authorization") !== `Bearer ${TOKEN}`) {
       return Response.json({ detail: "Invalid token" }, { status: 401 });
@@ -98,10 +98,29 @@ describe("agent-runner doctor", () => {
     ]);
     expect(result.passed.get("profile")).toBe("'test' (built-in), type test-executor");
     expect(result.passed.get("executor")).toBe(`runs ${join(REPO_ROOT, "executors/test-executor/ao-test-exec")}`);
-    expect(result.passed.get("coordinator")).toBe(`${fake.url} answers GET /agents (HTTP 200)`);
+    expect(result.passed.get("coordinator")).toBe(
+      `${fake.url} answers GET /agents (HTTP 200); speaks protocol 2.1 (detected)`,
+    );
     expect(result.stdout).toEndWith("All 7 checks passed\n");
     expect(result.exitCode).toBe(0);
-    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual(["GET /agents"]);
+    // The generation is asked with a request the coordinator refuses before acting on it.
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      "GET /agents",
+      "POST /runner/sessions/protocol-probe/status",
+    ]);
+  });
+
+  test("the coordinator line says which protocol generation the runner will speak: detected, or pinned", async () => {
+    coordinator({ protocol: "2.2" });
+    const detected = await doctor(base());
+    expect(detected.passed.get("coordinator")).toBe(
+      `${fake.url} answers GET /agents (HTTP 200); speaks protocol 2.2 (detected)`,
+    );
+    const pinned = await doctor([...base(), "--coordinator-protocol", "2.1"]);
+    expect(pinned.passed.get("coordinator")).toBe(
+      `${fake.url} answers GET /agents (HTTP 200); protocol 2.1 (pinned by --coordinator-protocol)`,
+    );
+    expect(fake.find("POST", "/runner/register")).toHaveLength(0);
   });
 
   test("with auth: a token is fetched and the coordinator accepts it; the secret is never printed", async () => {
