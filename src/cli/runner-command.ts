@@ -27,12 +27,13 @@ async function printProfileList(profilesDir: string | undefined): Promise<void> 
   const rows = entries.map((entry) => [
     entry.name,
     entry.profile?.type ?? "-",
+    entry.profile?.lifecycle ?? "-",
     entry.profile?.command ?? "-",
     entry.profile ? sandboxColumn(entry.profile.sandbox) : "-",
     entry.source,
     entry.error ? `(unusable: ${entry.error})` : "",
   ]);
-  const widths = [0, 1, 2, 3, 4].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const widths = [0, 1, 2, 3, 4, 5].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   for (const row of rows) {
     console.log(
       row

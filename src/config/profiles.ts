@@ -257,6 +257,8 @@ export function describeProfiles(sources: ProfileSources = {}): ProfileListing[]
     } catch (error) {
       return { name, source: origin.source, error: messageOf(error) };
     }
+    const unsupported = unsupportedProfile(profile);
+    if (unsupported) return { name, source: origin.source, profile, error: unsupported };
     const argv = resolveExecutorCommand(profile.command);
     return "error" in argv
       ? { name, source: origin.source, profile, error: argv.error }
@@ -272,7 +274,10 @@ export function loadProfile(name: string, sources: ProfileSources = {}): Executo
   if (!origin) {
     throw new ConfigError(`Profile '${name}' not found. Available: ${[...origins.keys()].sort().join(", ")}`);
   }
-  return withArgv(parseProfile(origin));
+  const profile = parseProfile(origin);
+  const unsupported = unsupportedProfile(profile);
+  if (unsupported) throw new ConfigError(unsupported);
+  return withArgv(profile);
 }
 
 /** The profile used without `--profile`: the Claude Code executor with no config at all. */

@@ -102,10 +102,59 @@ describe("agent-runner CLI", () => {
     const { exitCode, stdout } = await cli(["--profile-list", "--profiles-dir", tmp]);
     expect(exitCode).toBe(0);
     const lines = stdout.trimEnd().split("\n");
-    const column = (name: string) => lines.find((line) => line.startsWith(`${name} `))!.split(/\s{2,}/)[3];
+    const column = (name: string) => lines.find((line) => line.startsWith(`${name} `))!.split(/\s{2,}/)[4];
     expect(column("boxed")).toBe("sandboxed (also writable: ~/.cache/pip, /srv/shared; also hidden: /srv/secrets)");
     expect(column("coding-sandboxed")).toBe("sandboxed");
     expect(column("coding")).toBe("-");
+  });
+
+  test("profile files written for the reference runner's current version load unchanged; --profile-list shows the lifecycle", async () => {
+    // As the reference runner ships them: type autonomous, a lifecycle, its Claude Code executor's path.
+    writeFileSync(
+      join(tmp, "claude-code.json"),
+      JSON.stringify({
+        type: "autonomous",
+        lifecycle: "persistent",
+        command: "executors/claude-code/ao-claude-code-exec",
+        config: { permission_mode: "bypassPermissions", setting_sources: [], model: "opus" },
+      }),
+    );
+    writeFileSync(
+      join(tmp, "full-access-project-best.json"),
+      JSON.stringify({ type: "autonomous", command: "executors/claude-code/ao-claude-code-exec", config: {} }),
+    );
+    writeFileSync(
+      join(tmp, "test-procedural.json"),
+      JSON.stringify({
+        type: "procedural",
+        command: "executors/procedural-executor/ao-procedural-exec",
+        agents_dir: "executors/procedural-executor/scripts/test/agents",
+        config: {},
+      }),
+    );
+    const { exitCode, stdout } = await cli(["--profile-list", "--profiles-dir", tmp]);
+    expect(exitCode).toBe(0);
+    const line = (name: string) => stdout.split("\n").find((candidate) => candidate.startsWith(`${name} `))!;
+    expect(
+      line("claude-code")
+        .split(/\s{2,}/)
+        .slice(1, 3),
+    ).toEqual(["autonomous", "persistent"]);
+    expect(line("claude-code")).not.toContain("unusable");
+    expect(
+      line("full-access-project-best")
+        .split(/\s{2,}/)
+        .slice(1, 3),
+    ).toEqual(["autonomous", "one_shot"]);
+    expect(line("coding").split(/\s{2,}/)[2]).toBe("one_shot");
+    expect(line("test-procedural")).toContain("unusable: Profile 'test-procedural' is procedural");
+
+    // Refused at start, with a message that says why, before anything else happens.
+    const procedural = await cli(["--profile", "test-procedural", "--profiles-dir", tmp, "-c", "http://127.0.0.1:9"]);
+    expect(procedural.exitCode).toBe(1);
+    expect(procedural.stderr).toContain(
+      "Profile 'test-procedural' is procedural: this runner runs autonomous executors (agents that take a prompt) only",
+    );
   });
 
   test("AGENT_RUNNER_PROFILES_DIR is read when there is no flag", async () => {

@@ -9,6 +9,7 @@ import {
   describeProfiles,
   listProfiles,
   loadProfile,
+  protocolExecutorType,
   resolveExecutorCommand,
   sandboxSettings,
 } from "../../src/config/profiles.ts";
@@ -110,6 +111,11 @@ describe("profile file validation", () => {
     ["config null", () => ({ type: "x", command: executor, config: null }), ["config must be an object"]],
     ["unknown field", () => ({ type: "x", command: executor, model: "opus" }), ["model must be removed"]],
     ["sandbox a string", () => ({ type: "x", command: executor, sandbox: "yes" }), ["sandbox must be an object"]],
+    [
+      "lifecycle unknown",
+      () => ({ type: "autonomous", command: executor, lifecycle: "forever" }),
+      ['lifecycle must be "one_shot" or "persistent" (was "forever")'],
+    ],
     [
       "sandbox an array",
       () => ({ type: "x", command: executor, sandbox: ["~/.cache"] }),
@@ -371,5 +377,14 @@ describe("resolveExecutorCommand", () => {
     const result = resolveExecutorCommand(command);
     if (existsSync(join(REPO_ROOT, command))) expect(result).toEqual([join(REPO_ROOT, command)]);
     else expect(result).toEqual({ error: `${join(REPO_ROOT, command)} does not exist` });
+  });
+});
+
+describe("protocol 2.2 executor types", () => {
+  test("autonomous and procedural as written; every other kind, the built-ins' included, registers as autonomous", () => {
+    expect(protocolExecutorType({ type: "autonomous" })).toBe("autonomous");
+    expect(protocolExecutorType({ type: "procedural" })).toBe("procedural");
+    expect(protocolExecutorType({ type: "claude-code" })).toBe("autonomous");
+    expect(protocolExecutorType({ type: "test-executor" })).toBe("autonomous");
   });
 });
