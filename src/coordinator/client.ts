@@ -48,7 +48,8 @@ export type SessionEnd = "finished" | "failed" | "stopped";
 export type RunReport =
   | { kind: "started" }
   | { kind: "completed"; sessionStatus?: SessionStatusAfterRun }
-  | { kind: "failed"; error: string }
+  /** `exitCode`: the executor's, when it exited by itself with a non-zero code. */
+  | { kind: "failed"; error: string; exitCode?: number }
   | { kind: "stopped"; signal: StopSignal };
 
 export type ReportOutcome =
@@ -248,7 +249,11 @@ export class CoordinatorClient {
           : { status: "success", session_status: report.sessionStatus ?? "finished" };
       case "failed":
         // A failure's text is often the executor's stderr: cut out secrets and run tokens, as in log lines.
-        return { error: redact(report.error) };
+        // exit_code is a field the coordinator may not know: the reference one's request model ignores it.
+        return {
+          error: redact(report.error),
+          ...(report.exitCode === undefined ? {} : { exit_code: report.exitCode }),
+        };
       case "stopped":
         return { signal: report.signal };
     }

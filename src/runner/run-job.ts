@@ -325,7 +325,7 @@ export class RunJob {
         this.say("info", `Run ${this.runId} completed in ${took}${idle}`),
       );
     } else {
-      this.fail(execution.stderrTail().trim() || exitDescription(end.status));
+      this.fail(execution.stderrTail().trim() || exitDescription(end.status), "failed", end.status.code ?? undefined);
     }
   }
 
@@ -344,8 +344,11 @@ export class RunJob {
     this.fail(`the runner failed handling the run: ${messageOf(error)}`);
   }
 
-  private fail(error: string, outcome: "failed" | "timed_out" = "failed"): void {
-    this.end({ kind: "failed", error }, outcome, () => this.say("error", `Run ${this.runId} failed: ${error}`));
+  private fail(error: string, outcome: "failed" | "timed_out" = "failed", exitCode?: number): void {
+    const report =
+      exitCode === undefined ? { kind: "failed" as const, error } : { kind: "failed" as const, error, exitCode };
+    const how = exitCode === undefined ? "" : ` (exit code ${exitCode})`;
+    this.end(report, outcome, () => this.say("error", `Run ${this.runId} failed${how}: ${error}`));
   }
 
   /**

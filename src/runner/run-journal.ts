@@ -23,7 +23,7 @@ export interface RunnerIdentity {
 }
 
 const FinalReport = type({ kind: "'completed'", "sessionStatus?": "'idle' | 'finished'" })
-  .or({ kind: "'failed'", error: "string" })
+  .or({ kind: "'failed'", error: "string", "exitCode?": "number" })
   .or({ kind: "'stopped'", signal: "'SIGTERM' | 'SIGKILL'" });
 
 const JournalRun = type({

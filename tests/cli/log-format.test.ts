@@ -71,7 +71,7 @@ test("a failing executor's stderr cannot forge the runner's log lines (text), no
     } else {
       const failure = lines.map((line) => JSON.parse(line) as { msg: string }).find((e) => e.msg.includes("failed"));
       expect(failure?.msg).toBe(
-        "Run run_forge failed: starting up\n2026-01-01T00:00:00.000Z INFO  Run run_forged completed in 1.0 s\nboom\x1b[2J\rhidden",
+        "Run run_forge failed (exit code 3): starting up\n2026-01-01T00:00:00.000Z INFO  Run run_forged completed in 1.0 s\nboom\x1b[2J\rhidden",
       );
     }
   }

@@ -11,8 +11,11 @@ const RUNS = 50;
 function expected(kind: Kind, sessionId: string) {
   if (kind === "ok") return { kind: "completed", body: { runner_id: "lnch_test", status: "success" } };
   if (kind === "fail")
-    return { kind: "failed", body: { runner_id: "lnch_test", error: `planned failure for ${sessionId}` } };
-  return { kind: "failed", body: { runner_id: "lnch_test", error: "Process exited with code 7" } };
+    return {
+      kind: "failed",
+      body: { runner_id: "lnch_test", error: `planned failure for ${sessionId}`, exit_code: 3 },
+    };
+  return { kind: "failed", body: { runner_id: "lnch_test", error: "Process exited with code 7", exit_code: 7 } };
 }
 
 test("coordinator killed and restarted twice while 50 runs execute: 0 lost, 0 duplicated", async () => {

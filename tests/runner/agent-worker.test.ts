@@ -121,12 +121,13 @@ describe("executing runs", () => {
     const report = await outcome(harness, runId);
     expect(report.path).toEndWith("/failed");
     expect(report.body.error).toContain("boom: the agent crashed");
+    expect(report.body.exit_code).toBe(3);
   });
 
-  test("a silent non-zero exit is reported with its exit code", async () => {
+  test("a silent non-zero exit is reported with its exit code, in the text and as exit_code", async () => {
     const harness = await startRunnerHarness({ fixture: "exit-silent" });
     const report = await outcome(harness, harness.handRun());
-    expect(report.body).toEqual({ runner_id: "lnch_test", error: "Process exited with code 7" });
+    expect(report.body).toEqual({ runner_id: "lnch_test", error: "Process exited with code 7", exit_code: 7 });
   });
 
   test("a missing executor, an unknown run type and a malformed run are reported failed; polling goes on", async () => {

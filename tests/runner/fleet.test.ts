@@ -165,5 +165,9 @@ describe("--log-format json", () => {
     expect(runLines.length).toBeGreaterThanOrEqual(2);
     for (const entry of runLines)
       expect(entry).toMatchObject({ run_id: "run_json", session_id: "ses_json", runner_id: "lnch_test" });
+    // A failed run's line says the executor's exit code.
+    expect(runLines.map((entry) => entry.msg)).toContain(
+      "Run run_json failed (exit code 7): Process exited with code 7",
+    );
   });
 });
