@@ -16,7 +16,7 @@ import {
 import { type RunnerConfig, resolveConfig } from "../config/runner-config.ts";
 import type { SandboxOptions } from "../process/sandbox.ts";
 import { messageOf } from "../shared/errors.ts";
-import { setVerbose } from "../shared/log.ts";
+import { setLogLevel } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import {
   type CheckResult,
@@ -100,7 +100,7 @@ export const doctorCommand = defineCommand({
       print("config", { ok: false, detail: messageOf(error) });
       process.exit(1);
     }
-    setVerbose(config.verbose);
+    setLogLevel(config.logLevel);
     const results = [print("config", { ok: true, detail: configSummary(config) })];
 
     const profile = profileChecks(config);

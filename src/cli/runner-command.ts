@@ -5,7 +5,7 @@ import { runnerFlags } from "../config/flags.ts";
 import type { ProfileSandbox } from "../config/profiles.ts";
 import { hideClientSecret, resolveConfig, resolveLogFormat, resolveProfilesDir } from "../config/runner-config.ts";
 import { messageOf } from "../shared/errors.ts";
-import { log, setLogContext, setLogFormat, setVerbose } from "../shared/log.ts";
+import { log, setLogContext, setLogFormat, setLogLevel } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -65,7 +65,7 @@ export const runnerCommand = defineCommand({
       }
       const config = resolveConfig(args);
       hideClientSecret();
-      setVerbose(config.verbose);
+      setLogLevel(config.logLevel);
       // Profiles bring the validator; loaded here so that --help and --version stay instant.
       const { defaultProfile, loadProfile } = await import("../config/profiles.ts");
       const profile =

@@ -4,6 +4,7 @@
  * config is read from these definitions, so a flag's name is written in one place only.
  */
 import type { ArgDef } from "citty";
+import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "../shared/log.ts";
 import {
   DEFAULT_COORDINATOR_URL,
   DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
@@ -49,7 +50,11 @@ const commonFlags = {
     valueHint: "seconds",
     description: `How long a stopped executor gets between SIGTERM and SIGKILL (default ${DEFAULT_STOP_GRACE_SECONDS})`,
   },
-  verbose: { type: "boolean", alias: "v", description: "Debug logging, also for executors (AGENT_RUNNER_DEBUG=1)" },
+  verbose: {
+    type: "boolean",
+    alias: "v",
+    description: "Debug logging, with every line the executor writes; the executor is asked for its debug lines too",
+  },
 } as const satisfies FlagDefs;
 
 export const runnerFlags = {
@@ -150,6 +155,13 @@ export const runnerFlags = {
     description:
       "Serve /healthz, /readyz and /metrics (Prometheus) on this address; host defaults to 127.0.0.1 (':9464'), port 0 picks a free one (default: off)",
   },
+  "log-level": {
+    type: "string",
+    valueHint: LOG_LEVELS.join("|"),
+    env: "LOG_LEVEL",
+    description: `Which lines are logged (default ${DEFAULT_LOG_LEVEL}); debug adds every line executors write, and asks them for their debug lines`,
+  },
+  verbose: { ...commonFlags.verbose, description: "Same as --log-level debug" },
   "log-format": {
     type: "string",
     valueHint: "auto|text|json",

@@ -6,7 +6,15 @@ import { join, resolve } from "node:path";
 import { PROTOCOL_GENERATIONS, type ProtocolGeneration } from "../protocol/generation.ts";
 import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
-import { addSecret, LOG_FORMATS, type LogFormat, log } from "../shared/log.ts";
+import {
+  addSecret,
+  DEFAULT_LOG_LEVEL,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type LogLevel,
+  log,
+} from "../shared/log.ts";
 import { removeFromEnvironment } from "../shared/proc-environ.ts";
 import {
   DEFAULT_COORDINATOR_URL,
@@ -68,7 +76,8 @@ export interface RunnerConfig {
   /** Where /healthz, /readyz and /metrics are served; unset: not served. */
   healthAddr?: HostPort;
   logFormat: LogFormat;
-  verbose: boolean;
+  /** `--log-level`, or `debug` with `-v`. */
+  logLevel: LogLevel;
   auth?: ClientCredentials;
 }
 
@@ -155,6 +164,22 @@ export function resolveLogFormat(values: FlagValues<typeof runnerFlags>, env: En
     throw new ConfigError(`${input.from} '${input.value}' is not valid: expected one of ${LOG_FORMATS.join(", ")}`);
   }
   return format;
+}
+
+/** `--log-level`, else LOG_LEVEL, else info; `-v` is `--log-level debug` and contradicts any other level given as a flag. */
+export function resolveLogLevel(values: FlagValues<typeof runnerFlags>, env: Env = process.env): LogLevel {
+  const input = flagReader(runnerFlags, values, env)("log-level");
+  const level = input && LOG_LEVELS.find((known) => known === input.value.trim().toLowerCase());
+  if (input && !level) {
+    throw new ConfigError(`${input.from} '${input.value}' is not valid: expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  if (!values.verbose) return level ?? DEFAULT_LOG_LEVEL;
+  if (level && level !== "debug" && input?.from === "--log-level") {
+    throw new ConfigError(
+      `-v/--verbose means --log-level debug, but --log-level is '${input.value}': give one of them`,
+    );
+  }
+  return "debug";
 }
 
 function httpUrl(input: Sourced): string {
@@ -297,7 +322,7 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
     idleSessionTimeoutSeconds: duration(input("idle-session-timeout")) ?? DEFAULT_IDLE_SESSION_TIMEOUT_SECONDS,
     healthAddr: healthAddr ? hostPort(healthAddr) : undefined,
     logFormat: resolveLogFormat(values, env),
-    verbose: values.verbose ?? false,
+    logLevel: resolveLogLevel(values, env),
     auth: clientCredentials(env),
   };
 }

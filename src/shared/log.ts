@@ -6,6 +6,10 @@ import { formatWithOptions } from "node:util";
 import { type ConsolaReporter, createConsola, type InputLogObject, LogLevels, type LogObject } from "consola/core";
 
 export const LOG_FORMATS = ["auto", "text", "json"] as const;
+/** `--log-level`, quietest first; each shows its own lines and those of the levels before it. */
+export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const DEFAULT_LOG_LEVEL: LogLevel = "info";
 /** `auto`: consola's interactive lines on a terminal, timestamped text lines otherwise. */
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
@@ -196,8 +200,12 @@ export function logEntry(message: string, fields: LogFields, ...args: unknown[])
   return { message, args, fields } as InputLogObject;
 }
 
+export function setLogLevel(level: LogLevel): void {
+  log.level = LogLevels[level];
+}
+
 export function setVerbose(verbose: boolean): void {
-  log.level = verbose ? LogLevels.debug : LogLevels.info;
+  setLogLevel(verbose ? "debug" : DEFAULT_LOG_LEVEL);
 }
 
 export function isDebug(): boolean {

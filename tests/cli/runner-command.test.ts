@@ -259,6 +259,7 @@ describe("agent-runner CLI", () => {
       "--exit-after-idle=<seconds>",
       "--health-addr=<host:port>",
       "--log-format=<auto|text|json>",
+      "--log-level=<error|warn|info|debug>",
     ]) {
       expect(stdout).toContain(flag);
     }
@@ -269,10 +270,14 @@ describe("agent-runner CLI", () => {
       "EXIT_AFTER_IDLE",
       "HEALTH_ADDR",
       "LOG_FORMAT",
+      "LOG_LEVEL",
     ]) {
       expect(stdout).toContain(`(env ${variable})`);
     }
     expect(stdout).not.toContain("--executor");
+    // -v is what it says: the same as --log-level debug (the executors' own variable sets nothing here).
+    expect(stdout).toMatch(/-v, --verbose\s+Same as --log-level debug\s*\n/);
+    expect(stdout).not.toContain("AGENT_RUNNER_DEBUG");
   });
 
   test("--version prints the package version", async () => {

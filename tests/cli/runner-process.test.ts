@@ -125,3 +125,38 @@ test("with auth: every request carries the token; neither secret nor token is ev
   expect(output.output).not.toContain(secret);
   expect(output.output).not.toContain(token);
 });
+
+test("--log-level warn keeps warnings and errors only; LOG_LEVEL=debug adds debug lines and the executor's output", async () => {
+  const quiet = startFakeCoordinator();
+  const warn = start(quiet, "fail", ["--log-level", "warn"]);
+  await quiet.waitForRequest("GET", "/runner/runs");
+  quiet.handRun({ run_id: "run_warn", type: "start_session", session_id: "ses_warn", prompt: "hi" });
+  await quiet.waitForRequest("POST", "/runner/runs/run_warn/failed");
+  warn.process.kill("SIGINT");
+  expect(await warn.process.exited).toBe(0);
+  await warn.output.closed;
+  expect(warn.output.output).toContain("Run run_warn failed (exit code 3)");
+  expect(warn.output.output).not.toContain("Registered with");
+  expect(warn.output.output).not.toContain("Run run_warn started");
+
+  const loud = startFakeCoordinator();
+  const debug = start(loud, "fail", [], { LOG_LEVEL: "debug" });
+  await loud.waitForRequest("GET", "/runner/runs");
+  loud.handRun({ run_id: "run_debug", type: "start_session", session_id: "ses_debug", prompt: "hi" });
+  await loud.waitForRequest("POST", "/runner/runs/run_debug/failed");
+  debug.process.kill("SIGINT");
+  expect(await debug.process.exited).toBe(0);
+  await debug.output.closed;
+  expect(debug.output.output).toContain("Gateway for executors at http://127.0.0.1:");
+  expect(debug.output.output).toContain("[run_debug stderr] boom: the agent crashed");
+  expect(debug.output.output).toContain("Registered with");
+});
+
+test("a bad LOG_LEVEL stops the start, naming the variable", async () => {
+  const fake = startFakeCoordinator();
+  const child = start(fake, "capture", [], { LOG_LEVEL: "loud" });
+  expect(await child.process.exited).toBe(1);
+  await child.output.closed;
+  expect(child.output.output).toContain("LOG_LEVEL 'loud' is not valid: expected one of error, warn, info, debug");
+  expect(fake.find("POST", "/runner/register")).toHaveLength(0);
+});

@@ -59,7 +59,7 @@ describe("defaults", () => {
       idleSessionTimeoutSeconds: 1800,
       healthAddr: undefined,
       logFormat: "auto",
-      verbose: false,
+      logLevel: "info",
       auth: undefined,
     });
     expect(DEFAULT_COORDINATOR_URL).toBe("http://localhost:8765");
@@ -122,7 +122,6 @@ describe("flags over environment over defaults", () => {
       "profiles-dir": dirA,
       "mcp-port": "8123",
       "stop-grace-seconds": "0",
-      verbose: true,
       "require-matching-tags": true,
       tags: "gpu",
     });
@@ -131,10 +130,33 @@ describe("flags over environment over defaults", () => {
       profilesDir: dirA,
       mcpPort: 8123,
       stopGraceSeconds: 0,
-      verbose: true,
       requireMatchingTags: true,
       tags: ["gpu"],
     });
+  });
+});
+
+describe("log level", () => {
+  test("--log-level over LOG_LEVEL over info; -v is debug", () => {
+    expect(resolve({}, { LOG_LEVEL: "warn" }).logLevel).toBe("warn");
+    expect(resolve({ "log-level": "error" }, { LOG_LEVEL: "warn" }).logLevel).toBe("error");
+    expect(resolve({ "log-level": "DEBUG" }).logLevel).toBe("debug");
+    expect(resolve({ verbose: true }).logLevel).toBe("debug");
+    // A flag wins over the variable: -v over LOG_LEVEL.
+    expect(resolve({ verbose: true }, { LOG_LEVEL: "error" }).logLevel).toBe("debug");
+    expect(resolve({ verbose: true, "log-level": "debug" }).logLevel).toBe("debug");
+  });
+
+  test.each([
+    [{ "log-level": "verbose" }, {}, "--log-level 'verbose' is not valid: expected one of error, warn, info, debug"],
+    [{}, { LOG_LEVEL: "trace" }, "LOG_LEVEL 'trace' is not valid: expected one of error, warn, info, debug"],
+    [
+      { verbose: true, "log-level": "warn" },
+      {},
+      "-v/--verbose means --log-level debug, but --log-level is 'warn': give one of them",
+    ],
+  ])("%j %j is refused, naming the flag or variable", (flags, env, message) => {
+    expect(configError(() => resolve(flags, env)).message).toBe(message);
   });
 });
 
