@@ -96,6 +96,29 @@ describe("the compiled single executable", () => {
     }
   });
 
+  test("run alone, --profile-list shows what runs: the executable itself as the built-in executor", async () => {
+    const { stdout } = await run(["./agent-runner", "--profile-list"], runDir);
+    const commands = Object.fromEntries(
+      stdout
+        .trimEnd()
+        .split("\n")
+        .map((line) => line.split(/\s{2,}/))
+        .map(([name, , , command]) => [name, command]),
+    );
+    const self = join(runDir, "agent-runner");
+    expect(commands).toEqual({
+      coding: `${self} __executor claude-code`,
+      "coding-sandboxed": `${self} __executor claude-code`,
+      research: `${self} __executor claude-code`,
+      supervised: `${self} __executor claude-code`,
+      test: `${self} __executor test`,
+    });
+    // And it is a command that runs.
+    const [program, ...args] = commands.test!.split(" ");
+    const help = await run([program!, ...args, "--help"], runDir);
+    expect(help.exitCode).toBe(0);
+  });
+
   test("a profiles/ directory beside it overrides and adds profiles", async () => {
     const dir = mkdtempSync(join(tmp, "beside-"));
     copyFileSync(join(buildDir, "agent-runner"), join(dir, "agent-runner"));

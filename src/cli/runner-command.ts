@@ -28,7 +28,8 @@ async function printProfileList(profilesDir: string | undefined): Promise<void> 
     entry.name,
     entry.profile?.type ?? "-",
     entry.profile?.lifecycle ?? "-",
-    entry.profile?.command ?? "-",
+    // What actually runs: in the single executable, a built-in executor is the executable itself.
+    entry.argv?.join(" ") ?? entry.profile?.command ?? "-",
     entry.profile ? sandboxColumn(entry.profile.sandbox) : "-",
     entry.source,
     entry.error ? `(unusable: ${entry.error})` : "",

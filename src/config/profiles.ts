@@ -70,6 +70,8 @@ export interface ProfileListing {
   source: string;
   /** The profile's content, when its file is valid. */
   profile?: Omit<ExecutorProfile, "argv">;
+  /** What runs for it (its command resolved; the runner's own executable for a built-in executor), when it can run. */
+  argv?: string[];
   /** Why the profile cannot be used (invalid file, or a command that cannot be run). */
   error?: string;
 }
@@ -262,7 +264,7 @@ export function describeProfiles(sources: ProfileSources = {}): ProfileListing[]
     const argv = resolveExecutorCommand(profile.command);
     return "error" in argv
       ? { name, source: origin.source, profile, error: argv.error }
-      : { name, source: origin.source, profile };
+      : { name, source: origin.source, profile, argv };
   });
 }
 

@@ -251,6 +251,7 @@ describe("loading", () => {
       name: "extra",
       source: extra,
       profile: { name: "extra", type: "x", command: executor, config: { a: 1 }, lifecycle: "one_shot", source: extra },
+      argv: [executor],
     });
     // A broken file is listed with its error instead of breaking the whole listing.
     expect(byName.broken?.profile).toBeUndefined();
@@ -263,6 +264,7 @@ describe("loading", () => {
     const entry = describeProfiles({ profilesDir }).find((e) => e.name === "gone");
     expect(entry?.profile?.command).toBe(missing);
     expect(entry?.error).toBe(`${missing} does not exist`);
+    expect(entry?.argv).toBeUndefined();
   });
 });
 
