@@ -1,87 +1,17 @@
-/** The checks of `agent-runner doctor` that talk to the outside: sandbox, Claude Code, token, coordinator, directories, ports. */
+/** The checks of `agent-runner doctor` beyond the executor's (executor-checks.ts): token, coordinator, directories, ports. */
 import { existsSync, mkdtempSync, rmdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { ClientCredentialsAuth, noAuth, type TokenSource, tokenUrl } from "../coordinator/auth.ts";
 import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
-import { claudeCodeNotFound, findClaudeCode } from "../executors/claude-code-binary.ts";
-import { bubblewrapArgv, type SandboxOptions } from "../process/sandbox.ts";
-import { checkBubblewrap } from "../process/sandbox-check.ts";
 import { coordinatorDetail } from "../protocol/error-detail.ts";
 import { RunTokens } from "../protocol/run-tokens.ts";
-import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";
 
-export interface CheckResult {
-  ok: boolean;
-  detail: string;
-}
+import type { CheckResult } from "./executor-checks.ts";
 
-const VERSION_TIMEOUT_MS = 15_000;
 const COORDINATOR_TIMEOUT_MS = 10_000;
-
-/** Which Claude Code binary the executor will use, and that it runs (a binary for another libc does not). */
-export async function checkClaudeCode(env: Env): Promise<CheckResult> {
-  const lookup = findClaudeCode(env);
-  if ("tried" in lookup) return { ok: false, detail: claudeCodeNotFound(lookup.tried) };
-  const { path, from } = lookup.found;
-  const where = `${path} (${from})`;
-  try {
-    const proc = Bun.spawn([path, "--version"], {
-      env,
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: VERSION_TIMEOUT_MS,
-    });
-    const [stdout, stderr, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
-    if (proc.signalCode) return { ok: false, detail: `${where} did not answer --version (${proc.signalCode})` };
-    if (code !== 0) {
-      const said = (stderr.trim() || stdout.trim()).slice(0, 300);
-      return {
-        ok: false,
-        detail: `${where} does not run: --version exited with code ${code}${said ? `: ${said}` : ""}`,
-      };
-    }
-    return { ok: true, detail: `${where}: ${stdout.trim() || "runs"}` };
-  } catch (error) {
-    return { ok: false, detail: `${where} cannot be started: ${messageOf(error)}` };
-  }
-}
-
-/**
- * A sandboxed profile's executors need bubblewrap and user namespaces, and a project directory
- * the sandbox accepts: the sandbox of a run in the default project directory is created, running `true`.
- */
-export async function checkSandbox(config: RunnerConfig, sandbox: SandboxOptions): Promise<CheckResult> {
-  const check = checkBubblewrap();
-  if (!check.ok) return { ok: false, detail: check.reason };
-  let argv: string[];
-  try {
-    argv = bubblewrapArgv({ ...sandbox, projectDir: config.projectDir, env: process.env });
-  } catch (error) {
-    return { ok: false, detail: messageOf(error) };
-  }
-  const proc = Bun.spawn([...argv, "true"], {
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-    timeout: VERSION_TIMEOUT_MS,
-  });
-  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) {
-    return {
-      ok: false,
-      detail: `the sandbox of a run in ${config.projectDir} fails (exit ${code}): ${stderr.trim().slice(0, 300)}`,
-    };
-  }
-  return { ok: true, detail: `${check.bwrap} runs executors in a sandbox; a run in ${config.projectDir} can write it` };
-}
 
 /** With AUTH0_* set, a token from the token endpoint; the source is kept for the coordinator check. */
 export async function checkToken(config: RunnerConfig): Promise<{ result: CheckResult; source?: TokenSource }> {

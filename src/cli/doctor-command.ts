@@ -9,24 +9,14 @@ import {
   DEFAULT_EXECUTOR_PATH,
   DEFAULT_EXECUTOR_TYPE,
   describeProfiles,
-  type ProfileSandbox,
-  resolveExecutorCommand,
-  sandboxOptions,
+  type ExecutorProfile,
 } from "../config/profiles.ts";
 import { type RunnerConfig, resolveConfig } from "../config/runner-config.ts";
-import type { SandboxOptions } from "../process/sandbox.ts";
 import { messageOf } from "../shared/errors.ts";
 import { setLogLevel } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
-import {
-  type CheckResult,
-  checkClaudeCode,
-  checkCoordinator,
-  checkDirectory,
-  checkPorts,
-  checkSandbox,
-  checkToken,
-} from "./doctor-checks.ts";
+import { checkCoordinator, checkDirectory, checkPorts, checkToken } from "./doctor-checks.ts";
+import { type CheckResult, executorChecks } from "./executor-checks.ts";
 
 const doctorArgs = commandArgs(runnerFlags);
 
@@ -45,11 +35,11 @@ function configSummary(config: RunnerConfig): string {
   return parts.join(", ");
 }
 
-/** The profile as the runner would load it: one line for the profile, one for its executor command. */
-function profileChecks(config: RunnerConfig): { type?: string; sandbox?: SandboxOptions; results: boolean[] } {
+/** The profile as the runner would load it: its line, and what its executor needs (the runner's start-up checks). */
+async function profileChecks(config: RunnerConfig): Promise<boolean[]> {
   const name = config.profile;
-  const fail = (detail: string) => ({ results: [print("profile", { ok: false, detail })] });
-  let profile: { type: string; command: string; source: string; sandbox?: ProfileSandbox } = {
+  const fail = (detail: string) => [print("profile", { ok: false, detail })];
+  let profile: Pick<ExecutorProfile, "type" | "command" | "source" | "sandbox"> = {
     type: DEFAULT_EXECUTOR_TYPE,
     command: DEFAULT_EXECUTOR_PATH,
     source: "default, no --profile",
@@ -66,20 +56,14 @@ function profileChecks(config: RunnerConfig): { type?: string; sandbox?: Sandbox
     if (!entry.profile) return fail(entry.error ?? "invalid");
     profile = entry.profile;
   }
-  const argv = resolveExecutorCommand(profile.command);
   const results = [
     print("profile", {
       ok: true,
       detail: `'${name ?? DEFAULT_EXECUTOR_TYPE}' (${profile.source}), type ${profile.type}${profile.sandbox ? ", sandboxed" : ""}`,
     }),
-    print(
-      "executor",
-      "error" in argv
-        ? { ok: false, detail: `${profile.command} cannot be run: ${argv.error}` }
-        : { ok: true, detail: `runs ${argv.join(" ")}` },
-    ),
   ];
-  return { type: profile.type, sandbox: sandboxOptions(profile, [config.stateDir], process.env), results };
+  for (const check of executorChecks(profile, config, process.env)) results.push(print(check.name, await check.result));
+  return results;
 }
 
 export const doctorCommand = defineCommand({
@@ -103,10 +87,7 @@ export const doctorCommand = defineCommand({
     setLogLevel(config.logLevel);
     const results = [print("config", { ok: true, detail: configSummary(config) })];
 
-    const profile = profileChecks(config);
-    results.push(...profile.results);
-    if (profile.sandbox) results.push(print("sandbox", await checkSandbox(config, profile.sandbox)));
-    if (profile.type === "claude-code") results.push(print("claude code", await checkClaudeCode(process.env)));
+    results.push(...(await profileChecks(config)));
 
     const token = await checkToken(config);
     results.push(print("token", token.result));

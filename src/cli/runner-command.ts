@@ -4,8 +4,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { runnerFlags } from "../config/flags.ts";
 import type { ProfileSandbox } from "../config/profiles.ts";
 import { hideClientSecret, resolveConfig, resolveLogFormat, resolveProfilesDir } from "../config/runner-config.ts";
-import { messageOf } from "../shared/errors.ts";
-import { log, setLogContext, setLogFormat, setLogLevel } from "../shared/log.ts";
+import { setLogContext, setLogFormat, setLogLevel } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
 
@@ -68,29 +67,18 @@ export const runnerCommand = defineCommand({
       hideClientSecret();
       setLogLevel(config.logLevel);
       // Profiles bring the validator; loaded here so that --help and --version stay instant.
-      const { defaultProfile, loadProfile } = await import("../config/profiles.ts");
+      const { defaultProfileContent, readProfile } = await import("../config/profiles.ts");
       const profile =
         config.profile === undefined
-          ? defaultProfile()
-          : loadProfile(config.profile, { profilesDir: config.profilesDir });
+          ? defaultProfileContent()
+          : readProfile(config.profile, { profilesDir: config.profilesDir });
       setLogContext({ profile: profile.name });
-      if (profile.sandbox) {
-        (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
-        // Runs that name no project directory of their own get the runner's: say now if it is refused.
-        const { sandboxPlaces } = await import("../process/sandbox.ts");
-        const { INSTALL_DIR } = await import("../config/install-dir.ts");
-        try {
-          sandboxPlaces({
-            projectDir: config.projectDir,
-            stateDirs: [config.stateDir],
-            runnerDir: INSTALL_DIR,
-            env: process.env,
-          });
-        } catch (error) {
-          log.warn(`Runs without a project_dir of their own will fail: ${messageOf(error)} (see --project-dir)`);
-        }
-      }
+      // doctor's executor checks (a Claude Code binary that runs, the sandbox, the command): a
+      // runner that would fail every run must not register and drain the queue. Started now, they
+      // run while the runner starts its servers, and are awaited before it registers.
+      const { runnable } = await import("./executor-checks.ts");
+      const executor = runnable(profile, config, process.env);
       const { startRunner } = await import("../runner/start-runner.ts");
-      await startRunner(config, profile);
+      await startRunner(config, profile, executor);
     }),
 });

@@ -170,7 +170,8 @@ export function resolveExecutorCommand(command: string): string[] | { error: str
   return builtinExecutorArgv(command) ?? { error: `${path} does not exist` };
 }
 
-type ProfileContent = Omit<ExecutorProfile, "argv">;
+/** A profile as written, before its command is resolved. */
+export type ProfileContent = Omit<ExecutorProfile, "argv">;
 
 function parseProfile(origin: ProfileOrigin): ProfileContent {
   const where = origin.source === "built-in" ? `built-in profile '${origin.name}'` : `profile file ${origin.source}`;
@@ -268,8 +269,8 @@ export function describeProfiles(sources: ProfileSources = {}): ProfileListing[]
   });
 }
 
-/** Loads and validates one profile; a missing or invalid one is a ConfigError naming the problem. */
-export function loadProfile(name: string, sources: ProfileSources = {}): ExecutorProfile {
+/** Reads and validates one profile, its command not yet resolved; a missing, invalid or unsupported one is a ConfigError. */
+export function readProfile(name: string, sources: ProfileSources = {}): ProfileContent {
   assertProfileName(name);
   const origins = profileOrigins(sources);
   const origin = origins.get(name);
@@ -279,17 +280,27 @@ export function loadProfile(name: string, sources: ProfileSources = {}): Executo
   const profile = parseProfile(origin);
   const unsupported = unsupportedProfile(profile);
   if (unsupported) throw new ConfigError(unsupported);
-  return withArgv(profile);
+  return profile;
 }
 
-/** The profile used without `--profile`: the Claude Code executor with no config at all. */
-export function defaultProfile(): ExecutorProfile {
-  return withArgv({
+/** Loads and validates one profile; a missing or invalid one, or a command that cannot run, is a ConfigError. */
+export function loadProfile(name: string, sources: ProfileSources = {}): ExecutorProfile {
+  return withArgv(readProfile(name, sources));
+}
+
+/** The profile used without `--profile`, as written: the Claude Code executor with no config at all. */
+export function defaultProfileContent(): ProfileContent {
+  return {
     name: DEFAULT_EXECUTOR_TYPE,
     type: DEFAULT_EXECUTOR_TYPE,
     command: DEFAULT_EXECUTOR_PATH,
     config: {},
     lifecycle: "one_shot",
     source: "default",
-  });
+  };
+}
+
+/** The profile used without `--profile`, its command resolved. */
+export function defaultProfile(): ExecutorProfile {
+  return withArgv(defaultProfileContent());
 }

@@ -5,7 +5,7 @@
  */
 import { hostname } from "node:os";
 import { executorEnvironment } from "../config/executor-env.ts";
-import type { ExecutorProfile } from "../config/profiles.ts";
+import type { ExecutorProfile, ProfileContent } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { createTokenSource } from "../coordinator/auth.ts";
 import { CoordinatorClient } from "../coordinator/client.ts";
@@ -18,11 +18,17 @@ import { startGateway } from "./gateway.ts";
 import { noObserver, type RunnerObserver } from "./observer.ts";
 import { JournalInUseError, RunJournal } from "./run-journal.ts";
 
+/**
+ * Whether the profile's executor can run here (cli/executor-checks.ts, the checks doctor prints):
+ * the profile with its command resolved and what to warn about, or why the runner must not start.
+ */
+export type ExecutorVerdict = { profile: ExecutorProfile; warnings: string[] } | { refusal: string };
+
 /** SIGHUP too: a closed terminal must not kill the runner and orphan its executors. */
 const STOP_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
 /** The `--health-addr` server, imported only when asked for (it brings prom-client). */
-async function startHealth(config: RunnerConfig, profile: ExecutorProfile) {
+async function startHealth(config: RunnerConfig, profile: ProfileContent) {
   if (!config.healthAddr) return undefined;
   const { startHealthServer } = await import("./health-server.ts");
   const server = startHealthServer({
@@ -35,7 +41,7 @@ async function startHealth(config: RunnerConfig, profile: ExecutorProfile) {
 }
 
 /** Takes this identity's run journal, or ends the process with the reason it cannot. */
-function openJournal(config: RunnerConfig, profile: ExecutorProfile, machine: string, observer: RunnerObserver) {
+function openJournal(config: RunnerConfig, profile: ProfileContent, machine: string, observer: RunnerObserver) {
   try {
     return RunJournal.open(
       config.stateDir,
@@ -54,17 +60,25 @@ function openJournal(config: RunnerConfig, profile: ExecutorProfile, machine: st
   }
 }
 
-export async function startRunner(config: RunnerConfig, profile: ExecutorProfile): Promise<never> {
+/**
+ * Runs the runner. `executor` is awaited after the servers are up and before anything is
+ * registered: a refusal ends the process with exit 1 and the reason.
+ */
+export async function startRunner(
+  config: RunnerConfig,
+  written: ProfileContent,
+  executor: Promise<ExecutorVerdict>,
+): Promise<never> {
   // First: a taken --health-addr stops the start before anything else is up.
-  const health = await startHealth(config, profile);
+  const health = await startHealth(config, written);
   const observer: RunnerObserver = health?.monitor ?? noObserver;
   const machine = hostname();
-  const { journal, previous } = openJournal(config, profile, machine, observer);
+  const { journal, previous } = openJournal(config, written, machine, observer);
 
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
   const client = new CoordinatorClient(http);
   const tokens = new RunTokens();
-  const gateway = startGateway({ http, hostname: machine, executorProfile: profile.name, tokens });
+  const gateway = startGateway({ http, hostname: machine, executorProfile: written.name, tokens });
   log.debug(`Gateway for executors at ${gateway.url}`);
   const { startMcpServer } = await import("../mcp/server.ts");
   const mcp = await startMcpServer({
@@ -74,6 +88,18 @@ export async function startRunner(config: RunnerConfig, profile: ExecutorProfile
     generation: () => client.generation,
   });
   log.info(`MCP server for agents at ${mcp.url}`);
+
+  const waitFrom = performance.now();
+  const verdict = await executor;
+  log.debug(`Waited ${Math.round(performance.now() - waitFrom)} ms for the executor checks`);
+  if ("refusal" in verdict) {
+    log.box({ title: "agent-runner cannot start", message: verdict.refusal });
+    journal.close();
+    await Promise.all([gateway.stop(), mcp.stop(), health?.stop()]);
+    process.exit(1);
+  }
+  for (const warning of verdict.warnings) log.warn(warning);
+  const { profile } = verdict;
 
   // Each run adds its own gateway URL (with its token) and session id.
   const executorEnv = executorEnvironment(process.env, {});

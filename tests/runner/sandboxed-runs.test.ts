@@ -224,7 +224,7 @@ describe("the runner as a process", () => {
     expect(await runner.process.exited).toBe(1);
     await runner.closed;
     expect(runner.output()).toContain(
-      "Profile 'sandboxed' runs its executors in a sandbox, which this host cannot: The sandbox needs bubblewrap, but `bwrap` is not on PATH. Install the Debian/Ubuntu package `bubblewrap`",
+      "✗ sandbox: The sandbox needs bubblewrap, but `bwrap` is not on PATH. Install the Debian/Ubuntu package `bubblewrap`",
     );
     expect(fake.find("POST", "/runner/register")).toEqual([]);
   });
