@@ -41,6 +41,8 @@ export class BadReplyError extends Error {
 export class CoordinatorHttp {
   /** Woken when the coordinator answers again after a network failure or a 5xx: retry waits end early. */
   readonly backOnline = new Wakeup();
+  /** When the coordinator last answered (any status below 500), in performance.now() milliseconds. */
+  lastAnswerAt?: number;
   private failing = false;
 
   constructor(
@@ -78,9 +80,12 @@ export class CoordinatorHttp {
       throw error;
     }
     if (response.status >= 500) this.failing = true;
-    else if (this.failing) {
-      this.failing = false;
-      this.backOnline.wake();
+    else {
+      this.lastAnswerAt = performance.now();
+      if (this.failing) {
+        this.failing = false;
+        this.backOnline.wake();
+      }
     }
     if (response.status === 401 && authorization) this.auth.invalidate();
     return response;

@@ -216,6 +216,12 @@ export class AgentWorker {
     const timing = coordinatorTiming(config, registration);
     this.poller.holdSeconds = timing.holdSeconds;
     this.heartbeatSeconds = timing.heartbeatSeconds;
+    // A healthy coordinator answers a poll within its hold and a heartbeat each interval; silence
+    // longer than both together is an outage (readiness fails), not a slow answer.
+    this.observer.watchCoordinator(
+      () => this.options.client.http.lastAnswerAt,
+      (timing.holdSeconds + timing.heartbeatSeconds) * 1000,
+    );
     const tags = config.tags.length ? `, tags ${config.tags.join(",")}` : "";
     const { generation } = this.options.client;
     log.info(

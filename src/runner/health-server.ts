@@ -65,6 +65,7 @@ export function startHealthServer(options: HealthServerOptions): HealthServer {
       return json(405, { error: `method ${request.method} not allowed` }, { allow: ALLOWED_METHODS });
     }
     if (path === "/metrics") {
+      monitor.syncMetrics();
       return new Response(await metrics.render(), {
         headers: { "content-type": metrics.contentType, "cache-control": "no-store" },
       });

@@ -16,6 +16,11 @@ interface WatchedLoop {
   maxSilenceMs: number;
 }
 
+interface WatchedCoordinator {
+  lastAnswerAt: () => number | undefined;
+  maxSilenceMs: number;
+}
+
 export interface HealthMonitorOptions {
   metrics: RunnerMetrics;
   maxConcurrentRuns?: number;
@@ -27,6 +32,7 @@ export class HealthMonitor implements RunnerObserver {
   private state: RunnerState = "starting";
   private activeRuns = 0;
   private readonly loops = new Map<string, WatchedLoop>();
+  private coordinator?: WatchedCoordinator;
   private readonly metrics: RunnerMetrics;
   private readonly maxConcurrentRuns?: number;
   private readonly now: () => number;
@@ -40,13 +46,23 @@ export class HealthMonitor implements RunnerObserver {
 
   setState(state: RunnerState): void {
     this.state = state;
-    this.metrics.setState(this.readinessState());
+    this.syncMetrics();
   }
 
   setActiveRuns(count: number): void {
     this.activeRuns = count;
     this.metrics.setActiveRuns(count);
+    this.syncMetrics();
+  }
+
+  watchCoordinator(lastAnswerAt: () => number | undefined, maxSilenceMs: number): void {
+    this.coordinator = { lastAnswerAt, maxSilenceMs };
+  }
+
+  /** The state and busy gauges as /readyz would answer now (the coordinator's silence is a matter of time). */
+  syncMetrics(): void {
     this.metrics.setState(this.readinessState());
+    this.metrics.setAtCapacity(this.busy());
   }
 
   setOutboxPending(count: number): void {
@@ -87,25 +103,48 @@ export class HealthMonitor implements RunnerObserver {
     };
   }
 
-  /** `ready` only while registered, not draining and below the concurrency limit. */
-  readinessState(): ReadinessState {
-    if (this.state !== "ready") return this.state;
-    const full = this.maxConcurrentRuns !== undefined && this.activeRuns >= this.maxConcurrentRuns;
-    return full ? "at_capacity" : "ready";
+  /** `--max-concurrent-runs` runs are active: the runner asks for no run until one ends. */
+  private busy(): boolean {
+    return this.maxConcurrentRuns !== undefined && this.activeRuns >= this.maxConcurrentRuns;
   }
 
-  /** /readyz: 200 while registered and taking runs, else 503 saying which state holds it back. */
+  /** Milliseconds since the coordinator last answered, once watched. */
+  private coordinatorSilenceMs(): number | undefined {
+    const at = this.coordinator?.lastAnswerAt();
+    return at === undefined ? undefined : this.now() - at;
+  }
+
+  /** `ready` while registered and the coordinator answers; busy or not. */
+  readinessState(): ReadinessState {
+    if (this.state !== "ready") return this.state;
+    const silence = this.coordinatorSilenceMs();
+    if (this.coordinator && (silence === undefined || silence > this.coordinator.maxSilenceMs)) {
+      return "coordinator_unreachable";
+    }
+    return "ready";
+  }
+
+  /**
+   * /readyz: 200 while registered and the coordinator answered within its bound, busy or not;
+   * else 503 saying which state holds it back.
+   */
   readiness(): ProbeAnswer {
     const state = this.readinessState();
     const idle = this.idleSessions();
     const body: Record<string, unknown> = {
       ready: state === "ready",
       state,
+      busy: this.busy(),
       active_runs: this.activeRuns,
       idle_sessions: idle.count,
       idle_session_memory_bytes: idle.memoryBytes,
     };
     if (this.maxConcurrentRuns !== undefined) body.max_concurrent_runs = this.maxConcurrentRuns;
+    const silence = this.coordinatorSilenceMs();
+    if (this.coordinator && silence !== undefined) {
+      body.seconds_since_coordinator_answer = Math.round(silence / 100) / 10;
+      body.max_coordinator_silence_seconds = this.coordinator.maxSilenceMs / 1000;
+    }
     return { status: state === "ready" ? 200 : 503, body };
   }
 

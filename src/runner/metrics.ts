@@ -5,8 +5,8 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { CoordinatorCall, IdleSessions, RunOutcome } from "./observer.ts";
 
-/** The states /readyz reports, `at_capacity` included. */
-const READINESS_STATES = ["starting", "ready", "at_capacity", "reregistering", "draining"] as const;
+/** The states /readyz reports. */
+const READINESS_STATES = ["starting", "ready", "coordinator_unreachable", "reregistering", "draining"] as const;
 export type ReadinessState = (typeof READINESS_STATES)[number];
 
 /** Agent runs last seconds to hours. */
@@ -32,6 +32,7 @@ export class RunnerMetrics {
   private readonly registered: Gauge;
   private readonly journalWriteFailures: Counter;
   private idleSessions: () => IdleSessions = () => ({ count: 0, memoryBytes: 0 });
+  private readonly atCapacity: Gauge;
 
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
@@ -81,6 +82,12 @@ export class RunnerMetrics {
       help: "1 while registered with the coordinator, else 0.",
       registers,
     });
+    this.atCapacity = new Gauge({
+      name: `${PREFIX}at_capacity`,
+      help: "1 while --max-concurrent-runs runs are active (the runner asks for no run until one ends), else 0.",
+      registers,
+    });
+    this.atCapacity.set(0);
     this.setState("starting");
     this.journalWriteFailures = new Counter({
       name: `${PREFIX}journal_write_failures_total`,
@@ -147,6 +154,10 @@ export class RunnerMetrics {
 
   setOutboxPending(count: number): void {
     this.outboxPending.set(count);
+  }
+
+  setAtCapacity(busy: boolean): void {
+    this.atCapacity.set(busy ? 1 : 0);
   }
 
   setState(state: ReadinessState): void {

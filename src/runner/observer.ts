@@ -5,9 +5,9 @@
  */
 
 /**
- * Where the worker is. `ready` means registered and taking runs; /readyz also answers "not
- * ready" (`at_capacity`) while `--max-concurrent-runs` runs are active, worked out from the
- * active run count.
+ * Where the worker is. `ready` means registered; /readyz also answers `coordinator_unreachable`
+ * when the coordinator has not answered for longer than it should (see `watchCoordinator`).
+ * Being busy (`--max-concurrent-runs` runs active) is not a state: a busy runner is ready.
  */
 export type RunnerState = "starting" | "ready" | "reregistering" | "draining";
 
@@ -54,6 +54,11 @@ export interface RunnerObserver {
    * plus the longest retry delay, with a margin.
    */
   watchLoop(name: string, maxSilenceMs: number): LoopWatch;
+  /**
+   * Once registered: `lastAnswerAt` says when the coordinator last answered (performance.now()
+   * milliseconds); /readyz fails once that is longer ago than `maxSilenceMs`.
+   */
+  watchCoordinator(lastAnswerAt: () => number | undefined, maxSilenceMs: number): void;
 }
 
 const idleLoop: LoopWatch = { beat: () => {}, done: () => {} };
@@ -69,4 +74,5 @@ export const noObserver: RunnerObserver = {
   journalWriteFailed: () => {},
   trackIdleSessions: () => {},
   watchLoop: () => idleLoop,
+  watchCoordinator: () => {},
 };

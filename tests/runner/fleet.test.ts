@@ -101,7 +101,7 @@ describe("ephemeral runners", () => {
 });
 
 describe("--health-addr", () => {
-  test("/readyz says at_capacity while the limit is reached, draining after a stop signal; /metrics counts the runs", async () => {
+  test("/readyz stays 200 with busy true while the limit is reached, draining after a stop signal; /metrics counts the runs", async () => {
     const release = releaseServer();
     const fake = startFakeCoordinator({ pollTimeoutSeconds: 1 });
     const runner = startRunner(
@@ -121,7 +121,9 @@ describe("--health-addr", () => {
 
     fake.handRun(run("run_ok", "ses_ok"));
     await release.waiting("ses_ok");
-    expect(await readyz()).toMatchObject({ status: 503, state: "at_capacity" });
+    expect(await readyz()).toMatchObject({ status: 200, state: "ready", busy: true });
+    const busy = parsePrometheusText(await (await fetch(`${url}/metrics`)).text());
+    expect(sampleValue(busy, "agent_runner_at_capacity")).toBe(1);
     release.release("ses_ok");
     await fake.waitForStatus("run_ok", ["completed"]);
     fake.handRun(run("run_bad", "ses_x_fail_x"));
@@ -142,6 +144,56 @@ describe("--health-addr", () => {
     await runner.waitFor(/SIGTERM: taking no new runs/);
     expect(await readyz()).toMatchObject({ status: 503, state: "draining" });
     release.release("ses_last");
+    expect(await runner.process.exited).toBe(0);
+  });
+});
+
+describe("/readyz and the coordinator", () => {
+  test("a coordinator down longer than the poll hold plus the heartbeat interval makes it 503 coordinator_unreachable; 200 again once it answers", async () => {
+    const fake = startFakeCoordinator({ pollTimeoutSeconds: 1, heartbeatIntervalSeconds: 1 });
+    const runner = startRunner(fake, join(FAULT_FIXTURES, "outcome"), ["--health-addr", "127.0.0.1:0"]);
+    await runner.waitFor(/Health and metrics at http:\/\/127\.0\.0\.1:\d+ /);
+    const url = /Health and metrics at (\S+)/.exec(runner.output())![1]!;
+    const samples: Array<{ status: number; state: string; since: number; max: number }> = [];
+    const readyz = async () => {
+      const response = await fetch(`${url}/readyz`);
+      const body = (await response.json()) as Record<string, unknown>;
+      const sample = {
+        status: response.status,
+        state: String(body.state),
+        since: Number(body.seconds_since_coordinator_answer),
+        max: Number(body.max_coordinator_silence_seconds),
+      };
+      samples.push(sample);
+      return sample;
+    };
+    const waitForState = async (state: string) => {
+      const deadline = performance.now() + 20_000;
+      while ((await readyz()).state !== state) {
+        if (performance.now() > deadline) throw new Error(`/readyz never said ${state}: ${JSON.stringify(samples)}`);
+        await Bun.sleep(50);
+      }
+    };
+    await fake.waitForRequest("GET", "/runner/runs");
+    await waitForState("ready");
+    // The bound is the poll's hold plus the heartbeat interval, both from the registration.
+    expect(samples.at(-1)!.max).toBe(2);
+
+    await fake.down();
+    await waitForState("coordinator_unreachable");
+    expect(samples.at(-1)).toMatchObject({ status: 503, state: "coordinator_unreachable" });
+    // Every answer on the way agreed with the bound (shown to a tenth of a second): ready while the
+    // coordinator's silence was within it, unreachable past it.
+    for (const sample of samples) {
+      if (sample.state === "ready") expect(sample.since).toBeLessThanOrEqual(sample.max);
+      if (sample.state === "coordinator_unreachable") expect(sample.since).toBeGreaterThanOrEqual(sample.max);
+    }
+    expect(samples.filter((sample) => sample.state === "ready").length).toBeGreaterThan(0);
+
+    fake.up();
+    await waitForState("ready");
+    expect(samples.at(-1)!.status).toBe(200);
+    runner.process.kill("SIGTERM");
     expect(await runner.process.exited).toBe(0);
   });
 });

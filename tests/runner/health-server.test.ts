@@ -53,12 +53,12 @@ describe("/readyz", () => {
     const { monitor } = start();
     expect(await probe("/readyz")).toEqual({
       status: 503,
-      body: { ready: false, state: "starting", active_runs: 0, ...NO_IDLE },
+      body: { ready: false, state: "starting", busy: false, active_runs: 0, ...NO_IDLE },
     });
     monitor.setState("ready");
     expect(await probe("/readyz")).toEqual({
       status: 200,
-      body: { ready: true, state: "ready", active_runs: 0, ...NO_IDLE },
+      body: { ready: true, state: "ready", busy: false, active_runs: 0, ...NO_IDLE },
     });
     monitor.setState("reregistering");
     expect(await probe("/readyz")).toMatchObject({ status: 503, body: { ready: false, state: "reregistering" } });
@@ -67,31 +67,68 @@ describe("/readyz", () => {
     monitor.setState("draining");
     expect(await probe("/readyz")).toEqual({
       status: 503,
-      body: { ready: false, state: "draining", active_runs: 2, ...NO_IDLE },
+      body: { ready: false, state: "draining", busy: false, active_runs: 2, ...NO_IDLE },
     });
   });
 
-  test("503 at capacity while --max-concurrent-runs runs are active, 200 again when one ends", async () => {
+  test("busy is not unready: 200 with busy true while --max-concurrent-runs runs are active, and a gauge", async () => {
     const { monitor } = start(2);
     monitor.setState("ready");
     monitor.setActiveRuns(1);
     expect(await probe("/readyz")).toEqual({
       status: 200,
-      body: { ready: true, state: "ready", active_runs: 1, max_concurrent_runs: 2, ...NO_IDLE },
+      body: { ready: true, state: "ready", busy: false, active_runs: 1, max_concurrent_runs: 2, ...NO_IDLE },
     });
+    expect(sampleValue(await scrape(), "agent_runner_at_capacity")).toBe(0);
     monitor.setActiveRuns(2);
     expect(await probe("/readyz")).toEqual({
-      status: 503,
-      body: { ready: false, state: "at_capacity", active_runs: 2, max_concurrent_runs: 2, ...NO_IDLE },
+      status: 200,
+      body: { ready: true, state: "ready", busy: true, active_runs: 2, max_concurrent_runs: 2, ...NO_IDLE },
     });
     const families = await scrape();
-    expect(sampleValue(families, "agent_runner_state", { state: "at_capacity" })).toBe(1);
-    expect(sampleValue(families, "agent_runner_state", { state: "ready" })).toBe(0);
+    expect(sampleValue(families, "agent_runner_at_capacity")).toBe(1);
+    expect(sampleValue(families, "agent_runner_state", { state: "ready" })).toBe(1);
     expect(sampleValue(families, "agent_runner_max_concurrent_runs")).toBe(2);
     monitor.setActiveRuns(1);
-    expect((await probe("/readyz")).status).toBe(200);
-    // Draining wins over capacity: the runner takes no runs either way, but says why.
+    expect((await probe("/readyz")).body.busy).toBe(false);
+    // Draining says so, busy or not.
     monitor.setActiveRuns(2);
+    monitor.setState("draining");
+    expect(await probe("/readyz")).toMatchObject({ status: 503, body: { state: "draining", busy: true } });
+  });
+
+  test("coordinator_unreachable once the coordinator has been silent longer than its bound, ready again when it answers", async () => {
+    const { monitor } = start();
+    let lastAnswer: number | undefined = 0;
+    monitor.setState("ready");
+    monitor.watchCoordinator(() => lastAnswer, 90_000);
+    clock = 90_000;
+    expect(await probe("/readyz")).toEqual({
+      status: 200,
+      body: {
+        ready: true,
+        state: "ready",
+        busy: false,
+        active_runs: 0,
+        ...NO_IDLE,
+        seconds_since_coordinator_answer: 90,
+        max_coordinator_silence_seconds: 90,
+      },
+    });
+    clock = 90_001;
+    expect(await probe("/readyz")).toMatchObject({
+      status: 503,
+      body: { ready: false, state: "coordinator_unreachable", seconds_since_coordinator_answer: 90 },
+    });
+    let families = await scrape();
+    expect(sampleValue(families, "agent_runner_state", { state: "coordinator_unreachable" })).toBe(1);
+    expect(sampleValue(families, "agent_runner_registered")).toBe(1);
+    lastAnswer = 90_001;
+    expect(await probe("/readyz")).toMatchObject({ status: 200, body: { state: "ready" } });
+    families = await scrape();
+    expect(sampleValue(families, "agent_runner_state", { state: "ready" })).toBe(1);
+    // Draining and re-registering say what they are, whatever the coordinator does.
+    clock = 500_000;
     monitor.setState("draining");
     expect((await probe("/readyz")).body.state).toBe("draining");
   });
