@@ -13,6 +13,7 @@ import { DEFAULT_POLL_TIMEOUT_SECONDS } from "../../src/config/defaults.ts";
 import { type FlagValues, runnerEnvironmentVariables, runnerFlags } from "../../src/config/flags.ts";
 import { loadProfile } from "../../src/config/profiles.ts";
 import { type RunnerConfig, resolveConfig } from "../../src/config/runner-config.ts";
+import { modelProblems, unknownFieldProblems } from "../support/manifest-schema.ts";
 import { REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 
 const DEPLOY = join(REPO_ROOT, "deploy");
@@ -71,42 +72,88 @@ test("the executors' variables used here are the ones the README documents", () 
 
 describe("kubernetes/", () => {
   type Manifest = Record<string, any>;
-  const manifests: Array<{ file: string; doc: Manifest }> = readdirSync(join(DEPLOY, "kubernetes"))
+  const manifests: Array<{ file: string; name: string; doc: Manifest }> = readdirSync(join(DEPLOY, "kubernetes"))
     .filter((file) => file.endsWith(".yaml"))
+    .sort()
     .flatMap((file) =>
-      parseAllDocuments(readFileSync(join(DEPLOY, "kubernetes", file), "utf8")).map((doc) => {
+      parseAllDocuments(readFileSync(join(DEPLOY, "kubernetes", file), "utf8")).map((doc, index) => {
         expect(doc.errors, file).toEqual([]);
-        return { file, doc: doc.toJS() as Manifest };
+        return { file, name: `${file} #${index + 1}`, doc: doc.toJS() as Manifest };
       }),
     );
-  const secrets = new Map(
-    manifests.filter(({ doc }) => doc.kind === "Secret").map(({ doc }) => [doc.metadata.name as string, doc]),
+  const ofKind = (kind: string) => manifests.filter(({ doc }) => doc.kind === kind);
+  const byName = (kind: string, name: string | undefined) =>
+    ofKind(kind).find(({ doc }) => doc.metadata.name === name)?.doc;
+  /** Workloads and where their pod template is: a ScaledJob's is in its jobTargetRef. */
+  const workloads = manifests
+    .filter(({ doc }) => ["Deployment", "Job", "ScaledJob"].includes(doc.kind))
+    .map((entry) => ({
+      ...entry,
+      template: (entry.doc.kind === "ScaledJob" ? entry.doc.spec.jobTargetRef : entry.doc.spec).template,
+    }));
+  /** The Secrets runners read with envFrom: every key becomes a variable of the runner. */
+  const envSecrets = new Set(
+    workloads.flatMap(({ template }) =>
+      template.spec.containers.flatMap((c: Manifest) => (c.envFrom ?? []).map((e: Manifest) => e.secretRef?.name)),
+    ),
   );
-  const workloads = manifests.filter(({ doc }) => doc.kind === "Deployment" || doc.kind === "Job");
 
-  test("there is a Deployment and a Job, and every file parses", () => {
-    expect(workloads.map(({ doc }) => doc.kind).sort()).toEqual(["Deployment", "Job"]);
+  test("there is a Deployment, a Job and a ScaledJob, and every file parses", () => {
+    expect(workloads.map(({ doc }) => doc.kind).sort()).toEqual(["Deployment", "Job", "ScaledJob"]);
   });
 
-  test("each Secret holds only variables the runner or its executors read", () => {
-    for (const secret of secrets.values()) {
-      for (const name of Object.keys(secret.stringData ?? secret.data ?? {})) expect(KNOWN_VARIABLES).toContain(name);
+  test("every manifest passes its Kubernetes or KEDA model's validation", () => {
+    expect(modelProblems(manifests)).toEqual([]);
+  });
+
+  test("no manifest has a field its model does not know", async () => {
+    expect(await unknownFieldProblems(manifests)).toEqual([]);
+  });
+
+  test("the schema checks refuse a wrong type, an unknown field and an unknown kind, naming them", async () => {
+    const deployment = structuredClone(ofKind("Deployment")[0]!.doc);
+    deployment.spec.replicas = "3";
+    const typo = structuredClone(ofKind("Deployment")[0]!.doc);
+    const container = typo.spec.template.spec.containers[0];
+    container.imagePulPolicy = container.imagePullPolicy;
+    delete container.imagePullPolicy;
+    const scaled = structuredClone(ofKind("ScaledJob")[0]!.doc);
+    scaled.spec.pollingIntervl = 10;
+    const broken = [
+      { name: "wrong type", doc: deployment },
+      { name: "typo", doc: typo },
+      { name: "keda typo", doc: scaled },
+      { name: "unknown kind", doc: { apiVersion: "v1", kind: "Sekret", metadata: { name: "x" } } },
+    ];
+    expect(modelProblems(broken)).toEqual([
+      "wrong type: data/spec/replicas must be integer",
+      "unknown kind: no model for v1 Sekret (known: apps/v1 Deployment, batch/v1 Job, v1 Secret, policy/v1 PodDisruptionBudget, keda.sh/v1alpha1 ScaledJob, keda.sh/v1alpha1 TriggerAuthentication)",
+    ]);
+    const unknown = await unknownFieldProblems(broken);
+    expect(unknown).toHaveLength(3);
+    expect(unknown[0]).toStartWith("wrong type: ");
+    expect(unknown[1]).toMatch(/^typo: .*imagePulPolicy.* does not exist in type 'IContainer'/);
+    expect(unknown[2]).toMatch(/^keda typo: .*pollingIntervl.* does not exist in type 'IScaledJobSpec'/);
+  });
+
+  test("each Secret read with envFrom holds only variables the runner or its executors read", () => {
+    expect(envSecrets.size).toBeGreaterThan(0);
+    for (const name of envSecrets) {
+      const secret = byName("Secret", name);
+      expect(secret, `envFrom names a Secret not in deploy/kubernetes: ${name}`).toBeDefined();
+      for (const key of Object.keys(secret!.stringData ?? secret!.data ?? {})) expect(KNOWN_VARIABLES).toContain(key);
     }
   });
 
-  for (const { file, doc } of workloads) {
+  for (const { file, doc, template } of workloads) {
     describe(`${file} (${doc.kind})`, () => {
-      const pod = doc.spec.template.spec;
+      const pod = template.spec;
       const container = pod.containers[0];
       const config = lazy(() => {
         const env: Record<string, string> = {};
         for (const variable of container.env ?? []) env[variable.name] = String(variable.value);
-        for (const source of container.envFrom ?? []) {
-          const secret = secrets.get(source.secretRef?.name);
-          if (!secret)
-            throw new Error(`${file}: envFrom names a Secret not in deploy/kubernetes: ${source.secretRef?.name}`);
-          Object.assign(env, secret.stringData);
-        }
+        for (const source of container.envFrom ?? [])
+          Object.assign(env, byName("Secret", source.secretRef?.name)?.stringData);
         return runnerConfig(container.args ?? [], env);
       });
 
@@ -116,11 +163,17 @@ describe("kubernetes/", () => {
         expect(pod.containers).toHaveLength(1);
       });
 
+      test("the image has a fixed tag and a pull policy", () => {
+        expect(container.image).toMatch(/:[\w.-]+$/);
+        expect(container.image).not.toEndWith(":latest");
+        expect(container.imagePullPolicy).toBe("IfNotPresent");
+      });
+
       test("the probes ask the health address: /healthz for liveness, /readyz for readiness", () => {
         const port = config().healthAddr!.port;
         expect(config().healthAddr!.host).toBe("0.0.0.0");
         expect(container.livenessProbe.httpGet).toEqual({ path: "/healthz", port });
-        if (container.readinessProbe) expect(container.readinessProbe.httpGet).toEqual({ path: "/readyz", port });
+        expect(container.readinessProbe.httpGet).toEqual({ path: "/readyz", port });
         expect(container.ports).toContainEqual({ name: "health", containerPort: port });
       });
 
@@ -140,16 +193,58 @@ describe("kubernetes/", () => {
       });
 
       if (doc.kind === "Deployment") {
-        test("a long-lived fleet: replicas, readiness gating the rollout", () => {
+        test("a long-lived fleet: replicas, readiness gating the rollout, a disruption budget for its pods", () => {
           expect(doc.spec.replicas).toBeGreaterThan(1);
-          expect(container.readinessProbe).toBeDefined();
           expect(config().maxRuns).toBeUndefined();
+          const budgets = ofKind("PodDisruptionBudget").map((entry) => entry.doc);
+          const budget = budgets.find((b) =>
+            Object.entries(b.spec.selector.matchLabels).every(([k, v]) => template.metadata.labels[k] === v),
+          );
+          expect(budget, "a PodDisruptionBudget selecting the Deployment's pods").toBeDefined();
+          expect(budget!.spec.maxUnavailable).toBe(1);
+          expect(doc.spec.selector).toEqual(budget!.spec.selector);
         });
       } else {
         test("ephemeral runners: one run each, pods not restarted", () => {
           expect(config().maxRuns).toBe(1);
           expect(config().exitAfterIdleSeconds).toBeGreaterThan(0);
           expect(pod.restartPolicy).toBe("Never");
+        });
+      }
+
+      if (doc.kind === "ScaledJob") {
+        test("its pod template is job.yaml's: the same Secret, stop timeouts and limits", () => {
+          const job = ofKind("Job")[0]!.doc;
+          expect(template).toEqual(job.spec.template);
+          expect(doc.spec.jobTargetRef.backoffLimit).toBe(job.spec.backoffLimit);
+        });
+
+        test("triggered by the coordinator's pending runs: GET /runs?status=pending, counted with runs.#", () => {
+          const [trigger, ...others] = doc.spec.triggers;
+          expect(others).toEqual([]);
+          expect(trigger.type).toBe("metrics-api");
+          expect(trigger.metadata).toMatchObject({
+            url: `${config().coordinatorUrl}/runs?status=pending`,
+            format: "json",
+            // The reference coordinator's list_runs answers {"runs": [...]}; GJSON's # counts an array.
+            valueLocation: "runs.#",
+            targetValue: "1",
+          });
+          expect(doc.spec.scalingStrategy).toEqual({ strategy: "accurate", pendingPodConditions: ["Ready"] });
+          expect(doc.spec.maxReplicaCount).toBeGreaterThan(0);
+        });
+
+        test("its bearer token comes from a Secret of its own, through a TriggerAuthentication in these files", () => {
+          const trigger = doc.spec.triggers[0];
+          expect(trigger.metadata.authMode).toBe("bearer");
+          const auth = byName("TriggerAuthentication", trigger.authenticationRef.name);
+          expect(auth).toBeDefined();
+          expect(auth!.spec.secretTargetRef).toHaveLength(1);
+          const { parameter, name, key } = auth!.spec.secretTargetRef[0];
+          expect(parameter).toBe("token");
+          expect(Object.keys(byName("Secret", name)?.stringData ?? {})).toEqual([key]);
+          // Not a Secret the runners read: its token would reach them as a variable.
+          expect(envSecrets.has(name)).toBe(false);
         });
       }
     });
