@@ -12,11 +12,10 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
+import { buildExecutable, SCRIPT_OUTFILE } from "./support/build.ts";
 import { startFakeCoordinator } from "./support/fake-coordinator.ts";
-import { cleanEnv, REPO_ROOT } from "./support/processes.ts";
+import { cleanEnv } from "./support/processes.ts";
 import { parsePrometheusText, sampleValue } from "./support/prometheus-text.ts";
-
-const SCRIPT_OUTFILE = "dist/agent-runner";
 
 let tmp: string;
 let buildDir: string;
@@ -42,27 +41,12 @@ async function run(argv: string[], cwd: string): Promise<{ exitCode: number; std
   return { exitCode, stdout, stderr };
 }
 
-/**
- * The package's build script, with its output redirected into a temp dir: the test builds exactly
- * what `bun run build` builds without overwriting a dist/ someone may be using.
- */
-function buildCommand(outfile: string): string[] {
-  const words = pkg.scripts.build.split(/\s+/);
-  const at = words.indexOf("--outfile");
-  if (words[0] !== "bun" || words[1] !== "build" || !words.includes("--compile") || words[at + 1] !== SCRIPT_OUTFILE) {
-    throw new Error(`unexpected build script: ${pkg.scripts.build}`);
-  }
-  words[at + 1] = outfile;
-  return [process.execPath, ...words.slice(1)];
-}
-
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "ar-build-"));
   buildDir = join(tmp, "build");
   runDir = join(tmp, "run");
   mkdirSync(runDir);
-  const result = await run(buildCommand(join(buildDir, "agent-runner")), REPO_ROOT);
-  if (result.exitCode !== 0) throw new Error(`build failed (${result.exitCode}):\n${result.stdout}\n${result.stderr}`);
+  await buildExecutable(join(buildDir, "agent-runner"));
   // The executable alone, in a directory with nothing else: no profiles/, no executors/, no node_modules.
   copyFileSync(join(buildDir, "agent-runner"), join(runDir, "agent-runner"));
   chmodSync(join(runDir, "agent-runner"), 0o755);
