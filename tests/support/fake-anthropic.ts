@@ -10,10 +10,20 @@ export interface AnthropicRequest {
   body: any;
 }
 
-/** What the model "says" for one Messages request: text, a tool call, or both. */
+/** The token counts a reply reports, as the API's `usage` has them. */
+export interface ReplyUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_creation_input_tokens: number;
+  cache_read_input_tokens: number;
+}
+
+/** What the model "says" for one Messages request: text, a tool call, or both, and what it used. */
 export interface ScriptedReply {
   text?: string;
   toolUse?: { name: string; input: Record<string, unknown>; id?: string };
+  /** Token counts for this reply; those not given are 42 input, 17 output and no cache. */
+  usage?: Partial<ReplyUsage>;
 }
 
 /** Picks the reply to a Messages request; `undefined` falls back to the default reply. */
@@ -71,14 +81,20 @@ function contentBlocks(reply: ScriptedReply): any[] {
   return blocks;
 }
 
-function usage(outputTokens: number) {
-  return {
-    input_tokens: 42,
-    output_tokens: outputTokens,
-    cache_creation_input_tokens: 0,
-    cache_read_input_tokens: 0,
-    service_tier: "standard",
-  };
+const DEFAULT_USAGE: ReplyUsage = {
+  input_tokens: 42,
+  output_tokens: 17,
+  cache_creation_input_tokens: 0,
+  cache_read_input_tokens: 0,
+};
+
+/**
+ * The reply's usage as a whole message reports it; a stream reports it in two parts, as the API
+ * does: the input side (and one output token) in `message_start`, the output tokens in `message_delta`.
+ */
+function usage(reply: ScriptedReply, part: "whole" | "start" = "whole") {
+  const counts = { ...DEFAULT_USAGE, ...reply.usage };
+  return { ...counts, output_tokens: part === "start" ? 1 : counts.output_tokens, service_tier: "standard" };
 }
 
 /** Splits a string in a few pieces, like the API's deltas. */
@@ -105,7 +121,7 @@ function sseEvents(model: string, reply: ScriptedReply): Array<[string, unknown]
           content: [],
           stop_reason: null,
           stop_sequence: null,
-          usage: usage(1),
+          usage: usage(reply, "start"),
         },
       },
     ],
@@ -146,7 +162,7 @@ function sseEvents(model: string, reply: ScriptedReply): Array<[string, unknown]
     {
       type: "message_delta",
       delta: { stop_reason: reply.toolUse ? "tool_use" : "end_turn", stop_sequence: null },
-      usage: { output_tokens: 17 },
+      usage: { output_tokens: usage(reply).output_tokens },
     },
   ]);
   events.push(["message_stop", { type: "message_stop" }]);
@@ -326,7 +342,7 @@ export class FakeAnthropic {
           content: contentBlocks(reply),
           stop_reason: reply.toolUse ? "tool_use" : "end_turn",
           stop_sequence: null,
-          usage: usage(17),
+          usage: usage(reply),
         },
         { headers },
       );
