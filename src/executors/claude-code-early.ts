@@ -46,7 +46,13 @@ const isNonEmptyString = (value: unknown): value is string => typeof value === "
 function plainSettings(config: unknown): ClaudeCodeSettings | undefined {
   if (config === undefined) return { ...CLAUDE_CODE_DEFAULTS };
   if (!isFields(config)) return undefined;
-  const { permission_mode: mode, setting_sources: sources, model } = config;
+  const {
+    permission_mode: mode,
+    setting_sources: sources,
+    model,
+    max_budget_usd: maxBudgetUsd,
+    max_turns: maxTurns,
+  } = config;
   const settings: ClaudeCodeSettings = { ...CLAUDE_CODE_DEFAULTS };
   if (mode !== undefined && mode !== null) {
     const known = PERMISSION_MODES.find((name) => name === mode);
@@ -63,13 +69,28 @@ function plainSettings(config: unknown): ClaudeCodeSettings | undefined {
     if (typeof model !== "string" || model.trim() === "") return undefined;
     settings.model = model;
   }
+  if (maxBudgetUsd !== undefined && maxBudgetUsd !== null) {
+    if (typeof maxBudgetUsd !== "number" || !(maxBudgetUsd > 0)) return undefined;
+    settings.maxBudgetUsd = maxBudgetUsd;
+  }
+  if (maxTurns !== undefined && maxTurns !== null) {
+    if (typeof maxTurns !== "number" || !Number.isInteger(maxTurns) || maxTurns < 1) return undefined;
+    settings.maxTurns = maxTurns;
+  }
   return settings;
 }
 
-/** The arguments the SDK passes for these settings (its `ProcessTransport`, options as claude-code-options.ts sets them). */
-function sdkArguments(settings: ClaudeCodeSettings): string[] {
+/**
+ * The arguments the SDK passes for these settings and output schema (its `ProcessTransport`,
+ * options as claude-code-options.ts sets them). The same for a one-shot and a persistent session:
+ * the SDK always streams its input.
+ */
+function sdkArguments(settings: ClaudeCodeSettings, outputSchema: JsonFields | undefined): string[] {
   const args = ["--output-format", "stream-json", "--verbose", "--input-format", "stream-json"];
+  if (settings.maxTurns !== undefined) args.push(`--max-turns=${settings.maxTurns}`);
+  if (settings.maxBudgetUsd !== undefined) args.push(`--max-budget-usd=${settings.maxBudgetUsd}`);
   if (settings.model) args.push(`--model=${settings.model}`);
+  if (outputSchema) args.push(`--json-schema=${JSON.stringify(outputSchema)}`);
   args.push(`--setting-sources=${settings.settingSources.join(",")}`);
   args.push(`--permission-mode=${settings.permissionMode}`);
   if (settings.permissionMode === "bypassPermissions") args.push("--allow-dangerously-skip-permissions");
@@ -98,12 +119,27 @@ export function sdkEnvironment(env: Env): Env {
   return out;
 }
 
+/** The input fields of a 2.1 (a string prompt) or 2.2 (an object of parameters, maybe an agent name) invocation. */
+function plainInput(invocation: JsonFields): boolean {
+  if (invocation.schema_version === "2.1") return typeof invocation.prompt === "string";
+  if (invocation.schema_version !== "2.2" || !isFields(invocation.parameters)) return false;
+  return invocation.agent_name === undefined || typeof invocation.agent_name === "string";
+}
+
+/** 2.2's output schema (2.1 has none); null when the blueprint's is not an object (the validator will say why). */
+function plainOutputSchema(invocation: JsonFields): JsonFields | undefined | null {
+  const schema = (invocation.agent_blueprint as JsonFields | undefined)?.output_schema;
+  if (invocation.schema_version !== "2.2" || schema === undefined || schema === null) return undefined;
+  return isFields(schema) ? schema : null;
+}
+
 /**
  * The Claude Code process the SDK will ask for on this invocation, when it is a plain start: mode
  * `start`, no MCP servers in the blueprint, settings the validator accepts, its directory there.
  * Anything else (resume, MCP servers, SDK debug logs, input that will not validate) gets none,
  * and the SDK starts Claude Code itself. A guess to save time, not a check: the invocation is
- * validated afterwards, and the SDK's request must match this exactly.
+ * validated afterwards, and the SDK's request must match this exactly. One-shot and persistent
+ * sessions get the same process.
  */
 export function plannedSpawn(invocationText: string, env: Env, cwd = process.cwd()): ClaudeCodeSpawn | undefined {
   // With its debug logs on, the SDK passes Claude Code a --debug-file only when it spawns it itself.
@@ -114,9 +150,9 @@ export function plannedSpawn(invocationText: string, env: Env, cwd = process.cwd
   } catch {
     return undefined;
   }
-  if (!isFields(invocation) || invocation.schema_version !== "2.1" || invocation.mode !== "start") return undefined;
-  const { session_id, prompt, project_dir, agent_blueprint, executor_config, metadata } = invocation;
-  if (!isNonEmptyString(session_id) || typeof prompt !== "string") return undefined;
+  if (!isFields(invocation) || invocation.mode !== "start" || !plainInput(invocation)) return undefined;
+  const { session_id, project_dir, agent_blueprint, executor_config, metadata } = invocation;
+  if (!isNonEmptyString(session_id)) return undefined;
   if (project_dir !== undefined && !isNonEmptyString(project_dir)) return undefined;
   if (![agent_blueprint, executor_config, metadata].every((field) => field === undefined || isFields(field))) {
     return undefined;
@@ -124,15 +160,21 @@ export function plannedSpawn(invocationText: string, env: Env, cwd = process.cwd
   const mcpServers = (agent_blueprint as JsonFields | undefined)?.mcp_servers;
   if (mcpServers !== undefined && mcpServers !== null) return undefined;
   const settings = plainSettings(executor_config);
+  const outputSchema = plainOutputSchema(invocation);
   const lookup = findClaudeCode(env);
-  if (!settings || !("found" in lookup)) return undefined;
+  if (!settings || outputSchema === null || !("found" in lookup)) return undefined;
   const dir = project_dir ?? cwd;
   try {
     if (!statSync(dir).isDirectory()) return undefined;
   } catch {
     return undefined;
   }
-  return { command: lookup.found.path, args: sdkArguments(settings), cwd: dir, env: sdkEnvironment(env) };
+  return {
+    command: lookup.found.path,
+    args: sdkArguments(settings, outputSchema),
+    cwd: dir,
+    env: sdkEnvironment(env),
+  };
 }
 
 /** What differs between two spawns, by name only (values may hold secrets). */

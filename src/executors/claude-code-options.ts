@@ -6,7 +6,7 @@
 import type { McpServerConfig, Options } from "@anthropic-ai/claude-agent-sdk/core";
 import type { RootSchema } from "@ark/schema";
 import { isCompiled } from "../config/install-dir.ts";
-import type { Invocation } from "../protocol/invocation.ts";
+import { type Invocation, invocationParameters, turnPrompt } from "../protocol/invocation.ts";
 import type { Env } from "../shared/env.ts";
 import { JsonObject, schemaValidator, validate } from "../shared/validation.ts";
 import { type ClaudeCodeLookup, claudeCodeNotFound, findClaudeCode } from "./claude-code-binary.ts";
@@ -23,6 +23,8 @@ interface ClaudeCodeConfig {
   permission_mode?: ClaudeCodeSettings["permissionMode"] | null;
   setting_sources?: ClaudeCodeSettings["settingSources"] | null;
   model?: string | null;
+  max_budget_usd?: number | null;
+  max_turns?: number | null;
 }
 
 const units = (values: readonly string[]) => values.map((unit) => ({ unit }));
@@ -45,6 +47,8 @@ const ClaudeCodeConfig = schemaValidator<ClaudeCodeConfig>({
         { unit: null },
       ],
     },
+    { key: "max_budget_usd", value: [{ domain: "number", min: { rule: 0, exclusive: true } }, { unit: null }] },
+    { key: "max_turns", value: [{ domain: "number", divisor: 1, min: 1 }, { unit: null }] },
   ],
 } satisfies RootSchema);
 
@@ -59,10 +63,14 @@ export function claudeCodeSettings(config: JsonObject | undefined): ClaudeCodeSe
     permission_mode: mode,
     setting_sources: sources,
     model,
+    max_budget_usd: maxBudgetUsd,
+    max_turns: maxTurns,
   } = validate(config, ClaudeCodeConfig, "executor_config", ExecutorError);
   if (mode) settings.permissionMode = mode;
   if (sources) settings.settingSources = [...new Set(sources)];
   if (model) settings.model = model;
+  if (typeof maxBudgetUsd === "number") settings.maxBudgetUsd = maxBudgetUsd;
+  if (typeof maxTurns === "number") settings.maxTurns = maxTurns;
   return settings;
 }
 
@@ -104,13 +112,37 @@ export function mcpServersFor(servers: unknown, env: Env): Record<string, McpSer
   return out;
 }
 
-/** The prompt sent to the agent: on start the blueprint's system prompt goes first. */
-export function promptFor(invocation: Invocation): string {
+/**
+ * The prompt sent to the agent for a turn's parameters (turnPrompt: 2.2's inputs block for an
+ * agent with a parameters_schema): on the first turn of a start the blueprint's system prompt goes first.
+ */
+export function promptFor(
+  invocation: Invocation,
+  parameters: JsonObject = invocationParameters(invocation),
+  firstTurn = true,
+): string {
+  const prompt = turnPrompt(invocation, parameters);
   const systemPrompt = invocation.agent_blueprint?.system_prompt;
-  if (invocation.mode === "start" && typeof systemPrompt === "string" && systemPrompt.trim() !== "") {
-    return `${systemPrompt}\n\n---\n\n${invocation.prompt}`;
+  if (firstTurn && invocation.mode === "start" && typeof systemPrompt === "string" && systemPrompt.trim() !== "") {
+    return `${systemPrompt}\n\n---\n\n${prompt}`;
   }
-  return invocation.prompt;
+  return prompt;
+}
+
+/**
+ * The JSON Schema of the structured output the blueprint asks for (invocation 2.2 only: 2.1's
+ * blueprints have none), or undefined. One that is not an object is an ExecutorError.
+ */
+export function outputSchemaOf(invocation: Invocation): JsonObject | undefined {
+  if (invocation.schema_version !== "2.2") return undefined;
+  const schema = invocation.agent_blueprint?.output_schema;
+  if (schema === undefined || schema === null) return undefined;
+  if (!JsonObject.allows(schema)) {
+    throw new ExecutorError(
+      `agent_blueprint.output_schema must be a JSON Schema object; got ${JSON.stringify(schema)}`,
+    );
+  }
+  return schema;
 }
 
 /** Where the agent works and which SDK session it continues. */
@@ -137,6 +169,10 @@ export function sdkOptionsFor(invocation: Invocation, target: SessionTarget, env
   // The SDK refuses bypassPermissions without this explicit acknowledgement.
   if (settings.permissionMode === "bypassPermissions") options.allowDangerouslySkipPermissions = true;
   if (settings.model) options.model = settings.model;
+  if (settings.maxTurns !== undefined) options.maxTurns = settings.maxTurns;
+  if (settings.maxBudgetUsd !== undefined) options.maxBudgetUsd = settings.maxBudgetUsd;
+  const outputSchema = outputSchemaOf(invocation);
+  if (outputSchema) options.outputFormat = { type: "json_schema", schema: outputSchema };
   if (target.resume) options.resume = target.resume;
   const mcpServers = invocation.agent_blueprint?.mcp_servers;
   if (mcpServers !== undefined && mcpServers !== null) options.mcpServers = mcpServersFor(mcpServers, env);

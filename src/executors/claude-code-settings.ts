@@ -17,6 +17,10 @@ export interface ClaudeCodeSettings {
   settingSources: SettingSource[];
   /** Undefined: the SDK's default model. */
   model?: string;
+  /** A turn ends, failed, once the SDK estimates it has cost this much (USD). Undefined: no limit. */
+  maxBudgetUsd?: number;
+  /** A turn ends, failed, after this many model round trips. Undefined: no limit. */
+  maxTurns?: number;
 }
 
 export const CLAUDE_CODE_DEFAULTS: ClaudeCodeSettings = {

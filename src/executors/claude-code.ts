@@ -1,15 +1,24 @@
 /**
- * The Claude Code executor: runs one agent turn through the official Claude Agent SDK and
- * reports it through the runner's gateway (bind on the SDK's `init` message, user/assistant
- * message events, post_tool events from the PostToolUse hooks, session_stop at the end). The SDK
+ * The Claude Code executor: runs an agent session through the official Claude Agent SDK, one
+ * Claude Code process for all its turns (one, or a persistent session's), and reports it through
+ * the runner's gateway (bind on the SDK's `init` message, user/assistant message events, post_tool
+ * events from the PostToolUse hooks, a usage event per turn, session_stop at the end). The SDK
  * comes from its `/core` entry: the same `query()`, a quarter of the code loaded up front, and
  * zod and the MCP SDK taken from our own dependencies rather than inlined a second time.
  */
 import { existsSync, statSync } from "node:fs";
-import { type HookCallback, query, type SDKMessage } from "@anthropic-ai/claude-agent-sdk/core";
+import {
+  type HookCallback,
+  type Options,
+  type Query,
+  query,
+  type SDKMessage,
+  type SDKUserMessage,
+} from "@anthropic-ai/claude-agent-sdk/core";
 import type { Invocation } from "../protocol/invocation.ts";
-import { sessionEvents } from "../protocol/session-events.ts";
+import { sessionEvents, type TurnUsage } from "../protocol/session-events.ts";
 import { messageOf } from "../shared/errors.ts";
+import { JsonObject } from "../shared/validation.ts";
 import type { EarlyClaudeCode } from "./claude-code-early.ts";
 import {
   claudeCodeExecutable,
@@ -20,15 +29,21 @@ import {
 } from "./claude-code-options.ts";
 import { CLAUDE_CODE_EXECUTOR_NAME, PERMISSION_MODES, SETTING_SOURCES } from "./claude-code-settings.ts";
 import {
+  type EntryStart,
   type ExecutorContext,
   type ExecutorDefinition,
   ExecutorError,
   type ExecutorIO,
+  type ExecutorSession,
   readSessionForResume,
   runExecutor,
   standardIO,
+  type TurnOutcome,
 } from "./kit/run-executor.ts";
-import type { StopWatch } from "./kit/stop-watch.ts";
+import type { StdinReader } from "./kit/stdin-reader.ts";
+
+/** After a failed turn, how long Claude Code gets to end by itself before it is closed. */
+const CLOSE_GRACE_MS = 5000;
 
 function checkDirectory(path: string, what: string): void {
   if (!existsSync(path)) throw new ExecutorError(`${what} ${path} does not exist`);
@@ -52,21 +67,271 @@ async function sessionTarget(invocation: Invocation, context: ExecutorContext): 
   return { cwd, resume: session.executor_session_id };
 }
 
-function resultFailure(message: Extract<SDKMessage, { type: "result" }>): string | undefined {
-  if (message.subtype === "success")
-    return message.is_error ? message.result || "the turn ended on an error" : undefined;
-  const errors = "errors" in message && Array.isArray(message.errors) ? message.errors.join("; ") : "";
-  return `${message.subtype}${errors ? `: ${errors}` : ""}`;
+type ResultMessage = Extract<SDKMessage, { type: "result" }>;
+
+/** `$2.00`, or as written when it has more than cents (`$0.005`). */
+const usd = (amount: number) => (Number.isInteger(amount * 100) ? `$${amount.toFixed(2)}` : `$${amount}`);
+
+/** Why a turn's result is a failure, for the run's error; undefined for a success. */
+function resultFailure(message: ResultMessage, options: Options): string | undefined {
+  switch (message.subtype) {
+    case "success":
+      if (!message.is_error) return undefined;
+      return `Claude Code ended the turn with an error: ${message.result || "the turn ended on an error"}`;
+    case "error_max_budget_usd":
+      return `Claude Code stopped the turn: budget of ${usd(options.maxBudgetUsd ?? 0)} reached after ${message.num_turns} turn${message.num_turns === 1 ? "" : "s"} (executor_config.max_budget_usd)`;
+    case "error_max_turns":
+      return `Claude Code stopped the turn: turn limit of ${options.maxTurns} reached (executor_config.max_turns)`;
+    case "error_max_structured_output_retries":
+      return "Claude Code ended the turn without output matching the blueprint's output_schema (it gave up retrying)";
+    default: {
+      const errors = Array.isArray(message.errors) ? message.errors.join("; ") : "";
+      return `Claude Code ended the turn with an error: ${message.subtype}${errors ? `: ${errors}` : ""}`;
+    }
+  }
 }
 
-async function run(invocation: Invocation, context: ExecutorContext, early?: EarlyClaudeCode): Promise<string> {
+/** What the turn used, as the SDK's result reports it. */
+function turnUsage(message: ResultMessage): TurnUsage {
+  return {
+    input_tokens: message.usage.input_tokens,
+    output_tokens: message.usage.output_tokens,
+    cache_read_input_tokens: message.usage.cache_read_input_tokens,
+    cache_creation_input_tokens: message.usage.cache_creation_input_tokens,
+    total_cost_usd: message.total_cost_usd,
+    num_turns: message.num_turns,
+    duration_ms: message.duration_ms,
+    duration_api_ms: message.duration_api_ms,
+  };
+}
+
+/** The text blocks of an agent's own message (not a subagent's), joined; undefined when it has none. */
+function assistantText(message: SDKMessage): string | undefined {
+  if (message.type !== "assistant" || message.parent_tool_use_id !== null) return undefined;
+  const text = message.message.content.flatMap((block) => (block.type === "text" ? [block.text] : [])).join("");
+  return text === "" ? undefined : text;
+}
+
+/** The prompts of a persistent session, as the Agent SDK's streaming input: one user message per turn. */
+class PromptStream implements AsyncIterable<SDKUserMessage> {
+  private readonly queued: SDKUserMessage[] = [];
+  private ended = false;
+  private wake?: () => void;
+
+  push(prompt: string): void {
+    this.queued.push({ type: "user", message: { role: "user", content: prompt }, parent_tool_use_id: null });
+    this.wake?.();
+  }
+
+  /** No more prompts: the SDK closes Claude Code's input, and Claude Code exits. */
+  end(): void {
+    this.ended = true;
+    this.wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<SDKUserMessage> {
+    for (;;) {
+      const next = this.queued.shift();
+      if (next) yield next;
+      else if (this.ended) return;
+      else {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+      }
+    }
+  }
+}
+
+/**
+ * One Claude Code session through the Agent SDK: one Claude Code process for all its turns. A
+ * one-shot session hands the SDK its one prompt; a persistent one streams a user message per turn
+ * (the SDK starts the same process either way).
+ */
+class ClaudeCodeSession implements ExecutorSession {
+  private query?: Query;
+  private messages?: AsyncIterator<SDKMessage, void>;
+  private prompts?: PromptStream;
+  private turns = 0;
+  private executorSessionId?: string;
+  private interruptRequested = false;
+  /** The last turn was cut short by an interrupt. */
+  private lastInterrupted = false;
+  private ended = false;
+  private readonly onStop: () => void;
+
+  constructor(
+    private readonly invocation: Invocation,
+    private readonly context: ExecutorContext,
+    private readonly target: SessionTarget,
+    private readonly options: Options,
+    private readonly early: EarlyClaudeCode | undefined,
+  ) {
+    // A stopped run (SIGTERM from the runner, or the runner gone) ends the Claude Code process too.
+    const abortController = new AbortController();
+    options.abortController = abortController;
+    this.onStop = () => abortController.abort();
+    if (context.signal.aborted) this.onStop();
+    context.signal.addEventListener("abort", this.onStop, { once: true });
+  }
+
+  async turn(parameters: JsonObject): Promise<TurnOutcome> {
+    const { reporter } = this.context;
+    const firstTurn = this.turns++ === 0;
+    const prompt = promptFor(this.invocation, parameters, firstTurn);
+    this.interruptRequested = false;
+    if (firstTurn) this.open(prompt);
+    else {
+      this.prompts?.push(prompt);
+      await reporter.message("user", prompt);
+    }
+    let lastText: string | undefined;
+    for (;;) {
+      const message = await this.nextMessage();
+      if (message === undefined) throw new ExecutorError("Claude Code ended without a result message");
+      lastText = assistantText(message) ?? lastText;
+      if (message.type === "system" && message.subtype === "init" && this.executorSessionId === undefined) {
+        await this.bound(message.session_id, message.model, message.permissionMode, prompt);
+      } else if (message.type === "result") {
+        return this.outcome(message, lastText);
+      }
+    }
+  }
+
+  interrupt(): void {
+    if (!this.query || !this.prompts) return;
+    this.interruptRequested = true;
+    this.query.interrupt().catch((error) => this.context.log.warn(`interrupt not delivered: ${messageOf(error)}`));
+  }
+
+  async finish(): Promise<void> {
+    const { reporter, log } = this.context;
+    this.prompts?.end();
+    try {
+      while ((await this.nextMessage()) !== undefined) {}
+    } catch (error) {
+      // Every turn has been answered; how Claude Code closes does not change what they gave.
+      if (!this.prompts || this.context.signal.aborted) throw error;
+      // After an interrupted turn, Claude Code's exit reports that turn's error result: expected.
+      const say = this.lastInterrupted ? log.debug.bind(log) : log.warn.bind(log);
+      say(`Claude Code ended with an error after the session's last turn: ${messageOf(error)}`);
+    }
+    this.ended = true;
+    await reporter.event(sessionEvents.sessionStop(this.invocation.session_id, 0, "completed"));
+  }
+
+  async dispose(): Promise<void> {
+    const { signal } = this.context;
+    if (!this.ended && this.query && !signal.aborted) {
+      // A turn failed: Claude Code ends by itself once its input is closed, its transcript whole
+      // for a later resume. It gets a while for that (a stop ends the wait), then goes.
+      this.prompts?.end();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      let onStop = () => {};
+      await Promise.race([
+        (async () => {
+          while ((await this.nextMessage()) !== undefined) {}
+        })().catch(() => {}),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, CLOSE_GRACE_MS);
+          onStop = () => resolve(undefined);
+          signal.addEventListener("abort", onStop, { once: true });
+        }),
+      ]);
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onStop);
+    }
+    signal.removeEventListener("abort", this.onStop);
+    // Claude Code must not outlive the executor.
+    if (!this.ended) this.query?.close();
+  }
+
+  private open(prompt: string): void {
+    const { log } = this.context;
+    const { options } = this;
+    log.debug(
+      () =>
+        `SDK options: cwd=${options.cwd} permissionMode=${options.permissionMode} settingSources=${JSON.stringify(options.settingSources)} model=${options.model ?? "(SDK default)"} resume=${options.resume ?? "-"} mcpServers=${Object.keys(options.mcpServers ?? {}).join(",") || "-"} maxTurns=${options.maxTurns ?? "-"} maxBudgetUsd=${options.maxBudgetUsd ?? "-"} outputFormat=${options.outputFormat ? "json_schema" : "-"} input=${this.context.lifecycle === "persistent" ? "streamed" : "one prompt"}`,
+    );
+    if (this.context.lifecycle === "persistent") {
+      this.prompts = new PromptStream();
+      this.prompts.push(prompt);
+      this.query = query({ prompt: this.prompts, options });
+    } else this.query = query({ prompt, options });
+    this.messages = this.query[Symbol.asyncIterator]();
+  }
+
+  /** The SDK's next message, undefined once Claude Code has ended; SDK failures explained. */
+  private async nextMessage(): Promise<SDKMessage | undefined> {
+    if (!this.messages) return undefined;
+    try {
+      const next = await this.messages.next();
+      return next.done ? undefined : next.value;
+    } catch (error) {
+      // Claude Code has been stopped; the kit says why and exits accordingly.
+      this.context.signal.throwIfAborted();
+      const message = messageOf(error);
+      throw new ExecutorError(explainSdkFailure(this.early ? await this.early.explain(message) : message));
+    }
+  }
+
+  /** Claude Code's session has its id: bound, and on resume announced, then the first prompt reported. */
+  private async bound(executorSessionId: string, model: string, permissionMode: string, prompt: string) {
+    const { reporter, log } = this.context;
+    this.executorSessionId = executorSessionId;
+    log.debug(`Claude Code session ${executorSessionId} (model ${model}, permission mode ${permissionMode})`);
+    await reporter.bind(executorSessionId, this.target.cwd);
+    if (this.invocation.mode === "resume") {
+      await reporter.event(sessionEvents.sessionStart(this.invocation.session_id));
+      await reporter.markResumed();
+    }
+    await reporter.message("user", prompt);
+  }
+
+  /** The turn's result: its answer reported, then what it used; or the failure that ends the run. */
+  private async outcome(message: ResultMessage, lastText: string | undefined): Promise<TurnOutcome> {
+    const outcome = this.read(message, lastText);
+    this.lastInterrupted = "interrupted" in outcome && outcome.interrupted === true;
+    const answer = "result" in outcome && !outcome.data ? outcome.result : "";
+    if (answer !== "") await this.context.reporter.message("assistant", answer);
+    await this.context.reporter.event(sessionEvents.usage(this.invocation.session_id, turnUsage(message)));
+    if ("failure" in outcome) throw new ExecutorError(outcome.failure);
+    return outcome;
+  }
+
+  /** What a result message says about the turn. */
+  private read(message: ResultMessage, lastText: string | undefined): TurnOutcome | { failure: string } {
+    const success = message.subtype === "success" && !message.is_error;
+    if (this.interruptRequested && !(success && message.terminal_reason === "completed")) {
+      // Cut short: what the agent had said by then, if anything.
+      return { result: message.subtype === "success" ? message.result : (lastText ?? ""), interrupted: true };
+    }
+    const failure = resultFailure(message, this.options);
+    if (failure || message.subtype !== "success") return { failure: failure ?? message.subtype };
+    if (!this.options.outputFormat) return { result: message.result };
+    // Structured output: the result event carries it (the kit sends it), no assistant message.
+    const data = message.structured_output;
+    if (!JsonObject.allows(data)) {
+      return {
+        failure: `Claude Code ended the turn without structured output matching the blueprint's output_schema (got ${data === undefined ? "none" : JSON.stringify(data)})`,
+      };
+    }
+    return { result: JSON.stringify(data), data };
+  }
+}
+
+async function startSession(
+  invocation: Invocation,
+  context: ExecutorContext,
+  early?: EarlyClaudeCode,
+): Promise<ExecutorSession> {
   const { reporter, log, env } = context;
   const sessionId = invocation.session_id;
   const target = await sessionTarget(invocation, context);
   const options = sdkOptionsFor(invocation, target, env);
   const executable = claudeCodeExecutable(env);
   if (executable) options.pathToClaudeCodeExecutable = executable;
-  const prompt = promptFor(invocation);
 
   const postTool: HookCallback = async (input) => {
     if (input.hook_event_name === "PostToolUse") {
@@ -94,56 +359,7 @@ async function run(invocation: Invocation, context: ExecutorContext, early?: Ear
   options.stderr = (data) => log.debug(`claude: ${data.trimEnd()}`);
   // Started before the SDK loaded (claude-code-early.ts): the SDK gets it if it asks for exactly it.
   if (early) options.spawnClaudeCodeProcess = early.spawner(options.stderr);
-  // A stopped run (SIGTERM from the runner, or the runner gone) ends the Claude Code process too.
-  const abortController = new AbortController();
-  options.abortController = abortController;
-  const abort = () => abortController.abort();
-  if (context.signal.aborted) abort();
-  context.signal.addEventListener("abort", abort, { once: true });
-
-  log.debug(
-    () =>
-      `SDK options: cwd=${options.cwd} permissionMode=${options.permissionMode} settingSources=${JSON.stringify(options.settingSources)} model=${options.model ?? "(SDK default)"} resume=${options.resume ?? "-"} mcpServers=${Object.keys(options.mcpServers ?? {}).join(",") || "-"}`,
-  );
-
-  let executorSessionId: string | undefined;
-  let result: string | undefined;
-  let failure: string | undefined;
-  try {
-    for await (const message of query({ prompt, options })) {
-      if (message.type === "system" && message.subtype === "init" && executorSessionId === undefined) {
-        executorSessionId = message.session_id;
-        log.debug(
-          `Claude Code session ${executorSessionId} (model ${message.model}, permission mode ${message.permissionMode})`,
-        );
-        await reporter.bind(executorSessionId, target.cwd);
-        if (invocation.mode === "resume") {
-          await reporter.event(sessionEvents.sessionStart(sessionId));
-          await reporter.markResumed();
-        }
-        await reporter.message("user", prompt);
-      } else if (message.type === "result") {
-        failure = resultFailure(message);
-        if (!failure && message.subtype === "success") {
-          result = message.result;
-          await reporter.message("assistant", result);
-        }
-      }
-    }
-  } catch (error) {
-    if (!context.signal.aborted) {
-      const message = messageOf(error);
-      throw new ExecutorError(explainSdkFailure(early ? await early.explain(message) : message));
-    }
-  } finally {
-    context.signal.removeEventListener("abort", abort);
-  }
-  // Claude Code has been stopped; the kit says why and exits accordingly.
-  context.signal.throwIfAborted();
-  if (failure) throw new ExecutorError(`Claude Code ended the turn with an error: ${failure}`);
-  if (result === undefined) throw new ExecutorError("Claude Code ended without a result message");
-  await reporter.event(sessionEvents.sessionStop(sessionId, 0, "completed"));
-  return result;
+  return new ClaudeCodeSession(invocation, context, target, options, early);
 }
 
 const claudeCodeExecutor = (early?: EarlyClaudeCode): ExecutorDefinition => ({
@@ -153,11 +369,18 @@ const claudeCodeExecutor = (early?: EarlyClaudeCode): ExecutorDefinition => ({
   permission_mode   ${PERMISSION_MODES.join(" | ")} (default bypassPermissions)
   setting_sources   list of ${SETTING_SOURCES.join(", ")} (default ["user", "project", "local"])
   model             model name or alias (default: the SDK's default model)
+  max_budget_usd    number > 0: what one Claude Code process may spend, as the SDK estimates it (a
+                    one-shot run, or all turns of a persistent session); the turn that reaches it fails
+  max_turns         integer >= 1: model round trips per turn; the turn that reaches it fails
 
-Start: works in project_dir (else the current directory); the blueprint's system_prompt goes before the prompt
-("<system_prompt>\\n\\n---\\n\\n<prompt>"); the blueprint's mcp_servers are passed with \${VAR}
+Start: works in project_dir (else the current directory); the blueprint's system_prompt goes before the first
+prompt ("<system_prompt>\\n\\n---\\n\\n<prompt>"); the blueprint's mcp_servers are passed with \${VAR}
 placeholders in headers/env filled from the environment. Resume: continues the Claude Code session
-recorded as executor_session_id (GET /sessions/{id}), without the system prompt.
+recorded as executor_session_id (GET /sessions/{id}), without the system prompt. Invocation 2.2: the
+prompt is parameters.prompt, or every parameter as an <inputs> block for a blueprint with a
+parameters_schema; a blueprint's output_schema asks Claude Code for structured output (the result).
+Each turn sends a usage event (tokens, cost, duration); a persistent session keeps one Claude Code
+process for all its turns, and an interrupt ends the running turn.
 
 Claude Code refuses bypassPermissions as root unless IS_SANDBOX=1 is set.
 CLAUDE_CODE_EXECUTABLE   path of the Claude Code binary. Without it: the SDK's platform package
@@ -165,20 +388,18 @@ CLAUDE_CODE_EXECUTABLE   path of the Claude Code binary. Without it: the SDK's p
                          above the runner's directory (beside the compiled executable), then
                          claude on PATH
 Claude Code itself reads ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL, CLAUDE_CONFIG_DIR, etc.`,
-  run: (invocation, context) => run(invocation, context, early),
+  startSession: (invocation, context) => startSession(invocation, context, early),
 });
 
-/** What claude-code-entry.ts has done before loading this module. */
-export interface EntryStart {
-  stop: StopWatch;
-  /** The invocation, already read from stdin. */
-  stdin: string;
+/** What claude-code-entry.ts has done before loading this module: watching, reading, maybe an early start. */
+export interface ClaudeCodeEntryStart extends EntryStart {
+  stdin: StdinReader;
   early?: EarlyClaudeCode;
 }
 
 /** Runs the executor; returns the exit code. */
-export function main(argv: string[], io?: ExecutorIO, start?: EntryStart): Promise<number> {
+export function main(argv: string[], io?: ExecutorIO, start?: ClaudeCodeEntryStart): Promise<number> {
   if (!start) return runExecutor(claudeCodeExecutor(), argv, io);
-  const entryIO = { ...(io ?? standardIO()), readStdin: async () => start.stdin };
-  return runExecutor(claudeCodeExecutor(start.early), argv, entryIO, start.stop);
+  const entryIO = { ...(io ?? standardIO()), stdin: start.stdin };
+  return runExecutor(claudeCodeExecutor(start.early), argv, entryIO, start);
 }

@@ -4,12 +4,13 @@
  * exercised end to end in a second.
  */
 import { randomUUID } from "node:crypto";
-import type { Invocation } from "../protocol/invocation.ts";
+import { type Invocation, turnPrompt } from "../protocol/invocation.ts";
 import { sessionEvents } from "../protocol/session-events.ts";
 import {
   type ExecutorContext,
   type ExecutorDefinition,
   type ExecutorIO,
+  type ExecutorSession,
   readSessionForResume,
   runExecutor,
 } from "./kit/run-executor.ts";
@@ -20,7 +21,8 @@ function testExecutorAnswer(prompt: string): string {
   return `[TEST-EXECUTOR] Received: ${prompt}`;
 }
 
-async function run(invocation: Invocation, { reporter, gateway, log }: ExecutorContext): Promise<string> {
+async function startSession(invocation: Invocation, context: ExecutorContext): Promise<ExecutorSession> {
+  const { reporter, gateway, log } = context;
   const sessionId = invocation.session_id;
   if (invocation.mode === "start") {
     // Stands in for the id an agent framework would give its own session.
@@ -36,20 +38,29 @@ async function run(invocation: Invocation, { reporter, gateway, log }: ExecutorC
     await reporter.event(sessionEvents.sessionStart(sessionId));
     await reporter.markResumed();
   }
-  await reporter.message("user", invocation.prompt);
-  const answer = testExecutorAnswer(invocation.prompt);
-  await reporter.message("assistant", answer);
-  await reporter.event(sessionEvents.sessionStop(sessionId, 0, "completed"));
-  return answer;
+  return {
+    async turn(parameters) {
+      const prompt = turnPrompt(invocation, parameters);
+      await reporter.message("user", prompt);
+      const answer = testExecutorAnswer(prompt);
+      await reporter.message("assistant", answer);
+      return { result: answer };
+    },
+    async finish() {
+      await reporter.event(sessionEvents.sessionStop(sessionId, 0, "completed"));
+    },
+  };
 }
 
 const testExecutor: ExecutorDefinition = {
   name: TEST_EXECUTOR_NAME,
   summary: "test executor: the executor protocol without AI, answering '[TEST-EXECUTOR] Received: <prompt>'",
-  details: `Start: binds a generated executor session id, sends the user and assistant message events and
-session_stop. Resume: reads the session (GET /sessions/{id}), binds its recorded executor session id
-again, sends session_start, updates last_resumed_at, then answers the same way. executor_config is not used (shown with AGENT_RUNNER_DEBUG=1).`,
-  run,
+  details: `Start: binds a generated executor session id. Resume: reads the session (GET /sessions/{id}), binds
+its recorded executor session id again, sends session_start and updates last_resumed_at. Each turn sends
+the user and assistant message events (and, under invocation 2.2, the result event) and answers
+'[TEST-EXECUTOR] Received: <prompt>'; session_stop ends the session. It has nothing to interrupt: an
+interrupted turn answers all the same. executor_config is not used (shown with AGENT_RUNNER_DEBUG=1).`,
+  startSession,
 };
 
 /** Entry point: returns the exit code. */

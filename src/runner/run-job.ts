@@ -10,8 +10,8 @@ import type { CoordinatorClient, RunReport, RunRequest, SessionStatusAfterRun } 
 import { ExecutorProcess, type ExitStatus } from "../process/executor-process.ts";
 import { PersistentExecutor, type TurnEnd } from "../process/persistent-executor.ts";
 import { buildInvocation, type InvocationMode } from "../protocol/invocation.ts";
+import { LIFECYCLE_ENV } from "../protocol/lifecycle.ts";
 import { type RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
-import { LIFECYCLE_ENV } from "../protocol/session-lines.ts";
 import type { StopSignal } from "../protocol/stop-signal.ts";
 import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";

@@ -5,12 +5,12 @@
  * records every start) and a fake Anthropic API on 127.0.0.1.
  */
 import { afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { EarlyClaudeCode, plannedSpawn, sdkEnvironment } from "../../src/executors/claude-code-early.ts";
 import { ExecutorLog } from "../../src/executors/kit/executor-log.ts";
-import { CLAUDE_CODE_BINARY, offlineClaudeEnv } from "../support/claude-code.ts";
+import { CLAUDE_CODE_BINARY, offlineClaudeEnv, recordingClaude } from "../support/claude-code.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { CLAUDE_CODE_EXECUTOR, goneWithin, isAlive, REPO_ROOT, runProcess, tempDir } from "../support/processes.ts";
 import { killAfterTest } from "../support/teardown.ts";
@@ -28,20 +28,6 @@ beforeEach(() => {
 afterEach(async () => {
   await gateway.stop();
 });
-
-/**
- * A Claude Code that notes the pid of every start in `starts` (one line each), runs `before`
- * (shell), then becomes the real binary (exec: same pid).
- */
-function recordingClaude(before = ""): { path: string; starts: () => number[] } {
-  const dir = tempDir("ar-early-claude-");
-  const path = join(dir, "claude");
-  const log = join(dir, "starts");
-  writeFileSync(path, `#!/bin/sh\necho $$ >> '${log}'\n${before}\nexec '${CLAUDE_CODE_BINARY}' "$@"\n`);
-  chmodSync(path, 0o755);
-  const starts = () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean).map(Number) : []);
-  return { path, starts };
-}
 
 function claudeEnv(claudeExecutable: string, home = tempDir("ar-early-home-")): Record<string, string | undefined> {
   return {
@@ -88,12 +74,38 @@ describe("Claude Code started early", () => {
         const starts = claude.starts();
         expect(starts).toHaveLength(1);
         expect(outcome.stderr).toContain(`Claude Code started early (pid ${starts[0]}) handed to the Agent SDK`);
-        expect(gateway.records.map((r) => r.kind)).toEqual(["bind", "event", "event", "event"]);
+        expect(gateway.records.map((r) => r.kind)).toEqual(["bind", "event", "event", "event", "event"]);
         expect(await allGone(starts)).toBe(true);
       },
       TIMEOUT,
     );
   }
+
+  test(
+    "invocation 2.2 with budgets: the SDK takes the early process (the plan has its --max-turns and --max-budget-usd)",
+    async () => {
+      const claude = recordingClaude();
+      const outcome = await runProcess([CLAUDE_CODE_EXECUTOR], {
+        stdin: JSON.stringify({
+          schema_version: "2.2",
+          mode: "start",
+          session_id: "ses_early",
+          parameters: { prompt: "hi" },
+          agent_name: "budgeted",
+          project_dir: tempDir("ar-early-project-"),
+          executor_config: { model: "opus", max_turns: 5, max_budget_usd: 1.25 },
+        }),
+        env: claudeEnv(claude.path),
+        timeoutMs: TIMEOUT - 5_000,
+      });
+      expect(outcome.exitCode, outcome.stderr).toBe(0);
+      const starts = claude.starts();
+      expect(starts).toHaveLength(1);
+      expect(outcome.stderr).toContain(`Claude Code started early (pid ${starts[0]}) handed to the Agent SDK`);
+      expect(await allGone(starts)).toBe(true);
+    },
+    TIMEOUT,
+  );
 
   test(
     "MCP servers in the blueprint, then a resume: not started early; the SDK starts exactly one Claude Code each time",
@@ -264,6 +276,36 @@ describe("plannedSpawn", () => {
     });
   });
 
+  test("invocation 2.2, budgets and an output schema: the SDK's arguments, in its order", () => {
+    const schema = { type: "object", properties: { ok: { type: "boolean" } } };
+    const v22 = JSON.stringify({
+      schema_version: "2.2",
+      mode: "start",
+      session_id: "s",
+      parameters: { anything: 1 },
+      project_dir: project,
+      agent_blueprint: { name: "a", output_schema: schema },
+      executor_config: { model: "sonnet", max_turns: 7, max_budget_usd: 0.5, permission_mode: "plan" },
+    });
+    expect(plannedSpawn(v22, env)?.args).toEqual([
+      "--output-format",
+      "stream-json",
+      "--verbose",
+      "--input-format",
+      "stream-json",
+      "--max-turns=7",
+      "--max-budget-usd=0.5",
+      "--model=sonnet",
+      `--json-schema=${JSON.stringify(schema)}`,
+      "--setting-sources=user,project,local",
+      "--permission-mode=plan",
+    ]);
+    // 2.1 has no output schema.
+    expect(plannedSpawn(start({ agent_blueprint: { output_schema: schema } }), env)?.args).not.toContain(
+      `--json-schema=${JSON.stringify(schema)}`,
+    );
+  });
+
   test("none for a resume, MCP servers, settings the validator refuses, a missing directory, SDK debug logs", () => {
     expect(plannedSpawn(start(), env)).toBeDefined();
     for (const text of [
@@ -272,6 +314,14 @@ describe("plannedSpawn", () => {
       start({ executor_config: { permission_mode: "yolo" } }),
       start({ executor_config: { setting_sources: ["user", "nope"] } }),
       start({ executor_config: { model: " " } }),
+      start({ executor_config: { max_turns: 0 } }),
+      start({ executor_config: { max_turns: 1.5 } }),
+      start({ executor_config: { max_budget_usd: 0 } }),
+      start({ executor_config: { max_budget_usd: "1" } }),
+      start({ schema_version: "2.2" }),
+      start({ schema_version: "2.2", parameters: "p" }),
+      start({ schema_version: "2.2", parameters: {}, agent_blueprint: { output_schema: "json" } }),
+      start({ schema_version: "2.0" }),
       start({ metadata: [] }),
       start({ project_dir: join(project, "missing") }),
       "not json",

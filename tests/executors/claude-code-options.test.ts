@@ -6,6 +6,7 @@ import {
   explainSdkFailure,
   fillEnvPlaceholders,
   mcpServersFor,
+  outputSchemaOf,
   promptFor,
   sdkOptionsFor,
 } from "../../src/executors/claude-code-options.ts";
@@ -60,6 +61,23 @@ describe("claudeCodeSettings", () => {
     expect(() => claudeCodeSettings({ model: 7 })).toThrow("executor_config: model must be a string or null (was 7)");
     expect(() => claudeCodeSettings({ model: " " })).toThrow("executor_config: model must be a non-empty model name");
   });
+
+  test("budgets: max_budget_usd a number > 0, max_turns an integer >= 1; null means none", () => {
+    expect(claudeCodeSettings({ max_budget_usd: 2.5, max_turns: 12 })).toMatchObject({
+      maxBudgetUsd: 2.5,
+      maxTurns: 12,
+    });
+    expect(claudeCodeSettings({ max_budget_usd: null, max_turns: null })).toEqual(CLAUDE_CODE_DEFAULTS);
+    for (const [config, message] of [
+      [{ max_budget_usd: 0 }, "executor_config: max_budget_usd must be positive or null (was 0)"],
+      [{ max_budget_usd: -1 }, "executor_config: max_budget_usd must be positive or null (was -1)"],
+      [{ max_budget_usd: "2" }, 'executor_config: max_budget_usd must be a number or null (was "2")'],
+      [{ max_turns: 0 }, "executor_config: max_turns must be at least 1 or null (was 0)"],
+      [{ max_turns: 2.5 }, "executor_config: max_turns must be an integer or null (was 2.5)"],
+    ] as const) {
+      expect(() => claudeCodeSettings(config)).toThrow(new ExecutorError(message));
+    }
+  });
 });
 
 describe("sdkOptionsFor", () => {
@@ -85,6 +103,38 @@ describe("sdkOptionsFor", () => {
     expect(options.settingSources).toEqual(["user", "project", "local"]);
     expect("model" in options).toBe(false);
     expect("resume" in options).toBe(false);
+  });
+
+  test("budgets go to the SDK as maxBudgetUsd and maxTurns", () => {
+    const options = sdkOptionsFor(
+      invocation({ executor_config: { max_budget_usd: 0.75, max_turns: 4 } }),
+      { cwd: "/work/p" },
+      {},
+    );
+    expect(options).toMatchObject({ maxBudgetUsd: 0.75, maxTurns: 4 });
+    const none = sdkOptionsFor(invocation(), { cwd: "/work/p" }, {});
+    expect("maxBudgetUsd" in none || "maxTurns" in none).toBe(false);
+  });
+
+  test("a 2.2 blueprint's output_schema becomes the SDK's JSON Schema output format; 2.1's is not read", () => {
+    const outputSchema = { type: "object", properties: { ok: { type: "boolean" } } };
+    const v22 = parseInvocation(
+      JSON.stringify({
+        schema_version: "2.2",
+        mode: "start",
+        session_id: "s",
+        parameters: { prompt: "p" },
+        agent_blueprint: { name: "a", output_schema: outputSchema },
+      }),
+    );
+    expect(sdkOptionsFor(v22, { cwd: "/x" }, {}).outputFormat).toEqual({ type: "json_schema", schema: outputSchema });
+    expect(outputSchemaOf(v22)).toEqual(outputSchema);
+    const v21 = invocation({ agent_blueprint: { name: "a", output_schema: outputSchema } });
+    expect("outputFormat" in sdkOptionsFor(v21, { cwd: "/x" }, {})).toBe(false);
+    const notAnObject = parseInvocation(JSON.stringify({ ...v22, agent_blueprint: { output_schema: "json please" } }));
+    expect(() => outputSchemaOf(notAnObject)).toThrow(
+      new ExecutorError('agent_blueprint.output_schema must be a JSON Schema object; got "json please"'),
+    );
   });
 
   test("resume", () => {
@@ -170,6 +220,21 @@ describe("prompt and placeholders", () => {
     expect(promptFor(invocation({ agent_blueprint: blueprint }))).toBe("You are careful.\n\n---\n\ndo it");
     expect(promptFor(invocation({ mode: "resume", agent_blueprint: blueprint }))).toBe("do it");
     expect(promptFor(invocation({ agent_blueprint: { name: "no prompt" } }))).toBe("do it");
+  });
+
+  test("later turns of a start get their prompt alone; 2.2 prompts come from the turn's parameters", () => {
+    const blueprint = { name: "a", system_prompt: "You are careful." };
+    expect(promptFor(invocation({ agent_blueprint: blueprint }), { prompt: "next" }, false)).toBe("next");
+    const v22 = parseInvocation(
+      JSON.stringify({
+        schema_version: "2.2",
+        mode: "start",
+        session_id: "s",
+        parameters: { topic: "tides" },
+        agent_blueprint: { ...blueprint, parameters_schema: { type: "object" } },
+      }),
+    );
+    expect(promptFor(v22)).toBe("You are careful.\n\n---\n\n<inputs>\ntopic: tides\n</inputs>");
   });
 
   test("fillEnvPlaceholders leaves unknown variables alone", () => {

@@ -149,9 +149,10 @@ describe("Claude Code executor against a fake Anthropic API", () => {
         "event:message/user",
         "event:post_tool",
         "event:message/assistant",
+        "event:usage",
         "event:session_stop",
       ]);
-      const [bind, user, postTool, assistant, stop] = gateway.records.map((r) => r.body as any);
+      const [bind, user, postTool, assistant, usage, stop] = gateway.records.map((r) => r.body as any);
       expect(bind.executor_session_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
       expect(bind.project_dir).toBe(project);
       expect(user.content[0].text).toBe(
@@ -165,6 +166,8 @@ describe("Claude Code executor against a fake Anthropic API", () => {
       });
       expect(JSON.stringify(postTool.tool_output)).toContain("the secret word is pelican");
       expect(`${assistant.content[0].text}\n`).toBe(outcome.stdout);
+      // Two model round trips, each 42 tokens in and 17 out (the fake API's defaults).
+      expect(usage.usage).toMatchObject({ input_tokens: 84, output_tokens: 34, num_turns: 2 });
       expect(stop).toMatchObject({ exit_code: 0, reason: "completed" });
       // Claude Code's own init message reports the mode it runs in.
       expect(outcome.stderr).toContain(
@@ -266,6 +269,7 @@ describe("Claude Code executor against a fake Anthropic API", () => {
         "metadata",
         "event:message/user",
         "event:message/assistant",
+        "event:usage",
         "event:session_stop",
       ]);
       expect((gateway.records[1]!.body as any).executor_session_id).toBe(executorSessionId);
@@ -432,7 +436,7 @@ describe("Claude Code executor: command line", () => {
   test("--schema, --help and invalid stdin", async () => {
     const schema = await runProcess([CLAUDE_CODE_EXECUTOR, "--schema"]);
     expect(schema.exitCode).toBe(0);
-    expect(JSON.parse(schema.stdout).title).toBe("Executor invocation 2.1");
+    expect(JSON.parse(schema.stdout).title).toBe("Executor invocation 2.1 or 2.2");
     const help = await runProcess([CLAUDE_CODE_EXECUTOR, "--help"]);
     expect(help.exitCode).toBe(0);
     expect(help.stdout).toContain("permission_mode");

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:tes
 import { realpathSync } from "node:fs";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { invocationJsonSchema } from "../../src/protocol/invocation.ts";
+import { PersistentExecutor } from "../support/persistent-executor.ts";
 import { cleanEnv, runProcess, TEST_EXECUTOR, TempDirs } from "../support/processes.ts";
 
 const temp = new TempDirs();
@@ -192,7 +193,7 @@ describe("test executor: command line and invalid input", () => {
     [
       "schema 2.0",
       invocation({ schema_version: "2.0", mode: "start", project_dir: "/tmp" }),
-      'schema_version must be "2.1" (was "2.0")',
+      'schema_version must be "2.1" or "2.2" (was "2.0")',
     ],
     [
       "a missing field",
@@ -211,4 +212,169 @@ describe("test executor: command line and invalid input", () => {
       expect(gateway.records).toEqual([]);
     });
   }
+});
+
+describe("test executor: invocation 2.2", () => {
+  const v22 = (fields: Record<string, unknown>) =>
+    JSON.stringify({ schema_version: "2.2", session_id: "ses_test1", mode: "start", ...fields });
+
+  test("the prompt comes from parameters; a result event carries the answer before session_stop", async () => {
+    const outcome = await runTestExecutor(v22({ parameters: { prompt: "from parameters" }, project_dir: temp.make() }));
+    expect(outcome.stderr).toBe("");
+    expect(outcome.exitCode).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: from parameters\n");
+    expect(sequence(gateway)).toEqual([
+      "bind",
+      "event:message/user",
+      "event:message/assistant",
+      "event:result",
+      "event:session_stop",
+    ]);
+    const result = gateway.records[3]!.body as any;
+    expect(Object.keys(result).sort()).toEqual(["event_type", "result_data", "result_text", "session_id", "timestamp"]);
+    expect(result).toMatchObject({
+      session_id: "ses_test1",
+      result_text: "[TEST-EXECUTOR] Received: from parameters",
+      result_data: null,
+    });
+  });
+
+  test("an agent with a parameters_schema gets every parameter as an <inputs> block", async () => {
+    const outcome = await runTestExecutor(
+      v22({
+        parameters: { topic: "tides", depth: 2 },
+        agent_blueprint: { name: "researcher", parameters_schema: { type: "object" } },
+        project_dir: temp.make(),
+      }),
+    );
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: <inputs>\ntopic: tides\ndepth: 2\n</inputs>\n");
+  });
+
+  test("parameters without a prompt (and no parameters_schema): exit 1 saying so, after the bind", async () => {
+    const outcome = await runTestExecutor(v22({ parameters: { topic: "tides" }, project_dir: temp.make() }));
+    expect(outcome.exitCode).toBe(1);
+    expect(outcome.stdout).toBe("");
+    expect(outcome.stderr).toBe(
+      'ao-test-exec: The parameters carry no prompt: parameters.prompt must be a string (was missing; the parameters have topic). An agent takes {"prompt": "…"} unless its blueprint has a parameters_schema\n',
+    );
+    expect(sequence(gateway)).toEqual(["bind"]);
+  });
+
+  test("a 2.1 invocation sends no result event (what it always sent)", async () => {
+    const outcome = await runTestExecutor(invocation({ mode: "start", project_dir: temp.make() }));
+    expect(outcome.exitCode).toBe(0);
+    expect(sequence(gateway)).not.toContain("event:result");
+  });
+});
+
+describe("test executor: persistent session", () => {
+  const env = () =>
+    cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.urlFor("ses_test1"), AGENT_SESSION_ID: "ses_test1" });
+  const start22 = (prompt: string) => ({
+    schema_version: "2.2",
+    mode: "start",
+    session_id: "ses_test1",
+    parameters: { prompt },
+    project_dir: temp.make(),
+  });
+
+  test("a turn per line, each answered with turn_complete and a result event; shutdown ends it with exit 0", async () => {
+    const executor = new PersistentExecutor([TEST_EXECUTOR], start22("one"), { env: env() });
+    expect(await executor.turnComplete()).toEqual({ type: "turn_complete", result: "[TEST-EXECUTOR] Received: one" });
+    // The first turn's events are there before its turn_complete.
+    expect(sequence(gateway)).toEqual(["bind", "event:message/user", "event:message/assistant", "event:result"]);
+    executor.turn({ prompt: "two" });
+    expect(await executor.turnComplete()).toEqual({ type: "turn_complete", result: "[TEST-EXECUTOR] Received: two" });
+    executor.turn({ prompt: "three" });
+    expect((await executor.turnComplete()).result).toBe("[TEST-EXECUTOR] Received: three");
+    executor.shutdown();
+    expect(await executor.exited).toBe(0);
+    expect(await executor.rest()).toEqual([]);
+    expect(executor.stderr).toBe("");
+    // One bind for the session, a result per turn, session_stop at its end.
+    expect(sequence(gateway)).toEqual([
+      "bind",
+      ...["one", "two", "three"].flatMap(() => ["event:message/user", "event:message/assistant", "event:result"]),
+      "event:session_stop",
+    ]);
+    const results = gateway.records.filter((r) => (r.body as any).event_type === "result").map((r) => r.body as any);
+    expect(results.map((r) => r.result_text)).toEqual(
+      ["one", "two", "three"].map((p) => `[TEST-EXECUTOR] Received: ${p}`),
+    );
+  });
+
+  test("the end of stdin ends the session too, after the turns sent before it (exit 0)", async () => {
+    const executor = new PersistentExecutor([TEST_EXECUTOR], start22("one"), { env: env() });
+    executor.turn({ prompt: "two" });
+    executor.turn({ prompt: "three" });
+    executor.endInput();
+    expect(await executor.exited).toBe(0);
+    const lines = (await executor.rest()).map((line) => JSON.parse(line).result);
+    expect(lines).toEqual(["one", "two", "three"].map((p) => `[TEST-EXECUTOR] Received: ${p}`));
+    expect(sequence(gateway).at(-1)).toBe("event:session_stop");
+  });
+
+  test("lines that are not commands are logged and ignored; interrupt has nothing to cut short", async () => {
+    const executor = new PersistentExecutor([TEST_EXECUTOR], start22("one"), { env: env() });
+    expect((await executor.turnComplete()).result).toBe("[TEST-EXECUTOR] Received: one");
+    executor.write('not json\n{"type":"dance"}\n{"type":"turn"}\n\n[1]\n');
+    executor.interrupt();
+    executor.turn({ prompt: "two" });
+    expect(await executor.turnComplete()).toEqual({ type: "turn_complete", result: "[TEST-EXECUTOR] Received: two" });
+    executor.shutdown();
+    expect(await executor.exited).toBe(0);
+    expect(executor.stderr).toBe(
+      [
+        'ao-test-exec: warning: ignored a line on stdin: stdin line is not valid JSON (JSON Parse error: Unexpected identifier "not"): "not json"',
+        'ao-test-exec: warning: ignored a line on stdin: stdin line: type must be "interrupt", "shutdown" or "turn" (was "dance")',
+        "ao-test-exec: warning: ignored a line on stdin: stdin line: parameters must be an object (was missing)",
+        'ao-test-exec: warning: ignored a line on stdin: stdin line: type must be "interrupt", "shutdown" or "turn" (was missing)',
+        "",
+      ].join("\n"),
+    );
+  });
+
+  test("a turn that fails ends the session: the error on stderr, exit 1, no turn after it", async () => {
+    const executor = new PersistentExecutor([TEST_EXECUTOR], start22("one"), { env: env() });
+    expect((await executor.turnComplete()).result).toBe("[TEST-EXECUTOR] Received: one");
+    executor.turn({ topic: "no prompt here" });
+    executor.turn({ prompt: "never answered" });
+    expect(await executor.exited).toBe(1);
+    expect(await executor.rest()).toEqual([]);
+    expect(executor.stderr).toContain("ao-test-exec: The parameters carry no prompt");
+    expect(sequence(gateway)).not.toContain("event:session_stop");
+    expect(JSON.stringify(gateway.records)).not.toContain("never answered");
+  });
+
+  test("invocation 2.1 on the first line works the same (turns carry {prompt}); no result events", async () => {
+    const executor = new PersistentExecutor(
+      [TEST_EXECUTOR],
+      { schema_version: "2.1", mode: "start", session_id: "ses_test1", prompt: "one", project_dir: temp.make() },
+      { env: env() },
+    );
+    expect((await executor.turnComplete()).result).toBe("[TEST-EXECUTOR] Received: one");
+    executor.turn({ prompt: "two" });
+    expect((await executor.turnComplete()).result).toBe("[TEST-EXECUTOR] Received: two");
+    executor.shutdown();
+    expect(await executor.exited).toBe(0);
+    expect(sequence(gateway)).not.toContain("event:result");
+  });
+
+  test("a first line that is not an invocation: exit 1, as for a one-shot run", async () => {
+    const executor = new PersistentExecutor([TEST_EXECUTOR], { schema_version: "2.2", mode: "start" }, { env: env() });
+    expect(await executor.exited).toBe(1);
+    expect(executor.stderr).toBe(
+      "ao-test-exec: Invalid invocation (schema 2.2): parameters must be an object (was missing); session_id must be a string (was missing)\n",
+    );
+  });
+
+  test("an unknown lifecycle is refused before anything is read or sent", async () => {
+    const outcome = await runTestExecutor(invocation({ mode: "start" }), { AGENT_RUNNER_LIFECYCLE: "forever" });
+    expect(outcome.exitCode).toBe(1);
+    expect(outcome.stderr).toBe(
+      'ao-test-exec: AGENT_RUNNER_LIFECYCLE must be "one_shot" or "persistent" (was "forever")\n',
+    );
+    expect(gateway.records).toEqual([]);
+  });
 });

@@ -1,7 +1,7 @@
 /** Claude Code for tests: the binary the SDK package installs, run offline against a fake Messages API. */
-import { mkdirSync, symlinkSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO_ROOT } from "./processes.ts";
+import { REPO_ROOT, tempDir } from "./processes.ts";
 
 export const CLAUDE_CODE_BINARY = join(REPO_ROOT, "node_modules/@anthropic-ai/claude-agent-sdk-linux-x64/claude");
 
@@ -32,4 +32,18 @@ export function installClaudeCodeLink(home: string): string {
   const link = join(home, ".local/bin/claude");
   symlinkSync(CLAUDE_CODE_BINARY, link);
   return link;
+}
+
+/**
+ * A Claude Code that notes the pid of every start in `starts` (one line each), runs `before`
+ * (shell), then becomes the real binary (exec: same pid). For CLAUDE_CODE_EXECUTABLE.
+ */
+export function recordingClaude(before = ""): { path: string; starts: () => number[] } {
+  const dir = tempDir("ar-claude-starts-");
+  const path = join(dir, "claude");
+  const log = join(dir, "starts");
+  writeFileSync(path, `#!/bin/sh\necho $$ >> '${log}'\n${before}\nexec '${CLAUDE_CODE_BINARY}' "$@"\n`);
+  chmodSync(path, 0o755);
+  const starts = () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean).map(Number) : []);
+  return { path, starts };
 }

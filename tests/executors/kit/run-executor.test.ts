@@ -3,11 +3,15 @@ import { LocalGateway } from "../../../src/exec/local-gateway.ts";
 import { ExecutorLog, isDebugEnabled, redactForLog } from "../../../src/executors/kit/executor-log.ts";
 import { GatewayClient, GatewayError, SessionReporter } from "../../../src/executors/kit/gateway-client.ts";
 import {
+  type ExecutorContext,
+  type ExecutorDefinition,
   ExecutorError,
   type ExecutorIO,
   readSessionForResume,
   runExecutor,
 } from "../../../src/executors/kit/run-executor.ts";
+import { StdinReader } from "../../../src/executors/kit/stdin-reader.ts";
+import type { Invocation } from "../../../src/protocol/invocation.ts";
 import { LIFELINE_ENV } from "../../../src/protocol/lifeline.ts";
 import { sessionEvents } from "../../../src/protocol/session-events.ts";
 
@@ -23,7 +27,7 @@ function memoryIO(stdin: string, env: Record<string, string> = {}) {
   const out: string[] = [];
   const err: string[] = [];
   const io: ExecutorIO = {
-    readStdin: async () => stdin,
+    stdin: new StdinReader(stdin),
     stdout: async (text) => out.push(text),
     stderr: (text) => err.push(text),
     env,
@@ -164,17 +168,26 @@ describe("helpers", () => {
   });
 });
 
-describe("runExecutor", () => {
-  const definition = {
+/** An executor definition whose one turn does `turn` with the invocation. */
+function oneTurn(turn: (invocation: Invocation, context: ExecutorContext) => Promise<string>): ExecutorDefinition {
+  return {
     name: "demo-exec",
     summary: "demo",
     details: "Details here.",
-    run: async (invocation: { prompt: string; mode: string }) => {
-      if (invocation.prompt === "fail") throw new ExecutorError("it failed, as asked");
-      if (invocation.prompt === "crash") throw new TypeError("boom");
-      return `did ${invocation.mode}: ${invocation.prompt}`;
-    },
+    startSession: async (invocation, context) => ({
+      turn: async () => ({ result: await turn(invocation, context) }),
+      finish: async () => {},
+    }),
   };
+}
+
+describe("runExecutor", () => {
+  const definition = oneTurn(async (invocation) => {
+    const prompt = invocation.schema_version === "2.1" ? invocation.prompt : "";
+    if (prompt === "fail") throw new ExecutorError("it failed, as asked");
+    if (prompt === "crash") throw new TypeError("boom");
+    return `did ${invocation.mode}: ${prompt}`;
+  });
   const start = (prompt: string) =>
     JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "s1", prompt, project_dir: "/tmp" });
 
@@ -197,14 +210,13 @@ describe("runExecutor", () => {
 
   test("SIGTERM mid-run: the run's signal aborts, the stop is the message, exit 143", async () => {
     const { io, out, err } = memoryIO(start("wait"));
-    const waiting = {
-      ...definition,
-      run: (_: unknown, { signal }: { signal: AbortSignal }) =>
+    const waiting = oneTurn(
+      (_, { signal }) =>
         new Promise<string>((_, reject) => {
           signal.addEventListener("abort", () => reject(new Error("aborted, cleaning up")));
           process.kill(process.pid, "SIGTERM");
         }),
-    };
+    );
     expect(await runExecutor(waiting, [], io)).toBe(143);
     expect(err).toEqual(["demo-exec: Stopped by SIGTERM before the agent finished\n"]);
     expect(out).toEqual([]);

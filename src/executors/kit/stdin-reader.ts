@@ -1,0 +1,76 @@
+/** An executor's stdin, read as its lifecycle needs: whole (one invocation) or line by line (a persistent session). */
+import type { Lifecycle } from "../../protocol/lifecycle.ts";
+
+export class StdinReader {
+  private buffer = "";
+  private ended = false;
+  private readonly decoder = new TextDecoder();
+  private reader?: { read(): Promise<{ done: boolean; value?: Uint8Array }> };
+  private readonly open?: () => ReadableStream<Uint8Array>;
+
+  /** Text (all of the input), a stream, or a function that opens one at the first read. */
+  constructor(source: string | ReadableStream<Uint8Array> | (() => ReadableStream<Uint8Array>)) {
+    if (typeof source === "string") {
+      this.buffer = source;
+      this.ended = true;
+    } else this.open = typeof source === "function" ? source : () => source;
+  }
+
+  /** This process's stdin, opened when first read. */
+  static standard(): StdinReader {
+    return new StdinReader(() => Bun.stdin.stream());
+  }
+
+  /** Everything up to the end of input (what is left of it). */
+  async readAll(): Promise<string> {
+    while (await this.fill()) {}
+    const text = this.buffer;
+    this.buffer = "";
+    return text;
+  }
+
+  /** The next line without its line break (a last line may lack one), or undefined at the end of input. */
+  async readLine(): Promise<string | undefined> {
+    for (;;) {
+      const end = this.buffer.indexOf("\n");
+      if (end >= 0) {
+        const line = this.buffer.slice(0, end);
+        this.buffer = this.buffer.slice(end + 1);
+        return line.endsWith("\r") ? line.slice(0, -1) : line;
+      }
+      if (!(await this.fill())) {
+        if (this.buffer === "") return undefined;
+        const last = this.buffer;
+        this.buffer = "";
+        return last;
+      }
+    }
+  }
+
+  /** The invocation's text: all of stdin (one-shot; it may span lines), or its first line (persistent). */
+  readInvocation(lifecycle: Lifecycle): Promise<string> {
+    return lifecycle === "persistent" ? this.readFirstLine() : this.readAll();
+  }
+
+  /** The first line that is not blank (a persistent session's invocation), or "" at the end of input. */
+  async readFirstLine(): Promise<string> {
+    for (let line = await this.readLine(); line !== undefined; line = await this.readLine()) {
+      if (line.trim() !== "") return line;
+    }
+    return "";
+  }
+
+  /** Reads one more chunk into the buffer; false once the input has ended. */
+  private async fill(): Promise<boolean> {
+    if (this.ended || !this.open) return false;
+    this.reader ??= this.open().getReader();
+    const { done, value } = await this.reader.read();
+    if (done) {
+      this.ended = true;
+      this.buffer += this.decoder.decode();
+      return false;
+    }
+    this.buffer += this.decoder.decode(value, { stream: true });
+    return true;
+  }
+}
