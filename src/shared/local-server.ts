@@ -104,7 +104,7 @@ export class ConnectionBudget {
       [...counts].map(([server, count]) => `${count} to the ${server}`).join(", ");
     const what = [
       this.closed.size > 0 ? `closed ${list(this.closed)} (the oldest without a live run token)` : "",
-      this.refused.size > 0 ? `refused ${list(this.refused)} (no room could be made)` : "",
+      this.refused.size > 0 ? `refused ${list(this.refused)} (the others belong to live runs)` : "",
     ].filter(Boolean);
     log.warn(
       `Local servers at their bound of ${this.bound} open connections: ${what.join("; ")}. ` +
