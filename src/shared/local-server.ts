@@ -8,7 +8,7 @@
  * port is a Bun.listen socket that counts what it accepts and passes each connection's bytes to
  * the Bun.serve that answers it, on a unix socket in a directory only this user can enter.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server, Socket, TCPSocketListener } from "bun";
@@ -217,10 +217,49 @@ function targetPath(line: string): string {
   }
 }
 
+const SOCKET_DIR_PREFIX = "agent-runner-";
+/** A socket directory younger than this may belong to a server still starting. */
+const STALE_AFTER_MS = 60_000;
+let swept = false;
+
 /** A private directory for the unix socket (mode 0700): only this user may connect through it. */
 function socketDirectory(): string {
-  const base = join(tmpdir(), "agent-runner-XXXXXX/http.sock").length < 100 ? tmpdir() : "/tmp";
-  return mkdtempSync(join(base, "agent-runner-"));
+  const base = join(tmpdir(), `${SOCKET_DIR_PREFIX}XXXXXX/http.sock`).length < 100 ? tmpdir() : "/tmp";
+  if (!swept) {
+    swept = true;
+    void sweepSocketDirectories(base).catch((error) => log.debug("Sweeping old socket directories:", error));
+  }
+  return mkdtempSync(join(base, SOCKET_DIR_PREFIX));
+}
+
+/** Whether a server listens on the unix socket at `path` (refused or gone: no). */
+function listening(path: string): Promise<boolean> {
+  return Bun.connect({
+    unix: path,
+    socket: { open: (socket) => void socket.end(), data() {}, connectError() {} },
+  }).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => error.code !== "ECONNREFUSED" && error.code !== "ENOENT",
+  );
+}
+
+/**
+ * Removes the socket directories of local servers whose process ended without stopping them
+ * (SIGKILL, a crash): this user's, over a minute old, with no server listening on their socket.
+ * Whether a process is alive cannot tell, since another pid namespace may share this directory.
+ */
+export async function sweepSocketDirectories(base: string): Promise<void> {
+  const uid = process.getuid?.();
+  for (const name of readdirSync(base)) {
+    if (!name.startsWith(SOCKET_DIR_PREFIX) || name.length !== SOCKET_DIR_PREFIX.length + 6) continue;
+    const dir = join(base, name);
+    const stat = lstatSync(dir, { throwIfNoEntry: false });
+    if (!stat?.isDirectory() || stat.uid !== uid || Date.now() - stat.mtimeMs < STALE_AFTER_MS) continue;
+    const sockets = readdirSync(dir).map((socket) => join(dir, socket));
+    if ((await Promise.all(sockets.map(listening))).includes(true)) continue;
+    rmSync(dir, { recursive: true, force: true });
+    log.debug(`Removed ${dir}: a local server's socket directory left by a process that ended without stopping it`);
+  }
 }
 
 /**

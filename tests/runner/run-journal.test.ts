@@ -70,6 +70,7 @@ test("a journal of valid JSON in a forged shape is kept aside; none of its proce
     { version: 1, pid: deadPid, runs: { run_init: run({ pgid: -1 }) } },
     { version: 1, pid: deadPid, runs: { run_frac: run({ pgid: 1.5 }) } },
     { version: 1, pid: "12", runs: { run_text: run() } },
+    { version: 1, pid: deadPid, runs: {}, sessions: { ses_p: { pgid: 0 } } },
     { version: 2, pid: deadPid, runs: {} },
     [1, 2, 3],
   ];

@@ -4,12 +4,18 @@
  * waits allowed only where the server holds them, and bytes passed on exactly.
  */
 import { expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, utimesSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConnectionBudget, defaultConnectionBound, serveLocal } from "../../src/shared/local-server.ts";
+import {
+  ConnectionBudget,
+  defaultConnectionBound,
+  serveLocal,
+  sweepSocketDirectories,
+} from "../../src/shared/local-server.ts";
 import { captureLog, until } from "../support/fault-tools.ts";
+import { killTree, tempDir } from "../support/processes.ts";
 import { onTeardown } from "../support/teardown.ts";
 
 const TOKEN = "/tok_live";
@@ -194,4 +200,38 @@ test("stop closes every connection and removes the unix socket's directory", asy
   await until(() => sockets.every((s) => s.destroyed), "the connections to close");
   expect(existsSync(join(tmpdir(), created[0]!))).toBe(false);
   expect(server.connections).toBe(0);
+});
+
+test("socket directories a killed process left are removed; those a live server listens in, or still young, are kept", async () => {
+  const base = tempDir("ar-sockets-");
+  const dir = (name: string) => {
+    const path = join(base, `agent-runner-${name}`);
+    mkdirSync(path);
+    return path;
+  };
+  const [dead, live, young] = [dir("dead01"), dir("live01"), dir("young1")];
+  // A process serving on a socket in `dead`, killed: its socket file stays, nobody listens on it.
+  const child = Bun.spawn(
+    [
+      process.execPath,
+      "-e",
+      `Bun.serve({ unix: ${JSON.stringify(join(dead, "http.sock"))}, fetch: () => new Response("") }); console.log("up")`,
+    ],
+    { stdout: "pipe" },
+  );
+  onTeardown(() => killTree(child));
+  const reader = child.stdout.getReader();
+  await reader.read();
+  await killTree(child);
+  const server = Bun.serve({ unix: join(live, "http.sock"), fetch: () => new Response("") });
+  onTeardown(() => server.stop(true));
+  Bun.serve({ unix: join(young, "http.sock"), fetch: () => new Response("") }).stop(true);
+  const old = new Date(Date.now() - 5 * 60_000);
+  for (const path of [dead, live]) utimesSync(path, old, old);
+  expect(existsSync(join(dead, "http.sock"))).toBe(true);
+
+  await sweepSocketDirectories(base);
+  expect(existsSync(dead)).toBe(false);
+  expect(existsSync(live)).toBe(true);
+  expect(existsSync(young)).toBe(true);
 });
