@@ -24,6 +24,7 @@ import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { type JsonObject, parseJson, validate } from "../shared/json.ts";
+import { logDescriptorLimits } from "../shared/local-server.ts";
 import { log, setVerbose } from "../shared/log.ts";
 import { readSmallFile } from "../shared/small-file.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
@@ -228,6 +229,7 @@ export const execCommand = defineCommand({
       const inputs = await readExecInputs(args);
       const { profile, sessionId, store, projectDir } = inputs;
       log.debug(`Profile '${profile.name}' (${profile.source}): ${profile.argv.join(" ")}`);
+      logDescriptorLimits();
       if (!args.json) {
         log.info(
           `${inputs.mode === "start" ? "Starting" : "Resuming"} session ${sessionId} with profile '${profile.name}' in ${projectDir}`,

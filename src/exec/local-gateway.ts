@@ -4,7 +4,6 @@
  * and keeps the session state itself, so `GET /sessions/{id}` (and with it a resume) works offline.
  */
 
-import type { Server } from "bun";
 import {
   BindRequest,
   EventRequest,
@@ -17,6 +16,7 @@ import {
 } from "../protocol/gateway-requests.ts";
 import { admit, RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
+import { type LocalServer, serveLocal } from "../shared/local-server.ts";
 import { redact } from "../shared/log.ts";
 import type { Validator } from "../shared/validation.ts";
 
@@ -108,7 +108,7 @@ function textOfContent(content: unknown): string {
 export class LocalGateway {
   readonly records: GatewayRecord[] = [];
   readonly sessions = new Map<string, LocalSession>();
-  private server?: Server<undefined>;
+  private server?: LocalServer;
   private readonly tokens = new RunTokens();
   private waiters: Array<{ test: (record: GatewayRecord) => boolean; resolve: (record: GatewayRecord) => void }> = [];
 
@@ -118,10 +118,11 @@ export class LocalGateway {
 
   /** Serves on 127.0.0.1, on a free port. */
   start(): this {
-    this.server = Bun.serve({
+    this.server = serveLocal({
+      name: "exec gateway",
       hostname: "127.0.0.1",
       port: 0,
-      idleTimeout: 0,
+      trusted: (path) => this.tokens.carriedBy(path),
       fetch: (request) => this.handle(request),
       // An executor reads JSON errors; Bun's own error page is HTML.
       error: (error) =>
@@ -144,7 +145,7 @@ export class LocalGateway {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    await server?.stop(true);
+    await server?.stop();
   }
 
   session(sessionId: string): LocalSession | undefined {
@@ -176,7 +177,7 @@ export class LocalGateway {
 
   private async handle(request: Request): Promise<Response> {
     const admission = admit(request, {
-      port: this.server!.port!,
+      port: this.server!.port,
       tokens: this.tokens,
       urlSource: "AGENT_ORCHESTRATOR_API_URL",
     });

@@ -1,10 +1,10 @@
 /** The embedded MCP server (streamable HTTP on 127.0.0.1) through which agents start and steer agents. */
-import type { Server } from "bun";
 import pkg from "../../package.json" with { type: "json" };
 import type { CoordinatorHttp } from "../coordinator/http.ts";
 import type { ProtocolGeneration } from "../protocol/generation.ts";
 import { admit, type RunTokens } from "../protocol/run-tokens.ts";
 import { ConfigError } from "../shared/errors.ts";
+import { type LocalServer, serveLocal } from "../shared/local-server.ts";
 import { log } from "../shared/log.ts";
 import { contextFromHeaders } from "./context.ts";
 
@@ -94,18 +94,17 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
     return (await handler)(request);
   };
 
-  let server: Server<undefined>;
+  let server: LocalServer;
   try {
-    server = Bun.serve({
+    server = serveLocal({
+      name: "MCP server",
       hostname: HOSTNAME,
       port: options.port ?? 0,
-      // A sync tool call holds its request for up to syncTimeoutMs; the SSE stream's keep-alives
-      // are the only traffic meanwhile, so Bun's idle timeout (10 s by default) must not apply.
-      idleTimeout: 0,
+      trusted: (path) => options.tokens.carriedBy(path),
       async fetch(request) {
         // Host (DNS rebinding), a live run's token (other local processes), a JSON body (web pages).
         const admission = admit(request, {
-          port: server.port!,
+          port: server.port,
           tokens: options.tokens,
           urlSource: "${AGENT_ORCHESTRATOR_MCP_URL} in the agent's blueprint",
         });
@@ -132,7 +131,7 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
     throw error;
   }
 
-  const port = server.port!;
+  const port = server.port;
   const url = `http://${HOSTNAME}:${port}${MCP_PATH}`;
   log.debug(`Embedded MCP server listening on ${url}`);
 
@@ -143,7 +142,7 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
     stop() {
       stopped ??= (async () => {
         lifetime.abort();
-        await server.stop(true);
+        await server.stop();
         log.debug("Embedded MCP server stopped");
       })();
       return stopped;

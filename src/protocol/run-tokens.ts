@@ -34,6 +34,11 @@ export class RunTokens {
   get size(): number {
     return this.sessions.size;
   }
+
+  /** Whether a request path starts with a live token (`/<token>/…`). */
+  carriedBy(path: string): boolean {
+    return this.sessions.has(path.split("/")[1] ?? "");
+  }
 }
 
 /** `base` with the token as its first path segment: `http://127.0.0.1:P/mcp` → `http://127.0.0.1:P/<token>/mcp`. */

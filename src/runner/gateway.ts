@@ -1,5 +1,4 @@
 /** The executors' door to the coordinator: adds the credentials and the runner's own facts. */
-import type { Server } from "bun";
 import type { CoordinatorHttp } from "../coordinator/http.ts";
 import {
   GATEWAY_ROUTES_SUMMARY,
@@ -11,6 +10,7 @@ import { admit, type RunTokens } from "../protocol/run-tokens.ts";
 import { type } from "../shared/arktype.ts";
 import { messageOf } from "../shared/errors.ts";
 import { JsonObject, parseJson } from "../shared/json.ts";
+import { serveLocal } from "../shared/local-server.ts";
 import { log } from "../shared/log.ts";
 
 /** Executors send events and small documents; anything bigger is a bug or an attack. */
@@ -104,7 +104,7 @@ export function startGateway(options: GatewayOptions): Gateway {
 
   async function handle(request: Request): Promise<Response> {
     const admission = admit(request, {
-      port: server.port!,
+      port: server.port,
       tokens: options.tokens,
       urlSource: "AGENT_ORCHESTRATOR_API_URL",
     });
@@ -150,17 +150,19 @@ export function startGateway(options: GatewayOptions): Gateway {
     });
   }
 
-  const server: Server<undefined> = Bun.serve({
+  const server = serveLocal({
+    name: "gateway",
     hostname: "127.0.0.1",
     port: 0,
     // Bun refuses larger bodies itself; the checks above give the JSON answer for declared sizes.
     maxRequestBodySize: maxBodyBytes + 1,
+    trusted: (path) => options.tokens.carriedBy(path),
     fetch: handle,
     error: (error) => problem(500, `Gateway error: ${error.message}`),
   });
   return {
     url: `http://127.0.0.1:${server.port}`,
-    port: server.port!,
-    stop: () => server.stop(true),
+    port: server.port,
+    stop: () => server.stop(),
   };
 }

@@ -6,6 +6,7 @@
 import pkg from "../../package.json" with { type: "json" };
 import type { HostPort } from "../config/runner-config.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
+import { type LocalServer, serveLocal } from "../shared/local-server.ts";
 import { HealthMonitor } from "./health.ts";
 import { RunnerMetrics } from "./metrics.ts";
 
@@ -74,15 +75,15 @@ export function startHealthServer(options: HealthServerOptions): HealthServer {
     return json(answer.status, answer.body);
   };
 
-  let server: ReturnType<typeof Bun.serve>;
+  let server: LocalServer;
   try {
-    server = Bun.serve({ hostname: options.addr.host, port: options.addr.port, fetch: handle });
+    server = serveLocal({ name: "health server", hostname: options.addr.host, port: options.addr.port, fetch: handle });
   } catch (error) {
     throw bindError(options.addr, error);
   }
   return {
     url: `http://${formatHost(options.addr.host)}:${server.port}`,
     monitor,
-    stop: () => server.stop(true),
+    stop: () => server.stop(),
   };
 }

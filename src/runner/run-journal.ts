@@ -5,14 +5,15 @@
  * after one that died. A safety net: a write that fails is logged and counted, never thrown.
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { RunReport, SessionEnd } from "../coordinator/client.ts";
 import { type } from "../shared/arktype.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
-import { parseJson } from "../shared/json.ts";
+import { validate } from "../shared/json.ts";
 import { log } from "../shared/log.ts";
 import { isSameProcessAlive, processStartTime } from "../shared/process-group.ts";
+import { limitText, readSmallFile, SmallFileError } from "../shared/small-file.ts";
 
 /** What makes two runner processes the same runner: the coordinator's identity, per coordinator. */
 export interface RunnerIdentity {
@@ -29,8 +30,8 @@ const FinalReport = type({ kind: "'completed'", "sessionStatus?": "'idle' | 'fin
 const JournalRun = type({
   session_id: "string",
   started_at: "string",
-  /** The executor's process group (its pid), and its start time. */
-  "pgid?": "number",
+  /** The executor's process group (its pid), and its start time. 0 and 1 would signal the runner's own group or init. */
+  "pgid?": "number.integer > 1",
   "pgid_start?": "string",
   /** The final report, once the run ended, until the coordinator has it. */
   "outcome?": FinalReport,
@@ -39,7 +40,7 @@ export type JournalRun = typeof JournalRun.infer;
 
 /** A persistent session's executor, alive between turns; or how the session ended, until reported. */
 const JournalSession = type({
-  "pgid?": "number",
+  "pgid?": "number.integer > 1",
   "pgid_start?": "string",
   "outcome?": "'finished' | 'failed' | 'stopped'",
 });
@@ -47,13 +48,22 @@ export type JournalSession = typeof JournalSession.infer;
 
 const JournalFile = type({
   version: "1",
-  pid: "number",
+  pid: "number.integer > 0",
   "pid_start?": "string",
   "runner_id?": "string",
   runs: { "[string]": JournalRun },
   "sessions?": { "[string]": JournalSession },
 });
 type JournalFile = typeof JournalFile.infer;
+
+/** `<state-dir>/runners/<key>.json`, the key a hash of the identity. */
+export function journalPath(stateDir: string, identity: RunnerIdentity): string {
+  const key = createHash("sha256")
+    .update([identity.coordinatorUrl, identity.hostname, identity.projectDir, identity.profile].join("\n"))
+    .digest("hex")
+    .slice(0, 16);
+  return join(stateDir, "runners", `${key}.json`);
+}
 
 /** A runner process of this identity that ended without cleaning up. */
 export interface PreviousIncarnation {
@@ -101,12 +111,8 @@ export class RunJournal {
     identity: RunnerIdentity,
     options: RunJournalOptions = {},
   ): { journal: RunJournal; previous?: PreviousIncarnation } {
-    const dir = join(stateDir, "runners");
-    const key = createHash("sha256")
-      .update([identity.coordinatorUrl, identity.hostname, identity.projectDir, identity.profile].join("\n"))
-      .digest("hex")
-      .slice(0, 16);
-    const path = join(dir, `${key}.json`);
+    const path = journalPath(stateDir, identity);
+    const dir = dirname(path);
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
     } catch (error) {
@@ -222,11 +228,26 @@ export class RunJournal {
     }
   }
 
-  /** Whole-file writes through a rename: a crash never leaves half a journal. */
+  /**
+   * Whole-file writes through a rename, each on disk before the next step: neither a crash nor a
+   * power loss leaves half a journal, or an empty one.
+   */
   private writeFile(): void {
     const temp = `${this.path}.${process.pid}.tmp`;
-    writeFileSync(temp, `${JSON.stringify(this.data)}\n`, { mode: 0o600 });
+    const fd = openSync(temp, "w", 0o600);
+    try {
+      writeFileSync(fd, `${JSON.stringify(this.data)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(temp, this.path);
+    const dir = openSync(dirname(this.path), "r");
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
   }
 
   private failed(error: unknown, what: string): void {
@@ -240,17 +261,87 @@ export class RunJournal {
   }
 }
 
+/**
+ * A journal holds a few hundred bytes a run, and up to some 50 KB for a failed run's stderr tail
+ * (escaped): 16 MiB is hundreds of undelivered outcomes, far more than a runner ever has in hand.
+ */
+export const MAX_JOURNAL_BYTES = 16 * 1024 * 1024;
+
+/** Moves what is at `path` to `<path>.<kind>-<time>`, for the operator to look at; returns the new path. */
+function setAside(path: string, kind: string): string {
+  const aside = `${path}.${kind}-${new Date().toISOString().replaceAll(":", "")}`;
+  try {
+    renameSync(path, aside);
+  } catch (error) {
+    throw new ConfigError(`Run journal ${path} cannot be used, nor moved aside to ${aside}: ${messageOf(error)}`);
+  }
+  return aside;
+}
+
+/** The keys of a damaged journal's `runs` or `sessions`, if it has such an object. */
+function keysOf(data: unknown, field: "runs" | "sessions"): string[] | undefined {
+  const value = (data as Record<string, unknown> | null)?.[field];
+  return value !== null && typeof value === "object" && !Array.isArray(value) ? Object.keys(value) : undefined;
+}
+
+/** What a damaged journal still shows: its run ids (or what looks like them in its text), its persistent sessions. */
+function whatItNames(text: string, data: unknown): string {
+  const runIds =
+    keysOf(data, "runs") ?? [...text.matchAll(/(?:"runs":\{|\},)"([^"\\]{1,200})":\{/g)].map((match) => match[1]!);
+  const sessionIds = keysOf(data, "sessions") ?? [];
+  const named = [
+    runIds.length > 0 ? `run(s) ${runIds.join(", ")}` : "",
+    sessionIds.length > 0 ? `persistent session(s) ${sessionIds.join(", ")}` : "",
+  ].filter(Boolean);
+  return named.length === 0
+    ? "no run id can be read from it"
+    : `it names ${named.join(" and ")}: what of theirs was not yet delivered will not be reported by this runner`;
+}
+
+/**
+ * The journal a runner process of this identity left, or undefined when there is none to use.
+ * What is at the path but cannot be a journal (a FIFO, a device, a directory, a file over the
+ * limit, text that is not a journal) is moved aside and said, and the start goes on; a journal
+ * that cannot be read at all (permissions) stops the start: it may hold undelivered outcomes.
+ */
 function readJournal(path: string): JournalFile | undefined {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
-  } catch {
-    return undefined;
+    text = readSmallFile(path, MAX_JOURNAL_BYTES);
+  } catch (error) {
+    if (!(error instanceof SmallFileError)) throw error;
+    if (error.code === "ENOENT") return undefined;
+    if (error.refusal === "not a regular file") {
+      const aside = setAside(path, "not-a-file");
+      log.warn(
+        `Run journal ${path} is ${error.message}: it holds no runs. Moved it to ${aside}; this runner starts a new journal.`,
+      );
+      return undefined;
+    }
+    if (error.refusal === "too big") {
+      const size = statSync(path).size;
+      const aside = setAside(path, "too-big");
+      log.error(
+        `Run journal ${path} is ${size} bytes, over the ${limitText(MAX_JOURNAL_BYTES)} limit for a journal: set aside unread as ${aside}; this runner starts a new journal. ` +
+          "It may hold undelivered outcomes of runs an earlier runner process had in hand: this runner will not report them.",
+      );
+      return undefined;
+    }
+    throw new ConfigError(
+      `Run journal ${path} cannot be read: ${error.message}. It may hold undelivered outcomes of an earlier runner process: make it readable, or move it away to start without them.`,
+    );
   }
+  let data: unknown;
+  let problem: string;
   try {
-    return parseJson(text, JournalFile, `Run journal ${path}`);
-  } catch {
-    // Unreadable: nothing can be learned from it, and it must not stop the runner.
-    return undefined;
+    data = JSON.parse(text);
+    return validate(data, JournalFile, "its content");
+  } catch (error) {
+    problem = messageOf(error);
   }
+  const aside = setAside(path, "corrupt");
+  log.warn(
+    `Run journal ${path} cannot be used (${problem}); kept as ${aside}, and this runner starts a new journal. It is ${Buffer.byteLength(text)} bytes; ${whatItNames(text, data)}.`,
+  );
+  return undefined;
 }

@@ -12,6 +12,7 @@ import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
 import { RunTokens } from "../protocol/run-tokens.ts";
 import { ConfigError } from "../shared/errors.ts";
+import { logDescriptorLimits } from "../shared/local-server.ts";
 import { isDebug, log } from "../shared/log.ts";
 import { AgentWorker, RunnerStartError } from "./agent-worker.ts";
 import { startGateway } from "./gateway.ts";
@@ -69,6 +70,7 @@ export async function startRunner(
   written: ProfileContent,
   executor: Promise<ExecutorVerdict>,
 ): Promise<never> {
+  logDescriptorLimits();
   // First: a taken --health-addr stops the start before anything else is up.
   const health = await startHealth(config, written);
   const observer: RunnerObserver = health?.monitor ?? noObserver;

@@ -17,12 +17,14 @@ export class SmallFileError extends Error {
   constructor(
     message: string,
     readonly code?: string,
+    /** Why the file itself was refused, when it was opened but not read. */
+    readonly refusal?: "not a regular file" | "too big",
   ) {
     super(message);
   }
 }
 
-function limitText(bytes: number): string {
+export function limitText(bytes: number): string {
   return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} bytes`;
 }
 
@@ -49,9 +51,10 @@ export function readSmallFile(path: string, maxBytes = MAX_SMALL_FILE_BYTES): st
   }
   try {
     const stat = fstatSync(fd);
-    if (!stat.isFile()) throw new SmallFileError(`not a regular file (it is ${kindOf(stat)})`);
+    if (!stat.isFile())
+      throw new SmallFileError(`not a regular file (it is ${kindOf(stat)})`, undefined, "not a regular file");
     const tooBig = (size: number) =>
-      new SmallFileError(`${size} bytes, over the ${limitText(maxBytes)} limit for such files`);
+      new SmallFileError(`${size} bytes, over the ${limitText(maxBytes)} limit for such files`, undefined, "too big");
     if (stat.size > maxBytes) throw tooBig(stat.size);
     // Up to one byte more than allowed: a file that grew since fstat is caught too.
     const buffer = Buffer.allocUnsafe(maxBytes + 1);

@@ -239,6 +239,31 @@ describe("embedded MCP server", () => {
     const other = await connectClient(url);
     expect((await other.listTools()).tools).toHaveLength(7);
   }, 5_000);
+
+  test("200 concurrent tool calls, 100 of them sync waits, are all answered", async () => {
+    const h = await startHarness({ pollIntervalMs: 20 });
+    const status = new Map<string, string>();
+    h.coordinator
+      .on("POST", /^\/runs$/, () => {
+        const runId = `run_${status.size + 1}`;
+        status.set(runId, "running");
+        setTimeout(() => status.set(runId, "completed"), 200 + Math.random() * 500);
+        return json({ run_id: runId, session_id: `ses_${runId}`, status: "pending" });
+      })
+      .on("GET", /^\/runs\/run_\d+$/, (r) => json({ run_id: r.path.slice(6), status: status.get(r.path.slice(6)) }))
+      .on("GET", /^\/sessions\/ses_run_\d+\/result$/, (r) => json({ result: r.path.split("/")[2] }))
+      .on("GET", /^\/agents$/, () => json([{ name: "coder", description: "codes", tags: [] }]));
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        i % 2 === 0
+          ? h.ok("start_agent_session", { agent_name: "coder", prompt: `p${i}` })
+          : h.ok("list_agent_blueprints"),
+      ),
+    );
+    const results = answers.filter((_, i) => i % 2 === 0).map((answer) => answer.result);
+    expect(new Set(results).size).toBe(100);
+    expect(answers[1]).toEqual([{ name: "coder", description: "codes", tags: [] }]);
+  });
 });
 
 describe("fake coordinator unreachable", () => {
