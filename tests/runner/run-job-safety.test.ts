@@ -1,0 +1,57 @@
+/**
+ * A run never ends unanswered: whatever fails in the runner's own handling of it (a dependency
+ * that throws), its executor is stopped and the run reported failed, and the runner goes on.
+ */
+import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { descendantsOf, groupAlive } from "../../src/shared/process-group.ts";
+import { releaseServer } from "../support/release-server.ts";
+import { startRunnerHarness } from "../support/runner-harness.ts";
+
+/** This test process's descendants started for a session (by the environment the runner gave them). */
+function executorsOf(sessionId: string): number[] {
+  return descendantsOf(process.pid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`AGENT_SESSION_ID=${sessionId}`);
+    } catch {
+      return false;
+    }
+  });
+}
+
+test("a run whose handling throws after its executor started is stopped and reported failed; the next run works", async () => {
+  const release = releaseServer();
+  let broken = true;
+  let started: number | undefined;
+  const harness = await startRunnerHarness({
+    fixture: "wait-release",
+    env: { FIXTURE_RELEASE_URL: release.url },
+    journal: {
+      setRunnerId() {},
+      runStarted(_runId, _sessionId, pgid) {
+        if (!broken) return;
+        started = pgid;
+        throw new Error("EIO: the disk went away");
+      },
+      runEnded() {},
+      settled() {},
+      sessionStarted() {},
+      sessionEnded() {},
+      sessionSettled() {},
+      close() {},
+    },
+  });
+  const runId = harness.handRun({ session_id: "ses_throw" });
+  const report = await harness.fake.waitFor((r) => r.path === `/runner/runs/${runId}/failed`);
+  expect(report.body.error).toBe("the runner failed handling the run: EIO: the disk went away");
+  // Its executor had been started; its outcome is queued only once all of it is gone.
+  expect(started).toBeNumber();
+  expect(groupAlive(started!)).toBe(false);
+  expect(executorsOf("ses_throw")).toEqual([]);
+
+  broken = false;
+  const next = harness.handRun({ session_id: "ses_next" });
+  await release.waiting("ses_next");
+  release.release("ses_next");
+  await harness.fake.waitFor((r) => r.path === `/runner/runs/${next}/completed`);
+});
