@@ -7,7 +7,13 @@ import { executorEnvironment } from "../config/executor-env.ts";
 import { type ExecutorProfile, resolveExecutorCommand, sandboxOptions } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { claudeCodeNotFound, findClaudeCode } from "../executors/claude-code-binary.ts";
-import { bubblewrapArgv, type SandboxOptions, sandboxPlaces } from "../process/sandbox.ts";
+import {
+  closeSandboxFds,
+  type SandboxOptions,
+  type SandboxPrefix,
+  sandboxPlaces,
+  sandboxPrefix,
+} from "../process/sandbox.ts";
 import { checkBubblewrap } from "../process/sandbox-check.ts";
 import type { ExecutorVerdict } from "../runner/start-runner.ts";
 import type { Env } from "../shared/env.ts";
@@ -140,19 +146,22 @@ export async function checkSandbox(
   } catch (error) {
     return { ok: false, detail: messageOf(error), someRuns: true };
   }
-  let argv: string[];
+  let prefix: SandboxPrefix;
   try {
-    argv = bubblewrapArgv(inProject);
+    prefix = sandboxPrefix(inProject);
   } catch (error) {
     return { ok: false, detail: messageOf(error) };
   }
-  const proc = Bun.spawn([...argv, "true"], {
-    env,
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "pipe",
-    timeout: PROCESS_TIMEOUT_MS,
-  });
+  let proc: Bun.Subprocess<"ignore", "ignore", "pipe">;
+  try {
+    proc = Bun.spawn([...prefix.argv, "true"], {
+      env,
+      stdio: ["ignore", "ignore", "pipe", "ignore", ...prefix.fds],
+      timeout: PROCESS_TIMEOUT_MS,
+    });
+  } finally {
+    closeSandboxFds(prefix);
+  }
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) {
     return {

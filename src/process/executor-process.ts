@@ -11,7 +11,13 @@ import type { Env } from "../shared/env.ts";
 import { groupAlive } from "../shared/process-group.ts";
 import { sleep, within } from "../shared/retry.ts";
 import { drain, MAX_LINE_CHARS, Tail } from "./output.ts";
-import { bubblewrapArgv, type SandboxOptions, signalOfSandboxExit } from "./sandbox.ts";
+import {
+  closeSandboxFds,
+  type SandboxOptions,
+  type SandboxPrefix,
+  sandboxPrefix,
+  signalOfSandboxExit,
+} from "./sandbox.ts";
 
 /** How much of an executor's stderr is kept for the failure report. */
 export const STDERR_TAIL_BYTES = 8 * 1024;
@@ -87,24 +93,30 @@ export class ExecutorProcess {
     const stderrMode = options.stderr ?? "tail";
     const env = { ...options.env, [LIFELINE_ENV]: String(LIFELINE_FD) };
     let argv = options.argv;
+    let sandbox: SandboxPrefix | undefined;
     if (options.sandbox) {
       if (options.cwd === undefined) throw new Error("a sandboxed executor needs a working directory (its project)");
-      const prefix = bubblewrapArgv({ ...options.sandbox, projectDir: options.cwd, env, programs: argv.slice(0, 1) });
-      argv = [...prefix, ...argv];
+      sandbox = sandboxPrefix({ ...options.sandbox, projectDir: options.cwd, env, programs: argv.slice(0, 1) });
+      argv = [...sandbox.argv, ...argv];
     }
-    this.child = Bun.spawn(argv, {
-      // The fourth descriptor is the lifeline: this process holds its other end, which the kernel
-      // closes whenever this process ends, however it ends.
-      stdio: [
-        options.keepInputOpen ? "pipe" : new TextEncoder().encode(options.input),
-        stdoutMode === "ignore" ? "ignore" : "pipe",
-        stderrMode === "inherit" ? "inherit" : "pipe",
-        "pipe",
-      ],
-      env,
-      cwd: options.cwd,
-      detached: true,
-    }) as Subprocess<Uint8Array | "pipe", "pipe" | "ignore", "pipe" | "inherit">;
+    try {
+      this.child = Bun.spawn(argv, {
+        // The fourth descriptor is the lifeline: this process holds its other end, which the kernel
+        // closes whenever this process ends, however it ends. A sandbox's mounts follow it.
+        stdio: [
+          options.keepInputOpen ? "pipe" : new TextEncoder().encode(options.input),
+          stdoutMode === "ignore" ? "ignore" : "pipe",
+          stderrMode === "inherit" ? "inherit" : "pipe",
+          "pipe",
+          ...(sandbox?.fds ?? []),
+        ],
+        env,
+        cwd: options.cwd,
+        detached: true,
+      }) as Subprocess<Uint8Array | "pipe", "pipe" | "ignore", "pipe" | "inherit">;
+    } finally {
+      if (sandbox) closeSandboxFds(sandbox);
+    }
     this.pid = this.child.pid;
     if (options.keepInputOpen && typeof this.child.stdin === "object" && this.child.stdin !== null) {
       this.input = this.child.stdin as import("bun").FileSink;

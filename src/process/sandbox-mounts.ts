@@ -1,9 +1,10 @@
 /**
  * How paths look inside the sandbox: from the paths to empty, show writable, show read-only and
  * hide, the bwrap mount arguments, each applied where it lands as meant, and the symlinks that
- * would dangle in an emptied directory made again.
+ * would dangle in an emptied directory made again. What is shown is opened once, and bwrap binds
+ * that open descriptor: a path resolved twice could lead somewhere else the second time.
  */
-import { lstatSync, readlinkSync, realpathSync, statSync } from "node:fs";
+import { closeSync, fstatSync, lstatSync, openSync, readlinkSync, realpathSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve, sep } from "node:path";
 
 // How a path looks inside the sandbox. Later mounts cover earlier ones, so mounts are applied from
@@ -12,10 +13,57 @@ const KINDS = ["empty", "writable", "readonly", "hidden"] as const;
 type Kind = (typeof KINDS)[number];
 interface Mount {
   kind: Kind;
-  /** Real path (no symlinks), both source and destination. */
+  /** Real path (no symlinks): the destination, and for a tmpfs all there is. */
   path: string;
   /** Hidden non-directories are covered with /dev/null instead of a tmpfs. */
   file?: boolean;
+  /** What a writable or read-only mount shows: the place opened once. */
+  place?: Place;
+}
+
+/** Where bwrap finds the first descriptor of a sandbox's mounts; the others follow it. */
+export const SANDBOX_FIRST_FD = 4;
+
+/** Open without reading or writing (Linux's O_PATH): a handle on the place itself. */
+const O_PATH = 0o10000000;
+
+/**
+ * A file or directory opened once: whatever happens to the path afterwards (a symlink flipped, a
+ * directory renamed), `fd` is still what `path` named when it was opened.
+ */
+export interface Place {
+  fd: number;
+  /** Where it is, as the kernel names the open descriptor: a real path. */
+  path: string;
+  directory: boolean;
+}
+
+/**
+ * Opens `path`, following its symlinks as they are now, and learns where it really is from the
+ * open descriptor: undefined when nothing is there. Close it with `closePlace`.
+ */
+export function openPlace(path: string): Place | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, O_PATH);
+  } catch {
+    return undefined;
+  }
+  try {
+    const at = readlinkSync(`/proc/self/fd/${fd}`);
+    const opened = fstatSync(fd);
+    // Deleted meanwhile, or out of this process's sight: the name leads elsewhere or nowhere.
+    const there = isAbsolute(at) ? statSync(at) : undefined;
+    if (!there || there.dev !== opened.dev || there.ino !== opened.ino) throw new Error(`${path} moved while opened`);
+    return { fd, path: at, directory: opened.isDirectory() };
+  } catch {
+    closeSync(fd);
+    return undefined;
+  }
+}
+
+export function closePlace(place: Place | undefined): void {
+  if (place) closeSync(place.fd);
 }
 
 const depth = (path: string) => (path === sep ? 0 : path.split(sep).length - 1);
@@ -74,21 +122,34 @@ function symlinksOnTheWay(path: string): Array<{ at: string; target: string }> {
 export interface MountPaths {
   /** Replaced by an empty, writable tmpfs (the home, /tmp). */
   empty: string[];
-  writable: string[];
-  readonly: string[];
+  /** Shown writable, or read-only: places opened (and checked) by the caller. */
+  writable: Place[];
+  readonly: Place[];
   /** Replaced by an empty view: a tmpfs thrown away with the run, or /dev/null (read-only) for a file. */
   hidden: string[];
+}
+
+/** The mount arguments, and the descriptors they name: SANDBOX_FIRST_FD is `fds[0]`, and so on. */
+export interface Mounts {
+  args: string[];
+  fds: number[];
 }
 
 /**
  * The mount arguments for `paths`, shallowest first, leaving out what would change nothing, then
  * a `--symlink` for each link met on the way to `reachable` that sits in an emptied or hidden
  * directory (Claude Code in ~/.local/bin pointing into ~/.local/share, a project reached through
- * ~/work). Paths that do not exist are skipped: there is nothing to show or hide.
+ * ~/work). Paths that do not exist are skipped: there is nothing to show or hide. Every place
+ * shown is bound through its descriptor (`fds`, in the order the arguments name them); the caller
+ * still owns and closes them all.
  */
-export function mountArgs(paths: MountPaths, reachable: string[]): string[] {
+export function mountArgs(paths: MountPaths, reachable: string[]): Mounts {
   const wanted: Mount[] = [];
   for (const kind of KINDS) {
+    if (kind === "writable" || kind === "readonly") {
+      for (const place of paths[kind]) wanted.push({ kind, path: place.path, file: !place.directory, place });
+      continue;
+    }
     for (const path of paths[kind]) {
       const at = real(path);
       if (at) wanted.push({ kind, path: at, file: !statSync(at).isDirectory() });
@@ -98,6 +159,7 @@ export function mountArgs(paths: MountPaths, reachable: string[]): string[] {
 
   const mounts: Mount[] = [];
   const args: string[] = [];
+  const fds: number[] = [];
   for (const mount of wanted) {
     const under = covering(mount.path, mounts);
     // Skip what would change nothing: showing what is already shown, hiding what is already hidden.
@@ -105,10 +167,13 @@ export function mountArgs(paths: MountPaths, reachable: string[]): string[] {
     if (mount.kind === "readonly" && (under === "root" || under === "readonly")) continue;
     if (mount.kind === "hidden" && (under === "empty" || under === "hidden")) continue;
     mounts.push(mount);
-    if (mount.kind === "empty") args.push(...(mount.path === "/tmp" ? ["--perms", "1777"] : []), "--tmpfs", mount.path);
-    else if (mount.kind === "writable") args.push("--bind", mount.path, mount.path);
-    else if (mount.kind === "readonly") args.push("--ro-bind", mount.path, mount.path);
-    else if (mount.file) args.push("--ro-bind", "/dev/null", mount.path);
+    if (mount.place) {
+      const fd = SANDBOX_FIRST_FD + fds.length;
+      fds.push(mount.place.fd);
+      args.push(mount.kind === "writable" ? "--bind-fd" : "--ro-bind-fd", String(fd), mount.path);
+    } else if (mount.kind === "empty") {
+      args.push(...(mount.path === "/tmp" ? ["--perms", "1777"] : []), "--tmpfs", mount.path);
+    } else if (mount.file) args.push("--ro-bind", "/dev/null", mount.path);
     else args.push("--tmpfs", mount.path);
   }
 
@@ -121,5 +186,5 @@ export function mountArgs(paths: MountPaths, reachable: string[]): string[] {
     }
   }
   for (const [at, target] of links) args.push("--symlink", target, at);
-  return args;
+  return { args, fds };
 }

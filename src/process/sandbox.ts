@@ -3,11 +3,11 @@
  * whole filesystem read-only, the project writable, a private /tmp, the home emptied except
  * Claude Code's own files, the runner's state hidden, a PID namespace of its own.
  */
-import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { constants, homedir } from "node:os";
 import { dirname, isAbsolute, join, normalize, resolve, sep } from "node:path";
 import type { Env } from "../shared/env.ts";
-import { isWithin, mountArgs, real } from "./sandbox-mounts.ts";
+import { closePlace, isWithin, mountArgs, openPlace, type Place, real } from "./sandbox-mounts.ts";
 
 /** A profile's `sandbox` option once parsed: `true` is both lists empty. Paths may start with `~/`. */
 export interface SandboxSettings {
@@ -144,110 +144,176 @@ function neededWritable(needs: SandboxNeeds, home: string): string[] {
 /** Kernel filesystems: writable in the sandbox they would reach other processes and the host. */
 const SYSTEM_DIRS = ["/proc", "/sys", "/dev"];
 
-function checkProject(projectDir: string, realHome: string, home: string, guarded: Array<[string, string]>): string {
-  const project = real(projectDir);
-  if (!project || !statSync(project).isDirectory()) {
+/** Directories the sandbox protects from being written: the runner's own, with what they are. */
+type Guarded = Array<[string, string]>;
+
+/**
+ * Nothing the sandbox makes writable may open up what it protects: be inside the runner's
+ * directory (code the runner itself loads later, outside any sandbox) or a state directory, or
+ * contain one (the agent could rename a parent of it and put its own in its place).
+ */
+function checkWritable(place: Place, given: string, what: string, guarded: Guarded): void {
+  for (const [dir, which] of guarded) {
+    const realDir = real(dir) ?? resolve(dir);
+    if (isWithin(place.path, realDir)) {
+      throw new Error(`Sandbox: ${what} ${given} is inside ${which} ${dir}, which stays read-only or hidden`);
+    }
+    if (isWithin(realDir, place.path)) {
+      throw new Error(`Sandbox: ${what} ${given} contains ${which} ${dir}, which the agent could move or replace`);
+    }
+  }
+}
+
+/**
+ * The project, opened once and checked where it really is. It comes with the run, and may be
+ * reached through symlinks the agent of an earlier run could write: what is mounted is this open
+ * directory, never the path resolved again.
+ */
+function openProject(projectDir: string, realHome: string, home: string, guarded: Guarded): Place {
+  const project = openPlace(projectDir);
+  if (!project?.directory) {
+    closePlace(project);
     throw new Error(`Sandbox: project directory ${projectDir} does not exist`);
   }
-  const system = SYSTEM_DIRS.find((dir) => isWithin(project, dir));
-  if (system) throw new Error(`Sandbox: project directory ${projectDir} is in ${system}, a system directory`);
-  // The project comes with the run: it must not open up what the sandbox protects. The runner's
-  // directory holds code the runner itself loads later (outside any sandbox).
-  if (isWithin(realHome, project)) {
-    throw new Error(
-      `Sandbox: project directory ${projectDir} contains the home directory ${home}, which the sandbox hides`,
-    );
-  }
-  for (const [dir, what] of guarded) {
-    const realDir = real(dir) ?? resolve(dir);
-    if (isWithin(project, realDir)) {
+  try {
+    const system = SYSTEM_DIRS.find((dir) => isWithin(project.path, dir));
+    if (system) throw new Error(`Sandbox: project directory ${projectDir} is in ${system}, a system directory`);
+    if (isWithin(realHome, project.path)) {
       throw new Error(
-        `Sandbox: project directory ${projectDir} is inside ${what} ${dir}, which stays read-only or hidden`,
+        `Sandbox: project directory ${projectDir} contains the home directory ${home}, which the sandbox hides`,
       );
     }
-    // Inside a writable project, the agent could rename a parent of the directory and put its own
-    // in its place, which the runner then uses outside the sandbox.
-    if (isWithin(realDir, project)) {
-      throw new Error(
-        `Sandbox: project directory ${projectDir} contains ${what} ${dir}, which the agent could move or replace`,
-      );
-    }
+    checkWritable(project, projectDir, "project directory", guarded);
+  } catch (error) {
+    closePlace(project);
+    throw error;
   }
   return project;
 }
 
-/**
- * The home to empty, the runner's directory and the project, checked: throws, naming the path,
- * when the project or home cannot be sandboxed. Touches nothing.
- */
-export function sandboxPlaces(options: Omit<BubblewrapOptions, "settings">) {
+/** The home to empty, the runner's directory and the project (opened: close it), checked. */
+function openPlaces(options: Omit<BubblewrapOptions, "settings">) {
   const home = normalize(options.home ?? (options.env.HOME || homedir()));
   if (!isAbsolute(home)) throw new Error(`Sandbox: home directory ${home} is not an absolute path`);
   const realHome = real(home);
   if (!realHome || !statSync(realHome).isDirectory()) throw new Error(`Sandbox: home directory ${home} does not exist`);
   if (realHome === sep) throw new Error("Sandbox: the home directory is /, which cannot be replaced by an empty one");
   const { runnerDir } = options;
-  const guarded: Array<[string, string]> = [
+  const guarded: Guarded = [
     [runnerDir, "the runner's directory"],
     ...options.stateDirs.map((dir): [string, string] => [dir, "the runner's state directory"]),
   ];
-  return { home, realHome, runnerDir, project: checkProject(options.projectDir, realHome, home, guarded) };
+  return { home, realHome, runnerDir, guarded, project: openProject(options.projectDir, realHome, home, guarded) };
 }
 
 /**
- * The command prefix that runs an executor in a bubblewrap sandbox: append the executor's argv.
- * Spawn it in a process group of its own and stop it by signalling the group (SIGTERM, then
- * SIGKILL). Throws, naming the path, when the project or home cannot be sandboxed.
+ * The home to empty, the runner's directory and the project's real path, checked: throws, naming
+ * the path, when the project or home cannot be sandboxed. Touches nothing.
  */
-export function bubblewrapArgv(options: BubblewrapOptions): string[] {
-  const { env } = options;
-  const { home, realHome, runnerDir, project } = sandboxPlaces(options);
+export function sandboxPlaces(options: Omit<BubblewrapOptions, "settings">) {
+  const { home, realHome, runnerDir, project } = openPlaces(options);
+  closePlace(project);
+  return { home, realHome, runnerDir, project: project.path };
+}
 
-  const needs = options.needs ?? NO_SANDBOX_NEEDS;
-  const writable = [options.projectDir, ...neededWritable(needs, home)];
-  for (const path of options.settings.extraWritable) writable.push(absolute(path, home, "extra_writable path"));
-  const readonly = [runnerDir, dirname(options.execPath ?? process.execPath)];
-  for (const program of options.programs ?? []) if (isAbsolute(program)) readonly.push(program);
-  // What the executor runs, wherever it is (Claude Code's binary in ~/.local/bin, say).
-  for (const path of needs.readonly) readonly.push(absolute(path, home, "read-only path"));
-  // Without its cache a Bun executor re-transpiles the Agent SDK on every start (+100 ms).
-  // Read-only: an entry written in here would be code the runner outside loads.
-  const transpilerCache = bunTranspilerCache(env);
-  if (transpilerCache && isAbsolute(transpilerCache)) readonly.push(transpilerCache);
-  const hidden = [...options.stateDirs, ...HOST_SOCKETS];
-  for (const path of options.settings.extraHidden) hidden.push(absolute(path, home, "extra_hidden path"));
-  // The per-user runtime directory holds the systemd user bus and agent sockets: a socket on a
-  // read-only mount still connects, and the user bus runs commands outside the sandbox.
-  const uid = options.uid ?? process.getuid?.() ?? -1;
-  hidden.push(`/run/user/${uid}`);
-  if (env.XDG_RUNTIME_DIR) hidden.push(env.XDG_RUNTIME_DIR);
+/**
+ * The command prefix that runs an executor in a bubblewrap sandbox, and the descriptors of what
+ * it shows: spawn `argv` followed by the executor's argv, with `fds` as the child's descriptors
+ * 4, 5, … (bwrap closes them once it has mounted them), then `closeSandboxFds`. Spawn it in a process group of its own and stop it by signalling the group
+ * (SIGTERM, then SIGKILL).
+ */
+export interface SandboxPrefix {
+  argv: string[];
+  fds: number[];
+}
 
-  const args = mountArgs({ empty: [realHome, "/tmp"], writable, readonly, hidden }, [
-    home,
-    options.projectDir,
-    ...writable,
-    ...readonly,
-  ]);
+/** Closes this process's descriptors of a sandbox prefix (once the sandbox is spawned, or not to be). */
+export function closeSandboxFds(prefix: SandboxPrefix): void {
+  for (const fd of prefix.fds) closeSync(fd);
+}
 
-  const bwrap = options.bwrap ?? findProgram("bwrap", process.env.PATH);
-  const envProgram = options.envProgram ?? findProgram("env", process.env.PATH);
-  if (!bwrap || !envProgram) {
-    throw new Error(`Sandbox: ${bwrap ? "env" : "bwrap"} is not on PATH (${process.env.PATH ?? "PATH not set"})`);
+/** Opens each path that exists; a writable one is checked against what the sandbox protects. */
+function openAll(paths: string[], opened: Place[], check?: (place: Place, given: string) => void): Place[] {
+  const places: Place[] = [];
+  for (const path of paths) {
+    const place = openPlace(path);
+    if (!place) continue;
+    opened.push(place);
+    check?.(place, path);
+    places.push(place);
   }
-  return [
-    ...sandboxBase({ bwrap, env: envProgram }, uid),
-    ...args,
-    "--chdir",
-    project,
-    // A TMPDIR of the host may be read-only or hidden in here; /tmp is private and writable.
-    "--setenv",
-    "TMPDIR",
-    "/tmp",
-    "--",
-    // The executor itself takes SIGTERM as usual (the ignored disposition would be inherited).
-    envProgram,
-    "--default-signal=TERM",
-  ];
+  return places;
+}
+
+/**
+ * The sandbox of an executor (see SandboxPrefix). Throws, naming the path, when the project or
+ * home cannot be sandboxed, or a writable path would open up the runner's directory or state.
+ */
+export function sandboxPrefix(options: BubblewrapOptions): SandboxPrefix {
+  const { env } = options;
+  const { home, realHome, runnerDir, guarded, project } = openPlaces(options);
+  const opened: Place[] = [project];
+  try {
+    const needs = options.needs ?? NO_SANDBOX_NEEDS;
+    const writablePaths = [
+      ...neededWritable(needs, home),
+      ...options.settings.extraWritable.map((path) => absolute(path, home, "extra_writable path")),
+    ];
+    const writable = [
+      project,
+      ...openAll(writablePaths, opened, (place, given) => checkWritable(place, given, "writable path", guarded)),
+    ];
+    const readonlyPaths = [runnerDir, dirname(options.execPath ?? process.execPath)];
+    for (const program of options.programs ?? []) if (isAbsolute(program)) readonlyPaths.push(program);
+    // What the executor runs, wherever it is (Claude Code's binary in ~/.local/bin, say).
+    for (const path of needs.readonly) readonlyPaths.push(absolute(path, home, "read-only path"));
+    // Without its cache a Bun executor re-transpiles the Agent SDK on every start (+100 ms).
+    // Read-only: an entry written in here would be code the runner outside loads.
+    const transpilerCache = bunTranspilerCache(env);
+    if (transpilerCache && isAbsolute(transpilerCache)) readonlyPaths.push(transpilerCache);
+    const readonly = openAll(readonlyPaths, opened);
+    const hidden = [...options.stateDirs, ...HOST_SOCKETS];
+    for (const path of options.settings.extraHidden) hidden.push(absolute(path, home, "extra_hidden path"));
+    // The per-user runtime directory holds the systemd user bus and agent sockets: a socket on a
+    // read-only mount still connects, and the user bus runs commands outside the sandbox.
+    const uid = options.uid ?? process.getuid?.() ?? -1;
+    hidden.push(`/run/user/${uid}`);
+    if (env.XDG_RUNTIME_DIR) hidden.push(env.XDG_RUNTIME_DIR);
+
+    // The paths as given: the links on the way to them are made again where they would dangle.
+    const mounts = mountArgs({ empty: [realHome, "/tmp"], writable, readonly, hidden }, [
+      home,
+      options.projectDir,
+      ...writablePaths,
+      ...readonlyPaths,
+    ]);
+
+    const bwrap = options.bwrap ?? findProgram("bwrap", process.env.PATH);
+    const envProgram = options.envProgram ?? findProgram("env", process.env.PATH);
+    if (!bwrap || !envProgram) {
+      throw new Error(`Sandbox: ${bwrap ? "env" : "bwrap"} is not on PATH (${process.env.PATH ?? "PATH not set"})`);
+    }
+    // What is not mounted (already shown by a mount above it) is not passed on.
+    for (const place of opened) if (!mounts.fds.includes(place.fd)) closePlace(place);
+    opened.length = 0;
+    const argv = [
+      ...sandboxBase({ bwrap, env: envProgram }, uid),
+      ...mounts.args,
+      "--chdir",
+      project.path,
+      // A TMPDIR of the host may be read-only or hidden in here; /tmp is private and writable.
+      "--setenv",
+      "TMPDIR",
+      "/tmp",
+      "--",
+      // The executor itself takes SIGTERM as usual (the ignored disposition would be inherited).
+      envProgram,
+      "--default-signal=TERM",
+    ];
+    return { argv, fds: mounts.fds };
+  } finally {
+    for (const place of opened) closePlace(place);
+  }
 }
 
 /**

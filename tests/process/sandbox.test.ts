@@ -17,7 +17,14 @@ import {
 import { join } from "node:path";
 import { claudeCodeSandboxNeeds } from "../../src/executors/sandbox-needs.ts";
 import { ExecutorProcess } from "../../src/process/executor-process.ts";
-import { type BubblewrapOptions, bubblewrapArgv, expandHome, signalOfSandboxExit } from "../../src/process/sandbox.ts";
+import {
+  type BubblewrapOptions,
+  closeSandboxFds,
+  expandHome,
+  type SandboxPrefix,
+  sandboxPrefix,
+  signalOfSandboxExit,
+} from "../../src/process/sandbox.ts";
 import { checkBubblewrap, requireSandbox } from "../../src/process/sandbox-check.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
 import { until } from "../support/fault-tools.ts";
@@ -40,15 +47,26 @@ const noSettings = { extraWritable: [], extraHidden: [] };
 const ENV = Bun.which("env")!;
 const BWRAP = Bun.which("bwrap") ?? "bwrap";
 
-async function run(argv: string[], env: Record<string, string | undefined>, stdin = "{}") {
-  const child = Bun.spawn(argv, {
-    env,
-    stdin: new Blob([stdin]),
-    stdout: "pipe",
-    stderr: "pipe",
-    detached: true,
-    timeout: 60_000,
-  });
+/** The sandbox's command line alone (its descriptors closed at once): for what it says, not to run. */
+function bubblewrapArgv(options: BubblewrapOptions): string[] {
+  const prefix = sandboxPrefix(options);
+  closeSandboxFds(prefix);
+  return prefix.argv;
+}
+
+/** Runs `command` in the sandbox `prefix` describes, as the process module spawns it. */
+async function run(prefix: SandboxPrefix, command: string[], env: Record<string, string | undefined>, stdin = "{}") {
+  let child: Bun.Subprocess<Uint8Array, "pipe", "pipe">;
+  try {
+    child = Bun.spawn([...prefix.argv, ...command], {
+      env,
+      stdio: [new TextEncoder().encode(stdin), "pipe", "pipe", "ignore", ...prefix.fds],
+      detached: true,
+      timeout: 60_000,
+    }) as Bun.Subprocess<Uint8Array, "pipe", "pipe">;
+  } finally {
+    closeSandboxFds(prefix);
+  }
   const [stdout, stderr, exitCode] = await Promise.all([
     new Response(child.stdout).text(),
     new Response(child.stderr).text(),
@@ -94,7 +112,7 @@ describe("the host check", () => {
   });
 });
 
-describe("bubblewrapArgv", () => {
+describe("sandboxPrefix", () => {
   test("expandHome: ~ and ~/ only", () => {
     expect(expandHome("~", "/home/u")).toBe("/home/u");
     expect(expandHome("~/.cache/pip", "/home/u")).toBe("/home/u/.cache/pip");
@@ -132,9 +150,10 @@ describe("bubblewrapArgv", () => {
         // Same depth: emptied before hidden. The state inside the home and ~/.ssh are hidden already.
         `--tmpfs ${home}`,
         `--tmpfs ${base}/state`,
-        `--bind ${home}/.claude ${home}/.claude`,
-        `--bind ${home}/.claude.json ${home}/.claude.json`,
-        `--bind ${project} ${project}`,
+        // Each shown through the descriptor opened when it was checked.
+        `--bind-fd 4 ${home}/.claude`,
+        `--bind-fd 5 ${home}/.claude.json`,
+        `--bind-fd 6 ${project}`,
         `--chdir ${project} --setenv TMPDIR /tmp -- ${ENV} --default-signal=TERM`,
       ].join(" "),
     );
@@ -157,7 +176,7 @@ describe("bubblewrapArgv", () => {
     });
     expect(argv.slice(3, 8)).toEqual(["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL"]);
     const text = argv.join(" ");
-    expect(text.indexOf("--tmpfs /tmp ")).toBeLessThan(text.indexOf(`--bind ${project} `));
+    expect(text.indexOf("--tmpfs /tmp ")).toBeLessThan(text.indexOf(` ${project} --chdir`));
     expect(text.indexOf("--tmpfs /tmp ")).toBeLessThan(text.indexOf(`--tmpfs ${home} `));
   });
 
@@ -292,9 +311,7 @@ describe("a probe executor inside the sandbox", () => {
       PROBE_DECOY_PID: String(decoy.pid),
       PROBE_MARK: mark,
     };
-    const argv = [...bubblewrapArgv(worldOptions(w, env)), PROBE];
-
-    const first = await run(argv, env);
+    const first = await run(sandboxPrefix(worldOptions(w, env)), [PROBE], env);
     expect(first.exitCode, first.stderr).toBe(0);
     const results = probeResults(first.stdout);
     // bwrap's init, the probe, and the subshell listing them.
@@ -337,7 +354,7 @@ describe("a probe executor inside the sandbox", () => {
       lifeline: "",
     });
 
-    const second = probeResults((await run(argv, env)).stdout);
+    const second = probeResults((await run(sandboxPrefix(worldOptions(w, env)), [PROBE], env)).stdout);
     expect(second.tmp_leftover_seen).toBe("no");
     expect(existsSync(join("/tmp", mark))).toBe(false);
 
@@ -370,9 +387,7 @@ describe("a probe executor inside the sandbox", () => {
       needs: claudeCodeSandboxNeeds(env),
       env,
     };
-    const inTmp = probeResults(
-      (await run([...bubblewrapArgv({ ...options, projectDir: project }), PROBE], env)).stdout,
-    );
+    const inTmp = probeResults((await run(sandboxPrefix({ ...options, projectDir: project }), [PROBE], env)).stdout);
     expect(inTmp).toMatchObject({
       write_project: "yes",
       write_claude: "yes",
@@ -386,7 +401,7 @@ describe("a probe executor inside the sandbox", () => {
     symlinkSync(target, join(home, "linked-project"));
     const given = join(home, "linked-project");
     const probe = `test -d ${given} && echo through-link > ${given}/via-link && cat ${given}/via-link && pwd`;
-    const viaLink = await run([...bubblewrapArgv({ ...options, projectDir: given }), "sh", "-c", probe], env);
+    const viaLink = await run(sandboxPrefix({ ...options, projectDir: given }), ["sh", "-c", probe], env);
     expect(viaLink.exitCode, viaLink.stderr).toBe(0);
     expect(viaLink.stdout).toBe(`through-link\n${target}\n`);
     expect(readFileSync(join(target, "via-link"), "utf8")).toBe("through-link\n");
@@ -498,4 +513,108 @@ setInterval(() => {}, 60_000);
     await parent.exited;
     expect(await sandbox.leftAfter(2_000)).toEqual([]);
   });
+});
+
+describe("the project a sandbox mounts is the one it checked", () => {
+  test("the descriptors it is mounted through reach neither the executor nor stay open in the runner", async () => {
+    needBubblewrap();
+    const { home, project } = homeWithSecrets(temp);
+    /** What this process's descriptors lead to. */
+    const openHere = () =>
+      readdirSync("/proc/self/fd").map((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`);
+        } catch {
+          return "";
+        }
+      });
+    for (let i = 0; i < 5; i++) {
+      const executor = new ExecutorProcess({
+        // Every descriptor the executor holds, with what it leads to.
+        argv: ["sh", "-c", 'for fd in /proc/$$/fd/*; do echo "${fd##*/} $(readlink "$fd")"; done'],
+        input: "",
+        env: { PATH: process.env.PATH, HOME: home },
+        cwd: project,
+        stdout: "capture",
+        sandbox: { settings: noSettings, stateDirs: [], runnerDir: REPO_ROOT, home },
+      });
+      onTeardown(() => executor.kill());
+      expect(await executor.exited).toEqual({ code: 0, signal: null });
+      const fds = executor.stdout().trim().split("\n");
+      // stdin, stdout, stderr, the lifeline, and the one the shell's loop reads the directory through.
+      expect(fds.map((line) => line.split(" ")[0])).toEqual(["0", "1", "2", "3", expect.any(String)]);
+      expect(fds.some((line) => line.endsWith(` ${project}`))).toBe(false);
+    }
+    expect(openHere().filter((target) => target.startsWith(home))).toEqual([]);
+  });
+
+  test("a writable path that contains or lies in the runner's state is refused, as a project is", () => {
+    const base = temp.make("ar-sbx-extra-", "/var/tmp");
+    const home = join(base, "home");
+    const project = join(base, "project");
+    const state = join(base, "shared", "state");
+    for (const dir of [home, project, state]) mkdirSync(dir, { recursive: true });
+    const options = { home, runnerDir: REPO_ROOT, stateDirs: [state], env: {}, projectDir: project };
+    // Say an extra writable path lies in a project an earlier run could write: its agent could
+    // have made it a link to anywhere.
+    const link = join(project, "cache");
+    symlinkSync(join(base, "shared"), link);
+    expect(() => bubblewrapArgv({ ...options, settings: { extraWritable: [link], extraHidden: [] } })).toThrow(
+      `Sandbox: writable path ${link} contains the runner's state directory ${state}`,
+    );
+    expect(() =>
+      bubblewrapArgv({ ...options, settings: { extraWritable: [join(state, "x", "..")], extraHidden: [] } }),
+    ).toThrow("is inside the runner's state directory");
+  });
+
+  test("a symlink flipped between a harmless and a refused directory never gets the refused one mounted", async () => {
+    needBubblewrap();
+    // The project is reached through a link inside a writable project (the agent's own), which a
+    // racing process flips between a harmless directory and one that holds the runner's state.
+    const base = temp.make("ar-sbx-race-", "/var/tmp");
+    const home = join(base, "home");
+    const guarded = join(base, "guarded");
+    const state = join(guarded, "state");
+    const writable = join(base, "project");
+    const harmless = join(writable, "harmless");
+    const link = join(writable, "link");
+    for (const dir of [home, state, harmless]) mkdirSync(dir, { recursive: true });
+    symlinkSync(harmless, link);
+    const flipper = Bun.spawn(
+      ["sh", "-c", 'while :; do ln -sfn "$1" "$3"; ln -sfn "$2" "$3"; done', "sh", harmless, guarded, link],
+      { stdio: ["ignore", "ignore", "ignore"] },
+    );
+    onTeardown(() => flipper.kill("SIGKILL"));
+    // The probe tries to leave a mark in the refused directory, which only a writable mount allows.
+    const probe = `touch ${guarded}/escaped.$RUN 2>/dev/null; exit 0`;
+    const counts = { ran: 0, refused: 0 };
+    const runOnce = async (run: number) => {
+      let executor: ExecutorProcess;
+      try {
+        executor = new ExecutorProcess({
+          argv: ["sh", "-c", probe],
+          input: "",
+          env: { PATH: process.env.PATH, HOME: home, RUN: String(run) },
+          cwd: link,
+          sandbox: { settings: noSettings, stateDirs: [state], runnerDir: REPO_ROOT, home },
+        });
+      } catch {
+        counts.refused++;
+        return;
+      }
+      onTeardown(() => executor.kill());
+      await executor.exited;
+      counts.ran++;
+    };
+    // Until a few hundred sandboxes ran (some starts are refused: the check saw the refused side).
+    for (let started = 0; counts.ran < 200 && started < 4000; started += 4) {
+      await Promise.all([0, 1, 2, 3].map((i) => runOnce(started + i)));
+    }
+    flipper.kill("SIGKILL");
+    console.log(`flipping link: ${counts.ran} sandboxes ran, ${counts.refused} refused at the check`);
+    // Both sides of the flip were seen: the race was on.
+    expect(counts.ran).toBeGreaterThanOrEqual(200);
+    expect(counts.refused).toBeGreaterThan(0);
+    expect(readdirSync(guarded)).toEqual(["state"]);
+  }, 120_000);
 });
