@@ -1,15 +1,19 @@
 /**
- * One executor process: spawned in its own process group (in a bubblewrap sandbox when asked),
- * fed its invocation on stdin, its output drained continuously, stopped with SIGTERM then SIGKILL,
- * and its whole group gone before it counts as ended. Knows nothing of runs.
+ * One executor process: spawned in its own process group (in its own cgroup, and in a bubblewrap
+ * sandbox, when those are set up), fed its invocation on stdin, its output drained continuously,
+ * stopped with SIGTERM then SIGKILL, and everything it started gone before it counts as ended.
+ * Knows nothing of runs.
  */
 import { existsSync, statSync } from "node:fs";
 import type { Subprocess } from "bun";
 import { LIFELINE_ENV } from "../protocol/lifeline.ts";
 import type { StopSignal } from "../protocol/stop-signal.ts";
 import type { Env } from "../shared/env.ts";
-import { groupAlive } from "../shared/process-group.ts";
+import { groupAlive, processGroupOf, subtreeOf } from "../shared/process-group.ts";
 import { sleep, within } from "../shared/retry.ts";
+import { RunCgroup } from "./cgroups.ts";
+import { currentContainment } from "./containment.ts";
+import { MARK_ENV, newMark, type OrphanKeeper } from "./orphans.ts";
 import { drain, MAX_LINE_CHARS, Tail } from "./output.ts";
 import {
   closeSandboxFds,
@@ -25,11 +29,11 @@ export const STDERR_TAIL_BYTES = 8 * 1024;
 const LIFELINE_FD = 3;
 /** After the group is gone, how long a process that left it (and holds the output) may delay the end. */
 const DRAIN_AFTER_EXIT_MS = 1000;
-/** After SIGKILL, how long the group may take to disappear before it is given up on. */
+/** After SIGKILL, how long what is left may take to disappear before it is given up on. */
 const KILLED_GROUP_BOUND_MS = 2000;
 /**
- * Nothing announces the end of a group member that is not our child: it is looked for, first
- * every 10 ms, then less often, up to every 200 ms.
+ * Nothing announces the end of a process that is not our child: what is left is looked for,
+ * first every 10 ms, then less often, up to every 200 ms.
  */
 const GROUP_POLL_MS = { first: 10, max: 200 };
 
@@ -41,7 +45,7 @@ export interface ExecutorProcessOptions {
   input: string;
   /** stdin stays open after `input` for `writeInput` (a persistent executor's next turns), until `closeInput`. */
   keepInputOpen?: boolean;
-  /** The executor's environment; `AGENT_RUNNER_LIFELINE_FD` is added. */
+  /** The executor's environment; `AGENT_RUNNER_LIFELINE_FD` and `AGENT_RUNNER_PROCESS_MARK` are added. */
   env: Env;
   /** Working directory (default: this process's); a missing one is refused with its path. */
   cwd?: string;
@@ -64,14 +68,19 @@ export interface ExecutorProcessOptions {
 /**
  * Spawned in its own process group, so a Ctrl+C meant for the runner does not reach it and a
  * stop reaches its children too; output is drained so it can never block on a full pipe. When
- * the executor ends, whatever it left running in its group is killed: nothing outlives it.
+ * the executor ends, whatever it left running is killed: its group, and where containment is set
+ * up (containment.ts) its cgroup and the orphans it left to this process. Nothing outlives it.
  */
 export class ExecutorProcess {
   readonly pid: number;
+  /** The executor's own cgroup, when cgroups are set up here: what a restarted runner kills. */
+  readonly cgroup?: string;
+  /** The mark every process the executor starts inherits (orphans.ts): what finds them should the runner die. */
+  readonly mark: string;
   /**
-   * Resolves once, when the executor has exited, its process group is gone and its output is
-   * read. After a normal exit that is at once (leftovers are killed); during a stop it is at most
-   * the grace period (leftovers that ignore the SIGTERM are killed when it ends).
+   * Resolves once, when the executor has exited, all it started is gone and its output is read.
+   * After a normal exit that is at once (leftovers are killed); during a stop it is at most the
+   * grace period (leftovers that ignore the SIGTERM are killed when it ends).
    */
   readonly exited: Promise<ExitStatus>;
   private readonly child: Subprocess<Uint8Array | "pipe", "pipe" | "ignore", "pipe" | "inherit">;
@@ -80,6 +89,8 @@ export class ExecutorProcess {
   private readonly stderr = new Tail(STDERR_TAIL_BYTES);
   private readonly captured: Uint8Array[] = [];
   private readonly groupEnded: Promise<void>;
+  private readonly runCgroup?: RunCgroup;
+  private readonly keeper?: OrphanKeeper;
   private leaderExited = false;
   private groupGone = false;
   private stopping?: Promise<StopSignal | undefined>;
@@ -91,7 +102,9 @@ export class ExecutorProcess {
     if (options.cwd !== undefined) checkWorkingDirectory(options.cwd);
     const stdoutMode = options.stdout ?? "ignore";
     const stderrMode = options.stderr ?? "tail";
-    const env = { ...options.env, [LIFELINE_ENV]: String(LIFELINE_FD) };
+    const contained = currentContainment();
+    this.mark = newMark();
+    const env = { ...options.env, [LIFELINE_ENV]: String(LIFELINE_FD), [MARK_ENV]: this.mark };
     let argv = options.argv;
     let sandbox: SandboxPrefix | undefined;
     if (options.sandbox) {
@@ -99,7 +112,12 @@ export class ExecutorProcess {
       sandbox = sandboxPrefix({ ...options.sandbox, projectDir: options.cwd, env, programs: argv.slice(0, 1) });
       argv = [...sandbox.argv, ...argv];
     }
+    let cgroup: RunCgroup | undefined;
     try {
+      if (contained?.containment.cgroups) {
+        cgroup = RunCgroup.create(contained.containment.cgroups);
+        argv = cgroup.wrap(argv);
+      }
       this.child = Bun.spawn(argv, {
         // The fourth descriptor is the lifeline: this process holds its other end, which the kernel
         // closes whenever this process ends, however it ends. A sandbox's mounts follow it.
@@ -114,10 +132,17 @@ export class ExecutorProcess {
         cwd: options.cwd,
         detached: true,
       }) as Subprocess<Uint8Array | "pipe", "pipe" | "ignore", "pipe" | "inherit">;
+    } catch (error) {
+      cgroup?.remove();
+      throw error;
     } finally {
       if (sandbox) closeSandboxFds(sandbox);
     }
     this.pid = this.child.pid;
+    this.runCgroup = cgroup;
+    this.cgroup = cgroup?.path;
+    this.keeper = contained?.keeper;
+    this.keeper?.track(this.mark, this.pid);
     if (options.keepInputOpen && typeof this.child.stdin === "object" && this.child.stdin !== null) {
       this.input = this.child.stdin as import("bun").FileSink;
       this.writeInput(options.input);
@@ -189,8 +214,8 @@ export class ExecutorProcess {
   }
 
   /**
-   * SIGTERM to the group, then SIGKILL if anything of it is still there after the grace period.
-   * Resolves with the signal that ended it (SIGKILL if any member needed it), or undefined if the
+   * SIGTERM to all of it, then SIGKILL if anything of it is still there after the grace period.
+   * Resolves with the signal that ended it (SIGKILL if any process needed it), or undefined if the
    * executor had already exited. A second call returns the first one's answer.
    */
   stop(graceMs: number): Promise<StopSignal | undefined> {
@@ -199,10 +224,11 @@ export class ExecutorProcess {
     return this.stopping;
   }
 
-  /** SIGKILL to the group now (also cuts a stop's grace short); nothing once the group is gone. */
+  /** SIGKILL to all of it now (also cuts a stop's grace short); nothing once it is gone. */
   kill(): void {
     if (this.groupGone) return;
     this.killedAt ??= performance.now();
+    this.keeper?.ending(this.mark);
     this.signal("SIGKILL");
   }
 
@@ -214,32 +240,68 @@ export class ExecutorProcess {
   }
 
   /**
-   * The executor has exited: what is left in its group are leftovers. After a normal exit they
-   * are killed at once; during a stop they got the SIGTERM too and have the rest of the grace.
+   * The executor has exited: what is left of it are leftovers. After a normal exit they are
+   * killed at once; during a stop they got the SIGTERM too and have the rest of the grace.
    */
   private async endGroup(): Promise<void> {
     this.leaderExited = true;
+    this.keeper?.leaderGone(this.pid);
     // The waits here take no signal: each is at most GROUP_POLL_MS.max, and the loop is bounded
     // (SIGKILL now after a normal exit, at the end of a stop's grace otherwise, or at once by
     // kill(); then KILLED_GROUP_BOUND_MS at most). A signal could end the loop only by giving up
-    // on a group that is still there.
+    // on what is still there.
     if (!this.stopping) this.kill();
-    for (let delay = GROUP_POLL_MS.first; groupAlive(this.pid); delay = Math.min(delay * 2, GROUP_POLL_MS.max)) {
-      // A member stuck in the kernel (uninterruptible I/O): the group is given up on.
-      if (this.killedAt !== undefined && performance.now() - this.killedAt > KILLED_GROUP_BOUND_MS) return;
+    for (let delay = GROUP_POLL_MS.first; this.anythingLeft(); delay = Math.min(delay * 2, GROUP_POLL_MS.max)) {
+      if (this.killedAt !== undefined) {
+        // A process stuck in the kernel (uninterruptible I/O): it is given up on.
+        if (performance.now() - this.killedAt > KILLED_GROUP_BOUND_MS) break;
+        // Orphans turn up as their parents die, and a process may have forked before the kill.
+        this.signal("SIGKILL");
+      }
       await sleep(delay);
     }
     this.groupGone = true;
+    this.runCgroup?.remove();
+    this.keeper?.untrack(this.mark);
   }
 
+  /** True while a process of the executor's group, of its cgroup, or an orphan it left, is running. */
+  private anythingLeft(): boolean {
+    return (
+      groupAlive(this.pid) || (this.runCgroup?.populated() ?? false) || (this.keeper?.hasOrphans(this.mark) ?? false)
+    );
+  }
+
+  /**
+   * Signals all of the executor: its group (its own children go with it; the group's id cannot be
+   * reused while any member is left, and once none is, no signal is sent to it again), its
+   * cgroup, the orphans it left, and what it started in sessions of its own while it runs. SIGTERM
+   * reaches each process once.
+   */
   private signal(signal: StopSignal): void {
     try {
-      // The whole group: an executor's own children (an agent's tools) go with it. The group's id
-      // cannot be reused while any member is left; once none is, no signal is sent to it again.
       process.kill(-this.pid, signal);
     } catch {
       if (!this.leaderExited) this.child.kill(signal);
     }
+    if (signal === "SIGKILL") {
+      this.runCgroup?.signal("SIGKILL");
+      this.keeper?.signalRun(this.mark, "SIGKILL");
+      return;
+    }
+    const inGroup = (pgrp: number) => pgrp === this.pid;
+    const reached = new Set(this.keeper?.signalRun(this.mark, signal, inGroup) ?? []);
+    const outside = this.leaderExited ? [] : subtreeOf(this.pid).filter((below) => !inGroup(below.pgrp));
+    for (const { pid } of outside) {
+      if (reached.has(pid)) continue;
+      reached.add(pid);
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    this.runCgroup?.signal(signal, (pid) => reached.has(pid) || processGroupOf(pid) === this.pid);
   }
 }
 

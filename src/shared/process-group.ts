@@ -3,7 +3,7 @@
  * process started, whether a recorded process is still the same one. No imports beyond node:fs,
  * so executors use it too.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 
 interface ProcStat {
   pid: number;
@@ -46,6 +46,11 @@ function runningProcesses(): ProcStat[] | undefined {
   return running;
 }
 
+/** A process's group id, or undefined when it is gone. */
+export function processGroupOf(pid: number): number | undefined {
+  return procStat(pid)?.pgrp;
+}
+
 /** This process's group id, or undefined without /proc. */
 export function ownProcessGroup(): number | undefined {
   return procStat("self")?.pgrp;
@@ -62,18 +67,64 @@ export function groupMembers(pgid: number): number[] | undefined {
     .map((running) => running.pid);
 }
 
+/** Which running process is whose child: a snapshot of /proc to look up many subtrees in (empty without /proc). */
+export type ProcessTree = Map<number, ProcStat[]>;
+
+export function processTree(): ProcessTree {
+  const children: ProcessTree = new Map();
+  for (const running of runningProcesses() ?? []) {
+    children.set(running.ppid, [...(children.get(running.ppid) ?? []), running]);
+  }
+  return children;
+}
+
+/** The running children of a process, their children, and so on, with the group each is in. */
+export function subtreeOf(pid: number, tree: ProcessTree = processTree()): Array<{ pid: number; pgrp: number }> {
+  const found: ProcStat[] = [];
+  for (let next = tree.get(pid) ?? []; next.length > 0; ) {
+    found.push(...next);
+    next = next.flatMap((child) => tree.get(child.pid) ?? []);
+  }
+  return found.map(({ pid, pgrp }) => ({ pid, pgrp }));
+}
+
 /** The running children of a process, their children, and so on (empty without /proc). */
 export function descendantsOf(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const running of runningProcesses() ?? []) {
-    children.set(running.ppid, [...(children.get(running.ppid) ?? []), running.pid]);
+  return subtreeOf(pid).map((process) => process.pid);
+}
+
+/**
+ * The children of a process, zombies included, as the kernel lists them per thread (a process
+ * adopted by a subreaper is listed under one of its threads): undefined without /proc.
+ */
+export function childrenOf(pid: number): Array<{ pid: number; zombie: boolean }> | undefined {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
   }
-  const found: number[] = [];
-  for (let next = children.get(pid) ?? []; next.length > 0; ) {
-    found.push(...next);
-    next = next.flatMap((child) => children.get(child) ?? []);
+  const pids = new Set<number>();
+  if (!existsSync(`/proc/${pid}/task/${pid}/children`)) {
+    // A kernel without CONFIG_PROC_CHILDREN: every process is looked at.
+    for (const entry of readdirSync("/proc")) if (/^\d+$/.test(entry)) pids.add(Number(entry));
   }
-  return found;
+  for (const task of tasks) {
+    try {
+      for (const child of readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").split(" ")) {
+        if (child.trim()) pids.add(Number(child));
+      }
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  const children: Array<{ pid: number; zombie: boolean }> = [];
+  for (const child of pids) {
+    const stat = procStat(child);
+    // Reaped meanwhile, or no longer ours.
+    if (stat && stat.ppid === pid) children.push({ pid: child, zombie: stat.state === "Z" || stat.state === "X" });
+  }
+  return children;
 }
 
 /** True while a process of the group is still running (zombies do not count; without /proc, the kernel's word). */
@@ -102,9 +153,12 @@ export function isSameProcessAlive(pid: number, startTime: string | undefined): 
 /**
  * Kills what is left of an executor's process group from an earlier runner process. The group is
  * ours if its leader is still the process we started; once the leader is gone, its id cannot be
- * reused while any member remains, so members still in the group are ours too.
+ * reused while any member remains, so members still in the group are ours too. An id no executor
+ * can have is refused: 1 and below would be every process there is (kill(-1)) or this process's
+ * own group (kill(0)), and so is this process's own group.
  */
 export function killLeftoverGroup(pgid: number, leaderStartTime: string | undefined): boolean {
+  if (!Number.isSafeInteger(pgid) || pgid <= 1 || pgid === ownProcessGroup()) return false;
   const leader = procStat(pgid);
   if (leader && leader.startTime !== leaderStartTime) return false;
   try {

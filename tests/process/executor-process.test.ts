@@ -5,6 +5,15 @@ import { join } from "node:path";
 import { ExecutorProcess, type ExecutorProcessOptions, STDERR_TAIL_BYTES } from "../../src/process/executor-process.ts";
 import { LIFELINE_ENV } from "../../src/protocol/lifeline.ts";
 import { within } from "../../src/shared/retry.ts";
+import {
+  cgroupRemovedWithin,
+  containedParent,
+  running,
+  startTimeOf,
+  stateOf,
+  vanishedWithin,
+} from "../support/contained.ts";
+import { until } from "../support/fault-tools.ts";
 import { cleanEnv, goneWithin, isAlive, REPO_ROOT, TempDirs } from "../support/processes.ts";
 import { killAfterTest } from "../support/teardown.ts";
 
@@ -235,3 +244,125 @@ async function waitForFile(path: string, timeoutMs = 10_000): Promise<string> {
     await Bun.sleep(20);
   }
 }
+
+/** Bash: `detached PID` waits until the process leads a session of its own (setsid has run). */
+const DETACHED = `detached() { until [ "$(cut -d' ' -f6 /proc/$1/stat 2>/dev/null)" = "$1" ]; do sleep 0.01; done; }; `;
+/** Bash: `orphan FILE CMD…` starts CMD in a subshell that exits at once, so CMD is orphaned; its pid lands in FILE. */
+const ORPHAN = `orphan() { f=$1; shift; ( "$@" </dev/null >/dev/null 2>&1 & echo $! > "$f" ); until [ -s "$f" ]; do sleep 0.01; done; }; `;
+
+describe.each(["cgroup", "subreaper"] as const)(
+  "ExecutorProcess contained by %s: nothing it starts outlives it",
+  (mode) => {
+    async function parent() {
+      const contained = containedParent(mode);
+      await contained.ready;
+      return contained;
+    }
+
+    test("a child in a session of its own (setsid) is killed when the executor exits 0, and its cgroup removed", async () => {
+      const p = await parent();
+      const run = await p.start(
+        "a",
+        `${DETACHED} setsid sleep 300 </dev/null >/dev/null 2>&1 & e=$!; detached $e; echo escapee $e; exit 0`,
+      );
+      const escapee = await p.printed("a", "escapee");
+      expect(await p.exited("a")).toEqual({ code: 0, signal: null });
+      expect(await vanishedWithin(escapee.pid, escapee.startTime, 5000)).toBe(true);
+      if (mode === "cgroup") expect(await cgroupRemovedWithin(run.cgroup!, 5000)).toBe(true);
+    });
+
+    test("a double fork (a grandchild in another session, its parent gone) is killed when the executor exits", async () => {
+      const p = await parent();
+      const file = join(temp.make(), "escapee");
+      await p.start(
+        "a",
+        `(setsid sh -c 'sleep 300 </dev/null >/dev/null 2>&1 & echo $! > "$0"' "${file}" &); until [ -s ${file} ]; do sleep 0.01; done; echo escapee $(cat ${file}); exit 0`,
+      );
+      const escapee = await p.printed("a", "escapee");
+      expect(await p.exited("a")).toEqual({ code: 0, signal: null });
+      expect(await vanishedWithin(escapee.pid, escapee.startTime, 5000)).toBe(true);
+    });
+
+    test("nohup in a session of its own is killed when the executor exits", async () => {
+      const p = await parent();
+      await p.start(
+        "a",
+        `${DETACHED} nohup setsid sleep 300 </dev/null >/dev/null 2>&1 & e=$!; detached $e; echo escapee $e; exit 0`,
+      );
+      const escapee = await p.printed("a", "escapee");
+      expect(await p.exited("a")).toEqual({ code: 0, signal: null });
+      expect(await vanishedWithin(escapee.pid, escapee.startTime, 5000)).toBe(true);
+    });
+
+    test("stop: detached children get SIGTERM too; one that ignores it gets SIGKILL after the grace", async () => {
+      const p = await parent();
+      const dir = temp.make();
+      // Each says it is ready once its trap is set.
+      await p.start(
+        "a",
+        `setsid sh -c 'trap "" TERM; : > "$0.ready"; while :; do sleep 0.05; done' ${dir}/stubborn </dev/null >/dev/null 2>&1 & s=$!; ` +
+          `setsid sh -c 'trap "echo got-term > $0; exit 0" TERM; : > "$0.ready"; while :; do sleep 0.05; done' ${dir}/polite </dev/null >/dev/null 2>&1 & q=$!; ` +
+          `until [ -e ${dir}/stubborn.ready ] && [ -e ${dir}/polite.ready ]; do sleep 0.01; done; ` +
+          "echo stubborn $s; echo polite $q; wait",
+      );
+      const stubborn = await p.printed("a", "stubborn");
+      const polite = await p.printed("a", "polite");
+      const stopped = await p.stop("a", 500);
+      expect(stopped.signal).toBe("SIGKILL");
+      expect(stopped.ms).toBeGreaterThanOrEqual(490);
+      expect(readFileSync(join(dir, "polite"), "utf8")).toBe("got-term\n");
+      expect(await vanishedWithin(stubborn.pid, stubborn.startTime, 5000)).toBe(true);
+      expect(await vanishedWithin(polite.pid, polite.startTime, 5000)).toBe(true);
+    });
+
+    test("two runs at once: when one ends, only its orphans are killed; the other's live until it ends", async () => {
+      const p = await parent();
+      const dir = temp.make();
+      await p.start("b", `${ORPHAN} orphan ${dir}/b setsid sleep 300; echo escapee $(cat ${dir}/b); exec sleep 1000`);
+      const ofB = await p.printed("b", "escapee");
+      // Adopted by the parent (subreaper): only the mark in its environment says whose it is.
+      await until(() => stateOf(ofB.pid)?.ppid === p.pid, "the orphan of b adopted by the parent");
+      await p.start("a", `${ORPHAN} orphan ${dir}/a setsid sleep 300; echo escapee $(cat ${dir}/a); exit 0`);
+      const ofA = await p.printed("a", "escapee");
+      expect(await p.exited("a")).toEqual({ code: 0, signal: null });
+      expect(await vanishedWithin(ofA.pid, ofA.startTime, 5000)).toBe(true);
+      // The end of a went through the orphans (a sweep) after a's were gone: b's is still there.
+      expect(running(ofB.pid)).toBe(true);
+      expect(startTimeOf(ofB.pid)).toBe(ofB.startTime);
+      p.kill("b");
+      expect(await p.exited("b")).toEqual({ code: null, signal: "SIGKILL" });
+      expect(await vanishedWithin(ofB.pid, ofB.startTime, 5000)).toBe(true);
+    });
+
+    test("orphans that end while their run goes on are reaped (no zombies), and executors' exit codes stay theirs", async () => {
+      const p = await parent();
+      const dir = temp.make();
+      await p.start("a", `${ORPHAN} orphan ${dir}/a setsid sleep 0.5; echo escapee $(cat ${dir}/a); exec sleep 1000`);
+      const brief = await p.printed("a", "escapee");
+      expect(stateOf(brief.pid)?.ppid).toBe(p.pid);
+      await p.start("b", "exit 7");
+      expect(await p.exited("b")).toEqual({ code: 7, signal: null });
+      // Adopted, ended, and waited for by the parent's sweep: gone from /proc, no zombie left.
+      expect(await vanishedWithin(brief.pid, brief.startTime, 5000)).toBe(true);
+      p.kill("a");
+      expect(await p.exited("a")).toEqual({ code: null, signal: "SIGKILL" });
+    });
+  },
+);
+
+describe("ExecutorProcess contained by subreaper alone", () => {
+  test("an orphan whose run cannot be told (its mark removed from its environment) is killed at once", async () => {
+    const p = containedParent("subreaper");
+    await p.ready;
+    const dir = temp.make();
+    await p.start(
+      "a",
+      `${ORPHAN} orphan ${dir}/a env -u AGENT_RUNNER_PROCESS_MARK setsid sleep 300; echo escapee $(cat ${dir}/a); exec sleep 1000`,
+    );
+    const unmarked = await p.printed("a", "escapee");
+    // Its run still runs, but nothing says it is that run's: the keeper's next sweep kills it.
+    expect(await vanishedWithin(unmarked.pid, unmarked.startTime, 5000)).toBe(true);
+    p.kill("a");
+    await p.exited("a");
+  });
+});
