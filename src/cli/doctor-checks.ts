@@ -1,10 +1,11 @@
-/** The checks of `agent-runner doctor` beyond the executor's (executor-checks.ts): token, coordinator, directories, ports. */
+/** The checks of `agent-runner doctor` beyond the executor's (executor-checks.ts): containment, token, coordinator, directories, ports. */
 import { existsSync, mkdtempSync, rmdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { ClientCredentialsAuth, noAuth, type TokenSource, tokenUrl } from "../coordinator/auth.ts";
 import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
+import { describeContainment, detectContainment } from "../process/containment.ts";
 import { coordinatorDetail } from "../protocol/error-detail.ts";
 import { RunTokens } from "../protocol/run-tokens.ts";
 import { messageOf } from "../shared/errors.ts";
@@ -12,6 +13,16 @@ import { messageOf } from "../shared/errors.ts";
 import type { CheckResult } from "./executor-checks.ts";
 
 const COORDINATOR_TIMEOUT_MS = 10_000;
+
+/**
+ * What keeps each run's processes within the run here (process/containment.ts): a cgroup per run
+ * where cgroups are delegated to the runner, else the runner as child subreaper. Neither: an agent
+ * that leaves its process group (setsid, a double fork) could outlive its run.
+ */
+export function checkContainment(): CheckResult {
+  const found = detectContainment();
+  return { ok: found.cgroups !== undefined || found.subreaper, detail: describeContainment(found) };
+}
 
 /** With AUTH0_* set, a token from the token endpoint; the source is kept for the coordinator check. */
 export async function checkToken(config: RunnerConfig): Promise<{ result: CheckResult; source?: TokenSource }> {

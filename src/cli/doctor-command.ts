@@ -1,6 +1,6 @@
 /**
  * `agent-runner doctor`: with the runner's own flags and environment, checks what a runner needs
- * (config, profile, executor, Claude Code, token, coordinator, directories, ports) and prints one
+ * (config, profile, executor, Claude Code, containment, token, coordinator, directories, ports) and prints one
  * ✓/✗ line each. Takes no run and registers nothing; exits 0 only if every check passes.
  */
 import { defineCommand } from "citty";
@@ -15,7 +15,7 @@ import { type RunnerConfig, resolveConfig } from "../config/runner-config.ts";
 import { messageOf } from "../shared/errors.ts";
 import { setLogLevel } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
-import { checkCoordinator, checkDirectory, checkPorts, checkToken } from "./doctor-checks.ts";
+import { checkContainment, checkCoordinator, checkDirectory, checkPorts, checkToken } from "./doctor-checks.ts";
 import { type CheckResult, executorChecks } from "./executor-checks.ts";
 
 const doctorArgs = commandArgs(runnerFlags);
@@ -71,7 +71,7 @@ export const doctorCommand = defineCommand({
     name: "agent-runner doctor",
     description:
       "Checks, with the runner's flags and environment, what a runner needs: config, profile, executor, Claude Code " +
-      "binary, token, coordinator, directories and ports; one ✓/✗ line each. Takes no run and registers nothing. " +
+      "binary, containment, token, coordinator, directories and ports; one ✓/✗ line each. Takes no run and registers nothing. " +
       "Exits 0 only if every check passes.",
   },
   args: doctorArgs,
@@ -88,6 +88,7 @@ export const doctorCommand = defineCommand({
     const results = [print("config", { ok: true, detail: configSummary(config) })];
 
     results.push(...(await profileChecks(config)));
+    results.push(print("containment", checkContainment()));
 
     const token = await checkToken(config);
     results.push(print("token", token.result));

@@ -228,6 +228,9 @@ export const execCommand = defineCommand({
       hideClientSecret();
       const inputs = await readExecInputs(args);
       const { profile, sessionId, store, projectDir } = inputs;
+      // What the executor leaves behind (a daemon in its own session, a double fork) ends with it.
+      const { describeContainment, setUpContainment } = await import("../process/containment.ts");
+      log.debug(`Executors are contained by ${describeContainment(setUpContainment())}`);
       log.debug(`Profile '${profile.name}' (${profile.source}): ${profile.argv.join(" ")}`);
       logDescriptorLimits();
       if (!args.json) {

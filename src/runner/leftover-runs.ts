@@ -1,8 +1,10 @@
 /** What a dead earlier runner process of the same identity left behind: its executors stopped, its runs and sessions answered. */
 import type { RunReport, SessionEnd } from "../coordinator/client.ts";
+import { killLeftoverCgroup } from "../process/cgroups.ts";
+import { killMarkedProcesses } from "../process/orphans.ts";
 import { log } from "../shared/log.ts";
 import { killLeftoverGroup } from "../shared/process-group.ts";
-import type { PreviousIncarnation } from "./run-journal.ts";
+import type { JournalRun, PreviousIncarnation } from "./run-journal.ts";
 
 /** A report a dead process owed: a run's outcome, or how a persistent session ended between runs. */
 export type LeftoverReport =
@@ -20,12 +22,20 @@ export function reapLeftovers(previous: PreviousIncarnation): LeftoverReport[] {
   const reports: LeftoverReport[] = [];
   const activeSessions = new Set<string>();
   const killed = new Set<number>();
-  const kill = (pgid: number | undefined, start: string | undefined) => {
-    if (pgid === undefined) return false;
-    if (killed.has(pgid)) return true;
-    const done = killLeftoverGroup(pgid, start);
-    if (done) killed.add(pgid);
-    return done;
+  /**
+   * Kills what is left of an executor: its cgroup (everything in it, wherever it went), its
+   * process group, and any process carrying its mark (a daemon in a session of its own that PID 1
+   * adopted when the runner died). True when anything of it was found to kill.
+   */
+  const kill = (executor: Pick<JournalRun, "pgid" | "pgid_start" | "cgroup" | "mark">) => {
+    const { pgid, pgid_start, cgroup, mark } = executor;
+    if (pgid !== undefined && killed.has(pgid)) return true;
+    const inCgroup =
+      cgroup !== undefined && killLeftoverCgroup(cgroup, { pid: previous.pid, start: previous.pidStart });
+    const inGroup = pgid !== undefined && killLeftoverGroup(pgid, pgid_start);
+    const marked = mark !== undefined && killMarkedProcesses([mark]) > 0;
+    if (pgid !== undefined && (inCgroup || inGroup || marked)) killed.add(pgid);
+    return inCgroup || inGroup || marked;
   };
   for (const [runId, run] of Object.entries(previous.runs)) {
     if (run.outcome) {
@@ -36,7 +46,7 @@ export function reapLeftovers(previous: PreviousIncarnation): LeftoverReport[] {
       continue;
     }
     activeSessions.add(run.session_id);
-    const stopped = kill(run.pgid, run.pgid_start);
+    const stopped = kill(run);
     const error = `runner process ended unexpectedly (pid ${previous.pid}) while the run was active${stopped ? "; its executor was stopped when the runner restarted" : ""}`;
     log.warn(`Run ${runId} (session ${run.session_id}): ${error}`);
     reports.push({ runId, sessionId: run.session_id, report: { kind: "failed", error } });
@@ -47,7 +57,7 @@ export function reapLeftovers(previous: PreviousIncarnation): LeftoverReport[] {
       reports.push({ sessionId, sessionEnd: session.outcome });
       continue;
     }
-    kill(session.pgid, session.pgid_start);
+    kill(session);
     // A session with a run under way is answered by that run's report.
     if (activeSessions.has(sessionId)) continue;
     log.info(

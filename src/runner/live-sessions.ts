@@ -73,7 +73,7 @@ export class LiveSessions {
   add(sessionId: string, executor: PersistentExecutor, runId: string): LiveSession {
     const session: LiveSession = { sessionId, executor, runId };
     this.sessions.set(sessionId, session);
-    this.options.journal.sessionStarted(sessionId, executor.pid);
+    this.options.journal.sessionStarted(sessionId, executor.process);
     void executor.process.exited.then((status) => {
       // During a turn the run reports the exit; while it is being ended, its ending does.
       if (this.sessions.get(sessionId) !== session || session.runId !== undefined || session.ending) return;

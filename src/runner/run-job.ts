@@ -49,7 +49,8 @@ export interface RunContext {
 
 /** What supervising a run needs of its executor, a process of its own or a persistent session's turn. */
 interface Execution {
-  pid: number;
+  /** The executor's process (a persistent session's serves this run's turn): its pid, cgroup and mark. */
+  executor: Pick<ExecutorProcess, "pid" | "cgroup" | "mark">;
   /** The run's work is over: the turn completed (the executor lives on), or the executor exited. */
   ended: Promise<TurnEnd>;
   stop(graceMs: number): Promise<StopSignal | undefined>;
@@ -156,12 +157,12 @@ export class RunJob {
     if (!execution) return;
     this.execution = execution;
     this.startedAt = performance.now();
-    this.context.journal.runStarted(run.run_id, run.session_id, execution.pid);
+    this.context.journal.runStarted(run.run_id, run.session_id, execution.executor);
     this.context.report(run.run_id, run.session_id, { kind: "started" });
     this.context.observer.runStarted();
     this.say(
       "info",
-      `Run ${run.run_id} started: ${run.type}, session ${run.session_id}${run.agent_name ? `, agent ${run.agent_name}` : ""}, pid ${execution.pid}${execution.session ? " (persistent session)" : ""}`,
+      `Run ${run.run_id} started: ${run.type}, session ${run.session_id}${run.agent_name ? `, agent ${run.agent_name}` : ""}, pid ${execution.executor.pid}${execution.session ? " (persistent session)" : ""}`,
     );
     this.armTimeout();
     // A stop that came while the executor was being started.
@@ -266,7 +267,7 @@ export class RunJob {
       }
       const executor = new ExecutorProcess({ ...options, stdout: isDebug() ? "lines" : "ignore" });
       return {
-        pid: executor.pid,
+        executor,
         ended: executor.exited.then((status) => ({ kind: "exited", status })),
         stop: (graceMs) => executor.stop(graceMs),
         stderrTail: () => executor.stderrTail(),
@@ -281,7 +282,7 @@ export class RunJob {
   private turnOf(session: LiveSession): Execution {
     const { executor } = session;
     return {
-      pid: executor.pid,
+      executor: executor.process,
       ended: executor.turnEnded(),
       stop: (graceMs) => executor.process.stop(graceMs),
       stderrTail: () => executor.process.stderrTail(),

@@ -1,13 +1,25 @@
 /**
  * The run journal: what a runner process has in hand (its runner id, each active run's executor
- * process group, each persistent session's executor, each outcome not yet delivered), kept in a
+ * and each persistent session's: process group, cgroup, mark; each outcome not yet delivered), kept in a
  * file under the state directory so that the next process of the same identity can clean up
  * after one that died. A safety net: a write that fails is logged and counted, never thrown.
  */
 import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import type { RunReport, SessionEnd } from "../coordinator/client.ts";
+import { lockFile } from "../process/libc.ts";
 import { type } from "../shared/arktype.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { validate } from "../shared/json.ts";
@@ -33,6 +45,10 @@ const JournalRun = type({
   /** The executor's process group (its pid), and its start time. 0 and 1 would signal the runner's own group or init. */
   "pgid?": "number.integer > 1",
   "pgid_start?": "string",
+  /** The executor's own cgroup, when it had one. */
+  "cgroup?": "string",
+  /** The mark in the environment of every process the executor started. */
+  "mark?": "string",
   /** The final report, once the run ended, until the coordinator has it. */
   "outcome?": FinalReport,
 });
@@ -42,6 +58,8 @@ export type JournalRun = typeof JournalRun.infer;
 const JournalSession = type({
   "pgid?": "number.integer > 1",
   "pgid_start?": "string",
+  "cgroup?": "string",
+  "mark?": "string",
   "outcome?": "'finished' | 'failed' | 'stopped'",
 });
 export type JournalSession = typeof JournalSession.infer;
@@ -65,9 +83,28 @@ export function journalPath(stateDir: string, identity: RunnerIdentity): string 
   return join(stateDir, "runners", `${key}.json`);
 }
 
+/** What finds an executor's processes again: its group, its cgroup if it had one, its mark. */
+export interface ExecutorTrace {
+  pid: number;
+  cgroup?: string;
+  mark?: string;
+}
+
+function traceFields(executor: ExecutorTrace) {
+  const { pid, cgroup, mark } = executor;
+  return {
+    pgid: pid,
+    pgid_start: processStartTime(pid),
+    ...(cgroup === undefined ? {} : { cgroup }),
+    ...(mark === undefined ? {} : { mark }),
+  };
+}
+
 /** A runner process of this identity that ended without cleaning up. */
 export interface PreviousIncarnation {
   pid: number;
+  /** Its start time: with the pid, what names the run cgroups it made. */
+  pidStart?: string;
   runnerId?: string;
   runs: Record<string, JournalRun>;
   sessions: Record<string, JournalSession>;
@@ -78,7 +115,7 @@ export class JournalInUseError extends Error {
   override name = "JournalInUseError";
   constructor(
     message: string,
-    readonly pid: number,
+    readonly pid: number | undefined,
   ) {
     super(message);
   }
@@ -98,13 +135,16 @@ export class RunJournal {
     readonly path: string,
     pid: number,
     private readonly options: RunJournalOptions,
+    private readonly lock: number,
   ) {
     this.data = { version: 1, pid, pid_start: processStartTime(pid), runs: {}, sessions: {} };
   }
 
   /**
    * Takes the journal of this identity. Returns what a dead earlier process left behind; throws
-   * JournalInUseError while that process is alive, ConfigError when the directory is unusable.
+   * JournalInUseError while another process holds it, ConfigError when the directory is unusable.
+   * The journal is held with an exclusive lock on its lock file, which the kernel lets go of when
+   * this process ends however it ends: two runners started at once cannot both take it.
    */
   static open(
     stateDir: string,
@@ -113,25 +153,39 @@ export class RunJournal {
   ): { journal: RunJournal; previous?: PreviousIncarnation } {
     const path = journalPath(stateDir, identity);
     const dir = dirname(path);
+    let lock: number;
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
+      lock = openSync(`${path}.lock`, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
     } catch (error) {
       throw new ConfigError(
         `State directory ${stateDir} cannot be used (--state-dir / AGENT_RUNNER_STATE_DIR): ${messageOf(error)}`,
       );
     }
-    const earlier = readJournal(path);
-    if (earlier && earlier.pid !== process.pid && isSameProcessAlive(earlier.pid, earlier.pid_start)) {
+    const locked = lockFile(lock);
+    let earlier: JournalFile | undefined;
+    try {
+      earlier = locked === "held" ? peekJournal(path) : readJournal(path);
+    } catch (error) {
+      closeSync(lock);
+      throw error;
+    }
+    const alive = earlier !== undefined && isSameProcessAlive(earlier.pid, earlier.pid_start);
+    // Without the lock (no libc), the earlier process's liveness is all there is to go by.
+    if (locked === "held" || (locked === "unavailable" && alive && earlier?.pid !== process.pid)) {
+      closeSync(lock);
+      const who = alive ? `Another runner process (pid ${earlier?.pid})` : "Another runner process";
       throw new JournalInUseError(
-        `Another runner process (pid ${earlier.pid}) is running with this identity (hostname ${identity.hostname}, project dir ${identity.projectDir}, profile '${identity.profile}', coordinator ${identity.coordinatorUrl}); its journal is ${path}. Stop it, or give this one another --project-dir, --profile or --state-dir.`,
-        earlier.pid,
+        `${who} is running with this identity (hostname ${identity.hostname}, project dir ${identity.projectDir}, profile '${identity.profile}', coordinator ${identity.coordinatorUrl}); its journal is ${path}. Stop it, or give this one another --project-dir, --profile or --state-dir.`,
+        alive ? earlier?.pid : undefined,
       );
     }
-    const journal = new RunJournal(path, process.pid, options);
+    const journal = new RunJournal(path, process.pid, options, lock);
     // At start a journal that cannot be written is the operator's to fix before any run is taken.
     try {
       journal.writeFile();
     } catch (error) {
+      closeSync(lock);
       throw new ConfigError(
         `State directory ${stateDir} cannot be used (--state-dir / AGENT_RUNNER_STATE_DIR): ${messageOf(error)}`,
       );
@@ -140,7 +194,7 @@ export class RunJournal {
     const previous =
       earlier &&
       (earlier.runner_id !== undefined || Object.keys(earlier.runs).length > 0 || Object.keys(sessions).length > 0)
-        ? { pid: earlier.pid, runnerId: earlier.runner_id, runs: earlier.runs, sessions }
+        ? { pid: earlier.pid, pidStart: earlier.pid_start, runnerId: earlier.runner_id, runs: earlier.runs, sessions }
         : undefined;
     return { journal, previous };
   }
@@ -151,13 +205,9 @@ export class RunJournal {
     this.write();
   }
 
-  /** A run's executor is running in process group `pgid`. */
-  runStarted(runId: string, sessionId: string, pgid?: number): void {
-    this.data.runs[runId] = {
-      session_id: sessionId,
-      started_at: new Date().toISOString(),
-      ...(pgid === undefined ? {} : { pgid, pgid_start: processStartTime(pgid) }),
-    };
+  /** A run's executor is running: in its process group, in its own cgroup if it has one, its processes marked. */
+  runStarted(runId: string, sessionId: string, executor: ExecutorTrace): void {
+    this.data.runs[runId] = { session_id: sessionId, started_at: new Date().toISOString(), ...traceFields(executor) };
     this.write();
   }
 
@@ -169,9 +219,9 @@ export class RunJournal {
     this.write();
   }
 
-  /** A persistent session's executor runs in process group `pgid` (it outlives its runs). */
-  sessionStarted(sessionId: string, pgid: number): void {
-    this.data.sessions[sessionId] = { pgid, pgid_start: processStartTime(pgid) };
+  /** A persistent session's executor is running (it outlives its runs). */
+  sessionStarted(sessionId: string, executor: ExecutorTrace): void {
+    this.data.sessions[sessionId] = traceFields(executor);
     this.write();
   }
 
@@ -205,15 +255,15 @@ export class RunJournal {
 
   /** At a clean exit: nothing left means no journal; undelivered outcomes stay for the next start. */
   close(): void {
-    if (this.runCount > 0) {
-      this.write();
-      return;
+    if (this.runCount > 0) this.write();
+    else {
+      try {
+        rmSync(this.path, { force: true });
+      } catch (error) {
+        this.failed(error, "remove");
+      }
     }
-    try {
-      rmSync(this.path, { force: true });
-    } catch (error) {
-      this.failed(error, "remove");
-    }
+    closeSync(this.lock);
   }
 
   /**
@@ -262,6 +312,42 @@ export class RunJournal {
 }
 
 /**
+ * Why the journal at `path` is not this user's alone (it says which processes to kill), or
+ * undefined. Its directory is checked too: whoever can write that can put another file there.
+ */
+function untrusted(path: string): string | undefined {
+  const uid = process.getuid?.();
+  // The directory as it is (a link could lead anywhere); the journal as what it leads to (what
+  // is not a regular file is set aside below).
+  for (const [at, look] of [
+    [dirname(path), lstatSync],
+    [path, statSync],
+  ] as const) {
+    let stat: ReturnType<typeof statSync>;
+    try {
+      stat = look(at);
+    } catch {
+      continue;
+    }
+    if (stat.isSymbolicLink()) return `${at} is a symbolic link`;
+    if (!stat.isFile() && !stat.isDirectory()) continue;
+    if ((uid !== undefined && stat.uid !== uid) || (stat.mode & 0o022) !== 0) {
+      return `${at} is owned by uid ${stat.uid} with mode ${(stat.mode & 0o777).toString(8)}`;
+    }
+  }
+  return undefined;
+}
+
+/** Who holds the journal, when another process does: read only, never set aside. */
+function peekJournal(path: string): JournalFile | undefined {
+  try {
+    return validate(JSON.parse(readSmallFile(path, MAX_JOURNAL_BYTES)), JournalFile, "its content");
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * A journal holds a few hundred bytes a run, and up to some 50 KB for a failed run's stderr tail
  * (escaped): 16 MiB is hundreds of undelivered outcomes, far more than a runner ever has in hand.
  */
@@ -305,6 +391,11 @@ function whatItNames(text: string, data: unknown): string {
  * that cannot be read at all (permissions) stops the start: it may hold undelivered outcomes.
  */
 function readJournal(path: string): JournalFile | undefined {
+  const why = untrusted(path);
+  if (why) {
+    log.warn(`Run journal ${path}: ${why}, so others could have written it: nothing in it is acted on`);
+    return undefined;
+  }
   let text: string;
   try {
     text = readSmallFile(path, MAX_JOURNAL_BYTES);

@@ -10,6 +10,7 @@ import type { RunnerConfig } from "../config/runner-config.ts";
 import { createTokenSource } from "../coordinator/auth.ts";
 import { CoordinatorClient } from "../coordinator/client.ts";
 import { CoordinatorHttp } from "../coordinator/http.ts";
+import { describeContainment, setUpContainment } from "../process/containment.ts";
 import { RunTokens } from "../protocol/run-tokens.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { logDescriptorLimits } from "../shared/local-server.ts";
@@ -75,6 +76,8 @@ export async function startRunner(
   const health = await startHealth(config, written);
   const observer: RunnerObserver = health?.monitor ?? noObserver;
   const machine = hostname();
+  // Before the journal's leftovers are killed and any executor starts: what holds is said once.
+  log.info(`Executors are contained by ${describeContainment(setUpContainment())}`);
   const { journal, previous } = openJournal(config, written, machine, observer);
 
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));

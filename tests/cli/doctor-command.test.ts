@@ -91,17 +91,22 @@ describe("agent-runner doctor", () => {
       "config",
       "profile",
       "executor",
+      "containment",
       "token",
       "coordinator",
       "project dir",
       "state dir",
     ]);
+    // Which mechanism holds depends on the host: a cgroup per run where cgroups are delegated.
+    expect(result.passed.get("containment")).toMatch(
+      /^(cgroup v2 per run \(delegated at \/\S+; .+\); child subreaper as a second net|child subreaper \(.+\))$/,
+    );
     expect(result.passed.get("profile")).toBe("'test' (built-in), type test-executor");
     expect(result.passed.get("executor")).toBe(`runs ${join(REPO_ROOT, "executors/test-executor/ao-test-exec")}`);
     expect(result.passed.get("coordinator")).toBe(
       `${fake.url} answers GET /agents (HTTP 200); speaks protocol 2.1 (detected)`,
     );
-    expect(result.stdout).toEndWith("All 7 checks passed\n");
+    expect(result.stdout).toEndWith("All 8 checks passed\n");
     expect(result.exitCode).toBe(0);
     // The generation is asked with a request the coordinator refuses before acting on it.
     expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
@@ -204,6 +209,7 @@ describe("agent-runner doctor", () => {
         const result = await sandboxed(project);
         expect(result.failed.size, result.stdout).toBe(0);
         expect([...result.passed.keys()].slice(0, 4)).toEqual(["config", "profile", "executor", "sandbox"]);
+        expect(result.passed.has("containment")).toBe(true);
         expect(result.passed.get("profile")).toBe("'coding-sandboxed' (built-in), type claude-code, sandboxed");
         expect(result.passed.get("sandbox")).toBe(
           `${Bun.which("bwrap")} runs executors in a sandbox; a run in ${project} can write it`,
