@@ -235,9 +235,11 @@ export class RunCgroup {
       );
   }
 
-  /** Removes it once empty; true once it is gone. */
+  /** Removes it: at once when it is empty (true), else tried again for a while. */
   remove(): boolean {
-    return removeTree(this.path);
+    if (removeTree(this.path)) return true;
+    scheduleRemoval([this.path]);
+    return false;
   }
 }
 

@@ -296,8 +296,10 @@ describe("systemd/agent-runner.service", () => {
     expect(config().auth).toBeDefined();
   });
 
-  test("KillMode=mixed, Restart=on-failure, and TimeoutStopSec longer than a drain", () => {
+  test("KillMode=mixed, Delegate=yes, Restart=on-failure, and TimeoutStopSec longer than a drain", () => {
     expect(service("KillMode")).toEqual(["mixed"]);
+    // A cgroup per run needs the service's cgroup delegated to its user.
+    expect(service("Delegate")).toEqual(["yes"]);
     expect(service("Restart")).toEqual(["on-failure"]);
     expect(Number(service("TimeoutStopSec")[0])).toBeGreaterThan(drainSeconds(config()));
   });
