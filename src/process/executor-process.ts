@@ -115,6 +115,8 @@ export class ExecutorProcess {
     let cgroup: RunCgroup | undefined;
     try {
       if (contained?.containment.cgroups) {
+        // The shell that enters the cgroup would report a missing program only by its exit code.
+        if (!sandbox) checkProgram(argv[0] ?? "", options.env.PATH, options.cwd);
         cgroup = RunCgroup.create(contained.containment.cgroups);
         argv = cgroup.wrap(argv);
       }
@@ -279,19 +281,17 @@ export class ExecutorProcess {
    * reaches each process once.
    */
   private signal(signal: StopSignal): void {
-    try {
-      process.kill(-this.pid, signal);
-    } catch {
-      if (!this.leaderExited) this.child.kill(signal);
-    }
     if (signal === "SIGKILL") {
+      this.signalGroup(signal);
       this.runCgroup?.signal("SIGKILL");
       this.keeper?.signalRun(this.mark, "SIGKILL");
       return;
     }
+    // The detached ones first, found while the executor still holds them: once the group's
+    // SIGTERM ends it, its children are orphans, no longer below it.
     const inGroup = (pgrp: number) => pgrp === this.pid;
-    const reached = new Set(this.keeper?.signalRun(this.mark, signal, inGroup) ?? []);
     const outside = this.leaderExited ? [] : subtreeOf(this.pid).filter((below) => !inGroup(below.pgrp));
+    const reached = new Set(this.keeper?.signalRun(this.mark, signal, inGroup) ?? []);
     for (const { pid } of outside) {
       if (reached.has(pid)) continue;
       reached.add(pid);
@@ -302,7 +302,21 @@ export class ExecutorProcess {
       }
     }
     this.runCgroup?.signal(signal, (pid) => reached.has(pid) || processGroupOf(pid) === this.pid);
+    this.signalGroup(signal);
   }
+
+  private signalGroup(signal: StopSignal): void {
+    try {
+      process.kill(-this.pid, signal);
+    } catch {
+      if (!this.leaderExited) this.child.kill(signal);
+    }
+  }
+}
+
+function checkProgram(program: string, path: string | undefined, cwd: string | undefined): void {
+  if (!Bun.which(program, { PATH: path ?? "", cwd }))
+    throw new Error(`${program} is not an executable program (PATH ${path ?? "not set"})`);
 }
 
 function checkWorkingDirectory(cwd: string): void {

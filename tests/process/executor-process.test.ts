@@ -271,6 +271,12 @@ describe.each(["cgroup", "subreaper"] as const)(
       if (mode === "cgroup") expect(await cgroupRemovedWithin(run.cgroup!, 5000)).toBe(true);
     });
 
+    test("a missing program is refused before anything starts, as without containment", async () => {
+      const p = await parent();
+      // Named in the reason, whether the spawn or the look for it refused it.
+      expect(await p.refused("a", ["/nonexistent/executor"])).toContain("/nonexistent/executor");
+    });
+
     test("a double fork (a grandchild in another session, its parent gone) is killed when the executor exits", async () => {
       const p = await parent();
       const file = join(temp.make(), "escapee");

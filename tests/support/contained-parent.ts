@@ -5,6 +5,7 @@
  * it can be); it fails at once if that one does not hold. Commands come as JSON lines on stdin,
  * events go out as lines on stdout:
  *   {"op":"start","id":"a","script":"…","env":{…}}  → started a <pid> <cgroup or ->, out a <line>…, exited a <status>
+ *                                                     (or "argv":[…] instead of a bash script; refused a <why>)
  *   {"op":"stop","id":"a","graceMs":500}            → stopped a <signal> <ms>
  *   {"op":"kill","id":"a"}
  */
@@ -24,19 +25,25 @@ const executors = new Map<string, ExecutorProcess>();
 const say = (line: string) => console.log(line);
 
 type Command =
-  | { op: "start"; id: string; script: string; env?: Record<string, string> }
+  | { op: "start"; id: string; script?: string; argv?: string[]; env?: Record<string, string> }
   | { op: "stop"; id: string; graceMs: number }
   | { op: "kill"; id: string };
 
 function handle(command: Command): void {
   if (command.op === "start") {
-    const executor = new ExecutorProcess({
-      argv: ["bash", "-c", command.script],
-      input: "",
-      env: { PATH: process.env.PATH, ...command.env },
-      stdout: "lines",
-      onOutput: (stream, line) => stream === "stdout" && say(`out ${command.id} ${line}`),
-    });
+    let executor: ExecutorProcess;
+    try {
+      executor = new ExecutorProcess({
+        argv: command.argv ?? ["bash", "-c", command.script ?? ""],
+        input: "",
+        env: { PATH: process.env.PATH, ...command.env },
+        stdout: "lines",
+        onOutput: (stream, line) => stream === "stdout" && say(`out ${command.id} ${line}`),
+      });
+    } catch (error) {
+      say(`refused ${command.id} ${(error as Error).message}`);
+      return;
+    }
     executors.set(command.id, executor);
     say(`started ${command.id} ${executor.pid} ${executor.cgroup ?? "-"}`);
     void executor.exited.then((status) => say(`exited ${command.id} ${JSON.stringify(status)}`));

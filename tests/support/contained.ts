@@ -79,6 +79,12 @@ export function containedParent(mode: ContainmentMode) {
       killAfterTest(Number(pid));
       return { pid: Number(pid), cgroup: cgroup === "-" ? undefined : cgroup };
     },
+    /** Starts `argv` as executor `id`; resolves with why it was refused, if it was. */
+    async refused(id: string, argv: string[]) {
+      send({ op: "start", id, argv });
+      const [why] = await line(new RegExp(`(?:refused ${id} (.*)|started ${id} .*)`));
+      return why;
+    },
     /** The pid executor `id` printed as `<label> <pid>`, with its start time; killed after the test. */
     async printed(id: string, label: string) {
       const [pid] = await line(new RegExp(`out ${id} ${label} (\\d+)`));
