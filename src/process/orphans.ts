@@ -2,9 +2,10 @@
  * Orphans an executor leaves, kept by this process as child subreaper: a process whose parent
  * exits (a daemon in a session of its own, the grandchild of a double fork) becomes a child of
  * this process instead of PID 1's. Each one is told to its run by the mark in its environment,
- * inherited from the executor; it is killed when that run ends, and reaped once gone. One whose
- * run cannot be told (no mark, a mark of no live run) is killed at once: it came from some run,
- * and keeping it could only let it outlive that run.
+ * inherited from the executor (or, with its environment cleared, by still being in the executor's
+ * process group); it is killed when that run ends, and reaped once gone. One whose run cannot be
+ * told (no mark, a mark of no live run) is killed at once: it came from some run, and keeping it
+ * could only let it outlive that run.
  */
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
@@ -74,8 +75,8 @@ function signalAll(pids: number[], signal: NodeJS.Signals): void {
 }
 
 export class OrphanKeeper {
-  /** Runs by mark: live ones keep their orphans, ending ones have them killed. */
-  private readonly runs = new Map<string, "live" | "ending">();
+  /** Runs by mark, with their executor (whose pid is its group's): live ones keep their orphans, ending ones have them killed. */
+  private readonly runs = new Map<string, { state: "live" | "ending"; leader: number }>();
   /** Executors this process spawned (Bun reaps them): never taken for orphans. */
   private readonly spawned = new Set<number>();
   private timer?: ReturnType<typeof setInterval>;
@@ -94,7 +95,7 @@ export class OrphanKeeper {
 
   /** A run's executor was spawned with `mark` as process `pid`. */
   track(mark: string, pid: number): void {
-    this.runs.set(mark, "live");
+    this.runs.set(mark, { state: "live", leader: pid });
     this.spawned.add(pid);
   }
 
@@ -105,7 +106,8 @@ export class OrphanKeeper {
 
   /** The run is being killed: its orphans go with it, now and whenever more turn up. */
   ending(mark: string): void {
-    if (this.runs.has(mark)) this.runs.set(mark, "ending");
+    const run = this.runs.get(mark);
+    if (run) run.state = "ending";
   }
 
   /** The run is over and all of it gone. */
@@ -117,11 +119,19 @@ export class OrphanKeeper {
    * This process's children that are no executor of its own and no other child Bun waits for:
    * what it adopted as subreaper.
    */
-  private orphans(): Array<{ pid: number; zombie: boolean }> {
+  private orphans(): Array<{ pid: number; pgrp: number; zombie: boolean }> {
     const children = (childrenOf(process.pid) ?? []).filter((child) => !this.spawned.has(child.pid));
     if (children.length === 0) return children;
     const bunChildren = pidfdChildren();
     return children.filter((child) => !bunChildren.has(child.pid));
+  }
+
+  /** The run an orphan belongs to: its mark, else the executor whose group it is still in. */
+  private runOf(orphan: { pid: number; pgrp: number }): string | undefined {
+    const mark = markOf(orphan.pid);
+    if (mark !== undefined) return mark;
+    for (const [runMark, run] of this.runs) if (run.leader === orphan.pgrp) return runMark;
+    return undefined;
   }
 
   /**
@@ -137,8 +147,8 @@ export class OrphanKeeper {
         reapChild(orphan.pid);
         continue;
       }
-      const mark = markOf(orphan.pid);
-      if (mark !== undefined && this.runs.get(mark) === "live") kept.add(mark);
+      const mark = this.runOf(orphan);
+      if (mark !== undefined && this.runs.get(mark)?.state === "live") kept.add(mark);
       else doomed.push(orphan.pid);
     }
     if (doomed.length > 0) this.signalTrees(doomed, "SIGKILL");
@@ -148,13 +158,13 @@ export class OrphanKeeper {
   /** True while orphans of the run (or orphans to be killed) are left. */
   hasOrphans(mark: string): boolean {
     this.sweep();
-    return this.orphans().some((orphan) => !orphan.zombie && (markOf(orphan.pid) ?? mark) === mark);
+    return this.orphans().some((orphan) => !orphan.zombie && (this.runOf(orphan) ?? mark) === mark);
   }
 
   /** Signals the run's orphans and everything below them; returns the pids signalled. */
   signalRun(mark: string, signal: NodeJS.Signals, except?: (pgrp: number) => boolean): number[] {
     const roots = this.orphans()
-      .filter((orphan) => !orphan.zombie && markOf(orphan.pid) === mark)
+      .filter((orphan) => !orphan.zombie && this.runOf(orphan) === mark)
       .map((orphan) => orphan.pid);
     return roots.length > 0 ? this.signalTrees(roots, signal, except) : [];
   }

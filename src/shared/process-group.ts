@@ -97,7 +97,7 @@ export function descendantsOf(pid: number): number[] {
  * The children of a process, zombies included, as the kernel lists them per thread (a process
  * adopted by a subreaper is listed under one of its threads): undefined without /proc.
  */
-export function childrenOf(pid: number): Array<{ pid: number; zombie: boolean }> | undefined {
+export function childrenOf(pid: number): Array<{ pid: number; pgrp: number; zombie: boolean }> | undefined {
   let tasks: string[];
   try {
     tasks = readdirSync(`/proc/${pid}/task`);
@@ -118,11 +118,12 @@ export function childrenOf(pid: number): Array<{ pid: number; zombie: boolean }>
       // The thread ended meanwhile.
     }
   }
-  const children: Array<{ pid: number; zombie: boolean }> = [];
+  const children: Array<{ pid: number; pgrp: number; zombie: boolean }> = [];
   for (const child of pids) {
     const stat = procStat(child);
     // Reaped meanwhile, or no longer ours.
-    if (stat && stat.ppid === pid) children.push({ pid: child, zombie: stat.state === "Z" || stat.state === "X" });
+    if (stat?.ppid !== pid) continue;
+    children.push({ pid: child, pgrp: stat.pgrp, zombie: stat.state === "Z" || stat.state === "X" });
   }
   return children;
 }

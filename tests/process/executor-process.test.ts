@@ -357,6 +357,25 @@ describe.each(["cgroup", "subreaper"] as const)(
 );
 
 describe("ExecutorProcess contained by subreaper alone", () => {
+  test("an orphan with its environment cleared but still in its executor's group is that run's: kept while it runs", async () => {
+    const p = containedParent("subreaper");
+    await p.ready;
+    const dir = temp.make();
+    await p.start(
+      "b",
+      `${ORPHAN} orphan ${dir}/b env -i /bin/sleep 300; echo escapee $(cat ${dir}/b); exec sleep 1000`,
+    );
+    const ofB = await p.printed("b", "escapee");
+    await until(() => stateOf(ofB.pid)?.ppid === p.pid, "the orphan of b adopted by the parent");
+    // The end of another run sweeps the orphans: b's, unmarked but in b's group, is kept.
+    await p.start("a", "exit 0");
+    expect(await p.exited("a")).toEqual({ code: 0, signal: null });
+    expect(running(ofB.pid)).toBe(true);
+    p.kill("b");
+    await p.exited("b");
+    expect(await vanishedWithin(ofB.pid, ofB.startTime, 5000)).toBe(true);
+  });
+
   test("an orphan whose run cannot be told (its mark removed from its environment) is killed at once", async () => {
     const p = containedParent("subreaper");
     await p.ready;

@@ -1,6 +1,7 @@
 /** Drives tests/support/contained-parent.ts: executors contained as the runner contains them, in a process of their own. */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { killAbandonedCgroups, probeCgroups } from "../../src/process/cgroups.ts";
 import { cleanEnv, killTree, OutputWatcher, REPO_ROOT } from "./processes.ts";
 import { killAfterTest, onTeardown } from "./teardown.ts";
 
@@ -55,7 +56,12 @@ export function containedParent(mode: ContainmentMode) {
     stdout: "pipe",
     stderr: "inherit",
   });
-  onTeardown(() => killTree(child));
+  onTeardown(async () => {
+    await killTree(child);
+    // The run cgroups it made, emptied by the kill, are removed like any a dead runner left.
+    const probe = probeCgroups();
+    if (probe.ok) killAbandonedCgroups(probe.home);
+  });
   const output = new OutputWatcher([child.stdout]);
 
   /** The groups of the first output line matching `pattern` (waited for). */
