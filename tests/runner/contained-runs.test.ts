@@ -6,11 +6,12 @@
 import { afterAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ownCgroup } from "../../src/process/cgroups.ts";
 import { running, startTimeOf, vanishedWithin } from "../support/contained.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { startCli, until } from "../support/fault-tools.ts";
-import { cleanEnv, OutputWatcher, REPO_ROOT, TempDirs } from "../support/processes.ts";
-import { killAfterTest } from "../support/teardown.ts";
+import { cleanEnv, killTree, OutputWatcher, REPO_ROOT, TempDirs } from "../support/processes.ts";
+import { killAfterTest, onTeardown } from "../support/teardown.ts";
 
 const temp = new TempDirs();
 afterAll(() => temp.cleanup());
@@ -130,5 +131,47 @@ test("agent-runner exec: the executor's child in its own session ends with the r
   const output = new OutputWatcher([exec.stdout, exec.stderr]);
   const escapee = await escapeeOf(w.out, "ses_exec");
   expect(await exec.exited, output.output).toBe(0);
+  expect(await vanishedWithin(escapee.pid, escapee.startTime, 5000)).toBe(true);
+});
+
+/**
+ * The runner where its cgroup cannot be written, as in a container (read-only cgroup filesystem):
+ * in a mount namespace of its own with its cgroup's directory bound read-only. Needs root.
+ */
+function startRunnerWithoutCgroups(fake: FakeCoordinator, w: ReturnType<typeof world>, env = {}) {
+  if (process.getuid?.() !== 0) throw new Error("this test makes a mount namespace: it needs root");
+  const own = ownCgroup();
+  if ("reason" in own) throw new Error(own.reason);
+  const readOnly = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"';
+  const argv = [process.execPath, join(REPO_ROOT, "index.ts")];
+  const args = ["--profile", "detach", "--profiles-dir", w.profiles, "-c", fake.url, "--state-dir", w.state];
+  const child = Bun.spawn(
+    ["unshare", "--mount", "--propagation", "private", "sh", "-c", readOnly, own.dir, ...argv, ...args],
+    { cwd: REPO_ROOT, env: cleanEnv({ OUT_DIR: w.out, ...env }), stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+  );
+  onTeardown(() => killTree(child));
+  return { process: child, output: new OutputWatcher([child.stdout, child.stderr]) };
+}
+
+test("without cgroups (read-only, as in a container): the runner is a child subreaper; SIGKILLed mid-run, the restarted runner finds the child by its mark", async () => {
+  const w = world();
+  const fake = startFakeCoordinator();
+  const first = startRunnerWithoutCgroups(fake, w, { STAY: "1" });
+  await first.output.waitFor(
+    /Executors are contained by child subreaper \(.*no cgroup per run: no cgroup can be made in .* \(EROFS\): not delegated\)/,
+  );
+  await fake.waitForRequest("GET", "/runner/runs");
+  fake.handRun({ run_id: "run_sub", type: "start_session", session_id: "ses_sub", prompt: "p" });
+  const escapee = await escapeeOf(w.out, "ses_sub");
+  // The journal holds no cgroup for the run: only its group and its mark.
+  first.process.kill("SIGKILL");
+  await first.process.exited;
+  expect(running(escapee.pid)).toBe(true);
+  const restartedAt = performance.now();
+  startRunnerWithoutCgroups(fake, w);
+  const report = await fake.waitFor(
+    (r) => r.at > restartedAt && r.path.startsWith("/runner/runs/run_sub/") && !r.path.endsWith("/started"),
+  );
+  expect(report.body.error).toContain("its executor was stopped when the runner restarted");
   expect(await vanishedWithin(escapee.pid, escapee.startTime, 5000)).toBe(true);
 });
