@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { claudeCodeSandboxNeeds } from "../../src/executors/sandbox-needs.ts";
-import { bubblewrapArgv } from "../../src/process/sandbox.ts";
+import { closeSandboxFds, sandboxPrefix } from "../../src/process/sandbox.ts";
 import { offlineClaudeEnv, recordingClaude } from "../support/claude-code.ts";
 import { type FakeAnthropic, type MessagesRequest, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { PersistentExecutor } from "../support/persistent-executor.ts";
@@ -447,7 +447,7 @@ describe("persistent session in the sandbox", () => {
         AGENT_ORCHESTRATOR_API_URL: gateway.urlFor(SESSION),
         AGENT_SESSION_ID: SESSION,
       };
-      const prefix = bubblewrapArgv({
+      const prefix = sandboxPrefix({
         settings: { extraWritable: [], extraHidden: [] },
         stateDirs: [],
         runnerDir: REPO_ROOT,
@@ -455,11 +455,16 @@ describe("persistent session in the sandbox", () => {
         projectDir: world.project,
         env,
       });
-      const executor = new PersistentExecutor(
-        [...prefix, CLAUDE_CODE_EXECUTOR],
-        start22("IN_THE_SANDBOX", { project_dir: world.project }),
-        { env, cwd: world.project },
-      );
+      let executor: PersistentExecutor;
+      try {
+        executor = new PersistentExecutor(
+          [...prefix.argv, CLAUDE_CODE_EXECUTOR],
+          start22("IN_THE_SANDBOX", { project_dir: world.project }),
+          { env, cwd: world.project, fds: prefix.fds },
+        );
+      } finally {
+        closeSandboxFds(prefix);
+      }
       expect((await executor.turnComplete()).result).toBe("You said: IN_THE_SANDBOX");
       const from = api.agentRequests().length;
       executor.turn({ prompt: "STILL_IN_THE_SANDBOX" });

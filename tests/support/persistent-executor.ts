@@ -24,16 +24,20 @@ export class PersistentExecutor {
   constructor(
     argv: string[],
     invocation: JsonObject,
-    options: { env: Record<string, string | undefined>; cwd?: string; timeoutMs?: number },
+    options: {
+      env: Record<string, string | undefined>;
+      cwd?: string;
+      timeoutMs?: number;
+      /** Descriptors the child gets from 4 on (a sandbox's mounts). */
+      fds?: number[];
+    },
   ) {
     this.process = Bun.spawn(argv, {
       cwd: options.cwd,
       env: { ...options.env, [LIFECYCLE_ENV]: "persistent" },
-      stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
+      stdio: ["pipe", "pipe", "pipe", "ignore", ...(options.fds ?? [])],
       timeout: options.timeoutMs ?? 60_000,
-    });
+    }) as Subprocess<"pipe", "pipe", "pipe">;
     onTeardown(() => this.process.kill("SIGKILL"));
     this.stdoutDone = this.readStdout();
     void this.readStderr();
