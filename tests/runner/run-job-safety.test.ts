@@ -28,9 +28,9 @@ test("a run whose handling throws after its executor started is stopped and repo
     env: { FIXTURE_RELEASE_URL: release.url },
     journal: {
       setRunnerId() {},
-      runStarted(_runId, _sessionId, pgid) {
+      runStarted(_runId, _sessionId, executor) {
         if (!broken) return;
-        started = pgid;
+        started = executor.pid;
         throw new Error("EIO: the disk went away");
       },
       runEnded() {},
