@@ -4,7 +4,7 @@
  * stopped and reported exactly as without it, and the failure is said once.
  */
 import { expect, test } from "bun:test";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
@@ -83,37 +83,39 @@ test("without its journal a run is still timed out: its executor stopped and the
   expect(await runner.process.exited).toBe(0);
 });
 
-/** A small tmpfs for the state directory (root only); undefined when it cannot be mounted here. */
-function mountTmpfs(size: string): string | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const dir = tempDir("ar-state-tmpfs-");
-  const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir]);
-  if (mounted.exitCode !== 0) return undefined;
+/** Mounts over `dir` (root only): a command's arguments before the target; false when it cannot be done here. */
+function mountOver(dir: string, ...args: string[]): boolean {
+  if (process.getuid?.() !== 0) return false;
+  if (Bun.spawnSync(["mount", ...args, dir]).exitCode !== 0) return false;
   onTeardown(() => void Bun.spawnSync(["umount", "-l", dir]));
-  return dir;
+  return true;
 }
 
-test("a state directory remounted read-only mid-run (EROFS), then full (ENOSPC): the runs are reported all the same", async () => {
-  const stateDir = mountTmpfs("256k");
-  if (!stateDir) {
-    console.warn("journal-failure: EROFS/ENOSPC case skipped: mounting a tmpfs needs root and CAP_SYS_ADMIN");
-    return;
-  }
+test("a journal directory that turns read-only mid-run (EROFS), then full (ENOSPC): the runs are reported all the same", async () => {
+  const stateDir = tempDir("ar-state-");
   const fake = startFakeCoordinator();
   const release = releaseServer();
   const runner = startRunner(fake, "outcome", stateDir, [], { FAULT_RELEASE_URL: release.url });
   await fake.waitForRequest("GET", "/runner/runs");
+  const journalDir = join(stateDir, "runners");
   fake.handRun({ run_id: "run_ro", type: "start_session", session_id: "ses_ro", prompt: "p" });
   await release.waiting("ses_ro");
-  expect(Bun.spawnSync(["mount", "-o", "remount,ro", stateDir]).exitCode).toBe(0);
+  // Read-only from now on, as after a remount: what the runner holds open stays usable.
+  if (!mountOver(journalDir, "--bind", "-o", "ro", tempDir("ar-empty-"))) {
+    console.warn("journal-failure: EROFS/ENOSPC case skipped: mounting needs root and CAP_SYS_ADMIN");
+    release.release("ses_ro");
+    runner.process.kill("SIGTERM");
+    await runner.process.exited;
+    return;
+  }
   release.release("ses_ro");
   expect((await finalReport(fake, "run_ro")).path).toEndWith("/completed");
   await runner.waitFor(/Run journal .* failed \(EROFS/);
 
   // Writable again, but full.
-  expect(Bun.spawnSync(["mount", "-o", "remount,rw", stateDir]).exitCode).toBe(0);
-  mkdirSync(join(stateDir, "filler"), { recursive: true });
-  Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(stateDir, "filler", "zeros")}`, "bs=4k", "count=1000"]);
+  Bun.spawnSync(["umount", journalDir]);
+  expect(mountOver(journalDir, "-t", "tmpfs", "-o", "size=64k", "tmpfs")).toBe(true);
+  Bun.spawnSync(["dd", "if=/dev/zero", `of=${join(journalDir, "zeros")}`, "bs=4k", "count=64"]);
   fake.handRun({ run_id: "run_full", type: "start_session", session_id: "ses_full", prompt: "p" });
   await release.waiting("ses_full");
   release.release("ses_full");
