@@ -84,6 +84,8 @@ export class RunJob {
   private timeoutTimer?: ReturnType<typeof setTimeout>;
   private startedAt = 0;
   private token = "";
+  /** Set when this run started a persistent session's executor: the session keeps the token. */
+  private tokenKept = false;
   /** Set once the outcome is queued: nothing is reported twice. */
   private ended = false;
   /** Fields of this run's log lines (in JSON logs). */
@@ -110,7 +112,7 @@ export class RunJob {
       await this.failedByRunner(error);
     } finally {
       clearTimeout(this.timeoutTimer);
-      this.context.tokens.revoke(this.token);
+      if (!this.tokenKept) this.context.tokens.revoke(this.token);
     }
   }
 
@@ -263,7 +265,8 @@ export class RunJob {
     try {
       if (this.persistent) {
         const executor = new PersistentExecutor(options);
-        return this.turnOf(this.context.sessions.add(run.session_id, executor, run.run_id));
+        this.tokenKept = true;
+        return this.turnOf(this.context.sessions.add(run.session_id, executor, run.run_id, this.token));
       }
       const executor = new ExecutorProcess({ ...options, stdout: isDebug() ? "lines" : "ignore" });
       return {
