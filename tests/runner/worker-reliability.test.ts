@@ -5,6 +5,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { captureLog } from "../support/fault-tools.ts";
+import { GENERATIONS } from "../support/generations.ts";
 import { releaseServer } from "../support/release-server.ts";
 import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
@@ -170,6 +171,30 @@ describe("registering again", () => {
     const conflict = registrations()[2]!;
     await harness.fake.waitFor((r) => r.path === "/runner/runs" && r.at > conflict.at);
   });
+
+  test.each(GENERATIONS)(
+    "%s: a probe that timed out registered nothing: a 409 after it is another runner's, not adopted",
+    async (protocol) => {
+      const log = captureLog();
+      const harness = await startRunnerHarness({ fake: { protocol }, requestTimeoutMs: 500 });
+      await harness.fake.waitForRequest("GET", "/runner/runs");
+      let hang = true;
+      harness.fake.on("POST", /^\/runner\/sessions\/protocol-probe\/status$/, async () => {
+        if (!hang) return undefined;
+        hang = false;
+        await Bun.sleep(1500);
+        return undefined;
+      });
+      harness.fake.heldBy = "other-host";
+      harness.fake.forgetRunner();
+      const registrations = () => harness!.fake.find("POST", "/runner/register");
+      // The first registration, then two refused with 409.
+      await harness.fake.waitFor(() => registrations().length >= 3, 10_000);
+      const conflict = registrations()[1]!;
+      expect(harness.fake.find("GET", "/runner/runs").filter((r) => r.at > conflict.at)).toEqual([]);
+      await log.waitFor(/held by another runner/);
+    },
+  );
 
   test("a stop signal ends re-registering at once when nothing is left to deliver", async () => {
     const harness = await startRunnerHarness({ retryInitialMs: 200 });
