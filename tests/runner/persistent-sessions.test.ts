@@ -5,11 +5,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { realpathSync } from "node:fs";
+import { captureLog } from "../support/fault-tools.ts";
+import { completedBody, persistentProfile } from "../support/generations.ts";
+import { goneWithin, isAlive } from "../support/processes.ts";
 import type { HarnessOptions, RunnerHarness } from "../support/runner-harness.ts";
 import { startRunnerHarness } from "../support/runner-harness.ts";
-import { completedBody, persistentProfile } from "../support/generations.ts";
-import { captureLog } from "../support/fault-tools.ts";
-import { goneWithin, isAlive } from "../support/processes.ts";
 
 const STARTED = { kind: "started", body: { runner_id: "lnch_test" } };
 
@@ -59,5 +59,207 @@ describe("turns", () => {
       },
     ]);
     expect(isAlive(one.pid)).toBe(true);
+  });
+});
+
+describe("stops", () => {
+  test("a stop during a turn ends the process and the run is reported stopped", async () => {
+    const h = await persistentHarness();
+    const runId = h.handRun({ session_id: "ses_stop_turn", prompt: "hang" });
+    const { pid } = await turnRecord(h, "ses_stop_turn", 1);
+    h.fake.requestStop(runId);
+    const report = await finalReport(h, runId);
+    expect(report.path).toEndWith("/stopped");
+    expect(report.body).toEqual({ runner_id: "lnch_test", signal: "SIGTERM" });
+    expect(await goneWithin(pid, 2000)).toBe(true);
+    expect(h.fake.sessionStatus.get("ses_stop_turn")).toBe("stopped");
+    expect(sessionReports(h, "ses_stop_turn")).toEqual([]);
+  });
+
+  test("a stop while idle: the shutdown line ends the process, the session is reported finished, its token revoked", async () => {
+    const h = await persistentHarness();
+    const runId = h.handRun({ session_id: "ses_stop_idle", prompt: "one" });
+    await h.fake.waitForStatus(runId, ["completed"]);
+    const { pid } = await turnRecord(h, "ses_stop_idle", 1);
+    expect(h.fake.requestSessionStop("ses_stop_idle").body.status).toBe("stopping");
+    await h.fake.waitForSessionStatus("ses_stop_idle", ["finished"]);
+    expect(sessionReports(h, "ses_stop_idle")).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
+    expect(await goneWithin(pid, 2000)).toBe(true);
+    expect(h.tokens.size).toBe(0);
+    expect(h.fake.reportsFor(runId).map((r) => r.kind)).toEqual(["started", "completed"]);
+  });
+
+  test("a stop while idle for an executor that ignores the shutdown and SIGTERM: SIGKILL, reported stopped", async () => {
+    const h = await persistentHarness();
+    const runId = h.handRun({ session_id: "ses_stubborn", prompt: "ignore-shutdown" });
+    await h.fake.waitForStatus(runId, ["completed"]);
+    const { pid } = await turnRecord(h, "ses_stubborn", 1);
+    h.fake.requestSessionStop("ses_stubborn");
+    await h.fake.waitForSessionStatus("ses_stubborn", ["stopped"]);
+    expect(sessionReports(h, "ses_stubborn")).toEqual([{ runner_id: "lnch_test", status: "stopped" }]);
+    expect(await goneWithin(pid, 2000)).toBe(true);
+  });
+
+  test("a stop while idle reaches a runner at capacity, which does not poll: it asks about its idle sessions", async () => {
+    const h = await persistentHarness({ flags: { "max-concurrent-runs": "1" } });
+    const idle = h.handRun({ session_id: "ses_idle_cap", prompt: "one" });
+    await h.fake.waitForStatus(idle, ["completed"]);
+    const busy = h.handRun({ session_id: "ses_busy_cap", prompt: "hang" });
+    await turnRecord(h, "ses_busy_cap", 1);
+    const polls = h.fake.find("GET", "/runner/runs").length;
+    h.fake.requestSessionStop("ses_idle_cap");
+    await h.fake.waitForSessionStatus("ses_idle_cap", ["finished"], 10_000);
+    expect(h.fake.find("GET", "/sessions/ses_idle_cap/status").length).toBeGreaterThan(0);
+    expect(h.fake.find("GET", "/runner/runs").length).toBe(polls);
+    expect(h.fake.reportsFor(busy).map((r) => r.kind)).toEqual(["started"]);
+  });
+});
+
+describe("the executor dies", () => {
+  test("during a turn: the run is reported failed with its exit code", async () => {
+    const h = await persistentHarness();
+    const runId = h.handRun({ session_id: "ses_die_turn", prompt: "exit 3" });
+    const report = await finalReport(h, runId);
+    expect(report.path).toEndWith("/failed");
+    expect(report.body.error).toBe("Process exited with code 3");
+    expect(h.fake.sessionStatus.get("ses_die_turn")).toBe("failed");
+    expect(sessionReports(h, "ses_die_turn")).toEqual([]);
+    // The session is gone: a resume starts a new process that resumes it.
+    const resumed = h.handRun({ session_id: "ses_die_turn", type: "resume_session", prompt: "again" });
+    await h.fake.waitForStatus(resumed, ["completed"]);
+    expect(invocations(h, "ses_die_turn").map((i) => i.mode)).toEqual(["start", "resume"]);
+  });
+
+  test("while idle: the session is reported failed (killed by a signal)", async () => {
+    const h = await persistentHarness();
+    const runId = h.handRun({ session_id: "ses_die_idle", prompt: "one" });
+    await h.fake.waitForStatus(runId, ["completed"]);
+    const { pid } = await turnRecord(h, "ses_die_idle", 1);
+    process.kill(pid, "SIGKILL");
+    await h.fake.waitForSessionStatus("ses_die_idle", ["failed"]);
+    expect(sessionReports(h, "ses_die_idle")).toEqual([{ runner_id: "lnch_test", status: "failed" }]);
+    expect(h.tokens.size).toBe(0);
+  });
+});
+
+describe("resumes", () => {
+  test("a resume while the session's turn is under way is reported failed as busy; the turn goes on", async () => {
+    const h = await persistentHarness();
+    const first = h.handRun({ session_id: "ses_busy", prompt: "hang" });
+    await turnRecord(h, "ses_busy", 1);
+    const second = h.handRun({ session_id: "ses_busy", type: "resume_session", prompt: "two" });
+    const report = await finalReport(h, second);
+    expect(report.path).toEndWith("/failed");
+    expect(report.body.error).toContain("busy");
+    expect(h.fake.reportsFor(first).map((r) => r.kind)).toEqual(["started"]);
+    expect(h.worker.activeRunCount).toBe(1);
+  });
+
+  test("--max-idle-sessions 1: the longest idle is ended and reported finished; its resume starts a new process", async () => {
+    const h = await persistentHarness({ flags: { "max-idle-sessions": "1" } });
+    const a = h.handRun({ session_id: "ses_old", prompt: "a" });
+    await h.fake.waitForStatus(a, ["completed"]);
+    const { pid: oldPid } = await turnRecord(h, "ses_old", 1);
+    const b = h.handRun({ session_id: "ses_new", prompt: "b" });
+    await h.fake.waitForStatus(b, ["completed"]);
+    await h.fake.waitForSessionStatus("ses_old", ["finished"]);
+    expect(sessionReports(h, "ses_old")).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
+    expect(await goneWithin(oldPid, 2000)).toBe(true);
+    expect(h.fake.sessionStatus.get("ses_new")).toBe("idle");
+    expect(sessionReports(h, "ses_new")).toEqual([]);
+
+    const resumed = h.handRun({ session_id: "ses_old", type: "resume_session", prompt: "again" });
+    await h.fake.waitForStatus(resumed, ["completed"]);
+    expect(h.fake.reportsFor(resumed)).toEqual([STARTED, { kind: "completed", body: completedBody("2.2", "idle") }]);
+    const [, second] = invocations(h, "ses_old");
+    expect(second).toMatchObject({ schema_version: "2.2", mode: "resume", parameters: { prompt: "again" } });
+    const turns = h.fake.find("POST", "/sessions/ses_old/events").filter((r) => r.body?.turn === 1);
+    expect(turns).toHaveLength(2);
+    expect(turns[0]!.body.pid).toBe(oldPid);
+    expect(turns[1]!.body.pid).not.toBe(oldPid);
+  });
+});
+
+describe("bounds", () => {
+  test("--max-idle-sessions 0: completed says finished and the process is ended", async () => {
+    const h = await persistentHarness({ flags: { "max-idle-sessions": "0" } });
+    const runId = h.handRun({ session_id: "ses_none_idle", prompt: "one" });
+    await h.fake.waitForStatus(runId, ["completed"]);
+    expect(h.fake.reportsFor(runId)).toEqual([STARTED, { kind: "completed", body: completedBody("2.2", "finished") }]);
+    const { pid } = await turnRecord(h, "ses_none_idle", 1);
+    expect(await goneWithin(pid, 3000)).toBe(true);
+    expect(h.fake.sessionStatus.get("ses_none_idle")).toBe("finished");
+    expect(sessionReports(h, "ses_none_idle")).toEqual([]);
+  });
+
+  test("--idle-session-timeout: a session idle that long is ended and reported finished", async () => {
+    const h = await persistentHarness({ flags: { "idle-session-timeout": "1" } });
+    const runId = h.handRun({ session_id: "ses_timeout", prompt: "one" });
+    await h.fake.waitForStatus(runId, ["completed"]);
+    const { pid } = await turnRecord(h, "ses_timeout", 1);
+    await h.fake.waitForSessionStatus("ses_timeout", ["finished"], 5000);
+    expect(sessionReports(h, "ses_timeout")).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
+    expect(await goneWithin(pid, 2000)).toBe(true);
+  });
+});
+
+describe("runner shutdown", () => {
+  test("first signal with an idle session: the session is ended and reported finished, then the runner deregisters", async () => {
+    const h = await persistentHarness();
+    const runId = h.handRun({ session_id: "ses_shutdown", prompt: "one" });
+    await h.fake.waitForStatus(runId, ["completed"]);
+    const { pid } = await turnRecord(h, "ses_shutdown", 1);
+    h.worker.shutdown("SIGTERM");
+    await h.done;
+    expect(isAlive(pid)).toBe(false);
+    const status = h.fake.find("POST", "/runner/sessions/ses_shutdown/status");
+    expect(status.map((r) => r.body)).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
+    const [deregister] = h.fake.find("DELETE", "/runners/lnch_test");
+    expect(deregister!.at).toBeGreaterThan(status[0]!.at);
+    expect(h.fake.sessionStatus.get("ses_shutdown")).toBe("finished");
+  });
+});
+
+describe("a persistent profile against a 2.1 coordinator", () => {
+  test("each run gets an executor of its own, one-shot, with a warning at start", async () => {
+    const log = captureLog();
+    const h = await persistentHarness({ fake: { protocol: "2.1" } });
+    await log.waitFor(/Profile 'test' is persistent, but a coordinator of protocol 2\.1 has no idle sessions/);
+    const first = h.handRun({ session_id: "ses_21", prompt: "one" });
+    await h.fake.waitForStatus(first, ["completed"]);
+    const second = h.handRun({ session_id: "ses_21", type: "resume_session", prompt: "two" });
+    await h.fake.waitForStatus(second, ["completed"]);
+    for (const runId of [first, second])
+      expect(h.fake.reportsFor(runId)).toEqual([STARTED, { kind: "completed", body: completedBody("2.1") }]);
+    const turns = h.fake.find("POST", "/sessions/ses_21/events").filter((r) => r.body?.turn === 1);
+    expect(turns.map((r) => r.body.lifecycle)).toEqual(["one_shot", "one_shot"]);
+    expect(turns[0]!.body.pid).not.toBe(turns[1]!.body.pid);
+    expect(invocations(h, "ses_21").map((i) => [i.schema_version, i.mode, i.prompt])).toEqual([
+      ["2.1", "start", "one"],
+      ["2.1", "resume", "two"],
+    ]);
+  });
+});
+
+describe("the order of a session's reports", () => {
+  test("the end of a session is not delivered before its last run's completed, however slow the coordinator", async () => {
+    const log = captureLog();
+    const h = await persistentHarness({ flags: { "idle-session-timeout": "1" } });
+    const held = Promise.withResolvers<void>();
+    h.fake.on("POST", /^\/runner\/runs\/[^/]+\/completed$/, async () => {
+      await held.promise;
+      return undefined;
+    });
+    const runId = h.handRun({ session_id: "ses_order", prompt: "one" });
+    await h.fake.waitForRequest("POST", `/runner/runs/${runId}/completed`);
+    // The session times out and ends while its run's completed is still unanswered.
+    await log.waitFor(/Session ses_order ended .*reported finished/);
+    expect(sessionReports(h, "ses_order")).toEqual([]);
+    held.resolve();
+    await h.fake.waitForRequest("POST", "/runner/sessions/ses_order/status");
+    await h.fake.waitForSessionStatus("ses_order", ["finished"]);
+    const completed = h.fake.find("POST", `/runner/runs/${runId}/completed`);
+    expect(completed).toHaveLength(1);
+    expect(h.fake.sessionStatus.get("ses_order")).toBe("finished");
   });
 });
