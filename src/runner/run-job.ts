@@ -206,9 +206,10 @@ export class RunJob {
     const { sessions } = this.context;
     if (this.persistent && mode === "resume") {
       let live = sessions.get(this.sessionId);
-      if (live?.ending) {
+      // Once an ending executor is gone, look again: another run may have started one meanwhile.
+      while (live?.ending) {
         await live.ending;
-        live = undefined;
+        live = sessions.get(this.sessionId);
       }
       if (live?.runId !== undefined) {
         this.fail(`Session ${this.sessionId} is busy with run ${live.runId}; run ${this.runId} cannot take a turn now`);

@@ -155,6 +155,26 @@ describe("resumes", () => {
     expect(h.worker.activeRunCount).toBe(1);
   });
 
+  test("two resumes for a session whose executor is being ended: one new process takes a turn, the other run is refused as busy", async () => {
+    const h = await persistentHarness();
+    // Its executor ignores the shutdown: ending it takes the grace twice (shutdown, then SIGTERM).
+    const first = h.handRun({ session_id: "ses_twice", prompt: "ignore-shutdown" });
+    await h.fake.waitForStatus(first, ["completed"]);
+    const log = captureLog();
+    h.fake.requestSessionStop("ses_twice");
+    await log.waitFor(/Ending session ses_twice/);
+    const a = h.handRun({ session_id: "ses_twice", type: "resume_session", prompt: "hang" });
+    const b = h.handRun({ session_id: "ses_twice", type: "resume_session", prompt: "hang" });
+    await h.fake.waitFor((r) => r.path === `/runner/runs/${a}/started` || r.path === `/runner/runs/${b}/started`);
+    const refused = await h.fake.waitFor(
+      (r) => r.path === `/runner/runs/${a}/failed` || r.path === `/runner/runs/${b}/failed`,
+    );
+    expect(refused.body.error).toContain("busy");
+    await h.fake.waitFor((r) => r.path === "/sessions/ses_twice/events" && r.body?.invocation?.mode === "resume");
+    expect(invocations(h, "ses_twice").map((i) => i.mode)).toEqual(["start", "resume"]);
+    expect(h.worker.activeRunCount).toBe(1);
+  });
+
   test("--max-idle-sessions 1: the longest idle is ended and reported finished; its resume starts a new process", async () => {
     const h = await persistentHarness({ flags: { "max-idle-sessions": "1" } });
     const a = h.handRun({ session_id: "ses_old", prompt: "a" });
