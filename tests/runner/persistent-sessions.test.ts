@@ -240,6 +240,25 @@ describe("runner shutdown", () => {
   });
 });
 
+describe("removed from outside", () => {
+  test("deregistered with a session idle: the session is ended and its end delivered, the registration made for it taken back", async () => {
+    const h = await persistentHarness();
+    const runId = h.handRun({ session_id: "ses_removed", prompt: "one" });
+    await h.fake.waitForStatus(runId, ["completed"]);
+    const { pid } = await turnRecord(h, "ses_removed", 1);
+    h.fake.deregister();
+    await h.done;
+    expect(isAlive(pid)).toBe(false);
+    expect(h.fake.sessionStatus.get("ses_removed")).toBe("finished");
+    const taken = h.fake
+      .find("POST", "/runner/sessions/ses_removed/status")
+      .filter((r) => r.status === 200)
+      .map((r) => r.body);
+    expect(taken).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
+    expect(h.fake.registered).toBe(false);
+  });
+});
+
 describe("a persistent profile against a 2.1 coordinator", () => {
   test("each run gets an executor of its own, one-shot, with a warning at start", async () => {
     const log = captureLog();
