@@ -76,12 +76,12 @@ export class LiveSessions {
 
   /**
    * A new executor whose first turn serves `runId`. It keeps `token` (issued for that run) for
-   * its later turns: revoked once the executor is gone, not when the first run ends.
+   * its later turns: revoked once the executor is gone, not when the first run ends. Only
+   * bookkeeping, which cannot fail; the journal learns of it through `journalStarted`.
    */
   add(sessionId: string, executor: PersistentExecutor, runId: string, token: string): LiveSession {
     const session: LiveSession = { sessionId, executor, token, runId };
     this.sessions.set(sessionId, session);
-    this.options.journal.sessionStarted(sessionId, executor.process);
     void executor.process.exited.then((status) => {
       // During a turn the run reports the exit; while it is being ended, its ending does.
       if (this.sessions.get(sessionId) !== session || session.runId !== undefined || session.ending) return;
@@ -94,6 +94,14 @@ export class LiveSessions {
       this.options.report(sessionId, end);
     });
     return session;
+  }
+
+  /**
+   * Journals a new session's executor, for the next runner process to end should this one die.
+   * Called by its first run once that run supervises it: a journal that throws stops it there.
+   */
+  journalStarted(session: LiveSession): void {
+    this.options.journal.sessionStarted(session.sessionId, session.executor.process);
   }
 
   /** A turn starts on an idle session. */

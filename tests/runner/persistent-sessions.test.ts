@@ -4,7 +4,8 @@
  * how each one ends (stop, death, bounds, shutdown), resumes without a live process, report order.
  */
 import { describe, expect, test } from "bun:test";
-import { realpathSync } from "node:fs";
+import { readFileSync, realpathSync } from "node:fs";
+import { descendantsOf } from "../../src/shared/process-group.ts";
 import { captureLog } from "../support/fault-tools.ts";
 import { completedBody, persistentProfile } from "../support/generations.ts";
 import { goneWithin, isAlive } from "../support/processes.ts";
@@ -27,6 +28,17 @@ const invocations = (h: RunnerHarness, sessionId: string) =>
     .find("POST", `/sessions/${sessionId}/events`)
     .filter((r) => r.body?.invocation)
     .map((r) => r.body.invocation);
+
+/** This test process's descendants started for a session (by the environment the runner gave them). */
+function executorsOf(sessionId: string): number[] {
+  return descendantsOf(process.pid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`AGENT_SESSION_ID=${sessionId}`);
+    } catch {
+      return false;
+    }
+  });
+}
 
 const finalReport = (h: RunnerHarness, runId: string) =>
   h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
@@ -237,6 +249,38 @@ describe("runner shutdown", () => {
     const [deregister] = h.fake.find("DELETE", "/runners/lnch_test");
     expect(deregister!.at).toBeGreaterThan(status[0]!.at);
     expect(h.fake.sessionStatus.get("ses_shutdown")).toBe("finished");
+  });
+});
+
+describe("the runner's own failures", () => {
+  test("a journal that throws when a session's executor starts: the executor is stopped, the run reported failed, the session free", async () => {
+    let broken = true;
+    const h = await persistentHarness({
+      journal: {
+        setRunnerId() {},
+        runStarted() {},
+        runEnded() {},
+        settled() {},
+        sessionStarted() {
+          if (broken) throw new Error("EIO: the disk went away");
+        },
+        sessionEnded() {},
+        sessionSettled() {},
+        close() {},
+      },
+    });
+    const runId = h.handRun({ session_id: "ses_eio", prompt: "one" });
+    const report = await finalReport(h, runId);
+    expect(report.path).toEndWith("/failed");
+    expect(report.body.error).toContain("EIO: the disk went away");
+    // Its executor had been started; the run's outcome is queued only once it is gone.
+    expect(executorsOf("ses_eio")).toEqual([]);
+    expect(h.tokens.size).toBe(0);
+
+    broken = false;
+    const resumed = h.handRun({ session_id: "ses_eio", type: "resume_session", prompt: "again" });
+    await h.fake.waitForStatus(resumed, ["completed"]);
+    expect(invocations(h, "ses_eio").at(-1)).toMatchObject({ mode: "resume", parameters: { prompt: "again" } });
   });
 });
 
