@@ -329,20 +329,26 @@ describe("the order of a session's reports", () => {
     const log = captureLog();
     const h = await persistentHarness({ flags: { "idle-session-timeout": "1" } });
     const held = Promise.withResolvers<void>();
+    let releasedAt = Number.POSITIVE_INFINITY;
     h.fake.on("POST", /^\/runner\/runs\/[^/]+\/completed$/, async () => {
       await held.promise;
+      releasedAt = performance.now();
       return undefined;
     });
     const runId = h.handRun({ session_id: "ses_order", prompt: "one" });
-    await h.fake.waitForRequest("POST", `/runner/runs/${runId}/completed`);
+    const completed = await h.fake.waitForRequest("POST", `/runner/runs/${runId}/completed`);
     // The session times out and ends while its run's completed is still unanswered.
     await log.waitFor(/Session ses_order ended .*reported finished/);
+    // A poll answered after that: a report sent out of turn would have reached the coordinator by now.
+    await h.fake.nextPoll();
     expect(sessionReports(h, "ses_order")).toEqual([]);
     held.resolve();
-    await h.fake.waitForRequest("POST", "/runner/sessions/ses_order/status");
-    await h.fake.waitForSessionStatus("ses_order", ["finished"]);
-    const completed = h.fake.find("POST", `/runner/runs/${runId}/completed`);
-    expect(completed).toHaveLength(1);
+    const status = await h.fake.waitForRequest("POST", "/runner/sessions/ses_order/status");
+    await Promise.all([completed.answered, status.answered]);
+    // Sent only once the completed was answered: the coordinator ends with the session finished, not idle.
+    expect(status.at).toBeGreaterThan(releasedAt);
+    expect(status.body).toEqual({ runner_id: "lnch_test", status: "finished" });
+    expect(h.fake.find("POST", `/runner/runs/${runId}/completed`)).toHaveLength(1);
     expect(h.fake.sessionStatus.get("ses_order")).toBe("finished");
   });
 });
