@@ -1,7 +1,9 @@
 /**
  * Persistent sessions (profile lifecycle `persistent`, protocol 2.2) end to end: the persistent
  * fixture executor against the fake coordinator at 2.2. Turns in one process, idle sessions and
- * how each one ends (stop, death, bounds, shutdown), resumes without a live process, report order.
+ * how each one ends (stop, death, bounds, shutdown, removal, the runner's own failure), resumes
+ * without a live process, the order of a session's reports. Crashes of the runner process itself
+ * are in tests/faults/runner-lifecycle.test.ts.
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync, realpathSync } from "node:fs";
@@ -9,8 +11,7 @@ import { descendantsOf } from "../../src/shared/process-group.ts";
 import { captureLog } from "../support/fault-tools.ts";
 import { completedBody, persistentProfile } from "../support/generations.ts";
 import { goneWithin, isAlive } from "../support/processes.ts";
-import type { HarnessOptions, RunnerHarness } from "../support/runner-harness.ts";
-import { startRunnerHarness } from "../support/runner-harness.ts";
+import { type HarnessOptions, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
 const STARTED = { kind: "started", body: { runner_id: "lnch_test" } };
 
