@@ -143,6 +143,16 @@ describe("the executor dies", () => {
     expect(invocations(h, "ses_die_turn").map((i) => i.mode)).toEqual(["start", "resume"]);
   });
 
+  test("while idle, exiting 0 on its own: the session is reported finished", async () => {
+    const h = await persistentHarness();
+    const runId = h.handRun({ session_id: "ses_exit_idle", prompt: "exit-when-idle" });
+    await h.fake.waitForStatus(runId, ["completed"]);
+    expect(h.fake.reportsFor(runId).at(-1)!.body).toEqual(completedBody("2.2", "idle"));
+    await h.fake.waitForSessionStatus("ses_exit_idle", ["finished"]);
+    expect(sessionReports(h, "ses_exit_idle")).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
+    expect(h.tokens.size).toBe(0);
+  });
+
   test("while idle: the session is reported failed (killed by a signal)", async () => {
     const h = await persistentHarness();
     const runId = h.handRun({ session_id: "ses_die_idle", prompt: "one" });
