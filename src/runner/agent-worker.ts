@@ -155,6 +155,7 @@ export class AgentWorker {
       idleTimeoutMs: config.idleSessionTimeoutSeconds * 1000,
       stopGraceMs: config.stopGraceSeconds * 1000,
       journal,
+      tokens: options.tokens,
       // A session's reports share its queue: its end reaches the coordinator after its last run's.
       report: (sessionId, status) => this.outbox.send(sessionId, { kind: "session_ended", status }, sessionId),
     });

@@ -5,6 +5,7 @@
  */
 import type { SessionEnd } from "../coordinator/client.ts";
 import type { PersistentExecutor } from "../process/persistent-executor.ts";
+import type { RunTokens } from "../protocol/run-tokens.ts";
 import { log } from "../shared/log.ts";
 import { groupMembers, residentBytes } from "../shared/process-group.ts";
 import type { RunJournal } from "./run-journal.ts";
@@ -13,6 +14,8 @@ import type { RunJournal } from "./run-journal.ts";
 export interface LiveSession {
   readonly sessionId: string;
   readonly executor: PersistentExecutor;
+  /** The run token its process was started with (in its gateway and MCP URLs): live as long as the process. */
+  readonly token: string;
   /** The run whose turn is under way; undefined while idle. */
   runId?: string;
   /** When it went idle (performance.now()), while idle. */
@@ -30,6 +33,8 @@ export interface LiveSessionsOptions {
   /** Between the shutdown line and SIGTERM, and between SIGTERM and SIGKILL. */
   stopGraceMs: number;
   journal: Pick<RunJournal, "sessionStarted" | "sessionEnded">;
+  /** A session's token is revoked when its executor is gone. */
+  tokens: Pick<RunTokens, "revoke">;
   /** A session ended while it had no run: the coordinator must hear how. */
   report(sessionId: string, end: SessionEnd): void;
   /** The number of idle sessions changed. */
@@ -69,11 +74,14 @@ export class LiveSessions {
     return bytes;
   }
 
-  /** A new executor whose first turn serves `runId`. */
-  add(sessionId: string, executor: PersistentExecutor, runId: string): LiveSession {
-    const session: LiveSession = { sessionId, executor, runId };
+  /**
+   * A new executor whose first turn serves `runId`. It keeps `token` (issued for that run) for
+   * its later turns: revoked once the executor is gone, not when the first run ends. Only
+   * bookkeeping, which cannot fail; the journal learns of it through `journalStarted`.
+   */
+  add(sessionId: string, executor: PersistentExecutor, runId: string, token: string): LiveSession {
+    const session: LiveSession = { sessionId, executor, token, runId };
     this.sessions.set(sessionId, session);
-    this.options.journal.sessionStarted(sessionId, executor.process);
     void executor.process.exited.then((status) => {
       // During a turn the run reports the exit; while it is being ended, its ending does.
       if (this.sessions.get(sessionId) !== session || session.runId !== undefined || session.ending) return;
@@ -86,6 +94,14 @@ export class LiveSessions {
       this.options.report(sessionId, end);
     });
     return session;
+  }
+
+  /**
+   * Journals a new session's executor, for the next runner process to end should this one die.
+   * Called by its first run once that run supervises it: a journal that throws stops it there.
+   */
+  journalStarted(session: LiveSession): void {
+    this.options.journal.sessionStarted(session.sessionId, session.executor.process);
   }
 
   /** A turn starts on an idle session. */
@@ -186,6 +202,7 @@ export class LiveSessions {
 
   private remove(session: LiveSession): void {
     clearTimeout(session.idleTimer);
+    this.options.tokens.revoke(session.token);
     if (this.sessions.get(session.sessionId) === session) this.sessions.delete(session.sessionId);
     this.changed();
   }

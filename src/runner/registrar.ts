@@ -75,20 +75,33 @@ export class Registrar {
   }
 
   /**
-   * One registration request, in the coordinator's generation: pinned, or asked of it first. A
+   * The coordinator's generation for the next register request: pinned, or asked of it. A
    * coordinator that comes back after an outage may be another version, so each attempt asks.
    */
-  private async registerOnce(signal: AbortSignal): Promise<Registration> {
+  private async settleGeneration(signal: AbortSignal): Promise<void> {
     const { client, protocol } = this.options;
-    if (protocol === "auto") {
-      const generation = await client.detectGeneration(signal);
-      if (this.detected && generation !== client.generation) {
-        log.warn(`The coordinator now speaks protocol ${generation} (it spoke ${client.generation})`);
-      }
-      client.generation = generation;
-      this.detected = true;
-    } else client.generation = protocol;
+    if (protocol !== "auto") {
+      client.generation = protocol;
+      return;
+    }
+    const generation = await client.detectGeneration(signal);
+    if (this.detected && generation !== client.generation) {
+      log.warn(`The coordinator now speaks protocol ${generation} (it spoke ${client.generation})`);
+    }
+    client.generation = generation;
+    this.detected = true;
+  }
+
+  /** One register request, in the generation just settled. */
+  private sendRegistration(signal: AbortSignal): Promise<Registration> {
+    const { client } = this.options;
     return client.register(buildRegistrationPayload(this.options.registration, client.generation), signal);
+  }
+
+  /** One registration attempt: the generation, then the register request. */
+  private async registerOnce(signal: AbortSignal): Promise<Registration> {
+    await this.settleGeneration(signal);
+    return this.sendRegistration(signal);
   }
 
   /**
@@ -151,8 +164,10 @@ export class Registrar {
     let mayBeOurs = false;
     const registered = await retry(
       async (signal) => {
+        // The probe registers nothing: only a register request whose answer was lost may have.
+        await this.settleGeneration(signal);
         try {
-          await this.registerOnce(signal);
+          await this.sendRegistration(signal);
           return true;
         } catch (error) {
           if (error instanceof DuplicateRunnerError && mayBeOurs && error.existing.runner_id) {

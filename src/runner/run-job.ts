@@ -57,6 +57,8 @@ interface Execution {
   stderrTail(): string;
   /** A persistent session's executor: it outlives the run when the turn completes. */
   session?: LiveSession;
+  /** This run started the session's executor (its first turn): the journal must learn of it. */
+  newSession?: boolean;
 }
 
 /** Why this runner must not execute the run (tagged-only mode), or undefined. */
@@ -84,6 +86,8 @@ export class RunJob {
   private timeoutTimer?: ReturnType<typeof setTimeout>;
   private startedAt = 0;
   private token = "";
+  /** Set when this run started a persistent session's executor: the session keeps the token. */
+  private tokenKept = false;
   /** Set once the outcome is queued: nothing is reported twice. */
   private ended = false;
   /** Fields of this run's log lines (in JSON logs). */
@@ -110,7 +114,7 @@ export class RunJob {
       await this.failedByRunner(error);
     } finally {
       clearTimeout(this.timeoutTimer);
-      this.context.tokens.revoke(this.token);
+      if (!this.tokenKept) this.context.tokens.revoke(this.token);
     }
   }
 
@@ -157,6 +161,8 @@ export class RunJob {
     if (!execution) return;
     this.execution = execution;
     this.startedAt = performance.now();
+    // Journalled once it is this run's execution: should the journal throw, it is stopped (failedByRunner).
+    if (execution.session && execution.newSession) this.context.sessions.journalStarted(execution.session);
     this.context.journal.runStarted(run.run_id, run.session_id, execution.executor);
     this.context.report(run.run_id, run.session_id, { kind: "started" });
     this.context.observer.runStarted();
@@ -204,9 +210,10 @@ export class RunJob {
     const { sessions } = this.context;
     if (this.persistent && mode === "resume") {
       let live = sessions.get(this.sessionId);
-      if (live?.ending) {
+      // Once an ending executor is gone, look again: another run may have started one meanwhile.
+      while (live?.ending) {
         await live.ending;
-        live = undefined;
+        live = sessions.get(this.sessionId);
       }
       if (live?.runId !== undefined) {
         this.fail(`Session ${this.sessionId} is busy with run ${live.runId}; run ${this.runId} cannot take a turn now`);
@@ -214,7 +221,7 @@ export class RunJob {
       }
       if (live) {
         sessions.resume(live, this.runId);
-        if (live.executor.startTurn(this.run.parameters)) return this.turnOf(live);
+        if (live.executor.startTurn(this.run.parameters)) return this.turnOf(live, false);
         // It no longer reads its input: gone, or going. Its exit is its own; a new one resumes.
         sessions.forget(live);
         this.say("warn", `Session ${this.sessionId}: its executor no longer takes turns; resuming it in a new one`);
@@ -263,7 +270,8 @@ export class RunJob {
     try {
       if (this.persistent) {
         const executor = new PersistentExecutor(options);
-        return this.turnOf(this.context.sessions.add(run.session_id, executor, run.run_id));
+        this.tokenKept = true;
+        return this.turnOf(this.context.sessions.add(run.session_id, executor, run.run_id, this.token), true);
       }
       const executor = new ExecutorProcess({ ...options, stdout: isDebug() ? "lines" : "ignore" });
       return {
@@ -279,7 +287,7 @@ export class RunJob {
   }
 
   /** This run's turn on a persistent session's executor; stopping it ends the whole session. */
-  private turnOf(session: LiveSession): Execution {
+  private turnOf(session: LiveSession, newSession: boolean): Execution {
     const { executor } = session;
     return {
       executor: executor.process,
@@ -287,6 +295,7 @@ export class RunJob {
       stop: (graceMs) => executor.process.stop(graceMs),
       stderrTail: () => executor.process.stderrTail(),
       session,
+      newSession,
     };
   }
 

@@ -19,6 +19,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RecordedRequest } from "../support/fake-coordinator.ts";
 import { captureLog, faultProfile, startCli } from "../support/fault-tools.ts";
+import { GENERATIONS, stopRun } from "../support/generations.ts";
 import { tempDir } from "../support/processes.ts";
 import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 import { onTeardown } from "../support/teardown.ts";
@@ -33,8 +34,8 @@ function once(reply: (request: RecordedRequest) => Response, times = 1) {
 }
 
 interface CoordinatorCase {
-  /** Routes to override before the runner registers. */
-  routes?: Array<[method: string, path: RegExp, handler: (request: RecordedRequest) => Response | undefined]>;
+  /** Routes to override before the runner registers (made anew for each test: `once` counts). */
+  routes?: () => Array<[method: string, path: RegExp, handler: (request: RecordedRequest) => Response | undefined]>;
   /** Run fields to hand out as the bad input (when the bad input is a run). */
   run?: Record<string, unknown>;
   /** Raw poll item to hand out. */
@@ -58,14 +59,14 @@ const coordinatorCases: Array<[string, CoordinatorCase]> = [
   [
     "poll reply is JSON null",
     {
-      routes: [["GET", poll, once(() => new Response("null"))]],
+      routes: () => [["GET", poll, once(() => new Response("null"))]],
       logged: /Coordinator reply to poll: must be an object \(was null\)/,
     },
   ],
   [
     "poll reply is a JSON string",
     {
-      routes: [["GET", poll, once(() => Response.json("run"))]],
+      routes: () => [["GET", poll, once(() => Response.json("run"))]],
       logged: /Coordinator reply to poll: must be an object \(was (a )?string\)/,
     },
   ],
@@ -95,35 +96,35 @@ const coordinatorCases: Array<[string, CoordinatorCase]> = [
   [
     "poll reply of 5 MB that is not JSON",
     {
-      routes: [["GET", poll, once(() => new Response("x".repeat(5_000_000)))]],
+      routes: () => [["GET", poll, once(() => new Response("x".repeat(5_000_000)))]],
       logged: /Coordinator reply to poll is not valid JSON \(.*\): "x{200}…"; retrying/,
     },
   ],
   [
     "poll answered 404 with an HTML page (wrong URL behind a proxy)",
     {
-      routes: [["GET", poll, once(() => new Response("<html>Not Found</html>", { status: 404 }))]],
+      routes: () => [["GET", poll, once(() => new Response("<html>Not Found</html>", { status: 404 }))]],
       logged: /Coordinator answered HTTP 404 to \/runner\/runs/,
     },
   ],
   [
     "register reply not JSON, then good",
     {
-      routes: [["POST", /^\/runner\/register$/, once(() => new Response("<html>starting up</html>"))]],
+      routes: () => [["POST", /^\/runner\/register$/, once(() => new Response("<html>starting up</html>"))]],
       logged: /Coordinator reply to register is not valid JSON/,
     },
   ],
   [
     "register reply without runner_id, then good",
     {
-      routes: [["POST", /^\/runner\/register$/, once(() => Response.json({ poll_endpoint: "/runner/runs" }))]],
+      routes: () => [["POST", /^\/runner\/register$/, once(() => Response.json({ poll_endpoint: "/runner/runs" }))]],
       logged: /register: runner_id must be a string \(was missing\)/,
     },
   ],
   [
     "report answered 503, then accepted",
     {
-      routes: [["POST", /\/started$/, once(() => new Response("overloaded", { status: 503 }))]],
+      routes: () => [["POST", /\/started$/, once(() => new Response("overloaded", { status: 503 }))]],
       run: run({}),
       logged: /run run_bad started not delivered \(Coordinator answered HTTP 503/,
     },
@@ -131,7 +132,7 @@ const coordinatorCases: Array<[string, CoordinatorCase]> = [
   [
     "report refused with 422",
     {
-      routes: [["POST", /\/started$/, once(() => Response.json({ detail: "bad runner_id" }, { status: 422 }))]],
+      routes: () => [["POST", /\/started$/, once(() => Response.json({ detail: "bad runner_id" }, { status: 422 }))]],
       run: run({}),
       logged: /rejected report run run_bad started \(HTTP 422: bad runner_id\); dropped/,
     },
@@ -139,7 +140,7 @@ const coordinatorCases: Array<[string, CoordinatorCase]> = [
   [
     "agent blueprint reply not JSON",
     {
-      routes: [["GET", /^\/agents\/weird$/, () => new Response("<b>agent</b>")]],
+      routes: () => [["GET", /^\/agents\/weird$/, () => new Response("<b>agent</b>")]],
       run: run({ agent_name: "weird" }),
       failedWith: "Could not fetch agent blueprint 'weird': Coordinator reply to GET /agents/weird is not valid JSON",
     },
@@ -147,7 +148,7 @@ const coordinatorCases: Array<[string, CoordinatorCase]> = [
   [
     "agent blueprint a JSON array",
     {
-      routes: [["GET", /^\/agents\/list$/, () => Response.json([1])]],
+      routes: () => [["GET", /^\/agents\/list$/, () => Response.json([1])]],
       run: run({ agent_name: "list" }),
       failedWith: "Could not fetch agent blueprint 'list'",
     },
@@ -155,51 +156,123 @@ const coordinatorCases: Array<[string, CoordinatorCase]> = [
   [
     "agent endpoint answers 500",
     {
-      routes: [["GET", /^\/agents\/down$/, () => new Response("db down", { status: 500 })]],
+      routes: () => [["GET", /^\/agents\/down$/, () => new Response("db down", { status: 500 })]],
       run: run({ agent_name: "down" }),
       failedWith: "Could not fetch agent blueprint 'down': Coordinator answered HTTP 500",
     },
   ],
 ];
 
-describe("coordinator replies: a clear error, then the next good run completes", () => {
-  test.each(coordinatorCases)("%s", async (_, spec) => {
-    const logs = captureLog();
-    const h = await startRunnerHarness({
-      profile: faultProfile("outcome"),
-      manual: true,
-      fake: { heartbeatIntervalSeconds: 60 },
-    });
-    for (const [method, path, handler] of spec.routes ?? []) h.fake.on(method, path, handler);
-    expect(await h.worker.register()).toBe(true);
-    void h.run();
-    if (spec.run) h.fake.handRun(spec.run);
-    if (spec.item) h.fake.hand(spec.item);
-    if (spec.failedWith) {
-      const report = await outcome(h, spec.run!.run_id as string);
-      expect(report.path).toEndWith("/failed");
-      expect(report.body.error).toContain(spec.failedWith);
-    }
-    if (spec.logged) {
-      const line = await logs.waitFor(spec.logged);
-      // Bounded, even when the reply was megabytes.
-      expect(line.length).toBeLessThan(2000);
-    }
-    const good = h.handRun();
-    expect((await outcome(h, good)).path).toEndWith("/completed");
-  });
+/** A run as a 2.2 coordinator hands it out (parameters instead of a prompt), with `fields` over it. */
+const run22 = (fields: Record<string, unknown>) => ({
+  run_id: "run_bad",
+  type: "start_session",
+  session_id: "ses_bad",
+  parameters: { prompt: "p" },
+  ...fields,
+});
 
-  test("the same run handed out twice while it runs: ignored, one outcome", async () => {
-    const logs = captureLog();
-    const h = await startRunnerHarness({ profile: faultProfile("ignore-term") });
-    h.fake.handRun(run({ run_id: "run_twice", session_id: "ses_twice" }));
-    await h.fake.waitFor((r) => r.path === "/sessions/ses_twice/events");
-    h.fake.handRun(run({ run_id: "run_twice", session_id: "ses_twice" }));
-    await logs.waitFor(/Run run_twice handed out again while it is running; ignored/);
-    h.fake.handStop(["run_twice"]);
-    await outcome(h, "run_twice");
-    expect(h.fake.reportsFor("run_twice").map((r) => r.kind)).toEqual(["started", "stopped"]);
-  });
+/** The cases that read the same in both generations, and 2.2's own: its runs' fields, its stop command. */
+const sameIn22 = new Set([
+  "poll reply is JSON null",
+  "poll reply is a JSON string",
+  "poll reply {run: null}",
+  'poll reply {deregistered: "yes"} (not true: no shutdown)',
+  "poll reply of 5 MB that is not JSON",
+  "poll answered 404 with an HTML page (wrong URL behind a proxy)",
+  "register reply not JSON, then good",
+  "register reply without runner_id, then good",
+]);
+const coordinatorCases22: Array<[string, CoordinatorCase]> = [
+  ...coordinatorCases.filter(([name]) => sameIn22.has(name)),
+  [
+    "run with session_id a number",
+    { run: run22({ session_id: 42 }), failedWith: "session_id must be a string (was a number)" },
+  ],
+  ["run with parameters a string", { run: run22({ parameters: "p" }), failedWith: "parameters must be an object" }],
+  ["run with parameters an array", { run: run22({ parameters: ["p"] }), failedWith: "parameters must be an object" }],
+  [
+    "run with resolved_agent_blueprint an array",
+    { run: run22({ resolved_agent_blueprint: [1] }), failedWith: "resolved_agent_blueprint must be" },
+  ],
+  ["run with demands a string", { run: run22({ demands: "gpu" }), failedWith: "demands must be" }],
+  ["run with metadata an array", { run: run22({ metadata: [1] }), failedWith: "metadata must be" }],
+  [
+    "run with an empty run_id",
+    { run: run22({ run_id: "" }), logged: /Malformed run payload: run_id must be non-empty/ },
+  ],
+  [
+    "stop_sessions with numbers",
+    {
+      item: { stop_sessions: [1, 2] },
+      logged: /Coordinator reply to poll: stop_sessions\[0\] must be a string \(was (a )?number\)/,
+    },
+  ],
+  [
+    "report answered 503, then accepted",
+    {
+      routes: () => [["POST", /\/started$/, once(() => new Response("overloaded", { status: 503 }))]],
+      run: run22({}),
+      logged: /run run_bad started not delivered \(Coordinator answered HTTP 503/,
+    },
+  ],
+  [
+    "report refused with 422",
+    {
+      routes: () => [["POST", /\/started$/, once(() => Response.json({ detail: "bad runner_id" }, { status: 422 }))]],
+      run: run22({}),
+      logged: /rejected report run run_bad started \(HTTP 422: bad runner_id\); dropped/,
+    },
+  ],
+];
+
+describe.each(GENERATIONS)(
+  "coordinator replies (protocol %s): a clear error, then the next good run completes",
+  (protocol) => {
+    test.each(protocol === "2.1" ? coordinatorCases : coordinatorCases22)("%s", async (_, spec) => {
+      const logs = captureLog();
+      const h = await startRunnerHarness({
+        profile: faultProfile("outcome"),
+        manual: true,
+        fake: { protocol, heartbeatIntervalSeconds: 60 },
+      });
+      for (const [method, path, handler] of spec.routes?.() ?? []) h.fake.on(method, path, handler);
+      expect(await h.worker.register()).toBe(true);
+      void h.run();
+      // Queued as given, as a coordinator of the generation would hand it out.
+      if (spec.run) h.fake.hand({ run: spec.run });
+      if (spec.item) h.fake.hand(spec.item);
+      if (spec.failedWith) {
+        const report = await outcome(h, spec.run!.run_id as string);
+        expect(report.path).toEndWith("/failed");
+        expect(report.body.error).toContain(spec.failedWith);
+      }
+      if (spec.logged) {
+        const line = await logs.waitFor(spec.logged);
+        // Bounded, even when the reply was megabytes.
+        expect(line.length).toBeLessThan(2000);
+      }
+      const good = h.handRun();
+      expect((await outcome(h, good)).path).toEndWith("/completed");
+    });
+  },
+);
+
+describe("coordinator replies", () => {
+  test.each(GENERATIONS)(
+    "the same run handed out twice while it runs: ignored, one outcome (protocol %s)",
+    async (protocol) => {
+      const logs = captureLog();
+      const h = await startRunnerHarness({ fake: { protocol }, profile: faultProfile("ignore-term") });
+      h.fake.handRun(run({ run_id: "run_twice", session_id: "ses_twice" }));
+      await h.fake.waitFor((r) => r.path === "/sessions/ses_twice/events");
+      h.fake.handRun(run({ run_id: "run_twice", session_id: "ses_twice" }));
+      await logs.waitFor(/Run run_twice handed out again while it is running; ignored/);
+      stopRun(h.fake, "run_twice");
+      await outcome(h, "run_twice");
+      expect(h.fake.reportsFor("run_twice").map((r) => r.kind)).toEqual(["started", "stopped"]);
+    },
+  );
 
   test("heartbeat answered 500: logged, polling and runs go on", async () => {
     const logs = captureLog();
@@ -219,14 +292,18 @@ describe("coordinator replies: a clear error, then the next good run completes",
     expect((await outcome(h, h.handRun())).path).toEndWith("/completed");
   });
 
-  test("a run with an 8 MB prompt is handed to the executor whole and completes", async () => {
-    const harness = await startRunnerHarness({ fixture: "capture" });
-    const prompt = "p".repeat(8_000_000);
-    const runId = harness.handRun({ session_id: "ses_big", prompt });
-    const event = await harness.fake.waitFor((r) => r.path === "/sessions/ses_big/events");
-    expect(event.body.invocation.prompt.length).toBe(prompt.length);
-    expect((await outcome(harness, runId)).path).toEndWith("/completed");
-  });
+  test.each(GENERATIONS)(
+    "a run with an 8 MB prompt is handed to the executor whole and completes (protocol %s)",
+    async (protocol) => {
+      const harness = await startRunnerHarness({ fake: { protocol }, fixture: "capture" });
+      const prompt = "p".repeat(8_000_000);
+      const runId = harness.handRun({ session_id: "ses_big", prompt });
+      const event = await harness.fake.waitFor((r) => r.path === "/sessions/ses_big/events");
+      const { invocation } = event.body;
+      expect((protocol === "2.1" ? invocation.prompt : invocation.parameters.prompt).length).toBe(prompt.length);
+      expect((await outcome(harness, runId)).path).toEndWith("/completed");
+    },
+  );
 });
 
 describe("gateway requests: refused with a reason, the gateway keeps serving", () => {

@@ -1,15 +1,19 @@
 /**
  * The runner as a real process through signals, crashes and restarts: a lost terminal (SIGHUP),
- * SIGKILL mid-run and a restart that must clean up after the dead incarnation, a second runner
- * with the same identity, a hanging registration, a token endpoint that is briefly down.
+ * SIGKILL mid-run and a restart that must clean up after the dead incarnation (a one-shot run, a
+ * persistent session idle or mid-turn), a second runner with the same identity, a hanging
+ * registration, a token endpoint that is briefly down.
  */
 import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
+import { completedBody, GENERATIONS } from "../support/generations.ts";
 import { tempDir } from "../support/processes.ts";
 import { releaseServer } from "../support/release-server.ts";
+import { FIXTURES } from "../support/runner-harness.ts";
 import { killAfterTest, onTeardown } from "../support/teardown.ts";
 
 /** A runner process for the fault profile running `fixture`, against `fake`, with its own state directory. */
@@ -25,6 +29,21 @@ function startRunner(
     ...env,
   });
 }
+
+/** A runner process whose profile runs the persistent fixture executor (lifecycle persistent). */
+function startPersistentRunner(fake: FakeCoordinator, stateDir: string): CliRunner {
+  const profiles = tempDir("ar-persistent-");
+  const profile = { type: "autonomous", command: join(FIXTURES, "persistent"), lifecycle: "persistent" };
+  writeFileSync(join(profiles, "persistent.json"), JSON.stringify(profile));
+  return startCli(
+    ["--profile", "persistent", "--profiles-dir", profiles, "-c", fake.url, "--stop-grace-seconds", "1"],
+    { AGENT_RUNNER_STATE_DIR: stateDir },
+  );
+}
+
+/** The pid the persistent fixture recorded for the first turn of its process in `sessionId`. */
+const turnPid = async (f: FakeCoordinator, sessionId: string): Promise<number> =>
+  (await f.waitFor((r) => r.path === `/sessions/${sessionId}/events` && r.body?.turn === 1)).body.pid;
 
 const alive = (pid: number) => {
   try {
@@ -64,48 +83,58 @@ test("SIGHUP (terminal closed) is a graceful stop: the active run finishes and i
   expect(await runner.process.exited).toBe(0);
 });
 
-test("after SIGKILL, the restarted runner adopts its identity, kills the orphaned executor and reports the run failed", async () => {
-  const fake = startFakeCoordinator();
-  const stateDir = tempDir("ar-state-");
-  const first = startRunner(fake, "ignore-term", stateDir);
-  await fake.waitForRequest("GET", "/runner/runs");
-  fake.handRun({ run_id: "run_crash", type: "start_session", session_id: "ses_crash", prompt: "p" });
-  const orphan = await readyPid(fake, "ses_crash");
-  killAfterTest(orphan);
-  first.process.kill("SIGKILL");
-  await first.process.exited;
-  expect(alive(orphan)).toBe(true);
-  // The coordinator still counts the dead incarnation online: a new registration gets 409.
-  fake.heldBy = hostname();
-  const restartedAt = performance.now();
-  const second = startRunner(fake, "ignore-term", stateDir);
-  const report = await finalReport(fake, "run_crash", restartedAt);
-  expect(report.path).toEndWith("/failed");
-  expect(report.body.error).toContain("runner process ended unexpectedly");
-  expect(await gone(orphan, 5000)).toBe(true);
-  await second.waitFor(/[Aa]dopt/);
-  await fake.waitFor((r) => r.path === "/runner/runs" && r.at > report.at);
-});
+test.each(GENERATIONS)(
+  "after SIGKILL, the restarted runner adopts its identity, kills the orphaned executor and reports the run failed (protocol %s)",
+  async (protocol) => {
+    const fake = startFakeCoordinator({ protocol });
+    const stateDir = tempDir("ar-state-");
+    const first = startRunner(fake, "ignore-term", stateDir);
+    await fake.waitForRequest("GET", "/runner/runs");
+    fake.handRun({ run_id: "run_crash", type: "start_session", session_id: "ses_crash", prompt: "p" });
+    const orphan = await readyPid(fake, "ses_crash");
+    killAfterTest(orphan);
+    first.process.kill("SIGKILL");
+    await first.process.exited;
+    expect(alive(orphan)).toBe(true);
+    // The coordinator still counts the dead incarnation online: a new registration gets 409.
+    fake.heldBy = hostname();
+    const restartedAt = performance.now();
+    const second = startRunner(fake, "ignore-term", stateDir);
+    const report = await finalReport(fake, "run_crash", restartedAt);
+    expect(report.path).toEndWith("/failed");
+    expect(report.body.error).toContain("runner process ended unexpectedly");
+    expect(await gone(orphan, 5000)).toBe(true);
+    await second.waitFor(/[Aa]dopt/);
+    await fake.waitFor((r) => r.path === "/runner/runs" && r.at > report.at);
+  },
+);
 
-test("an outcome known before the crash but not delivered is delivered by the restarted runner", async () => {
-  const fake = startFakeCoordinator();
-  const stateDir = tempDir("ar-state-");
-  const release = releaseServer();
-  const first = startRunner(fake, "outcome", stateDir, { FAULT_RELEASE_URL: release.url });
-  await fake.waitForRequest("GET", "/runner/runs");
-  fake.handRun({ run_id: "run_known", type: "start_session", session_id: "ses_known", prompt: "p" });
-  await release.waiting("ses_known");
-  await fake.down();
-  release.release("ses_known");
-  await first.waitFor(/Run run_known completed/);
-  first.process.kill("SIGKILL");
-  await first.process.exited;
-  fake.heldBy = hostname();
-  fake.up();
-  const second = startRunner(fake, "outcome", stateDir);
-  const report = await finalReport(fake, "run_known");
-  expect(report.path, `${JSON.stringify(report.body)}\n${first.output()}\n${second.output()}`).toEndWith("/completed");
-});
+test.each(GENERATIONS)(
+  "an outcome known before the crash but not delivered is delivered by the restarted runner (protocol %s)",
+  async (protocol) => {
+    const fake = startFakeCoordinator({ protocol });
+    const stateDir = tempDir("ar-state-");
+    const release = releaseServer();
+    const first = startRunner(fake, "outcome", stateDir, { FAULT_RELEASE_URL: release.url });
+    await fake.waitForRequest("GET", "/runner/runs");
+    fake.handRun({ run_id: "run_known", type: "start_session", session_id: "ses_known", prompt: "p" });
+    await release.waiting("ses_known");
+    await fake.down();
+    release.release("ses_known");
+    await first.waitFor(/Run run_known completed/);
+    first.process.kill("SIGKILL");
+    await first.process.exited;
+    fake.heldBy = hostname();
+    fake.up();
+    const second = startRunner(fake, "outcome", stateDir);
+    const report = await finalReport(fake, "run_known");
+    expect(report.path, `${JSON.stringify(report.body)}\n${first.output()}\n${second.output()}`).toEndWith(
+      "/completed",
+    );
+    // As it was known: at 2.2 with how the session stands.
+    expect(report.body).toEqual(completedBody(protocol));
+  },
+);
 
 test("while reports are flushed at exit, another signal exits at once and the next start delivers them", async () => {
   const stateDir = tempDir("ar-state-");
@@ -139,11 +168,14 @@ test("a second runner with the same identity and state directory refuses to star
   expect(alive(first.process.pid)).toBe(true);
 });
 
-test("SIGINT while the register request hangs ends the runner at once", async () => {
-  const fake = startFakeCoordinator();
-  fake.on("POST", /^\/runner\/register$/, () => new Promise<Response>(() => {}));
+test.each([
+  ["register request", /^\/runner\/register$/, "2.1"],
+  ["generation probe", /^\/runner\/sessions\/protocol-probe\/status$/, "2.2"],
+] as const)("SIGINT while the %s hangs ends the runner at once", async (_, path, protocol) => {
+  const fake = startFakeCoordinator({ protocol });
+  fake.on("POST", path, () => new Promise<Response>(() => {}));
   const runner = startRunner(fake, "outcome", tempDir("ar-state-"));
-  await fake.waitForRequest("POST", "/runner/register");
+  await fake.waitFor((r) => r.method === "POST" && path.test(r.path));
   const signalledAt = performance.now();
   runner.process.kill("SIGINT");
   expect(await runner.process.exited).toBe(0);
@@ -171,4 +203,67 @@ test("a token endpoint that answers 503 at start is retried, not fatal", async (
   const register = await fake.waitForRequest("POST", "/runner/register", 20_000);
   expect(register.headers.get("authorization")).toBe("Bearer tok-abc123");
   expect(runner.process.exitCode).toBeNull();
+});
+
+test("after SIGKILL with a persistent session idle, the restarted runner kills its process and reports the session finished; a resume starts a new one", async () => {
+  const fake = startFakeCoordinator({ protocol: "2.2" });
+  const stateDir = tempDir("ar-state-");
+  const first = startPersistentRunner(fake, stateDir);
+  await fake.waitForRequest("GET", "/runner/runs");
+  // This process outlives the runner: it ignores the end of its input and SIGTERM.
+  const started = fake.handRun({ session_id: "ses_orphan", prompt: "ignore-shutdown" });
+  await fake.waitForStatus(started.run_id, ["completed"]);
+  expect(fake.sessionStatus.get("ses_orphan")).toBe("idle");
+  const orphan = await turnPid(fake, "ses_orphan");
+  killAfterTest(orphan);
+  first.process.kill("SIGKILL");
+  await first.process.exited;
+  expect(alive(orphan)).toBe(true);
+  fake.heldBy = hostname();
+  const second = startPersistentRunner(fake, stateDir);
+  await fake.waitForSessionStatus("ses_orphan", ["finished"]);
+  expect(fake.find("POST", "/runner/sessions/ses_orphan/status").map((r) => r.body)).toEqual([
+    { runner_id: "lnch_test", status: "finished" },
+  ]);
+  expect(await gone(orphan, 5000)).toBe(true);
+  await second.waitFor(/[Aa]dopt/);
+  fake.heldBy = undefined;
+
+  const resumed = fake.handRun({ session_id: "ses_orphan", type: "resume_session", prompt: "again" });
+  await fake.waitForStatus(resumed.run_id, ["completed"]);
+  const invocations = fake
+    .find("POST", "/sessions/ses_orphan/events")
+    .filter((r) => r.body?.invocation)
+    .map((r) => r.body.invocation);
+  expect(invocations.map((i) => [i.mode, i.parameters.prompt])).toEqual([
+    ["start", "ignore-shutdown"],
+    ["resume", "again"],
+  ]);
+  expect(fake.reportsFor(resumed.run_id).at(-1)!.body).toEqual({
+    runner_id: "lnch_test",
+    status: "success",
+    session_status: "idle",
+  });
+});
+
+test("after SIGKILL during a persistent session's turn, the restarted runner kills its process and reports the run failed", async () => {
+  const fake = startFakeCoordinator({ protocol: "2.2" });
+  const stateDir = tempDir("ar-state-");
+  const first = startPersistentRunner(fake, stateDir);
+  await fake.waitForRequest("GET", "/runner/runs");
+  const { run_id: runId } = fake.handRun({ session_id: "ses_midturn", prompt: "ignore-shutdown hang" });
+  const orphan = await turnPid(fake, "ses_midturn");
+  killAfterTest(orphan);
+  first.process.kill("SIGKILL");
+  await first.process.exited;
+  expect(alive(orphan)).toBe(true);
+  fake.heldBy = hostname();
+  const restartedAt = performance.now();
+  startPersistentRunner(fake, stateDir);
+  const report = await finalReport(fake, runId, restartedAt);
+  expect(report.path).toEndWith("/failed");
+  expect(report.body.error).toContain("runner process ended unexpectedly");
+  expect(await gone(orphan, 5000)).toBe(true);
+  expect(fake.sessionStatus.get("ses_midturn")).toBe("failed");
+  expect(fake.find("POST", "/runner/sessions/ses_midturn/status")).toEqual([]);
 });

@@ -6,6 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
+import { GENERATIONS } from "../support/generations.ts";
 import { parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
 import { releaseServer } from "../support/release-server.ts";
 import { FIXTURES, startRunnerHarness } from "../support/runner-harness.ts";
@@ -57,8 +58,8 @@ describe("--max-concurrent-runs", () => {
     for (const n of [1, 2, 3, 4]) await harness.fake.waitForStatus(`run_cap${n}`, ["completed"]);
   });
 
-  test("the registration says what the limit is", async () => {
-    const harness = await startRunnerHarness({ flags: { "max-concurrent-runs": "3" } });
+  test.each(GENERATIONS)("the registration says what the limit is (protocol %s)", async (protocol) => {
+    const harness = await startRunnerHarness({ fake: { protocol }, flags: { "max-concurrent-runs": "3" } });
     expect(harness.fake.find("POST", "/runner/register")[0]!.body.max_concurrent_runs).toBe(3);
   });
 });
@@ -78,18 +79,23 @@ describe("--run-timeout", () => {
 });
 
 describe("ephemeral runners", () => {
-  test("--max-runs 1: takes one run, deregisters and exits 0 once it ended; the next run is left to others", async () => {
-    const fake = startFakeCoordinator();
-    const runner = startRunner(fake, join(FAULT_FIXTURES, "outcome"), ["--max-runs", "1"]);
-    await fake.waitForRequest("GET", "/runner/runs");
-    fake.handRun(run("run_only"));
-    fake.handRun(run("run_next"));
-    expect(await runner.process.exited).toBe(0);
-    expect(fake.runStatus.get("run_only")).toBe("completed");
-    expect(fake.runStatus.get("run_next")).toBeUndefined();
-    expect(fake.find("DELETE", /^\/runners\//)).toHaveLength(1);
-    expect(runner.output()).toContain("Took 1 run(s) (--max-runs 1)");
-  });
+  test.each(GENERATIONS)(
+    "--max-runs 1: takes one run, deregisters and exits 0 once it ended; the next run is left to others (protocol %s)",
+    async (protocol) => {
+      const fake = startFakeCoordinator({ protocol });
+      const runner = startRunner(fake, join(FAULT_FIXTURES, "outcome"), ["--max-runs", "1"]);
+      await fake.waitForRequest("GET", "/runner/runs");
+      fake.handRun(run("run_only"));
+      fake.handRun(run("run_next"));
+      expect(await runner.process.exited).toBe(0);
+      expect(fake.runStatus.get("run_only")).toBe("completed");
+      // Never claimed: 2.1 keeps no status for what it did not hand out, 2.2 keeps the run pending.
+      if (protocol === "2.1") expect(fake.runStatus.get("run_next")).toBeUndefined();
+      else expect(fake.runStatus.get("run_next")).toBe("pending");
+      expect(fake.find("DELETE", /^\/runners\//)).toHaveLength(1);
+      expect(runner.output()).toContain("Took 1 run(s) (--max-runs 1)");
+    },
+  );
 
   test("--exit-after-idle: with no run for that long, deregisters and exits 0 saying why", async () => {
     const fake = startFakeCoordinator({ pollTimeoutSeconds: 1 });

@@ -5,15 +5,16 @@
  */
 import { describe, expect, test } from "bun:test";
 import { captureLog } from "../support/fault-tools.ts";
+import { GENERATIONS } from "../support/generations.ts";
 import { releaseServer } from "../support/release-server.ts";
 import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
 const finalReport = (h: RunnerHarness, runId: string) =>
   h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
 
-describe("graceful shutdown", () => {
+describe.each(GENERATIONS)("graceful shutdown (protocol %s)", (protocol) => {
   test("a run the in-flight poll brings after the stop signal is not lost", async () => {
-    const harness = await startRunnerHarness({ fake: { abortedPollsClaim: true, pollTimeoutSeconds: 2 } });
+    const harness = await startRunnerHarness({ fake: { protocol, abortedPollsClaim: true, pollTimeoutSeconds: 2 } });
     await harness.fake.waitForRequest("GET", "/runner/runs");
     harness.worker.shutdown("SIGTERM");
     const runId = harness.handRun();
@@ -24,7 +25,11 @@ describe("graceful shutdown", () => {
 
   test("a stop requested while the runner drains is honoured", async () => {
     const release = releaseServer();
-    const harness = await startRunnerHarness({ fixture: "wait-release", env: { FIXTURE_RELEASE_URL: release.url } });
+    const harness = await startRunnerHarness({
+      fake: { protocol },
+      fixture: "wait-release",
+      env: { FIXTURE_RELEASE_URL: release.url },
+    });
     const runId = harness.handRun({ session_id: "ses_drain" });
     await release.waiting("ses_drain");
     harness.worker.shutdown("SIGTERM");
@@ -32,8 +37,10 @@ describe("graceful shutdown", () => {
     await harness.fake.waitForStatus(runId, ["stopped"], 10_000);
     await harness.done;
   });
+});
 
-  test("a stop while the blueprint is being fetched is reported stopped, and nothing is spawned", async () => {
+describe("graceful shutdown", () => {
+  test("2.1: a stop while the blueprint is being fetched is reported stopped, and nothing is spawned", async () => {
     const gate = Promise.withResolvers<void>();
     const harness = await startRunnerHarness({ fake: { agents: { slow: { name: "slow" } } } });
     harness.fake.on("GET", /^\/agents\/slow$/, async () => {
@@ -53,7 +60,7 @@ describe("graceful shutdown", () => {
 });
 
 describe("poll replies", () => {
-  test("a reply carrying both stop_runs and a run handles both", async () => {
+  test("2.1: a reply carrying both stop_runs and a run handles both", async () => {
     const harness = await startRunnerHarness();
     harness.fake.hand({
       stop_runs: ["run_elsewhere"],
@@ -74,9 +81,9 @@ describe("poll replies", () => {
   });
 });
 
-describe("reports", () => {
+describe.each(GENERATIONS)("reports (protocol %s)", (protocol) => {
   test("a started report answered after the request timeout is not overtaken by the final report", async () => {
-    const harness = await startRunnerHarness({ requestTimeoutMs: 300 });
+    const harness = await startRunnerHarness({ fake: { protocol }, requestTimeoutMs: 300 });
     let first = true;
     harness.fake.on("POST", /\/started$/, async () => {
       if (!first) return undefined;
@@ -96,7 +103,7 @@ describe("reports", () => {
     const harness = await startRunnerHarness({
       fixture: "wait-release",
       env: { FIXTURE_RELEASE_URL: release.url },
-      fake: { strictReports: true },
+      fake: { protocol, strictReports: true },
     });
     const log = captureLog();
     const runId = harness.handRun({ session_id: "ses_removed" });
@@ -109,7 +116,9 @@ describe("reports", () => {
     // The registration made only to deliver the outcome is taken back.
     expect(harness.fake.registered).toBe(false);
   });
+});
 
+describe("reports", () => {
   test("a successful report ends the poll's backoff: polling resumes at once, not after the backoff", async () => {
     const release = releaseServer();
     const harness = await startRunnerHarness({
@@ -132,10 +141,10 @@ describe("reports", () => {
   });
 });
 
-describe("registering again", () => {
+describe.each(GENERATIONS)("registering again (protocol %s)", (protocol) => {
   test("a 409 from another runner holding the identity is not adopted: no polling under its id", async () => {
     const log = captureLog();
-    const harness = await startRunnerHarness();
+    const harness = await startRunnerHarness({ fake: { protocol } });
     await harness.fake.waitForRequest("GET", "/runner/runs");
     harness.fake.heldBy = "other-host";
     harness.fake.forgetRunner();
@@ -153,7 +162,7 @@ describe("registering again", () => {
   });
 
   test("a 409 for its own registration whose reply was lost is adopted", async () => {
-    const harness = await startRunnerHarness({ requestTimeoutMs: 500 });
+    const harness = await startRunnerHarness({ fake: { protocol }, requestTimeoutMs: 500 });
     await harness.fake.waitForRequest("GET", "/runner/runs");
     let lose = true;
     harness.fake.on("POST", /^\/runner\/register$/, async () => {
@@ -171,6 +180,29 @@ describe("registering again", () => {
     await harness.fake.waitFor((r) => r.path === "/runner/runs" && r.at > conflict.at);
   });
 
+  test("a probe that timed out registered nothing: a 409 after it is another runner's, not adopted", async () => {
+    const log = captureLog();
+    const harness = await startRunnerHarness({ fake: { protocol }, requestTimeoutMs: 500 });
+    await harness.fake.waitForRequest("GET", "/runner/runs");
+    let hang = true;
+    harness.fake.on("POST", /^\/runner\/sessions\/protocol-probe\/status$/, async () => {
+      if (!hang) return undefined;
+      hang = false;
+      await Bun.sleep(1500);
+      return undefined;
+    });
+    harness.fake.heldBy = "other-host";
+    harness.fake.forgetRunner();
+    const registrations = () => harness!.fake.find("POST", "/runner/register");
+    // The first registration, then two refused with 409.
+    await harness.fake.waitFor(() => registrations().length >= 3, 10_000);
+    const conflict = registrations()[1]!;
+    expect(harness.fake.find("GET", "/runner/runs").filter((r) => r.at > conflict.at)).toEqual([]);
+    await log.waitFor(/held by another runner/);
+  });
+});
+
+describe("registering again", () => {
   test("a stop signal ends re-registering at once when nothing is left to deliver", async () => {
     const harness = await startRunnerHarness({ retryInitialMs: 200 });
     await harness.fake.waitForRequest("GET", "/runner/runs");

@@ -18,6 +18,8 @@ export interface RecordedRequest {
   at: number;
   /** Resolves once the fake has answered it (and applied what it changes). */
   answered: Promise<void>;
+  /** The status it was answered with, once answered. */
+  status?: number;
 }
 
 type PollItem =
@@ -342,6 +344,14 @@ export class FakeCoordinator {
       .map((r) => ({ kind: r.path.slice(prefix.length), body: r.body }));
   }
 
+  /** The run reports for a run that were taken (answered 2xx), in order: what the coordinator has of the run. */
+  reportsTakenFor(runId: string): Array<{ kind: string; body: any }> {
+    const prefix = `/runner/runs/${runId}/`;
+    return this.requests
+      .filter((r) => r.method === "POST" && r.path.startsWith(prefix) && r.status !== undefined && r.status < 300)
+      .map((r) => ({ kind: r.path.slice(prefix.length), body: r.body }));
+  }
+
   describe(): string {
     return this.requests
       .map((r) => `${r.method} ${r.path} ${r.body === undefined ? "" : JSON.stringify(r.body)}`)
@@ -378,16 +388,22 @@ export class FakeCoordinator {
     };
     this.record(recorded);
     try {
-      for (const route of this.routes) {
-        if (route.method === request.method && route.path.test(url.pathname)) {
-          const response = await route.handler(recorded);
-          if (response) return response;
-        }
-      }
-      return await this.defaultRoute(recorded, request.signal);
+      const response = await this.answer(recorded, request.signal);
+      recorded.status = response.status;
+      return response;
     } finally {
       answered.resolve();
     }
+  }
+
+  private async answer(recorded: RecordedRequest, signal: AbortSignal): Promise<Response> {
+    for (const route of this.routes) {
+      if (route.method === recorded.method && route.path.test(recorded.path)) {
+        const response = await route.handler(recorded);
+        if (response) return response;
+      }
+    }
+    return this.defaultRoute(recorded, signal);
   }
 
   private async defaultRoute(request: RecordedRequest, signal: AbortSignal): Promise<Response> {
