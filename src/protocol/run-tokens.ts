@@ -11,33 +11,51 @@ const TOKEN_PREFIX = "agrun_";
 export const RUN_TOKEN_PATTERN = /agrun_[A-Za-z0-9_-]{43}/g;
 addSecretPattern(RUN_TOKEN_PATTERN);
 
+/** What a token lets its holder act for. */
+interface Grant {
+  sessionId: string;
+  /**
+   * The project directory the runner gave the run, when the executor may not name its own (a
+   * sandboxed one: what it binds becomes what a later resume makes writable).
+   */
+  projectDir?: string;
+}
+
 /** The live tokens and the session each one may act for. */
 export class RunTokens {
-  private readonly sessions = new Map<string, string>();
+  private readonly grants = new Map<string, Grant>();
 
   /** A fresh token for one run of `sessionId`, live until revoked. */
-  issue(sessionId: string): string {
+  issue(sessionId: string, options: { projectDir?: string } = {}): string {
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`;
-    this.sessions.set(token, sessionId);
+    this.grants.set(token, {
+      sessionId,
+      ...(options.projectDir === undefined ? {} : { projectDir: options.projectDir }),
+    });
     return token;
   }
 
   revoke(token: string): void {
-    this.sessions.delete(token);
+    this.grants.delete(token);
   }
 
   /** The session a live token acts for, else undefined. */
   sessionOf(token: string): string | undefined {
-    return this.sessions.get(token);
+    return this.grants.get(token)?.sessionId;
+  }
+
+  /** The project directory the runner pinned for a live token's binds, if it did. */
+  projectDirOf(token: string): string | undefined {
+    return this.grants.get(token)?.projectDir;
   }
 
   get size(): number {
-    return this.sessions.size;
+    return this.grants.size;
   }
 
   /** Whether a request path starts with a live token (`/<token>/…`). */
   carriedBy(path: string): boolean {
-    return this.sessions.has(path.split("/")[1] ?? "");
+    return this.grants.has(path.split("/")[1] ?? "");
   }
 }
 

@@ -135,6 +135,9 @@ export function startGateway(options: GatewayOptions): Gateway {
           `This executor's run is for session ${sessionId}; it cannot write session ${String(fields.session_id)}`,
         );
       }
+      // A sandboxed run's directory is the runner's word: what it binds, a resume makes writable.
+      const pinned = route === "bind" ? options.tokens.projectDirOf(admission.token) : undefined;
+      if (pinned !== undefined) fields = { ...fields, project_dir: pinned };
       return forward(own.target(sessionId), { method: own.method, json: own.body(fields) });
     }
 

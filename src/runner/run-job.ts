@@ -107,7 +107,11 @@ export class RunJob {
    * failure of the runner itself still ends the run, its executor stopped, reported failed.
    */
   async execute(): Promise<void> {
-    this.token = this.context.tokens.issue(this.run.session_id);
+    // A sandboxed executor binds the directory the runner gave it, whatever it says: a later resume
+    // makes that directory writable.
+    const { profile, config } = this.context;
+    const projectDir = profile.sandbox ? this.run.project_dir || config.projectDir : undefined;
+    this.token = this.context.tokens.issue(this.run.session_id, { projectDir });
     try {
       await this.lifecycle();
     } catch (error) {

@@ -74,6 +74,17 @@ test("the coordinator's own bind route (POST /sessions/{id}/bind, as other runne
   expect(fake.find("POST", "/sessions/ses_2/bind")).toHaveLength(0);
 });
 
+test("a sandboxed run's binds carry the directory the runner gave it, whatever the executor says", async () => {
+  start();
+  const url = urlWithToken(gateway.url, tokens.issue("ses_box", { projectDir: "/work/project" }));
+  expect(
+    (await send(url, "/bind", { session_id: "ses_box", executor_session_id: "e", project_dir: "/etc" })).status,
+  ).toBe(200);
+  expect((await send(url, "/sessions/ses_box/bind", { executor_session_id: "e" })).status).toBe(200);
+  const binds = fake.find("POST", "/sessions/ses_box/bind").map((r) => r.body.project_dir);
+  expect(binds).toEqual(["/work/project", "/work/project"]);
+});
+
 test("/events and /metadata go to the session's routes", async () => {
   start();
   const url = executorUrl("ses_2");
