@@ -136,7 +136,7 @@ export class CoordinatorClient {
   constructor(readonly http: CoordinatorHttp) {}
 
   async register(payload: RegistrationPayload, signal?: AbortSignal): Promise<Registration> {
-    const response = await this.http.fetch("/runner/register", { json: payload, signal });
+    const response = await this.http.fetch("/runner/register", { call: "register", json: payload, signal });
     const text = await response.text();
     if (response.status === 409) {
       const existing = duplicateRunner(text);
@@ -169,7 +169,7 @@ export class CoordinatorClient {
    */
   async detectGeneration(signal?: AbortSignal): Promise<ProtocolGeneration> {
     const path = "/runner/sessions/protocol-probe/status";
-    const response = await this.http.fetch(path, { json: {}, signal });
+    const response = await this.http.fetch(path, { call: "protocol_probe", json: {}, signal });
     const text = await response.text();
     if (response.status >= 500 || response.status === 408 || response.status === 429) {
       throw new CoordinatorError(response.status, path, text);
@@ -183,7 +183,7 @@ export class CoordinatorClient {
   /** One long poll: what it brought, nothing for an empty reply. Network failures and 5xx throw. */
   async poll(timeoutMs: number, signal?: AbortSignal): Promise<PollEvent[]> {
     const path = `/runner/runs?runner_id=${encodeURIComponent(this.requireId())}`;
-    const response = await this.http.fetch(path, { timeoutMs, signal });
+    const response = await this.http.fetch(path, { call: "poll", timeoutMs, signal });
     if (response.status === 204) return [];
     const text = await response.text();
     if (isNotRegistered(response.status, text)) return [{ kind: "not_registered" }];
@@ -210,7 +210,7 @@ export class CoordinatorClient {
   /** A run's status at the coordinator (`stopping` once a stop was requested), undefined if it does not know it. */
   async runStatus(runId: string, signal?: AbortSignal): Promise<string | undefined> {
     const path = `/runs/${encodeURIComponent(runId)}`;
-    const response = await this.http.fetch(path, { signal });
+    const response = await this.http.fetch(path, { call: "run_status", signal });
     const text = await response.text();
     if (response.status === 404) return undefined;
     if (!response.ok) throw new CoordinatorError(response.status, path, text);
@@ -219,7 +219,7 @@ export class CoordinatorClient {
   /** A session's status at the coordinator (`stopping` once a stop was requested), undefined if it does not know it. */
   async sessionStatus(sessionId: string, signal?: AbortSignal): Promise<string | undefined> {
     const path = `/sessions/${encodeURIComponent(sessionId)}/status`;
-    const response = await this.http.fetch(path, { signal });
+    const response = await this.http.fetch(path, { call: "session_status", signal });
     const text = await response.text();
     if (response.status === 404) return undefined;
     if (!response.ok) throw new CoordinatorError(response.status, path, text);
@@ -229,13 +229,13 @@ export class CoordinatorClient {
   /** Sends one run report: see `sendReport`. */
   async report(runId: string, report: RunReport): Promise<ReportOutcome> {
     const path = `/runner/runs/${encodeURIComponent(runId)}/${report.kind}`;
-    return this.sendReport(path, { runner_id: this.requireId(), ...this.reportFields(report) });
+    return this.sendReport(path, "report", { runner_id: this.requireId(), ...this.reportFields(report) });
   }
 
   /** Protocol 2.2: a session ended while it had no run (its persistent executor ended or was stopped). */
   async reportSessionEnd(sessionId: string, status: SessionEnd): Promise<ReportOutcome> {
     const path = `/runner/sessions/${encodeURIComponent(sessionId)}/status`;
-    return this.sendReport(path, { runner_id: this.requireId(), status });
+    return this.sendReport(path, "session_report", { runner_id: this.requireId(), status });
   }
 
   private reportFields(report: RunReport): Record<string, unknown> {
@@ -264,8 +264,12 @@ export class CoordinatorClient {
    * A report waits long for its answer: given up early, it could still land after a later report
    * of the same run and undo it.
    */
-  private async sendReport(path: string, body: Record<string, unknown>): Promise<ReportOutcome> {
-    const response = await this.http.fetch(path, { json: body, timeoutMs: REPORT_TIMEOUT_MS });
+  private async sendReport(
+    path: string,
+    call: "report" | "session_report",
+    body: Record<string, unknown>,
+  ): Promise<ReportOutcome> {
+    const response = await this.http.fetch(path, { call, json: body, timeoutMs: REPORT_TIMEOUT_MS });
     const text = await response.text();
     if (response.ok) return { kind: "delivered" };
     if (response.status === 404) return { kind: "unknown_run" };
@@ -280,7 +284,10 @@ export class CoordinatorClient {
 
   /** `true` when the coordinator still knows this runner. */
   async heartbeat(): Promise<boolean> {
-    const response = await this.http.fetch("/runner/heartbeat", { json: { runner_id: this.requireId() } });
+    const response = await this.http.fetch("/runner/heartbeat", {
+      call: "heartbeat",
+      json: { runner_id: this.requireId() },
+    });
     const text = await response.text();
     if (isNotRegistered(response.status, text)) return false;
     if (!response.ok) throw new CoordinatorError(response.status, "/runner/heartbeat", text);
@@ -289,7 +296,7 @@ export class CoordinatorClient {
 
   async deregister(): Promise<void> {
     const path = `/runners/${encodeURIComponent(this.requireId())}?self=true`;
-    const response = await this.http.fetch(path, { method: "DELETE", timeoutMs: 5000 });
+    const response = await this.http.fetch(path, { call: "deregister", method: "DELETE", timeoutMs: 5000 });
     const text = await response.text();
     if (!response.ok && response.status !== 404) throw new CoordinatorError(response.status, path, text);
   }
@@ -297,7 +304,7 @@ export class CoordinatorClient {
   /** The agent blueprint, or undefined when the coordinator does not know the agent. */
   async getAgent(name: string): Promise<JsonObject | undefined> {
     const path = `/agents/${encodeURIComponent(name)}`;
-    const response = await this.http.fetch(path);
+    const response = await this.http.fetch(path, { call: "blueprint" });
     const text = await response.text();
     if (response.status === 404) return undefined;
     if (!response.ok) throw new CoordinatorError(response.status, path, text);

@@ -6,7 +6,30 @@ import type { Validator } from "../shared/validation.ts";
 import { noAuth, type TokenSource } from "./auth.ts";
 import { REQUEST_TIMEOUT_MS } from "./request-timeout.ts";
 
+/**
+ * What a request to the coordinator is for (the `call` label of its latency): the runner
+ * protocol's calls, the executors' requests the gateway forwards, the MCP tools' requests.
+ */
+export const COORDINATOR_CALLS = [
+  "protocol_probe",
+  "register",
+  "poll",
+  "heartbeat",
+  "report",
+  "session_report",
+  "run_status",
+  "session_status",
+  "blueprint",
+  "deregister",
+  "gateway",
+  "mcp",
+  "other",
+] as const;
+export type CoordinatorCall = (typeof COORDINATOR_CALLS)[number];
+
 export interface CoordinatorRequest {
+  /** What the request is for (default `other`). */
+  call?: CoordinatorCall;
   method?: string;
   /** Serialized as JSON with a JSON content type. */
   json?: unknown;
@@ -43,6 +66,8 @@ export class CoordinatorHttp {
   readonly backOnline = new Wakeup();
   /** When the coordinator last answered (any status below 500), in performance.now() milliseconds. */
   lastAnswerAt?: number;
+  /** Told of every answer (any status): what the request was for and how long it took, in seconds. */
+  onAnswer?: (call: CoordinatorCall, seconds: number) => void;
   private failing = false;
 
   constructor(
@@ -68,6 +93,7 @@ export class CoordinatorHttp {
     }
     const timeout = AbortSignal.timeout(request.timeoutMs ?? this.timeoutMs);
     let response: Response;
+    const sentAt = performance.now();
     try {
       response = await fetch(this.url(path), {
         method: request.method ?? (body === undefined ? "GET" : "POST"),
@@ -79,9 +105,11 @@ export class CoordinatorHttp {
       if (!request.signal?.aborted) this.failing = true;
       throw error;
     }
+    const answeredAt = performance.now();
+    this.onAnswer?.(request.call ?? "other", (answeredAt - sentAt) / 1000);
     if (response.status >= 500) this.failing = true;
     else {
-      this.lastAnswerAt = performance.now();
+      this.lastAnswerAt = answeredAt;
       if (this.failing) {
         this.failing = false;
         this.backOnline.wake();

@@ -165,7 +165,7 @@ export class Orchestrator {
       if (typeof sessionId !== "string" || sessionId === "") continue;
       try {
         const path = `/sessions/${segment(sessionId)}`;
-        const response = await this.coordinator.fetch(path, { method: "DELETE" });
+        const response = await this.coordinator.fetch(path, { call: "mcp", method: "DELETE" });
         if (!response.ok) throw new CoordinatorError(response.status, path, await response.text());
         deleted += 1;
       } catch (error) {
@@ -214,7 +214,7 @@ export class Orchestrator {
         );
       let run: RunReply | undefined;
       try {
-        run = await this.coordinator.json(`/runs/${segment(runId)}`, RunReply, { signal });
+        run = await this.coordinator.json(`/runs/${segment(runId)}`, RunReply, { call: "mcp", signal });
         failures = 0;
       } catch (error) {
         if (signal.aborted) continue;
@@ -248,7 +248,7 @@ export class Orchestrator {
 
   private async requireSession(sessionId: string): Promise<void> {
     try {
-      await this.coordinator.json(`/sessions/${segment(sessionId)}`, AnyReply);
+      await this.coordinator.json(`/sessions/${segment(sessionId)}`, AnyReply, { call: "mcp" });
     } catch (error) {
       if (error instanceof CoordinatorError && error.status === 404) {
         throw new ToolError(`Session ${sessionId} does not exist; list_agent_sessions shows the sessions there are`);
@@ -259,7 +259,9 @@ export class Orchestrator {
 
   private async fetchStatus(sessionId: string): Promise<string> {
     try {
-      const reply = await this.coordinator.json(`/sessions/${segment(sessionId)}/status`, SessionStatusReply);
+      const reply = await this.coordinator.json(`/sessions/${segment(sessionId)}/status`, SessionStatusReply, {
+        call: "mcp",
+      });
       return reply.status ?? "not_existent";
     } catch (error) {
       if (error instanceof CoordinatorError && error.status === 404) return "not_existent";
@@ -289,7 +291,7 @@ export class Orchestrator {
 
   private async call<T>(what: string, path: string, schema: Validator<T>, request?: CoordinatorRequest): Promise<T> {
     try {
-      return await this.coordinator.json(path, schema, request);
+      return await this.coordinator.json(path, schema, { ...request, call: "mcp" });
     } catch (error) {
       throw this.toToolError(what, error);
     }

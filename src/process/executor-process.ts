@@ -61,6 +61,8 @@ export interface ExecutorProcessOptions {
   stdout?: "ignore" | "lines" | "capture";
   stderr?: "tail" | "inherit";
   onOutput?: (stream: "stdout" | "stderr", line: string) => void;
+  /** Called once, at the first output on a stream that is read (stderr unless inherited, stdout unless ignored). */
+  onFirstOutput?: () => void;
   /** The longest stdout line handed to `onOutput` whole (default MAX_LINE_CHARS); longer ones are cut. */
   maxStdoutLineChars?: number;
 }
@@ -151,12 +153,34 @@ export class ExecutorProcess {
     }
     const { onOutput } = options;
     const lines = (stream: "stdout" | "stderr") => (onOutput ? (line: string) => onOutput(stream, line) : undefined);
+    let firstOutput = options.onFirstOutput;
+    const output = () => {
+      const first = firstOutput;
+      firstOutput = undefined;
+      first?.();
+    };
     const drained: Promise<void>[] = [];
     if (this.child.stderr instanceof ReadableStream) {
-      drained.push(drain(this.child.stderr, (chunk) => this.stderr.push(chunk), lines("stderr")));
+      drained.push(
+        drain(
+          this.child.stderr,
+          (chunk) => {
+            output();
+            this.stderr.push(chunk);
+          },
+          lines("stderr"),
+        ),
+      );
     }
     if (this.child.stdout instanceof ReadableStream) {
-      const keep = stdoutMode === "capture" ? (chunk: Uint8Array) => this.captured.push(chunk) : () => {};
+      const captured = this.captured;
+      const keep =
+        stdoutMode === "capture"
+          ? (chunk: Uint8Array) => {
+              output();
+              captured.push(chunk);
+            }
+          : output;
       drained.push(
         drain(
           this.child.stdout,

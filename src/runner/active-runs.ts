@@ -52,6 +52,12 @@ export class ActiveRuns {
     return job !== undefined;
   }
 
+  /** The run of this session whose executor is under way here, if any. */
+  serving(sessionId: string): RunJob | undefined {
+    for (const job of this.jobs.values()) if (job.sessionId === sessionId && job.underWay) return job;
+    return undefined;
+  }
+
   stopAll(): void {
     for (const job of this.jobs.values()) job.stop();
   }

@@ -15,6 +15,7 @@ import { messageOf } from "../shared/errors.ts";
 import { log, setLogContext } from "../shared/log.ts";
 import { MAX_RETRY_DELAY_MS, sleep } from "../shared/retry.ts";
 import { ActiveRuns } from "./active-runs.ts";
+import type { ExecutorRequest } from "./gateway.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { type LeftoverReport, reapLeftovers } from "./leftover-runs.ts";
 import { LiveSessions } from "./live-sessions.ts";
@@ -123,6 +124,7 @@ export class AgentWorker {
       onRegistered: (runnerId) => {
         journal.setRunnerId(runnerId);
         setLogContext({ runner_id: runnerId });
+        observer.registered(runnerId);
       },
       onFailure: () => {
         observer.requestFailed("register");
@@ -194,7 +196,16 @@ export class AgentWorker {
       },
       DEFAULT_POLL_TIMEOUT_SECONDS,
     );
-    this.heartbeat = new Heartbeat(client, () => void this.registrar.reregister(this.removed.signal.aborted));
+    this.heartbeat = new Heartbeat(
+      client,
+      () => void this.registrar.reregister(this.removed.signal.aborted),
+      () => observer.requestFailed("heartbeat"),
+    );
+  }
+
+  /** A request of a run's executor reached the gateway: a sign of life of the run it serves. */
+  executorRequest(request: ExecutorRequest): void {
+    this.runs.serving(request.sessionId)?.executorResponded();
   }
 
   get activeRunCount(): number {
@@ -379,7 +390,10 @@ export class AgentWorker {
         return;
       case "bad_run":
         log.error(event.reason);
-        if (event.runId) this.outbox.send(event.runId, { kind: "failed", error: event.reason });
+        if (event.runId) {
+          this.outbox.send(event.runId, { kind: "failed", error: event.reason });
+          this.observer.runEnded({ outcome: "failed", reason: "bad_run" });
+        }
         return;
       case "stop":
         for (const runId of event.runIds) this.runs.stop(runId);

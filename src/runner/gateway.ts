@@ -24,6 +24,19 @@ export interface GatewayOptions {
   /** Each run's executor is served with its own token, and only for its own session's writes. */
   tokens: RunTokens;
   maxBodyBytes?: number;
+  /**
+   * Told of every request a live run token admitted to a route the gateway serves, before it is
+   * forwarded: the token's session, the route, and for the session's own writes (bind, events,
+   * metadata) the body that goes on. Must not throw.
+   */
+  onRequest?: (request: ExecutorRequest) => void;
+}
+
+/** A request of a run's executor, as the gateway tells the runner of it. */
+export interface ExecutorRequest {
+  sessionId: string;
+  route: GatewayRoute;
+  body?: JsonObject;
 }
 
 export interface Gateway {
@@ -95,7 +108,7 @@ export function startGateway(options: GatewayOptions): Gateway {
     init: { method: string; json?: unknown; body?: ArrayBuffer; headers?: Record<string, string> },
   ) {
     try {
-      return await relay(await options.http.fetch(path, init));
+      return await relay(await options.http.fetch(path, { ...init, call: "gateway" }));
     } catch (error) {
       log.warn(`Gateway: ${init.method} ${path} could not reach the coordinator: ${messageOf(error)}`);
       return problem(502, `Coordinator unreachable: ${messageOf(error)}`);
@@ -138,9 +151,11 @@ export function startGateway(options: GatewayOptions): Gateway {
       // A sandboxed run's directory is the runner's word: what it binds, a resume makes writable.
       const pinned = route === "bind" ? options.tokens.projectDirOf(admission.token) : undefined;
       if (pinned !== undefined) fields = { ...fields, project_dir: pinned };
+      options.onRequest?.({ sessionId, route, body: fields });
       return forward(own.target(sessionId), { method: own.method, json: own.body(fields) });
     }
 
+    options.onRequest?.({ sessionId, route });
     const headers: Record<string, string> = {};
     for (const name of PASSED_HEADERS) {
       const value = request.headers.get(name);

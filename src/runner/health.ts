@@ -3,7 +3,15 @@
  * metrics are kept in step. Read by the health server's /healthz and /readyz.
  */
 import type { ReadinessState, RunnerMetrics } from "./metrics.ts";
-import type { CoordinatorCall, IdleSessions, LoopWatch, RunnerObserver, RunnerState, RunOutcome } from "./observer.ts";
+import type {
+  CoordinatorCall,
+  FailedCall,
+  IdleSessions,
+  LoopWatch,
+  RunEnd,
+  RunnerObserver,
+  RunnerState,
+} from "./observer.ts";
 
 /** What a probe answers: the HTTP status and a JSON body saying why. */
 export interface ProbeAnswer {
@@ -57,6 +65,11 @@ export class HealthMonitor implements RunnerObserver {
 
   watchCoordinator(lastAnswerAt: () => number | undefined, maxSilenceMs: number): void {
     this.coordinator = { lastAnswerAt, maxSilenceMs };
+    // The same moment as Unix time: the monotonic clock's distance to it, back from the wall clock.
+    this.metrics.trackLastContact(() => {
+      const at = lastAnswerAt();
+      return at === undefined ? undefined : (Date.now() - (this.now() - at)) / 1000;
+    });
   }
 
   /** The state and busy gauges as /readyz would answer now (the coordinator's silence is a matter of time). */
@@ -69,16 +82,29 @@ export class HealthMonitor implements RunnerObserver {
     this.metrics.setOutboxPending(count);
   }
 
-  runStarted(): void {
-    this.metrics.runStarted();
+  runStarted(queueWaitSeconds?: number): void {
+    this.metrics.runStarted(queueWaitSeconds);
   }
 
-  runEnded(outcome: RunOutcome, durationSeconds?: number): void {
-    this.metrics.runEnded(outcome, durationSeconds);
+  executorResponded(seconds: number): void {
+    this.metrics.executorResponded(seconds);
   }
 
-  requestFailed(call: CoordinatorCall): void {
+  runEnded(end: RunEnd): void {
+    this.metrics.runEnded(end);
+  }
+
+  requestFailed(call: FailedCall): void {
     this.metrics.requestFailed(call);
+  }
+
+  coordinatorAnswered(call: CoordinatorCall, seconds: number): void {
+    // A poll's answer comes when the coordinator has a run or its hold ends: a wait, not a latency.
+    if (call !== "poll") this.metrics.coordinatorAnswered(call, seconds);
+  }
+
+  registered(runnerId: string): void {
+    this.metrics.setRunnerId(runnerId);
   }
 
   journalWriteFailed(): void {

@@ -10,6 +10,8 @@ export class Heartbeat {
     private readonly client: Pick<CoordinatorClient, "heartbeat">,
     /** The coordinator answered that it does not know this runner. */
     private readonly onForgotten: () => void,
+    /** A heartbeat failed (unreachable, or an error answer); the next one goes at its time. */
+    private readonly onFailure: () => void = () => {},
   ) {}
 
   start(intervalSeconds: number): void {
@@ -20,6 +22,7 @@ export class Heartbeat {
           this.onForgotten();
         }
       } catch (error) {
+        this.onFailure();
         log.warn(`Heartbeat failed: ${messageOf(error)}`);
       }
       if (this.timer) this.start(intervalSeconds);

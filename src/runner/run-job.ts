@@ -20,7 +20,7 @@ import { isDebug, type LogFields, log, logEntry } from "../shared/log.ts";
 import { seconds } from "../shared/retry.ts";
 import { fillBlueprintPlaceholders, fillRunnerPlaceholders } from "./blueprint-placeholders.ts";
 import type { LiveSession, LiveSessions } from "./live-sessions.ts";
-import type { RunnerObserver, RunOutcome } from "./observer.ts";
+import type { FailureReason, RunnerObserver, RunOutcome } from "./observer.ts";
 import type { RunJournal } from "./run-journal.ts";
 
 const RUN_MODES: Record<string, InvocationMode> = { start_session: "start", resume_session: "resume" };
@@ -43,8 +43,8 @@ export interface RunContext {
   /** The gateway's URL. This run's executor gets it, and `mcpUrl`, with the run's own token. */
   gatewayUrl: string;
   tokens: RunTokens;
-  /** Counts runs and their outcomes (for /metrics). */
-  observer: Pick<RunnerObserver, "runStarted" | "runEnded">;
+  /** Counts runs, their outcomes and timings (for /metrics). */
+  observer: Pick<RunnerObserver, "runStarted" | "runEnded" | "executorResponded">;
 }
 
 /** What supervising a run needs of its executor, a process of its own or a persistent session's turn. */
@@ -85,6 +85,8 @@ export class RunJob {
   private timedOut = false;
   private timeoutTimer?: ReturnType<typeof setTimeout>;
   private startedAt = 0;
+  /** When this run spawned an executor of its own, until its first sign of life. */
+  private spawnedAt?: number;
   private token = "";
   /** Set when this run started a persistent session's executor: the session keeps the token. */
   private tokenKept = false;
@@ -122,6 +124,11 @@ export class RunJob {
     }
   }
 
+  /** Its executor (or its turn of a persistent session's) is under way: started, outcome not yet queued. */
+  get underWay(): boolean {
+    return this.execution !== undefined && !this.ended;
+  }
+
   /** A stop command: SIGTERM, then SIGKILL after the grace period; before the spawn, no spawn. */
   stop(): void {
     if (!this.execution && !this.stopRequested)
@@ -146,15 +153,15 @@ export class RunJob {
   private async lifecycle(): Promise<void> {
     const { run } = this;
     const mode = RUN_MODES[run.type];
-    if (!mode) return this.fail(`Unknown run type '${run.type}' (expected start_session or resume_session)`);
+    if (!mode) return this.fail(`Unknown run type '${run.type}' (expected start_session or resume_session)`, "bad_run");
     const refusal = tagRefusal(run, this.context.config);
-    if (refusal) return this.fail(refusal);
+    if (refusal) return this.fail(refusal, "tag_mismatch");
 
     let blueprint: JsonObject | undefined;
     try {
       blueprint = await this.blueprint();
     } catch (error) {
-      return this.fail(messageOf(error));
+      return this.fail(messageOf(error), "blueprint_error");
     }
     if (this.stopRequested) {
       return this.end({ kind: "stopped", signal: "SIGTERM" }, "stopped", () =>
@@ -169,7 +176,7 @@ export class RunJob {
     if (execution.session && execution.newSession) this.context.sessions.journalStarted(execution.session);
     this.context.journal.runStarted(run.run_id, run.session_id, execution.executor);
     this.context.report(run.run_id, run.session_id, { kind: "started" });
-    this.context.observer.runStarted();
+    this.context.observer.runStarted(secondsSince(run.created_at));
     this.say(
       "info",
       `Run ${run.run_id} started: ${run.type}, session ${run.session_id}${run.agent_name ? `, agent ${run.agent_name}` : ""}, pid ${execution.executor.pid}${execution.session ? " (persistent session)" : ""}`,
@@ -220,7 +227,10 @@ export class RunJob {
         live = sessions.get(this.sessionId);
       }
       if (live?.runId !== undefined) {
-        this.fail(`Session ${this.sessionId} is busy with run ${live.runId}; run ${this.runId} cannot take a turn now`);
+        this.fail(
+          `Session ${this.sessionId} is busy with run ${live.runId}; run ${this.runId} cannot take a turn now`,
+          "busy",
+        );
         return undefined;
       }
       if (live) {
@@ -231,7 +241,10 @@ export class RunJob {
         this.say("warn", `Session ${this.sessionId}: its executor no longer takes turns; resuming it in a new one`);
       }
     } else if (this.persistent && sessions.get(this.sessionId)) {
-      this.fail(`Session ${this.sessionId} already has a live executor on this runner; it cannot be started again`);
+      this.fail(
+        `Session ${this.sessionId} already has a live executor on this runner; it cannot be started again`,
+        "busy",
+      );
       return undefined;
     }
     return this.spawn(mode, blueprint);
@@ -270,7 +283,9 @@ export class RunJob {
       onOutput: isDebug()
         ? (stream: string, line: string) => this.say("debug", `[${run.run_id} ${stream}] ${line}`)
         : undefined,
+      onFirstOutput: () => this.executorResponded(),
     };
+    this.spawnedAt = performance.now();
     try {
       if (this.persistent) {
         const executor = new PersistentExecutor(options);
@@ -285,9 +300,20 @@ export class RunJob {
         stderrTail: () => executor.stderrTail(),
       };
     } catch (error) {
-      this.fail(`Executor ${profile.argv.join(" ")} could not be started: ${messageOf(error)}`);
+      this.spawnedAt = undefined;
+      this.fail(`Executor ${profile.argv.join(" ")} could not be started: ${messageOf(error)}`, "spawn_error");
       return undefined;
     }
+  }
+
+  /**
+   * The executor showed a sign of life: its first output, or a gateway request of this run's
+   * session. The first one after this run spawned it is its start latency.
+   */
+  executorResponded(): void {
+    if (this.spawnedAt === undefined) return;
+    this.context.observer.executorResponded((performance.now() - this.spawnedAt) / 1000);
+    this.spawnedAt = undefined;
   }
 
   /** This run's turn on a persistent session's executor; stopping it ends the whole session. */
@@ -327,7 +353,7 @@ export class RunJob {
     if (this.timedOut) {
       this.fail(
         `run exceeded the run timeout of ${this.context.config.runTimeoutSeconds} s (stopped by ${signal ?? "its own exit"})`,
-        "timed_out",
+        "timeout",
       );
     } else if (signal) {
       this.end({ kind: "stopped", signal }, "stopped", () =>
@@ -339,7 +365,11 @@ export class RunJob {
         this.say("info", `Run ${this.runId} completed in ${took}${idle}`),
       );
     } else {
-      this.fail(execution.stderrTail().trim() || exitDescription(end.status), "failed", end.status.code ?? undefined);
+      this.fail(
+        execution.stderrTail().trim() || exitDescription(end.status),
+        "executor_exit",
+        end.status.code ?? undefined,
+      );
     }
   }
 
@@ -355,33 +385,56 @@ export class RunJob {
       await execution.stop(stopGraceSeconds * 1000).catch(() => undefined);
       if (execution.session) this.context.sessions.forget(execution.session);
     }
-    this.fail(`the runner failed handling the run: ${messageOf(error)}`);
+    this.fail(`the runner failed handling the run: ${messageOf(error)}`, "runner_error");
   }
 
-  private fail(error: string, outcome: "failed" | "timed_out" = "failed", exitCode?: number): void {
+  /** Reported failed, saying why; `timeout` runs count as `timed_out`. */
+  private fail(error: string, reason: FailureReason, exitCode?: number): void {
     const report =
       exitCode === undefined ? { kind: "failed" as const, error } : { kind: "failed" as const, error, exitCode };
     const how = exitCode === undefined ? "" : ` (exit code ${exitCode})`;
-    this.end(report, outcome, () => this.say("error", `Run ${this.runId} failed${how}: ${error}`));
+    this.end(
+      report,
+      reason === "timeout" ? "timed_out" : "failed",
+      () => this.say("error", `Run ${this.runId} failed${how}: ${error}`),
+      reason,
+    );
   }
 
   /**
    * The outcome: journalled before anything else (a log line included), so that whoever sees the
    * run end knows it survives the runner dying before delivery. Once.
    */
-  private end(report: Exclude<RunReport, { kind: "started" }>, outcome: RunOutcome, say: () => void): void {
+  private end(
+    report: Exclude<RunReport, { kind: "started" }>,
+    outcome: RunOutcome,
+    say: () => void,
+    reason?: FailureReason,
+  ): void {
     if (this.ended) return;
     this.ended = true;
     this.context.journal.runEnded(this.runId, this.sessionId, report);
     say();
     this.context.report(this.runId, this.sessionId, report);
     const durationSeconds = this.execution ? (performance.now() - this.startedAt) / 1000 : undefined;
-    this.context.observer.runEnded(outcome, durationSeconds);
+    this.context.observer.runEnded({ outcome, reason, durationSeconds });
   }
 
   private say(level: "debug" | "info" | "warn" | "error", message: string): void {
     log[level](logEntry(message, this.fields));
   }
+}
+
+/**
+ * Seconds from a coordinator's timestamp (ISO-8601; one without a zone is UTC, as coordinators
+ * write them) to now; undefined when there is none, it cannot be read, or it lies ahead (clocks
+ * apart).
+ */
+function secondsSince(timestamp: string | null | undefined): number | undefined {
+  if (!timestamp) return undefined;
+  const zoned = /(Z|[+-]\d\d:?\d\d)$/i.test(timestamp) ? timestamp : `${timestamp}Z`;
+  const elapsed = (Date.now() - Date.parse(zoned)) / 1000;
+  return Number.isFinite(elapsed) && elapsed >= 0 ? elapsed : undefined;
 }
 
 function exitDescription(status: ExitStatus): string {

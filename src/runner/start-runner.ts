@@ -81,9 +81,18 @@ export async function startRunner(
   const { journal, previous } = openJournal(config, written, machine, observer);
 
   const http = new CoordinatorHttp(config.coordinatorUrl, createTokenSource(config.auth));
+  http.onAnswer = (call, seconds) => observer.coordinatorAnswered(call, seconds);
   const client = new CoordinatorClient(http);
   const tokens = new RunTokens();
-  const gateway = startGateway({ http, hostname: machine, executorProfile: written.name, tokens });
+  // The worker is built once the executor checks passed; the gateway serves no run before that.
+  let worker: AgentWorker | undefined;
+  const gateway = startGateway({
+    http,
+    hostname: machine,
+    executorProfile: written.name,
+    tokens,
+    onRequest: (request) => worker?.executorRequest(request),
+  });
   log.debug(`Gateway for executors at ${gateway.url}`);
   const { startMcpServer } = await import("../mcp/server.ts");
   const mcp = await startMcpServer({
@@ -111,7 +120,7 @@ export async function startRunner(
   // A verbose runner logs executors' stderr; ask them for their debug lines too.
   if (isDebug()) executorEnv.AGENT_RUNNER_DEBUG ??= "1";
 
-  const worker = new AgentWorker({
+  worker = new AgentWorker({
     config,
     profile,
     client,

@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
+import { isoNow } from "../support/fake-sessions.ts";
 import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
 import { GENERATIONS } from "../support/generations.ts";
 import { parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
@@ -138,10 +139,12 @@ describe("--health-addr", () => {
     await fake.waitForStatus("run_bad", ["failed"]);
 
     const metrics = parsePrometheusText(await (await fetch(`${url}/metrics`)).text());
-    const count = (name: string) => sampleValue(metrics, name, { profile: "fault" });
+    const count = (name: string, labels: Record<string, string> = {}) =>
+      sampleValue(metrics, name, { profile: "fault", ...labels });
     expect(count("agent_runner_runs_started_total")).toBe(2);
-    expect(count("agent_runner_runs_completed_total")).toBe(1);
-    expect(count("agent_runner_runs_failed_total")).toBe(1);
+    expect(count("agent_runner_runs_total", { outcome: "completed" })).toBe(1);
+    expect(count("agent_runner_runs_total", { outcome: "failed" })).toBe(1);
+    expect(count("agent_runner_runs_failed_total", { reason: "executor_exit" })).toBe(1);
     expect(sampleValue(metrics, "agent_runner_active_runs")).toBe(0);
 
     fake.handRun(run("run_last", "ses_last"));
@@ -150,6 +153,70 @@ describe("--health-addr", () => {
     await runner.waitFor(/SIGTERM: taking no new runs/);
     expect(await readyz()).toMatchObject({ status: 503, state: "draining" });
     release.release("ses_last");
+    expect(await runner.process.exited).toBe(0);
+  });
+});
+
+describe("/metrics of a real runner", () => {
+  test("runs by outcome and reason, the queue wait, the executor's start, the coordinator's answers, the process; promtool finds nothing wrong", async () => {
+    const fake = startFakeCoordinator({ pollTimeoutSeconds: 1, heartbeatIntervalSeconds: 1 });
+    const runner = startRunner(fake, join(FAULT_FIXTURES, "outcome"), ["--health-addr", "127.0.0.1:0"]);
+    await runner.waitFor(/Health and metrics at http:\/\/127\.0\.0\.1:\d+ /);
+    const url = /Health and metrics at (\S+)/.exec(runner.output())![1]!;
+    await fake.waitForRequest("GET", "/runner/runs");
+    // Created at the coordinator three seconds ago.
+    fake.handRun({ ...run("run_ok", "ses_ok"), created_at: isoNow(-3) });
+    await fake.waitForStatus("run_ok", ["completed"]);
+    // Says "planned failure" on stderr: its first output.
+    fake.handRun(run("run_bad", "ses_x_fail_x"));
+    await fake.waitForStatus("run_bad", ["failed"]);
+    // No session id: reported failed without an executor.
+    fake.hand({ run: { run_id: "run_shapeless", type: "start_session", prompt: "p" } });
+    await fake.waitFor((r) => r.path === "/runner/runs/run_shapeless/failed");
+    // The fake has a request when it arrives, the runner its answer a moment later: scraped until
+    // the five reports (started and completed, started and failed, failed) and a heartbeat (one a
+    // second) have their answers.
+    let text = "";
+    let metrics = parsePrometheusText("\n");
+    const value = (name: string, labels: Record<string, string> = {}) => sampleValue(metrics, name, labels);
+    const answered = (call: string) => value("agent_runner_coordinator_request_duration_seconds_count", { call });
+    const deadline = performance.now() + 10_000;
+    do {
+      text = await (await fetch(`${url}/metrics`)).text();
+      metrics = parsePrometheusText(text);
+      if (performance.now() > deadline) throw new Error(`the answers never all counted:\n${text}`);
+    } while (answered("report") !== 5 || answered("heartbeat") === undefined);
+    expect(value("agent_runner_runs_started_total", { profile: "fault" })).toBe(2);
+    expect(value("agent_runner_runs_total", { profile: "fault", outcome: "completed" })).toBe(1);
+    expect(value("agent_runner_runs_total", { profile: "fault", outcome: "failed" })).toBe(2);
+    expect(value("agent_runner_runs_failed_total", { profile: "fault", reason: "executor_exit" })).toBe(1);
+    expect(value("agent_runner_runs_failed_total", { profile: "fault", reason: "bad_run" })).toBe(1);
+    expect(value("agent_runner_run_duration_seconds_count", { outcome: "completed" })).toBe(1);
+    expect(value("agent_runner_run_duration_seconds_count", { outcome: "failed" })).toBe(1);
+    // Only the run that said when it was created has a queue wait: three seconds and its start.
+    expect(value("agent_runner_run_queue_wait_seconds_count")).toBe(1);
+    expect(value("agent_runner_run_queue_wait_seconds_sum")).toBeGreaterThanOrEqual(3);
+    expect(value("agent_runner_run_queue_wait_seconds_sum")).toBeLessThan(30);
+    // Only the executor that wrote something showed a sign of life.
+    expect(value("agent_runner_executor_start_seconds_count")).toBe(1);
+    expect(answered("register")).toBe(1);
+    expect(answered("protocol_probe")).toBe(1);
+    expect(answered("poll")).toBeUndefined();
+    const contact = value("agent_runner_last_contact_timestamp_seconds")!;
+    expect(contact).toBeLessThanOrEqual(Date.now() / 1000);
+    expect(contact).toBeGreaterThan(Date.now() / 1000 - 10);
+    expect(value("agent_runner_build_info", { profile: "fault", runner_id: "lnch_test" })).toBe(1);
+    expect(value("process_resident_memory_bytes")).toBeGreaterThan(0);
+    expect(value("process_open_fds")).toBeGreaterThan(0);
+
+    const promtool = Bun.which("promtool");
+    if (!promtool) {
+      console.warn("promtool check metrics: skipped (no promtool on PATH; Debian's prometheus package has it)");
+    } else {
+      const check = Bun.spawnSync([promtool, "check", "metrics"], { stdin: new TextEncoder().encode(text) });
+      expect({ exit: check.exitCode, output: `${check.stdout}${check.stderr}` }).toEqual({ exit: 0, output: "" });
+    }
+    runner.process.kill("SIGTERM");
     expect(await runner.process.exited).toBe(0);
   });
 });

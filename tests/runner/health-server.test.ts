@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import pkg from "../../package.json" with { type: "json" };
 import { type HealthServer, startHealthServer } from "../../src/runner/health-server.ts";
+import { FAILURE_REASONS } from "../../src/runner/observer.ts";
 import { configError } from "../support/config-error.ts";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { spawnRunner } from "../support/processes.ts";
@@ -166,55 +167,167 @@ describe("/healthz", () => {
 });
 
 describe("/metrics", () => {
-  test("Prometheus text: counters by profile, gauges, the duration histogram, state and build info", async () => {
+  test("Prometheus text: runs by outcome and failure reason, durations by outcome, gauges, state and build info", async () => {
     const { monitor } = start();
     let families = await scrape();
-    for (const name of ["started", "completed", "failed", "stopped", "timed_out"]) {
-      const family = families.get(`agent_runner_runs_${name}_total`);
-      expect(family?.type).toBe("counter");
-      expect(family?.samples).toEqual([
-        { name: `agent_runner_runs_${name}_total`, labels: { profile: "coding" }, value: 0 },
-      ]);
-    }
-    expect(sampleValue(families, "agent_runner_build_info", { version: pkg.version, profile: "coding" })).toBe(1);
+    expect(families.get("agent_runner_runs_total")?.type).toBe("counter");
+    expect(families.get("agent_runner_runs_total")?.samples).toEqual(
+      ["completed", "failed", "stopped", "timed_out"].map((outcome) => ({
+        name: "agent_runner_runs_total",
+        labels: { profile: "coding", outcome },
+        value: 0,
+      })),
+    );
+    // Every failure reason is there from the start, at 0.
+    expect(families.get("agent_runner_runs_failed_total")?.samples.map((s) => s.labels.reason)).toEqual([
+      ...FAILURE_REASONS,
+    ]);
+    for (const old of ["completed", "failed_total_", "stopped", "timed_out"])
+      expect(families.has(`agent_runner_runs_${old}_total`)).toBe(false);
+    expect(sampleValue(families, "agent_runner_runs_started_total", { profile: "coding" })).toBe(0);
+    expect(
+      sampleValue(families, "agent_runner_build_info", { version: pkg.version, profile: "coding", runner_id: "" }),
+    ).toBe(1);
     expect(sampleValue(families, "agent_runner_registered")).toBe(0);
     expect(sampleValue(families, "agent_runner_state", { state: "starting" })).toBe(1);
 
     monitor.setState("ready");
     for (let i = 0; i < 4; i++) monitor.runStarted();
     monitor.setActiveRuns(4);
-    monitor.runEnded("completed", 2.5);
-    monitor.runEnded("completed", 40);
-    monitor.runEnded("stopped", 0.5);
-    monitor.runEnded("timed_out", 600);
-    monitor.runEnded("failed"); // Failed before its executor started: no duration.
+    monitor.runEnded({ outcome: "completed", durationSeconds: 2.5 });
+    monitor.runEnded({ outcome: "completed", durationSeconds: 40 });
+    monitor.runEnded({ outcome: "stopped", durationSeconds: 0.5 });
+    monitor.runEnded({ outcome: "timed_out", reason: "timeout", durationSeconds: 600 });
+    monitor.runEnded({ outcome: "failed", reason: "executor_exit", durationSeconds: 3 });
+    // Failed before its executor started: no duration.
+    monitor.runEnded({ outcome: "failed", reason: "blueprint_error" });
+    monitor.runEnded({ outcome: "failed", reason: "budget", durationSeconds: 100 });
     monitor.setActiveRuns(0);
     monitor.setOutboxPending(3);
     monitor.requestFailed("poll");
     monitor.requestFailed("poll");
     monitor.requestFailed("report");
     monitor.requestFailed("register");
+    monitor.requestFailed("heartbeat");
 
     families = await scrape();
     const value = (name: string, labels?: Record<string, string>) => sampleValue(families, name, labels);
     expect(value("agent_runner_runs_started_total", { profile: "coding" })).toBe(4);
-    expect(value("agent_runner_runs_completed_total")).toBe(2);
-    expect(value("agent_runner_runs_stopped_total")).toBe(1);
-    expect(value("agent_runner_runs_timed_out_total")).toBe(1);
-    expect(value("agent_runner_runs_failed_total")).toBe(2);
+    expect(value("agent_runner_runs_total", { outcome: "completed" })).toBe(2);
+    expect(value("agent_runner_runs_total", { outcome: "stopped" })).toBe(1);
+    expect(value("agent_runner_runs_total", { outcome: "timed_out" })).toBe(1);
+    expect(value("agent_runner_runs_total", { outcome: "failed" })).toBe(3);
+    // Reported failed, timed-out runs included, each by its reason.
+    expect(value("agent_runner_runs_failed_total", { reason: "timeout" })).toBe(1);
+    expect(value("agent_runner_runs_failed_total", { reason: "executor_exit" })).toBe(1);
+    expect(value("agent_runner_runs_failed_total", { reason: "blueprint_error" })).toBe(1);
+    expect(value("agent_runner_runs_failed_total", { reason: "budget" })).toBe(1);
+    expect(value("agent_runner_runs_failed_total", { reason: "spawn_error" })).toBe(0);
     expect(value("agent_runner_active_runs")).toBe(0);
     expect(value("agent_runner_outbox_pending_reports")).toBe(3);
     expect(value("agent_runner_poll_errors_total")).toBe(2);
     expect(value("agent_runner_report_errors_total")).toBe(1);
     expect(value("agent_runner_register_errors_total")).toBe(1);
+    expect(value("agent_runner_heartbeat_errors_total")).toBe(1);
     expect(value("agent_runner_registered")).toBe(1);
     expect(families.get("agent_runner_run_duration_seconds")?.type).toBe("histogram");
-    expect(value("agent_runner_run_duration_seconds_count", { profile: "coding" })).toBe(4);
-    expect(value("agent_runner_run_duration_seconds_sum")).toBe(643);
-    expect(value("agent_runner_run_duration_seconds_bucket", { le: "1" })).toBe(1);
-    expect(value("agent_runner_run_duration_seconds_bucket", { le: "5" })).toBe(2);
-    expect(value("agent_runner_run_duration_seconds_bucket", { le: "60" })).toBe(3);
-    expect(value("agent_runner_run_duration_seconds_bucket", { le: "600" })).toBe(4);
+    const duration = (outcome: string, suffix: string, labels: Record<string, string> = {}) =>
+      value(`agent_runner_run_duration_seconds_${suffix}`, { profile: "coding", outcome, ...labels });
+    expect(duration("completed", "count")).toBe(2);
+    expect(duration("completed", "sum")).toBe(42.5);
+    expect(duration("completed", "bucket", { le: "1" })).toBe(0);
+    expect(duration("completed", "bucket", { le: "5" })).toBe(1);
+    expect(duration("completed", "bucket", { le: "60" })).toBe(2);
+    expect(duration("stopped", "bucket", { le: "1" })).toBe(1);
+    expect(duration("timed_out", "bucket", { le: "300" })).toBe(0);
+    expect(duration("timed_out", "bucket", { le: "600" })).toBe(1);
+    expect(duration("failed", "count")).toBe(2);
+    expect(duration("failed", "sum")).toBe(103);
+  });
+
+  test("waits and latencies: queue wait, executor start, the coordinator's answers by call (polls left out)", async () => {
+    const { monitor } = start();
+    let families = await scrape();
+    for (const name of ["agent_runner_run_queue_wait_seconds", "agent_runner_executor_start_seconds"]) {
+      expect(families.get(name)?.type).toBe("histogram");
+      expect(sampleValue(families, `${name}_count`, { profile: "coding" })).toBe(0);
+    }
+    expect(families.get("agent_runner_coordinator_request_duration_seconds")?.samples).toEqual([]);
+
+    monitor.runStarted(12.5);
+    monitor.runStarted(); // A run that does not say when it was created: counted, no wait observed.
+    monitor.executorResponded(0.03);
+    monitor.coordinatorAnswered("register", 0.004);
+    monitor.coordinatorAnswered("report", 0.02);
+    monitor.coordinatorAnswered("report", 0.3);
+    monitor.coordinatorAnswered("poll", 29.9);
+
+    families = await scrape();
+    const value = (name: string, labels?: Record<string, string>) => sampleValue(families, name, labels);
+    expect(value("agent_runner_runs_started_total")).toBe(2);
+    expect(value("agent_runner_run_queue_wait_seconds_count")).toBe(1);
+    expect(value("agent_runner_run_queue_wait_seconds_sum")).toBe(12.5);
+    expect(value("agent_runner_run_queue_wait_seconds_bucket", { le: "10" })).toBe(0);
+    expect(value("agent_runner_run_queue_wait_seconds_bucket", { le: "30" })).toBe(1);
+    expect(value("agent_runner_executor_start_seconds_bucket", { le: "0.025" })).toBe(0);
+    expect(value("agent_runner_executor_start_seconds_bucket", { le: "0.05" })).toBe(1);
+    const requests = (call: string, suffix: string, labels: Record<string, string> = {}) =>
+      value(`agent_runner_coordinator_request_duration_seconds_${suffix}`, { call, ...labels });
+    expect(requests("register", "count")).toBe(1);
+    expect(requests("register", "bucket", { le: "0.005" })).toBe(1);
+    expect(requests("report", "count")).toBe(2);
+    expect(requests("report", "bucket", { le: "0.025" })).toBe(1);
+    expect(requests("report", "bucket", { le: "0.5" })).toBe(2);
+    // A poll's answer is the coordinator's hold, not its latency.
+    expect(requests("poll", "count")).toBeUndefined();
+  });
+
+  test("the coordinator's last answer as Unix time, 0 before registration; runner_id on build_info once registered", async () => {
+    const { monitor } = start();
+    let families = await scrape();
+    expect(sampleValue(families, "agent_runner_last_contact_timestamp_seconds")).toBe(0);
+    clock = 50_000;
+    monitor.watchCoordinator(() => 45_000, 90_000);
+    monitor.registered("lnch_abc");
+    const before = Date.now();
+    families = await scrape();
+    const after = Date.now();
+    const contact = sampleValue(families, "agent_runner_last_contact_timestamp_seconds")!;
+    // Five seconds before the scrape, on the wall clock.
+    expect(contact).toBeGreaterThanOrEqual((before - 5000) / 1000 - 0.001);
+    expect(contact).toBeLessThanOrEqual((after - 5000) / 1000 + 0.001);
+    expect(families.get("agent_runner_build_info")?.samples).toEqual([
+      {
+        name: "agent_runner_build_info",
+        labels: { version: pkg.version, profile: "coding", runner_id: "lnch_abc" },
+        value: 1,
+      },
+    ]);
+    // Registered again under another id: one series, the new one.
+    monitor.registered("lnch_def");
+    families = await scrape();
+    expect(families.get("agent_runner_build_info")?.samples.map((s) => s.labels.runner_id)).toEqual(["lnch_def"]);
+  });
+
+  test("the process's own figures: CPU, resident memory, descriptors, start time; nothing Bun cannot tell", async () => {
+    start();
+    const families = await scrape();
+    const value = (name: string) => sampleValue(families, name);
+    expect(value("process_resident_memory_bytes")).toBeGreaterThan(10 * 1024 * 1024);
+    expect(value("process_open_fds")).toBeGreaterThan(2);
+    expect(value("process_max_fds")).toBeGreaterThan(0);
+    expect(value("process_cpu_seconds_total")).toBeGreaterThan(0);
+    // Started before this test (prom-client rounds it to the second).
+    const startTime = value("process_start_time_seconds")!;
+    expect(startTime).toBeLessThanOrEqual(Math.round(Date.now() / 1000));
+    expect(startTime).toBeGreaterThan(Date.now() / 1000 - 3600);
+    expect(families.has("nodejs_eventloop_lag_seconds")).toBe(true);
+    for (const name of families.keys()) {
+      expect(name).not.toStartWith("nodejs_heap_space");
+      expect(name).not.toStartWith("nodejs_active_");
+      expect(name).not.toBe("nodejs_gc_duration_seconds");
+      expect(name).not.toBe("nodejs_version_info");
+    }
   });
 
   test("HEAD answers like GET, without a body", async () => {

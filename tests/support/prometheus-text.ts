@@ -19,7 +19,8 @@ export interface MetricFamily {
 
 const NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";
 const LABEL = '([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\\\\n]|\\\\[\\\\"n])*)"';
-const VALUE = "(NaN|[+-]Inf|[+-]?(?:\\d+\\.?\\d*|\\.\\d+)(?:[eE][+-]?\\d+)?)";
+/** NaN in any case, as Prometheus reads it (prom-client writes `Nan`). */
+const VALUE = "([Nn][Aa][Nn]|[+-]Inf|[+-]?(?:\\d+\\.?\\d*|\\.\\d+)(?:[eE][+-]?\\d+)?)";
 const SAMPLE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL},?)*)\\})? ${VALUE}(?: -?\\d+)?$`);
 const LABELS = new RegExp(LABEL, "g");
 const HELP = new RegExp(`^# HELP (${NAME})(?: (.*))?$`);

@@ -7,6 +7,7 @@ import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { RunTokens, urlWithToken } from "../../src/protocol/run-tokens.ts";
 import { AgentWorker, type AgentWorkerOptions } from "../../src/runner/agent-worker.ts";
 import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
+import type { RunnerObserver } from "../../src/runner/observer.ts";
 import type { JsonObject } from "../../src/shared/json.ts";
 import { type FakeCoordinator, type FakeCoordinatorOptions, startFakeCoordinator } from "./fake-coordinator.ts";
 import { onTeardown } from "./teardown.ts";
@@ -61,6 +62,8 @@ export interface HarnessOptions {
   manual?: boolean;
   /** The run journal (default: one that keeps nothing). */
   journal?: AgentWorkerOptions["journal"];
+  /** What the runner tells /healthz, /readyz and /metrics (default: nobody listens). */
+  observer?: RunnerObserver;
 }
 
 /** A journal that keeps nothing: the harness's runs need no crash recovery. */
@@ -83,8 +86,19 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
   const http = new CoordinatorHttp(config.coordinatorUrl, undefined, options.requestTimeoutMs);
   const client = new CoordinatorClient(http);
   const tokens = new RunTokens();
-  const gateway = startGateway({ http, hostname: "test-host", executorProfile: profile.name, tokens });
-  const worker = new AgentWorker({
+  let worker: AgentWorker | undefined;
+  const gateway = startGateway({
+    http,
+    hostname: "test-host",
+    executorProfile: profile.name,
+    tokens,
+    onRequest: (request) => worker?.executorRequest(request),
+  });
+  if (options.observer) {
+    const { observer } = options;
+    http.onAnswer = (call, seconds) => observer.coordinatorAnswered(call, seconds);
+  }
+  worker = new AgentWorker({
     config,
     profile,
     client,
@@ -101,6 +115,7 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     gatewayUrl: gateway.url,
     tokens,
     journal: options.journal ?? noJournal,
+    observer: options.observer,
     flushTimeoutMs: options.flushTimeoutMs ?? 5000,
     retryInitialMs: options.retryInitialMs ?? 50,
   });
