@@ -26,6 +26,7 @@ import { ConfigError, messageOf } from "../shared/errors.ts";
 import { type JsonObject, parseJson, validate } from "../shared/json.ts";
 import { logDescriptorLimits } from "../shared/local-server.ts";
 import { log, setVerbose } from "../shared/log.ts";
+import { seconds } from "../shared/retry.ts";
 import { readSmallFile } from "../shared/small-file.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
@@ -183,22 +184,29 @@ function showRecord(json: boolean): (record: GatewayRecord) => void {
 function printOutcome(inputs: ExecInputs, outcome: LocalRunResult, unsaved: boolean): void {
   const { args, sessionId, store } = inputs;
   const result = outcome.stdout.replace(/\n$/, "");
+  const usage = outcome.usage.reportFields();
   if (args.json) {
     const line: Record<string, unknown> = {
       kind: "result",
       session_id: sessionId,
       exit_code: outcome.exitCode,
       result,
+      duration_s: Math.round(outcome.durationMs) / 1000,
     };
     if (outcome.signal) line.signal = outcome.signal;
+    if (usage) line.usage = usage;
     writeStdout(JSON.stringify(line));
     return;
   }
   if (result !== "") writeStdout(result);
+  // `12.3 s, 8 turns, 41,200 tokens, $0.18`: how long it took, and what it used when the executor said.
+  const spent = [seconds(outcome.durationMs), outcome.usage.describe()].filter(Boolean).join(", ");
   if (outcome.exitCode !== 0) {
-    log.error(`Executor ${outcome.signal ? `ended by ${outcome.signal}` : `exited with code ${outcome.exitCode}`}`);
+    log.error(
+      `Executor ${outcome.signal ? `ended by ${outcome.signal}` : `exited with code ${outcome.exitCode}`} after ${spent}`,
+    );
   } else if (unsaved) {
-    log.warn(`Session ${sessionId} done, but it was not saved in ${store.dir}: it cannot be resumed`);
+    log.warn(`Session ${sessionId} done in ${spent}, but it was not saved in ${store.dir}: it cannot be resumed`);
   } else {
     // The flags that find this profile and this session again.
     const again = [
@@ -207,7 +215,7 @@ function printOutcome(inputs: ExecInputs, outcome: LocalRunResult, unsaved: bool
       args["state-dir"] && `--state-dir ${shellWord(store.dir)}`,
     ].filter(Boolean);
     log.info(
-      `Session ${sessionId} done. Continue it with: agent-runner exec ${[...again, ""].join(" ")}--resume --session-id ${sessionId} --prompt '…'`,
+      `Session ${sessionId} done in ${spent}. Continue it with: agent-runner exec ${[...again, ""].join(" ")}--resume --session-id ${sessionId} --prompt '…'`,
     );
   }
 }

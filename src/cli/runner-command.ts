@@ -4,6 +4,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { runnerFlags } from "../config/flags.ts";
 import type { ProfileSandbox } from "../config/profiles.ts";
 import { hideClientSecret, resolveConfig, resolveLogFormat, resolveProfilesDir } from "../config/runner-config.ts";
+import type { JsonObject } from "../shared/json.ts";
 import { setLogContext, setLogFormat, setLogLevel } from "../shared/log.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
@@ -20,6 +21,14 @@ function sandboxColumn(sandbox: ProfileSandbox | undefined): string {
   return extras.length ? `sandboxed (${extras.join("; ")})` : "sandboxed";
 }
 
+/** The profile-list column of a profile's budget: its config's `max_budget_usd` and `max_turns`, or `-`. */
+function limitsColumn(config: JsonObject | undefined): string {
+  const limits = ["max_budget_usd", "max_turns"].flatMap((key) =>
+    typeof config?.[key] === "number" ? [`${key} ${config[key]}`] : [],
+  );
+  return limits.length ? limits.join(", ") : "-";
+}
+
 async function printProfileList(profilesDir: string | undefined): Promise<void> {
   const { describeProfiles } = await import("../config/profiles.ts");
   const entries = describeProfiles({ profilesDir });
@@ -30,10 +39,11 @@ async function printProfileList(profilesDir: string | undefined): Promise<void> 
     // What actually runs: in the single executable, a built-in executor is the executable itself.
     entry.argv?.join(" ") ?? entry.profile?.command ?? "-",
     entry.profile ? sandboxColumn(entry.profile.sandbox) : "-",
+    limitsColumn(entry.profile?.config),
     entry.source,
     entry.error ? `(unusable: ${entry.error})` : "",
   ]);
-  const widths = [0, 1, 2, 3, 4, 5].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const widths = [0, 1, 2, 3, 4, 5, 6].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
   for (const row of rows) {
     console.log(
       row

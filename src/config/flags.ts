@@ -129,6 +129,13 @@ export const runnerFlags = {
     env: "MAX_RUNS",
     description: "Ephemeral runner: after n runs have been taken and have ended, deregister and exit 0",
   },
+  "max-cost-usd": {
+    type: "string",
+    valueHint: "usd",
+    env: "MAX_COST_USD",
+    description:
+      "Once the runs' agents have cost this much in all (USD, as the executors report it), take no more runs, let the active ones finish, deregister and exit 0",
+  },
   "exit-after-idle": {
     type: "string",
     valueHint: "seconds",

@@ -66,6 +66,8 @@ export interface RunnerConfig {
   runTimeoutSeconds?: number;
   /** Ephemeral runner: deregister and exit 0 once this many runs were taken and have ended. */
   maxRuns?: number;
+  /** Deregister and exit 0 once the runs' agents have cost this much in all (USD). */
+  maxCostUsd?: number;
   /** Ephemeral runner: deregister and exit 0 after this long without an active run. */
   exitAfterIdleSeconds?: number;
   /** The coordinator's protocol generation, or `auto`: asked of it before registering. */
@@ -315,6 +317,7 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
     maxConcurrentRuns: number(input("max-concurrent-runs"), { min: 1, max: UNBOUNDED, integer: true }),
     runTimeoutSeconds: duration(input("run-timeout")),
     maxRuns: number(input("max-runs"), { min: 1, max: UNBOUNDED, integer: true }),
+    maxCostUsd: number(input("max-cost-usd"), { min: 0, max: UNBOUNDED, minExclusive: true }),
     exitAfterIdleSeconds: duration(input("exit-after-idle")),
     coordinatorProtocol: coordinatorProtocol(input("coordinator-protocol")),
     maxIdleSessions:

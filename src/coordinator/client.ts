@@ -5,6 +5,7 @@
 import { coordinatorDetail } from "../protocol/error-detail.ts";
 import type { ProtocolGeneration } from "../protocol/generation.ts";
 import type { StopSignal } from "../protocol/stop-signal.ts";
+import type { RunUsageReport } from "../protocol/usage.ts";
 import { type } from "../shared/arktype.ts";
 import type { JsonObject } from "../shared/json.ts";
 import { parseJson, validate } from "../shared/json.ts";
@@ -45,11 +46,12 @@ export type SessionStatusAfterRun = "idle" | "finished";
 /** How a session ended while it had no run (protocol 2.2): its persistent executor ended or was stopped. */
 export type SessionEnd = "finished" | "failed" | "stopped";
 
+/** `usage`: what the run's agent used, when its executor said (usage events). */
 export type RunReport =
   | { kind: "started" }
-  | { kind: "completed"; sessionStatus?: SessionStatusAfterRun }
+  | { kind: "completed"; sessionStatus?: SessionStatusAfterRun; usage?: RunUsageReport }
   /** `exitCode`: the executor's, when it exited by itself with a non-zero code. */
-  | { kind: "failed"; error: string; exitCode?: number }
+  | { kind: "failed"; error: string; exitCode?: number; usage?: RunUsageReport }
   | { kind: "stopped"; signal: StopSignal };
 
 export type ReportOutcome =
@@ -242,17 +244,21 @@ export class CoordinatorClient {
     switch (report.kind) {
       case "started":
         return {};
+      // usage and exit_code are fields the coordinator may not know: the reference one's request
+      // models ignore them (both generations).
       case "completed":
         // 2.1 knows no session status: a completed run there says nothing of its session.
-        return this.generation === "2.1"
-          ? { status: "success" }
-          : { status: "success", session_status: report.sessionStatus ?? "finished" };
+        return {
+          status: "success",
+          ...(this.generation === "2.1" ? {} : { session_status: report.sessionStatus ?? "finished" }),
+          ...(report.usage ? { usage: report.usage } : {}),
+        };
       case "failed":
         // A failure's text is often the executor's stderr: cut out secrets and run tokens, as in log lines.
-        // exit_code is a field the coordinator may not know: the reference one's request model ignores it.
         return {
           error: redact(report.error),
           ...(report.exitCode === undefined ? {} : { exit_code: report.exitCode }),
+          ...(report.usage ? { usage: report.usage } : {}),
         };
       case "stopped":
         return { signal: report.signal };

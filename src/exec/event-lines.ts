@@ -1,4 +1,6 @@
 /** How `agent-runner exec` shows what the executor reports, one readable line per gateway request. */
+import { formatUsd, UsageEvent } from "../protocol/usage.ts";
+import { type } from "../shared/arktype.ts";
 import { JsonObject } from "../shared/json.ts";
 import type { GatewayRecord } from "./local-gateway.ts";
 
@@ -53,6 +55,20 @@ export function describeRecord(record: GatewayRecord): { label: string; text: st
           return { label: "session_start", text: `resumed${failed}` };
         case "session_stop":
           return { label: "session_stop", text: `exit ${body.exit_code} (${body.reason})${failed}` };
+        case "usage": {
+          const event = UsageEvent(body);
+          if (event instanceof type.errors) return { label: "usage", text: compactJson(body) + failed };
+          const { usage } = event;
+          const tokens =
+            usage.input_tokens +
+            usage.output_tokens +
+            usage.cache_read_input_tokens +
+            usage.cache_creation_input_tokens;
+          return {
+            label: "usage",
+            text: `${usage.num_turns} turn${usage.num_turns === 1 ? "" : "s"}, ${tokens.toLocaleString("en-US")} tokens; the session so far ${formatUsd(usage.total_cost_usd)}${failed}`,
+          };
+        }
         default:
           return { label: String(body.event_type ?? "event"), text: compactJson(body) + failed };
       }

@@ -15,6 +15,7 @@ import {
   withPathSession,
 } from "../protocol/gateway-requests.ts";
 import { admit, RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
+import { UsageEvent } from "../protocol/usage.ts";
 import { type } from "../shared/arktype.ts";
 import { type LocalServer, serveLocal } from "../shared/local-server.ts";
 import { redact } from "../shared/log.ts";
@@ -33,6 +34,8 @@ export const LocalSession = type({
   "agent_name?": "string",
   /** Text of the last assistant message (what `GET /sessions/{id}/result` answers). */
   "result?": "string",
+  /** The agent session's running cost as its last usage event said: where a resume's count goes on. */
+  "total_cost_usd?": "number",
 });
 export type LocalSession = typeof LocalSession.infer;
 
@@ -281,6 +284,8 @@ export class LocalGateway {
     if (event.event_type === "session_start") session.status = "running";
     if (event.event_type === "session_stop") session.status = "finished";
     if (event.event_type === "message" && event.role === "assistant") session.result = textOfContent(event.content);
+    const usage = UsageEvent(body);
+    if (!(usage instanceof type.errors)) session.total_cost_usd = usage.usage.total_cost_usd;
     this.changed(session);
     return reply({ ok: true });
   }

@@ -8,6 +8,8 @@ import { executorEnvironment } from "../config/executor-env.ts";
 import { type ExecutorProfile, sandboxOptions } from "../config/profiles.ts";
 import { ExecutorProcess } from "../process/executor-process.ts";
 import { buildInvocation, type Invocation, type Invocation22, type InvocationMode } from "../protocol/invocation.ts";
+import { RunUsage, SessionCosts, UsageEvent } from "../protocol/usage.ts";
+import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import type { JsonObject } from "../shared/json.ts";
@@ -40,6 +42,10 @@ export interface LocalRunOptions {
 export interface LocalRunResult {
   invocation: Invocation | Invocation22;
   exitCode: number;
+  /** From the executor's spawn to its end. */
+  durationMs: number;
+  /** What its agent used, from the usage events it sent (each turn's own share of the cost). */
+  usage: RunUsage;
   /** The signal that ended the executor, if one did. */
   signal?: string;
   /** What the executor printed on stdout: its result. */
@@ -51,6 +57,25 @@ export interface LocalRunResult {
 /** 128 + signal number, as a shell reports a process a signal ended. */
 function signalExitCode(signal: string): number {
   return 128 + (constants.signals[signal as NodeJS.Signals] ?? 0);
+}
+
+/**
+ * The run's usage from the usage events the gateway took: a start counts from 0, a resume from
+ * the running total recorded when the session last ran here (Claude Code restores it).
+ */
+function usageOf(records: GatewayRecord[], options: LocalRunOptions): RunUsage {
+  const costs = new SessionCosts();
+  const known = options.knownSessions?.find((session) => session.session_id === options.sessionId);
+  if (options.mode === "start") costs.sessionStarted(options.sessionId);
+  else if (known?.total_cost_usd !== undefined) costs.sessionResumed(options.sessionId, known.total_cost_usd);
+  const usage = new RunUsage();
+  for (const record of records) {
+    if (record.kind !== "event" || record.status >= 400) continue;
+    const event = UsageEvent(record.body);
+    if (event instanceof type.errors) continue;
+    usage.add(costs.turnShare(options.sessionId, event.usage), event.usage);
+  }
+  return usage;
 }
 
 export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
@@ -76,6 +101,7 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
   });
   try {
     let executor: ExecutorProcess;
+    const spawnedAt = performance.now();
     try {
       executor = new ExecutorProcess({
         argv: options.profile.argv,
@@ -100,11 +126,14 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
       else signal?.addEventListener("abort", act, { once: true });
     }
     const status = await executor.exited;
+    const durationMs = performance.now() - spawnedAt;
     options.signal?.removeEventListener("abort", stop);
     options.kill?.removeEventListener("abort", kill);
     return {
       invocation,
       exitCode: status.signal === null ? status.code : signalExitCode(status.signal),
+      durationMs,
+      usage: usageOf(gateway.records, options),
       signal: status.signal ?? undefined,
       stdout: executor.stdout(),
       records: gateway.records,

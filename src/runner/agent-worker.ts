@@ -10,8 +10,11 @@ import type { CoordinatorClient, PollEvent } from "../coordinator/client.ts";
 import type { RegistrationInput } from "../coordinator/registration.ts";
 import { REQUEST_TIMEOUT_MS } from "../coordinator/request-timeout.ts";
 import type { RunTokens } from "../protocol/run-tokens.ts";
+import { SessionCosts, UsageEvent } from "../protocol/usage.ts";
+import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";
+import type { JsonObject } from "../shared/json.ts";
 import { log, setLogContext } from "../shared/log.ts";
 import { MAX_RETRY_DELAY_MS, sleep } from "../shared/retry.ts";
 import { ActiveRuns } from "./active-runs.ts";
@@ -23,6 +26,7 @@ import { type LoopWatch, noObserver, type RunnerObserver } from "./observer.ts";
 import { Poller } from "./poller.ts";
 import { coordinatorTiming, Registrar } from "./registrar.ts";
 import { ReportOutbox } from "./report-outbox.ts";
+import type { RunJob } from "./run-job.ts";
 import type { PreviousIncarnation, RunJournal } from "./run-journal.ts";
 import { RunLimits } from "./run-limits.ts";
 
@@ -75,6 +79,8 @@ export class AgentWorker {
   private readonly heartbeat: Heartbeat;
   private readonly registrar: Registrar;
   private readonly limits: RunLimits;
+  /** Each session's running cost as its executor last reported it. */
+  private readonly costs = new SessionCosts();
   private readonly observer: RunnerObserver;
   /** Set once --max-runs or --exit-after-idle says the runner is done taking runs. */
   private exhausted = false;
@@ -177,6 +183,7 @@ export class AgentWorker {
         mcpUrl: options.mcpUrl,
         gatewayUrl: options.gatewayUrl,
         tokens: options.tokens,
+        costs: this.costs,
         observer,
       },
       (count) => {
@@ -203,9 +210,34 @@ export class AgentWorker {
     );
   }
 
-  /** A request of a run's executor reached the gateway: a sign of life of the run it serves. */
+  /**
+   * A request of a run's executor reached the gateway: a sign of life of the run it serves, and
+   * a usage event is what a turn of it used.
+   */
   executorRequest(request: ExecutorRequest): void {
-    this.runs.serving(request.sessionId)?.executorResponded();
+    const job = this.runs.serving(request.sessionId);
+    job?.executorResponded();
+    if (request.route === "event" && request.body?.event_type === "usage") {
+      this.usageReported(request.sessionId, request.body, job);
+    }
+  }
+
+  /**
+   * A turn's usage: the run's sum, the metrics, the runner's spending (`--max-cost-usd`). One the
+   * executor sent after its run ended still counts for the runner. Bad figures are left out.
+   */
+  private usageReported(sessionId: string, body: JsonObject, job: RunJob | undefined): void {
+    const event = UsageEvent(body);
+    if (event instanceof type.errors) {
+      log.debug(`Usage event of session ${sessionId} not counted: ${event.summary.replaceAll("\n", "; ")}`);
+      return;
+    }
+    const share = this.costs.turnShare(sessionId, event.usage);
+    job?.usage.add(share, event.usage);
+    this.observer.usage(share);
+    this.limits.spent(share.costUsd);
+    // --max-cost-usd says so at once, not after the poll in flight.
+    if (!this.takesNoMoreRuns()) this.checkDone();
   }
 
   get activeRunCount(): number {
@@ -371,6 +403,11 @@ export class AgentWorker {
         ? `${reason}: taking no more runs; deregistering and exiting once the ${this.runs.size} active run(s) ended`
         : `${reason}: deregistering and exiting`,
     );
+    if (this.poller.polling) {
+      log.info(
+        `The poll in flight may still bring a run (it returns within ${this.poller.holdSeconds} s); it would run too`,
+      );
+    }
   }
 
   private takesNoMoreRuns(): boolean {

@@ -11,6 +11,7 @@ import type {
   RunEnd,
   RunnerObserver,
   RunnerState,
+  TurnShare,
 } from "./observer.ts";
 
 /** What a probe answers: the HTTP status and a JSON body saying why. */
@@ -105,6 +106,10 @@ export class HealthMonitor implements RunnerObserver {
 
   registered(runnerId: string): void {
     this.metrics.setRunnerId(runnerId);
+  }
+
+  usage(share: TurnShare): void {
+    this.metrics.usage(share);
   }
 
   journalWriteFailed(): void {

@@ -1,6 +1,6 @@
 /**
  * The runner's Prometheus metrics (prom-client): runs by outcome and failure reason, their
- * durations and waits, the coordinator's answers, state, build info and the
+ * durations and waits, the coordinator's answers, tokens and cost, state, build info and the
  * process's own figures. Loaded only with `--health-addr`.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
@@ -12,6 +12,7 @@ import {
   type IdleSessions,
   type RunEnd,
   type RunOutcome,
+  type TurnShare,
 } from "./observer.ts";
 
 /** The states /readyz reports. */
@@ -19,6 +20,8 @@ const READINESS_STATES = ["starting", "ready", "coordinator_unreachable", "rereg
 export type ReadinessState = (typeof READINESS_STATES)[number];
 
 const RUN_OUTCOMES: readonly RunOutcome[] = ["completed", "failed", "stopped", "timed_out"];
+/** The kinds of tokens a model call is billed for (the `kind` label). */
+const TOKEN_KINDS = ["input", "output", "cache_read", "cache_creation"] as const;
 
 /** Agent runs last seconds to hours. */
 const RUN_DURATION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];
@@ -75,6 +78,8 @@ export class RunnerMetrics {
   private readonly queueWait: Histogram<"profile">;
   private readonly executorStart: Histogram<"profile">;
   private readonly requestDuration: Histogram<"call">;
+  private readonly tokens: Counter<"profile" | "kind">;
+  private readonly cost: Counter<"profile">;
   private readonly state: Gauge<"state">;
   private readonly registered: Gauge;
   private readonly buildInfo: Gauge<"version" | "profile" | "runner_id">;
@@ -157,6 +162,20 @@ export class RunnerMetrics {
       buckets: REQUEST_BUCKETS,
       registers,
     });
+    this.tokens = new Counter({
+      name: `${PREFIX}tokens_total`,
+      help: "Tokens the runs' agents used, by kind (input, output, cache_read, cache_creation), as their executors report them.",
+      labelNames: ["profile", "kind"],
+      registers,
+    });
+    for (const kind of TOKEN_KINDS) this.tokens.inc({ ...this.labels, kind }, 0);
+    this.cost = new Counter({
+      name: `${PREFIX}cost_usd_total`,
+      help: "What the runs' agents cost in USD, as their executors estimate it (list prices), each turn counted once.",
+      labelNames: ["profile"],
+      registers,
+    });
+    this.cost.inc(this.labels, 0);
     this.state = new Gauge({
       name: `${PREFIX}state`,
       help: "The runner's state as /readyz reports it: 1 for the current state, 0 for the others.",
@@ -255,6 +274,15 @@ export class RunnerMetrics {
   setRunnerId(runnerId: string): void {
     this.buildInfo.reset();
     this.buildInfo.set({ version: this.version, profile: this.labels.profile, runner_id: runnerId }, 1);
+  }
+
+  usage(share: TurnShare): void {
+    const { labels } = this;
+    this.tokens.inc({ ...labels, kind: "input" }, share.inputTokens);
+    this.tokens.inc({ ...labels, kind: "output" }, share.outputTokens);
+    this.tokens.inc({ ...labels, kind: "cache_read" }, share.cacheReadInputTokens);
+    this.tokens.inc({ ...labels, kind: "cache_creation" }, share.cacheCreationInputTokens);
+    this.cost.inc(labels, share.costUsd);
   }
 
   journalWriteFailed(): void {

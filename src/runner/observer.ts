@@ -4,8 +4,9 @@
  * without `--health-addr` loads nothing more than this file and its no-op observer.
  */
 import type { CoordinatorCall } from "../coordinator/http.ts";
+import type { TurnShare } from "../protocol/usage.ts";
 
-export type { CoordinatorCall };
+export type { CoordinatorCall, TurnShare };
 
 /**
  * Where the worker is. `ready` means registered; /readyz also answers `coordinator_unreachable`
@@ -95,6 +96,8 @@ export interface RunnerObserver {
   coordinatorAnswered(call: CoordinatorCall, seconds: number): void;
   /** Registered under this runner id (again after a re-registration). */
   registered(runnerId: string): void;
+  /** An executor reported what a turn used (a usage event): its tokens and its own share of the cost. */
+  usage(share: TurnShare): void;
   /** A run journal write failed (the runner goes on without the safety net for it). */
   journalWriteFailed(): void;
   /** How to read the persistent sessions waiting idle for their next turn, when asked (a scrape, a probe). */
@@ -125,6 +128,7 @@ export const noObserver: RunnerObserver = {
   requestFailed: () => {},
   coordinatorAnswered: () => {},
   registered: () => {},
+  usage: () => {},
   journalWriteFailed: () => {},
   trackIdleSessions: () => {},
   watchLoop: () => idleLoop,

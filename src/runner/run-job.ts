@@ -13,6 +13,7 @@ import { buildInvocation, type InvocationMode } from "../protocol/invocation.ts"
 import { LIFECYCLE_ENV } from "../protocol/lifecycle.ts";
 import { type RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
 import type { StopSignal } from "../protocol/stop-signal.ts";
+import { RunUsage, type RunUsageReport, type SessionCosts } from "../protocol/usage.ts";
 import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";
 import type { JsonObject } from "../shared/json.ts";
@@ -43,6 +44,8 @@ export interface RunContext {
   /** The gateway's URL. This run's executor gets it, and `mcpUrl`, with the run's own token. */
   gatewayUrl: string;
   tokens: RunTokens;
+  /** Each session's running cost, for each turn's own share: a new executor of a start begins it at 0. */
+  costs: Pick<SessionCosts, "sessionStarted">;
   /** Counts runs, their outcomes and timings (for /metrics). */
   observer: Pick<RunnerObserver, "runStarted" | "runEnded" | "executorResponded">;
 }
@@ -90,6 +93,8 @@ export class RunJob {
   private token = "";
   /** Set when this run started a persistent session's executor: the session keeps the token. */
   private tokenKept = false;
+  /** What its agent used, from the usage events its executor sent (the worker adds them). */
+  readonly usage = new RunUsage();
   /** Set once the outcome is queued: nothing is reported twice. */
   private ended = false;
   /** Fields of this run's log lines (in JSON logs). */
@@ -164,8 +169,11 @@ export class RunJob {
       return this.fail(messageOf(error), "blueprint_error");
     }
     if (this.stopRequested) {
-      return this.end({ kind: "stopped", signal: "SIGTERM" }, "stopped", () =>
-        this.say("info", `Run ${run.run_id} stopped before its executor started`),
+      return this.end(
+        { kind: "stopped", signal: "SIGTERM" },
+        "stopped",
+        "info",
+        `Run ${run.run_id} stopped before its executor started`,
       );
     }
     const execution = await this.startExecution(mode, blueprint);
@@ -286,6 +294,7 @@ export class RunJob {
       onFirstOutput: () => this.executorResponded(),
     };
     this.spawnedAt = performance.now();
+    if (mode === "start") this.context.costs.sessionStarted(run.session_id);
     try {
       if (this.persistent) {
         const executor = new PersistentExecutor(options);
@@ -345,6 +354,8 @@ export class RunJob {
     const signal = this.stopping && (await this.stopping);
     clearTimeout(this.timeoutTimer);
     const took = seconds(performance.now() - this.startedAt);
+    const spent = this.usage.describe();
+    const tookAndSpent = spent ? `${took}, ${spent}` : took;
     let sessionStatus: SessionStatusAfterRun = "finished";
     if (execution.session) {
       if (end.kind === "completed" && !signal) sessionStatus = this.context.sessions.turnCompleted(execution.session);
@@ -356,21 +367,43 @@ export class RunJob {
         "timeout",
       );
     } else if (signal) {
-      this.end({ kind: "stopped", signal }, "stopped", () =>
-        this.say("info", `Run ${this.runId} stopped by ${signal} after ${took}`),
+      this.end(
+        { kind: "stopped", signal },
+        "stopped",
+        "info",
+        `Run ${this.runId} stopped by ${signal} after ${tookAndSpent}`,
       );
     } else if (end.kind === "completed" || end.status.code === 0) {
       const idle = sessionStatus === "idle" ? "; its session waits for the next turn" : "";
-      this.end({ kind: "completed", sessionStatus }, "completed", () =>
-        this.say("info", `Run ${this.runId} completed in ${took}${idle}`),
+      this.end(
+        { kind: "completed", sessionStatus },
+        "completed",
+        "info",
+        `Run ${this.runId} completed in ${tookAndSpent}${idle}`,
       );
     } else {
       this.fail(
         execution.stderrTail().trim() || exitDescription(end.status),
-        "executor_exit",
+        this.limitReached() ?? "executor_exit",
         end.status.code ?? undefined,
       );
     }
+  }
+
+  /**
+   * Whether the executor's exit came from a limit of the profile's config, as its last usage
+   * event shows: the session's running cost at `max_budget_usd`, or a turn past `max_turns` round
+   * trips (Claude Code's SDK checks both after each round trip, and stops the turn one past the
+   * turn limit).
+   */
+  private limitReached(): "budget" | "turn_limit" | undefined {
+    const last = this.usage.last;
+    const config = this.context.profile.config;
+    if (!last || !config) return undefined;
+    const { max_budget_usd: budget, max_turns: turns } = config;
+    if (typeof budget === "number" && last.total_cost_usd >= budget) return "budget";
+    if (typeof turns === "number" && last.num_turns > turns) return "turn_limit";
+    return undefined;
   }
 
   /**
@@ -392,11 +425,13 @@ export class RunJob {
   private fail(error: string, reason: FailureReason, exitCode?: number): void {
     const report =
       exitCode === undefined ? { kind: "failed" as const, error } : { kind: "failed" as const, error, exitCode };
-    const how = exitCode === undefined ? "" : ` (exit code ${exitCode})`;
+    const details = [exitCode === undefined ? "" : `exit code ${exitCode}`, this.usage.describe()].filter(Boolean);
+    const how = details.length ? ` (${details.join("; ")})` : "";
     this.end(
       report,
       reason === "timeout" ? "timed_out" : "failed",
-      () => this.say("error", `Run ${this.runId} failed${how}: ${error}`),
+      "error",
+      `Run ${this.runId} failed${how}: ${error}`,
       reason,
     );
   }
@@ -406,18 +441,29 @@ export class RunJob {
    * run end knows it survives the runner dying before delivery. Once.
    */
   private end(
-    report: Exclude<RunReport, { kind: "started" }>,
-    outcome: RunOutcome,
-    say: () => void,
+    outcome: Exclude<RunReport, { kind: "started" }>,
+    counted: RunOutcome,
+    level: "info" | "error",
+    message: string,
     reason?: FailureReason,
   ): void {
     if (this.ended) return;
     this.ended = true;
+    const usage = this.usage.reportFields();
+    const report = usage && outcome.kind !== "stopped" ? { ...outcome, usage } : outcome;
     this.context.journal.runEnded(this.runId, this.sessionId, report);
-    say();
-    this.context.report(this.runId, this.sessionId, report);
     const durationSeconds = this.execution ? (performance.now() - this.startedAt) / 1000 : undefined;
-    this.context.observer.runEnded({ outcome, reason, durationSeconds });
+    log[level](
+      logEntry(message, {
+        ...this.fields,
+        outcome: counted,
+        ...(outcome.kind === "failed" && outcome.exitCode !== undefined ? { exit_code: outcome.exitCode } : {}),
+        ...(durationSeconds === undefined ? {} : { duration_s: Math.round(durationSeconds * 1000) / 1000 }),
+        ...(usage ? usageFields(usage) : {}),
+      }),
+    );
+    this.context.report(this.runId, this.sessionId, report);
+    this.context.observer.runEnded({ outcome: counted, reason, durationSeconds });
   }
 
   private say(level: "debug" | "info" | "warn" | "error", message: string): void {
@@ -435,6 +481,19 @@ function secondsSince(timestamp: string | null | undefined): number | undefined 
   const zoned = /(Z|[+-]\d\d:?\d\d)$/i.test(timestamp) ? timestamp : `${timestamp}Z`;
   const elapsed = (Date.now() - Date.parse(zoned)) / 1000;
   return Number.isFinite(elapsed) && elapsed >= 0 ? elapsed : undefined;
+}
+
+/** A run's usage as fields of its JSON log line. */
+function usageFields(usage: RunUsageReport): LogFields {
+  return {
+    cost_usd: usage.cost_usd,
+    input_tokens: usage.input_tokens,
+    output_tokens: usage.output_tokens,
+    cache_read_input_tokens: usage.cache_read_input_tokens,
+    cache_creation_input_tokens: usage.cache_creation_input_tokens,
+    num_turns: usage.num_turns,
+    ...(usage.cost_includes_earlier_turns ? { cost_includes_earlier_turns: true } : {}),
+  };
 }
 
 function exitDescription(status: ExitStatus): string {

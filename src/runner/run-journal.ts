@@ -20,6 +20,7 @@ import {
 import { dirname, join } from "node:path";
 import type { RunReport, SessionEnd } from "../coordinator/client.ts";
 import { lockFile } from "../process/libc.ts";
+import { RunUsageReport } from "../protocol/usage.ts";
 import { type } from "../shared/arktype.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { validate } from "../shared/json.ts";
@@ -35,8 +36,8 @@ export interface RunnerIdentity {
   profile: string;
 }
 
-const FinalReport = type({ kind: "'completed'", "sessionStatus?": "'idle' | 'finished'" })
-  .or({ kind: "'failed'", error: "string", "exitCode?": "number" })
+const FinalReport = type({ kind: "'completed'", "sessionStatus?": "'idle' | 'finished'", "usage?": RunUsageReport })
+  .or({ kind: "'failed'", error: "string", "exitCode?": "number", "usage?": RunUsageReport })
   .or({ kind: "'stopped'", signal: "'SIGTERM' | 'SIGKILL'" });
 
 const JournalRun = type({

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { buildInvocation } from "../../src/protocol/invocation.ts";
+import { formatUsd } from "../../src/protocol/usage.ts";
 import { CLAUDE_CODE_BINARY, offlineClaudeEnv } from "../support/claude-code.ts";
 import { type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { cleanEnv, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
@@ -123,6 +124,7 @@ describe("agent-runner exec with the test profile", () => {
       session_id: "ses_json",
       exit_code: 0,
       result: "[TEST-EXECUTOR] Received: hi json",
+      duration_s: expect.any(Number),
     });
   });
 
@@ -336,6 +338,66 @@ describe("agent-runner exec: the invocation, blueprint and exit code", () => {
     expect(outcome.stderr).toContain("user           hi there");
     expect(outcome.stderr).toContain("session_stop   exit 0 (completed)");
   }, 60_000);
+});
+
+describe("agent-runner exec: what the run used", () => {
+  test("Claude Code's usage event shows as it comes; the summary says how long, turns, tokens and cost; a resume counts only its own cost", async () => {
+    const state = temp.make();
+    const env = claudeEnv();
+    const first = await exec(["--prompt", "count me", "--session-id", "ses_cost", "--state-dir", state], { env });
+    expect(first.exitCode, first.stderr).toBe(0);
+    // The session's running total as exec recorded it, from the usage event.
+    const recorded = () => JSON.parse(readFileSync(join(state, "ses_cost.json"), "utf8")).total_cost_usd as number;
+    const firstTotal = recorded();
+    expect(firstTotal).toBeGreaterThan(0);
+    // The fake API's reply: 42 input and 17 output tokens.
+    expect(first.stderr).toContain(`usage          1 turn, 59 tokens; the session so far ${formatUsd(firstTotal)}\n`);
+    expect(first.stderr).toMatch(
+      new RegExp(`Session ses_cost done in [\\d.]+ s, 1 turn, 59 tokens, \\${formatUsd(firstTotal)}\\. Continue`),
+    );
+
+    const resumed = await exec(["--prompt", "again", "--resume", "--session-id", "ses_cost", "--state-dir", state], {
+      env,
+    });
+    expect(resumed.exitCode, resumed.stderr).toBe(0);
+    // Claude Code's running total goes on from the first run's; the summary is this run's own share.
+    const secondTotal = recorded();
+    expect(secondTotal).toBeCloseTo(2 * firstTotal, 12);
+    expect(resumed.stderr).toContain(`the session so far ${formatUsd(secondTotal)}\n`);
+    expect(resumed.stderr).toMatch(
+      new RegExp(
+        `Session ses_cost done in [\\d.]+ s, 1 turn, 59 tokens, \\${formatUsd(secondTotal - firstTotal)}\\. Continue`,
+      ),
+    );
+  }, 60_000);
+
+  test("--json: the result line carries the run's duration and usage, the numbers of the usage event unchanged", async () => {
+    const outcome = await exec(["--prompt", "count me", "--json", "--state-dir", temp.make()], { env: claudeEnv() });
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    const lines = outcome.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    const usage = lines.find((line) => line.kind === "event" && line.body.event_type === "usage").body.usage;
+    const result = lines.at(-1);
+    expect(result.kind).toBe("result");
+    expect(result.duration_s).toBeGreaterThan(0);
+    expect(result.usage).toEqual({
+      input_tokens: usage.input_tokens,
+      output_tokens: usage.output_tokens,
+      cache_read_input_tokens: usage.cache_read_input_tokens,
+      cache_creation_input_tokens: usage.cache_creation_input_tokens,
+      cost_usd: usage.total_cost_usd,
+      num_turns: usage.num_turns,
+    });
+    expect(usage.total_cost_usd).toBeGreaterThan(0);
+  }, 60_000);
+
+  test("an executor without usage events: the summary says how long it took", async () => {
+    const outcome = await exec(["--profile", "test", "--prompt", "hi", "--state-dir", temp.make()]);
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    expect(outcome.stderr).toMatch(/Session ses_\w+ done in [\d.]+ s\. Continue it with/);
+  });
 });
 
 describe("agent-runner exec: bad input", () => {

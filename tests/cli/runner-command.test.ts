@@ -108,6 +108,20 @@ describe("agent-runner CLI", () => {
     expect(column("coding")).toBe("-");
   });
 
+  test("--profile-list shows each profile's budget: max_budget_usd and max_turns from its config", async () => {
+    const profile = (config: Record<string, unknown>) =>
+      JSON.stringify({ type: "claude-code", command: "executors/claude-code/ao-claude-code-exec", config });
+    writeFileSync(join(tmp, "capped.json"), profile({ model: "opus", max_budget_usd: 2.5, max_turns: 40 }));
+    writeFileSync(join(tmp, "turns.json"), profile({ max_turns: 12, max_budget_usd: null }));
+    const { exitCode, stdout } = await cli(["--profile-list", "--profiles-dir", tmp]);
+    expect(exitCode).toBe(0);
+    const lines = stdout.trimEnd().split("\n");
+    const column = (name: string) => lines.find((line) => line.startsWith(`${name} `))!.split(/\s{2,}/)[5];
+    expect(column("capped")).toBe("max_budget_usd 2.5, max_turns 40");
+    expect(column("turns")).toBe("max_turns 12");
+    expect(column("coding")).toBe("-");
+  });
+
   test("profile files written for the reference runner's current version load unchanged; --profile-list shows the lifecycle", async () => {
     // As the reference runner ships them: type autonomous, a lifecycle, its Claude Code executor's path.
     writeFileSync(
@@ -256,6 +270,7 @@ describe("agent-runner CLI", () => {
       "--max-concurrent-runs=<n>",
       "--run-timeout=<seconds>",
       "--max-runs=<n>",
+      "--max-cost-usd=<usd>",
       "--exit-after-idle=<seconds>",
       "--health-addr=<host:port>",
       "--log-format=<auto|text|json>",
@@ -267,6 +282,7 @@ describe("agent-runner CLI", () => {
       "MAX_CONCURRENT_RUNS",
       "RUN_TIMEOUT",
       "MAX_RUNS",
+      "MAX_COST_USD",
       "EXIT_AFTER_IDLE",
       "HEALTH_ADDR",
       "LOG_FORMAT",

@@ -22,6 +22,16 @@ test("--max-runs: done once that many runs were taken, whether or not they ended
   expect(limits.done(2)).toBe("Took 2 run(s) (--max-runs 2)");
 });
 
+test("--max-cost-usd: done once the runs' cost reaches it, saying how much", () => {
+  const limits = new RunLimits({ maxCostUsd: 1 });
+  limits.spent(0.6);
+  expect(limits.done(1)).toBeUndefined();
+  limits.spent(0.39);
+  expect(limits.done(1)).toBeUndefined();
+  limits.spent(0.02);
+  expect(limits.done(1)).toBe("Runs cost $1.01 so far, reaching --max-cost-usd 1");
+});
+
 test("--exit-after-idle: counted from the last moment a run was active", () => {
   let now = 0;
   const limits = new RunLimits({ exitAfterIdleSeconds: 10 }, () => now);
