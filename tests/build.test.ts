@@ -153,8 +153,21 @@ describe("the compiled single executable", () => {
       const response = await fetch(`${url}/metrics`);
       expect(response.status).toBe(200);
       const families = parsePrometheusText(await response.text());
-      expect(sampleValue(families, "agent_runner_build_info", { version: pkg.version, profile: "test" })).toBe(1);
+      expect(
+        sampleValue(families, "agent_runner_build_info", {
+          version: pkg.version,
+          profile: "test",
+          runner_id: "lnch_test",
+        }),
+      ).toBe(1);
       expect(sampleValue(families, "agent_runner_runs_started_total", { profile: "test" })).toBe(0);
+      // The process's own figures work inside the executable too: its memory, descriptors, CPU.
+      const rss = sampleValue(families, "process_resident_memory_bytes")!;
+      expect(rss).toBeGreaterThan(10 * 1024 * 1024);
+      expect(rss).toBeLessThan(1024 * 1024 * 1024);
+      expect(sampleValue(families, "process_open_fds")).toBeGreaterThan(3);
+      expect(sampleValue(families, "process_cpu_seconds_total")).toBeGreaterThan(0);
+      expect(sampleValue(families, "process_start_time_seconds")).toBeGreaterThan(Date.now() / 1000 - 120);
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
     } finally {
       runner.kill("SIGKILL");
