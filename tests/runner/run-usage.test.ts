@@ -12,9 +12,10 @@ import { CLAUDE_CODE_BINARY, offlineClaudeEnv } from "../support/claude-code.ts"
 import { startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { type CliRunner, startCli } from "../support/fault-tools.ts";
+import { persistentProfile } from "../support/generations.ts";
 import { CLAUDE_CODE_EXECUTOR, tempDir } from "../support/processes.ts";
 import { parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
-import { FIXTURES } from "../support/runner-harness.ts";
+import { FIXTURES, startRunnerHarness } from "../support/runner-harness.ts";
 
 const turn = (fields: Partial<TurnUsage>): TurnUsage => ({
   input_tokens: 0,
@@ -169,6 +170,38 @@ describe("a run's usage", () => {
     expect(end("run_silent").cost_usd).toBeUndefined();
     runner.process.kill("SIGTERM");
     expect(await runner.process.exited).toBe(0);
+  });
+});
+
+describe("a persistent session's turns (2.2)", () => {
+  test("each turn is a run with its own share of the session's running cost, also when a new executor resumes it", async () => {
+    const h = await startRunnerHarness({
+      profile: persistentProfile(),
+      fake: { protocol: "2.2" },
+      // One idle session at most: a second session's turn ends the first one's executor.
+      flags: { "max-idle-sessions": "1" },
+    });
+    const usageOf = async (runId: string) =>
+      (await h.fake.waitFor((r) => r.path === `/runner/runs/${runId}/completed`)).body.usage;
+    const first = h.handRun({ session_id: "ses_turns", prompt: "cost=0.3" });
+    expect(await usageOf(first)).toEqual({
+      input_tokens: 100,
+      output_tokens: 10,
+      cache_read_input_tokens: 0,
+      cache_creation_input_tokens: 0,
+      cost_usd: 0.3,
+      num_turns: 1,
+    });
+    const second = h.handRun({ session_id: "ses_turns", type: "resume_session", prompt: "cost=0.45" });
+    expect((await usageOf(second)).cost_usd).toBe(0.15);
+    // Another session takes the only idle place: ses_turns's executor is ended.
+    const other = h.handRun({ session_id: "ses_other", prompt: "cost=0.05" });
+    expect((await usageOf(other)).cost_usd).toBe(0.05);
+    await h.fake.waitForSessionStatus("ses_turns", ["finished"]);
+    // A new executor resumes it; its running total goes on from 0.45 (as Claude Code's does).
+    const third = h.handRun({ session_id: "ses_turns", type: "resume_session", prompt: "cost=0.5" });
+    expect(await usageOf(third)).toMatchObject({ cost_usd: 0.05, input_tokens: 100 });
+    expect((await usageOf(third)).cost_includes_earlier_turns).toBeUndefined();
   });
 });
 
