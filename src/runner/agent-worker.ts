@@ -82,7 +82,7 @@ export class AgentWorker {
   /** Each session's running cost as its executor last reported it. */
   private readonly costs = new SessionCosts();
   private readonly observer: RunnerObserver;
-  /** Set once --max-runs or --exit-after-idle says the runner is done taking runs. */
+  /** Set once --max-runs, --max-cost-usd or --exit-after-idle says the runner is done taking runs. */
   private exhausted = false;
   /** Aborted by the first shutdown signal: no new runs are asked for. */
   private readonly stopping = new AbortController();
@@ -391,7 +391,7 @@ export class AgentWorker {
     }
   }
 
-  /** Ephemeral runners: once --max-runs or --exit-after-idle says so, no more runs are taken. */
+  /** Once --max-runs, --max-cost-usd or --exit-after-idle says so, no more runs are taken. */
   private checkDone(): void {
     if (this.exhausted) return;
     const reason = this.limits.done(this.runs.size);
