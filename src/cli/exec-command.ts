@@ -183,7 +183,7 @@ function showRecord(json: boolean): (record: GatewayRecord) => void {
 /** The result on stdout, and what happened: how to continue the session, or how the executor ended. */
 function printOutcome(inputs: ExecInputs, outcome: LocalRunResult, unsaved: boolean): void {
   const { args, sessionId, store } = inputs;
-  const result = outcome.stdout.replace(/\n$/, "");
+  const { result } = outcome;
   const usage = outcome.usage.reportFields();
   if (args.json) {
     const line: Record<string, unknown> = {
@@ -193,6 +193,7 @@ function printOutcome(inputs: ExecInputs, outcome: LocalRunResult, unsaved: bool
       result,
       duration_s: Math.round(outcome.durationMs) / 1000,
     };
+    if (outcome.resultData) line.result_data = outcome.resultData;
     if (outcome.signal) line.signal = outcome.signal;
     if (usage) line.usage = usage;
     writeStdout(JSON.stringify(line));

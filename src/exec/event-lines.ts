@@ -69,6 +69,12 @@ export function describeRecord(record: GatewayRecord): { label: string; text: st
             text: `${usage.num_turns} turn${usage.num_turns === 1 ? "" : "s"}, ${tokens.toLocaleString("en-US")} tokens; the session so far ${formatUsd(usage.total_cost_usd)}${failed}`,
           };
         }
+        case "result": {
+          // The turn's result (invocation 2.2): its text, or the structured output an output schema asked for.
+          const data = JsonObject.allows(body.result_data) ? body.result_data : undefined;
+          const text = data ? compactJson(data, MAX_TEXT) : oneLine(String(body.result_text ?? ""));
+          return { label: "result", text: text + failed };
+        }
         default:
           return { label: String(body.event_type ?? "event"), text: compactJson(body) + failed };
       }

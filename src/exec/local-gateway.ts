@@ -17,6 +17,7 @@ import {
 import { admit, RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
 import { UsageEvent } from "../protocol/usage.ts";
 import { type } from "../shared/arktype.ts";
+import { JsonObject } from "../shared/json.ts";
 import { type LocalServer, serveLocal } from "../shared/local-server.ts";
 import { redact } from "../shared/log.ts";
 import type { Validator } from "../shared/validation.ts";
@@ -32,12 +33,55 @@ export const LocalSession = type({
   "executor_profile?": "string",
   "last_resumed_at?": "string",
   "agent_name?": "string",
-  /** Text of the last assistant message (what `GET /sessions/{id}/result` answers). */
+  /**
+   * The session's result (what exec prints and `GET /sessions/{id}/result` answers): the last
+   * result event's (its result_text, or its result_data as JSON), else the last assistant message's text.
+   */
   "result?": "string",
+  /** The last result event's fields (invocation 2.2), as it sent them; both set once one came. */
+  "result_text?": "string | null",
+  "result_data?": JsonObject.or("null"),
   /** The agent session's running cost as its last usage event said: where a resume's count goes on. */
   "total_cost_usd?": "number",
 });
 export type LocalSession = typeof LocalSession.infer;
+
+/** The fields of a `result` event (invocation 2.2), each optional as the coordinator's Event model has them. */
+const ResultEventFields = type({ "result_text?": "string | null", "result_data?": JsonObject.or("null") });
+
+type SessionResult = Pick<LocalSession, "result" | "result_text" | "result_data">;
+
+/** True once a result event set the session's result: from then on assistant messages no longer do. */
+const fromResultEvent = (session: SessionResult) =>
+  session.result_text !== undefined || session.result_data !== undefined;
+
+/**
+ * Applies one accepted event to a session's result: a result event sets it; an assistant message
+ * sets it while no result event has come (an executor of invocation 2.1 sends none).
+ */
+function applyToResult(session: SessionResult, event: unknown): void {
+  if (!JsonObject.allows(event)) return;
+  if (event.event_type === "result") {
+    const fields = ResultEventFields(event);
+    if (fields instanceof type.errors) return;
+    session.result_text = fields.result_text ?? null;
+    session.result_data = fields.result_data ?? null;
+    session.result = session.result_data ? JSON.stringify(session.result_data) : (session.result_text ?? "");
+  } else if (event.event_type === "message" && event.role === "assistant" && !fromResultEvent(session)) {
+    session.result = textOfContent(event.content);
+  }
+}
+
+/**
+ * The result of these requests' events alone (one turn's, or one run's), by the same rule as a
+ * session's; undefined when none of them carried one.
+ */
+export function resultOfRecords(records: GatewayRecord[]): { text: string; data?: JsonObject } | undefined {
+  const result: SessionResult = {};
+  for (const record of records) if (record.kind === "event" && record.status < 400) applyToResult(result, record.body);
+  if (result.result === undefined) return undefined;
+  return result.result_data ? { text: result.result, data: result.result_data } : { text: result.result };
+}
 
 export type GatewayRecordKind = "bind" | "event" | "metadata" | "request";
 
@@ -238,7 +282,10 @@ export class LocalGateway {
       if (!session) return detail(404, "Session not found");
       if (sessionPath[2] === "result") {
         if (session.status !== "finished") return detail(400, "Session not finished");
-        return session.result === undefined ? detail(404, "No result found") : reply({ result: session.result });
+        if (session.result === undefined) return detail(404, "No result found");
+        // Both generations' shapes: 2.1's `result`, and 2.2's result event fields when one came.
+        const { result, result_text, result_data } = session;
+        return reply(fromResultEvent(session) ? { result, result_text, result_data } : { result });
       }
       return reply({ session });
     }
@@ -280,10 +327,14 @@ export class LocalGateway {
   private event(body: unknown, sessionId: string): Reply {
     const event = check("POST /events", body, EventRequest, sessionId);
     if (isReply(event)) return event;
+    if (event.event_type === "result") {
+      const fields = ResultEventFields(event);
+      if (fields instanceof type.errors) return detail(400, `POST /events: ${fields.summary.replaceAll("\n", "; ")}`);
+    }
     const session = this.upsert(event.session_id);
     if (event.event_type === "session_start") session.status = "running";
     if (event.event_type === "session_stop") session.status = "finished";
-    if (event.event_type === "message" && event.role === "assistant") session.result = textOfContent(event.content);
+    applyToResult(session, event);
     const usage = UsageEvent(body);
     if (!(usage instanceof type.errors)) session.total_cost_usd = usage.usage.total_cost_usd;
     this.changed(session);

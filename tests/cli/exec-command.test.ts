@@ -112,13 +112,14 @@ describe("agent-runner exec with the test profile", () => {
       .trimEnd()
       .split("\n")
       .map((line) => JSON.parse(line));
-    expect(lines.map((l) => l.kind)).toEqual(["bind", "event", "event", "event", "result"]);
+    expect(lines.map((l) => l.kind)).toEqual(["bind", "event", "event", "event", "event", "result"]);
     expect(lines[1].body).toMatchObject({
       event_type: "message",
       role: "user",
       content: [{ type: "text", text: "hi json" }],
     });
-    expect(lines[3].body).toMatchObject({ event_type: "session_stop", exit_code: 0 });
+    expect(lines[3].body).toMatchObject({ event_type: "result", result_text: "[TEST-EXECUTOR] Received: hi json" });
+    expect(lines[4].body).toMatchObject({ event_type: "session_stop", exit_code: 0 });
     expect(lines.at(-1)).toEqual({
       kind: "result",
       session_id: "ses_json",
@@ -262,7 +263,7 @@ describe("agent-runner exec: the invocation, blueprint and exit code", () => {
     const dump = JSON.parse(readFileSync(dumpFile, "utf8"));
     expect(JSON.parse(dump.stdin)).toEqual(
       buildInvocation({
-        schemaVersion: "2.1",
+        schemaVersion: "2.2",
         mode: "start",
         sessionId: "ses_dump",
         parameters: { prompt: "task" },
@@ -398,6 +399,72 @@ describe("agent-runner exec: what the run used", () => {
     expect(outcome.exitCode, outcome.stderr).toBe(0);
     expect(outcome.stderr).toMatch(/Session ses_\w+ done in [\d.]+ s\. Continue it with/);
   });
+});
+
+describe("agent-runner exec: invocation 2.2 and the result event", () => {
+  test("an executor that answers only with a result event (nothing on stdout): exec prints that result", async () => {
+    const profiles = temp.make("ar-cli-profiles-");
+    const script = join(profiles, "result-only");
+    writeFileSync(
+      script,
+      `#!/usr/bin/env bun
+const invocation = JSON.parse(await Bun.stdin.text());
+const post = (path, body) => fetch(process.env.AGENT_ORCHESTRATOR_API_URL + path, { method: "POST",
+  headers: { "content-type": "application/json" }, body: JSON.stringify({ session_id: invocation.session_id, ...body }) });
+await post("/bind", { executor_session_id: "r-1" });
+await post("/events", { event_type: "message", role: "assistant", content: [{ type: "text", text: "thinking about " + invocation.parameters.prompt }] });
+await post("/events", { event_type: "result", result_text: null, result_data: { verdict: "sound", asked: invocation.parameters.prompt } });
+`,
+    );
+    chmodSync(script, 0o755);
+    writeFileSync(join(profiles, "result-only.json"), JSON.stringify({ type: "result-only", command: script }));
+    const args = ["--profile", "result-only", "--profiles-dir", profiles, "--prompt", "judge"];
+    const plain = await exec([...args, "--state-dir", temp.make()]);
+    expect(plain.exitCode, plain.stderr).toBe(0);
+    expect(plain.stdout).toBe('{"verdict":"sound","asked":"judge"}\n');
+    expect(plain.stderr).toContain('result         {"verdict":"sound","asked":"judge"}');
+    const json = await exec([...args, "--state-dir", temp.make(), "--json"]);
+    expect(JSON.parse(json.stdout.trim().split("\n").at(-1)!)).toMatchObject({
+      kind: "result",
+      exit_code: 0,
+      result: '{"verdict":"sound","asked":"judge"}',
+      result_data: { verdict: "sound", asked: "judge" },
+    });
+  });
+
+  test("a blueprint with an output_schema: Claude Code answers with structured output, and exec shows it", async () => {
+    const schema = {
+      type: "object",
+      properties: { verdict: { type: "string" }, score: { type: "number" } },
+      required: ["verdict", "score"],
+    };
+    api.respond((request) => {
+      const tool = (request.body.tools ?? []).find((t: { name: string }) => t.name === "StructuredOutput");
+      if (!tool || request.toolResults.length > 0) return undefined;
+      return { toolUse: { name: tool.name, input: { verdict: "sound", score: 4 } } };
+    });
+    const blueprint = join(temp.make(), "judge.json");
+    writeFileSync(blueprint, JSON.stringify({ name: "judge", output_schema: schema }));
+    const outcome = await exec(
+      ["--prompt", "judge this", "--blueprint", blueprint, "--state-dir", temp.make(), "--json"],
+      { env: claudeEnv() },
+    );
+    expect(outcome.exitCode, outcome.stderr).toBe(0);
+    const lines = outcome.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(lines.find((line) => line.body?.event_type === "result")?.body).toMatchObject({
+      result_text: null,
+      result_data: { verdict: "sound", score: 4 },
+    });
+    expect(lines.at(-1)).toMatchObject({
+      kind: "result",
+      exit_code: 0,
+      result_data: { verdict: "sound", score: 4 },
+    });
+    expect(JSON.parse(lines.at(-1).result)).toEqual({ verdict: "sound", score: 4 });
+  }, 60_000);
 });
 
 describe("agent-runner exec: bad input", () => {

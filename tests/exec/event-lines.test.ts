@@ -30,6 +30,12 @@ describe("event lines", () => {
     expect(formatRecordLine(record("event", { event_type: "session_stop", exit_code: 0, reason: "completed" }))).toBe(
       "12:34:56  session_stop   exit 0 (completed)",
     );
+    expect(
+      formatRecordLine(record("event", { event_type: "result", result_text: "the answer", result_data: null })),
+    ).toBe("12:34:56  result         the answer");
+    expect(formatRecordLine(record("event", { event_type: "result", result_text: null, result_data: { a: 1 } }))).toBe(
+      '12:34:56  result         {"a":1}',
+    );
     expect(formatRecordLine(record("metadata", { session_id: "s", last_resumed_at: at }))).toBe(
       `12:34:56  metadata       last_resumed_at=${at}`,
     );

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { type GatewayRecord, LocalGateway, type LocalSession } from "../../src/exec/local-gateway.ts";
+import { type GatewayRecord, LocalGateway, type LocalSession, resultOfRecords } from "../../src/exec/local-gateway.ts";
 
 let gateway: LocalGateway;
 let seen: GatewayRecord[];
@@ -84,6 +84,55 @@ describe("LocalGateway", () => {
     expect(seen.map((r) => r.kind)).toEqual(["bind", "event", "request", "event", "event"]);
     expect(await call("GET", "/sessions/ses_2/status")).toEqual({ status: 200, body: { status: "finished" } });
     expect(await call("GET", "/sessions/ses_2/result")).toEqual({ status: 200, body: { result: "answer" } });
+  });
+
+  test("a result event (2.2) is the session's result: its text, or its data as JSON; later assistant messages do not replace it", async () => {
+    const message = (text: string) => ({
+      session_id: "ses_r",
+      event_type: "message",
+      role: "assistant",
+      content: [{ type: "text", text }],
+    });
+    const result = (fields: Record<string, unknown>) => ({ session_id: "ses_r", event_type: "result", ...fields });
+    await call("POST", "/bind", { session_id: "ses_r", executor_session_id: "exe-r" });
+    await call("POST", "/events", message("thinking out loud"));
+    expect(gateway.session("ses_r")?.result).toBe("thinking out loud");
+    await call("POST", "/events", result({ result_text: null, result_data: { verdict: "sound", score: 4 } }));
+    expect(gateway.session("ses_r")).toMatchObject({
+      result: '{"verdict":"sound","score":4}',
+      result_text: null,
+      result_data: { verdict: "sound", score: 4 },
+    });
+    await call("POST", "/events", message("a later aside"));
+    expect(gateway.session("ses_r")?.result).toBe('{"verdict":"sound","score":4}');
+    await call("POST", "/events", result({ result_text: "turn two", result_data: null }));
+    await call("POST", "/events", { session_id: "ses_r", event_type: "session_stop", exit_code: 0, reason: "done" });
+    expect(await call("GET", "/sessions/ses_r/result")).toEqual({
+      status: 200,
+      body: { result: "turn two", result_text: "turn two", result_data: null },
+    });
+    // What the session store keeps for a resume carries it too.
+    expect(changes.at(-1)).toMatchObject({ result: "turn two", result_text: "turn two", result_data: null });
+    // A result event of the wrong shape is refused, as the coordinator refuses it.
+    const bad = await call("POST", "/events", result({ result_data: [1, 2] }));
+    expect(bad.status).toBe(400);
+    expect(bad.body.detail).toContain("result_data must be");
+    expect(gateway.session("ses_r")?.result).toBe("turn two");
+  });
+
+  test("resultOfRecords: the result of some requests' events alone, by the same rule", async () => {
+    await call("POST", "/bind", { session_id: "ses_q", executor_session_id: "exe-q" });
+    const from = gateway.records.length;
+    expect(resultOfRecords(gateway.records.slice(from))).toBeUndefined();
+    await call("POST", "/events", {
+      session_id: "ses_q",
+      event_type: "message",
+      role: "assistant",
+      content: [{ type: "text", text: "plain" }],
+    });
+    expect(resultOfRecords(gateway.records.slice(from))).toEqual({ text: "plain" });
+    await call("POST", "/events", { session_id: "ses_q", event_type: "result", result_data: { a: 1 } });
+    expect(resultOfRecords(gateway.records.slice(from))).toEqual({ text: '{"a":1}', data: { a: 1 } });
   });
 
   test("metadata updates a known session; unknown sessions are 404 like the coordinator's", async () => {

@@ -61,7 +61,7 @@ describe("runLocal", () => {
     // As under the runner, the executor (an AI agent) never gets the client secret.
     expect(dump.secret).toBeNull();
     const expected = buildInvocation({
-      schemaVersion: "2.1",
+      schemaVersion: "2.2",
       mode: "start",
       sessionId: "ses_run1",
       parameters: { prompt: "do the thing" },
@@ -103,10 +103,10 @@ describe("runLocal", () => {
     });
     expect(outcome.exitCode).toBe(0);
     expect(JSON.parse(JSON.parse(readFileSync(dumpFile, "utf8")).stdin)).toEqual({
-      schema_version: "2.1",
+      schema_version: "2.2",
       mode: "resume",
       session_id: "ses_run2",
-      prompt: "again",
+      parameters: { prompt: "again" },
     });
   });
 
@@ -158,11 +158,20 @@ describe("runLocal", () => {
     });
     expect(outcome.exitCode).toBe(0);
     expect(outcome.stdout).toBe("[TEST-EXECUTOR] Received: ping\n");
-    expect(outcome.records.map((r) => r.kind)).toEqual(["bind", "event", "event", "event"]);
+    expect(outcome.records.map((r) => (r.body as { event_type?: string }).event_type ?? r.kind)).toEqual([
+      "bind",
+      "message",
+      "message",
+      "result",
+      "session_stop",
+    ]);
     expect(outcome.session).toMatchObject({
       status: "finished",
       result: "[TEST-EXECUTOR] Received: ping",
+      result_text: "[TEST-EXECUTOR] Received: ping",
+      result_data: null,
       executor_profile: "test",
     });
+    expect(outcome.result).toBe("[TEST-EXECUTOR] Received: ping");
   });
 });
