@@ -1,7 +1,8 @@
 /**
  * `agent-runner exec`: runs one invocation locally, without a coordinator (like `gitlab-runner exec`).
  * The executor is started exactly as the runner starts it, against a local gateway that records
- * what it reports; the events are shown as they arrive and the result is printed at the end.
+ * what it reports; the events are shown as they arrive and the result is printed at the end. With
+ * `--interactive`, a conversation: one persistent executor, a turn per line typed.
  */
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
@@ -16,9 +17,17 @@ import {
   stopGraceSeconds,
 } from "../config/runner-config.ts";
 import { formatRecordLine } from "../exec/event-lines.ts";
+import {
+  type InteractiveOptions,
+  type InteractiveOutcome,
+  InteractiveSession,
+  TerminalLines,
+  type TurnAnswer,
+} from "../exec/interactive.ts";
 import type { GatewayRecord, LocalSession } from "../exec/local-gateway.ts";
-import { type LocalRunResult, runLocal } from "../exec/run-local.ts";
+import { type LocalExecutorOptions, runLocal } from "../exec/run-local.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../exec/session-store.ts";
+import { builtinExecutorName } from "../executors/builtin.ts";
 import { AGENT_BLUEPRINT_SCHEMA, type AgentBlueprint as AgentBlueprintShape } from "../protocol/invocation.ts";
 import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
@@ -74,7 +83,8 @@ interface ExecInputs {
   args: ExecArgs;
   mode: "start" | "resume";
   sessionId: string;
-  prompt: string;
+  /** The (first turn's) prompt; with --interactive it may come from the first line typed instead. */
+  prompt?: string;
   profile: ExecutorProfile;
   profilesDir?: string;
   store: ExecSessionStore;
@@ -87,7 +97,9 @@ interface ExecInputs {
 
 async function readExecInputs(args: ExecArgs): Promise<ExecInputs> {
   const { prompt } = args;
-  if (prompt === undefined) throw new ConfigError("--prompt is required (the text to send to the agent)");
+  if (prompt === undefined && !args.interactive) {
+    throw new ConfigError("--prompt is required (the text to send to the agent), unless --interactive");
+  }
   const mode = args.resume ? "resume" : "start";
   if (mode === "resume" && !args["session-id"]) {
     throw new ConfigError(
@@ -99,6 +111,11 @@ async function readExecInputs(args: ExecArgs): Promise<ExecInputs> {
   const graceSeconds = stopGraceSeconds(flagReader(execFlags, args, process.env)("stop-grace-seconds"));
   const profilesDir = resolveProfilesDir({ "profiles-dir": args["profiles-dir"] });
   const profile = args.profile === undefined ? defaultProfile() : loadProfile(args.profile, { profilesDir });
+  if (args.interactive && profile.lifecycle !== "persistent" && builtinExecutorName(profile.command) === undefined) {
+    log.warn(
+      `Profile '${profile.name}' does not say "lifecycle": "persistent": --interactive needs an executor that reads a turn line after its invocation; one that reads all of its stdin never ends its first turn (Ctrl+C twice stops it)`,
+    );
+  }
   if (profile.sandbox) (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
   const store = new ExecSessionStore(args["state-dir"] ? resolve(args["state-dir"]) : defaultExecStateDir());
   store.assertWritable();
@@ -150,6 +167,29 @@ async function stopOnSignals<T>(
   }
 }
 
+/**
+ * Runs an interactive session with the terminal's lines and signals wired to it: Ctrl+C
+ * interrupts a turn or, at the prompt, ends the session; SIGTERM and SIGHUP (the terminal gone)
+ * end it too (see exec/interactive.ts).
+ */
+async function converse(options: Omit<InteractiveOptions, "lines">): Promise<InteractiveOutcome> {
+  const lines = new TerminalLines();
+  const session = new InteractiveSession({ ...options, lines });
+  const onInterrupt = (signal: NodeJS.Signals) => session.interrupt(signal);
+  const onTerminate = (signal: NodeJS.Signals) => session.terminate(signal);
+  process.on("SIGINT", onInterrupt);
+  process.on("SIGTERM", onTerminate);
+  process.on("SIGHUP", onTerminate);
+  try {
+    return await session.run();
+  } finally {
+    lines.close();
+    process.off("SIGINT", onInterrupt);
+    process.off("SIGTERM", onTerminate);
+    process.off("SIGHUP", onTerminate);
+  }
+}
+
 /** Keeps the session the executor bound in exec's store, so that `--resume` finds it. */
 class SessionRecorder {
   /** Set once a save failed: the run goes on (the executor is not to blame), only the resume is lost. */
@@ -180,9 +220,27 @@ function showRecord(json: boolean): (record: GatewayRecord) => void {
   };
 }
 
+/** A turn's answer as it completes (--interactive): on stdout, or as a JSON line with --json. */
+function printAnswer(inputs: ExecInputs, answer: TurnAnswer): void {
+  if (inputs.args.json) {
+    const { turn, result, data, interrupted } = answer;
+    const line = { kind: "turn", session_id: inputs.sessionId, turn, result };
+    writeStdout(
+      JSON.stringify({ ...line, ...(data ? { result_data: data } : {}), ...(interrupted ? { interrupted } : {}) }),
+    );
+    return;
+  }
+  if (answer.result !== "") writeStdout(answer.result);
+  if (answer.interrupted) log.info(`Turn ${answer.turn} was interrupted`);
+}
+
 /** The result on stdout, and what happened: how to continue the session, or how the executor ended. */
-function printOutcome(inputs: ExecInputs, outcome: LocalRunResult, unsaved: boolean): void {
+function printOutcome(inputs: ExecInputs, outcome: InteractiveOutcome, unsaved: boolean): void {
   const { args, sessionId, store } = inputs;
+  if ("nothingStarted" in outcome) {
+    log.info(`${outcome.signal ?? "End of input"} before the first prompt: no session was started`);
+    return;
+  }
   const { result } = outcome;
   const usage = outcome.usage.reportFields();
   if (args.json) {
@@ -199,13 +257,13 @@ function printOutcome(inputs: ExecInputs, outcome: LocalRunResult, unsaved: bool
     writeStdout(JSON.stringify(line));
     return;
   }
-  if (result !== "") writeStdout(result);
+  // An interactive session printed each answer as its turn completed.
+  if (result !== "" && !args.interactive) writeStdout(result);
   // `12.3 s, 8 turns, 41,200 tokens, $0.18`: how long it took, and what it used when the executor said.
   const spent = [seconds(outcome.durationMs), outcome.usage.describe()].filter(Boolean).join(", ");
   if (outcome.exitCode !== 0) {
-    log.error(
-      `Executor ${outcome.signal ? `ended by ${outcome.signal}` : `exited with code ${outcome.exitCode}`} after ${spent}`,
-    );
+    const how = outcome.signal ? `ended by ${outcome.signal}` : `exited with code ${outcome.exitCode}`;
+    log.error(`Executor ${how}${outcome.endedWhen ? ` ${outcome.endedWhen}` : ""} after ${spent}`);
   } else if (unsaved) {
     log.warn(`Session ${sessionId} done in ${spent}, but it was not saved in ${store.dir}: it cannot be resumed`);
   } else {
@@ -215,8 +273,9 @@ function printOutcome(inputs: ExecInputs, outcome: LocalRunResult, unsaved: bool
       inputs.profilesDir !== undefined && `--profiles-dir ${shellWord(inputs.profilesDir)}`,
       args["state-dir"] && `--state-dir ${shellWord(store.dir)}`,
     ].filter(Boolean);
+    const resume = args.interactive ? "--interactive --resume" : "--resume";
     log.info(
-      `Session ${sessionId} done in ${spent}. Continue it with: agent-runner exec ${[...again, ""].join(" ")}--resume --session-id ${sessionId} --prompt '…'`,
+      `Session ${sessionId} done in ${spent}. Continue it with: agent-runner exec ${[...again, ""].join(" ")}${resume} --session-id ${sessionId}${args.interactive ? "" : " --prompt '…'"}`,
     );
   }
 }
@@ -227,7 +286,8 @@ export const execCommand = defineCommand({
     description:
       "Runs one invocation locally, without a coordinator: builds it from the profile as the runner would, " +
       "starts the profile's executor against a local gateway that records bind/events/metadata, " +
-      "shows the events as they arrive, prints the result and exits with the executor's exit code.",
+      "shows the events as they arrive, prints the result and exits with the executor's exit code. " +
+      "With --interactive: a conversation with one persistent executor, each line typed a turn.",
   },
   args: execArgs,
   run: ({ rawArgs, args }) =>
@@ -244,30 +304,30 @@ export const execCommand = defineCommand({
       logDescriptorLimits();
       if (!args.json) {
         log.info(
-          `${inputs.mode === "start" ? "Starting" : "Resuming"} session ${sessionId} with profile '${profile.name}' in ${projectDir}`,
+          `${inputs.mode === "start" ? "Starting" : "Resuming"} ${args.interactive ? "interactive " : ""}session ${sessionId} with profile '${profile.name}' in ${projectDir}${args.interactive ? ": each line is a turn; Ctrl+C interrupts a turn, Ctrl+C or Ctrl+D at the prompt ends the session" : ""}`,
         );
       }
       const env: Env = { ...process.env };
       if (args.verbose) env.AGENT_RUNNER_DEBUG = "1";
       const recorder = new SessionRecorder(inputs);
-      const outcome = await stopOnSignals(inputs.graceSeconds, ({ stop, kill }) =>
-        runLocal({
-          profile,
-          mode: inputs.mode,
-          sessionId,
-          prompt: inputs.prompt,
-          projectDir,
-          stateDirs: [store.dir],
-          agentBlueprint: inputs.agentBlueprint,
-          knownSessions: inputs.known ? [inputs.known] : [],
-          onRecord: showRecord(Boolean(args.json)),
-          onSessionChange: (session) => recorder.save(session),
-          env,
-          signal: stop,
-          stopGraceMs: inputs.graceSeconds * 1000,
-          kill,
-        }),
-      );
+      const local: Omit<LocalExecutorOptions, "prompt"> = {
+        profile,
+        mode: inputs.mode,
+        sessionId,
+        projectDir,
+        stateDirs: [store.dir],
+        agentBlueprint: inputs.agentBlueprint,
+        knownSessions: inputs.known ? [inputs.known] : [],
+        onRecord: showRecord(Boolean(args.json)),
+        onSessionChange: (session) => recorder.save(session),
+        env,
+      };
+      const stopGraceMs = inputs.graceSeconds * 1000;
+      const outcome = args.interactive
+        ? await converse({ ...local, prompt: inputs.prompt, stopGraceMs, onAnswer: (a) => printAnswer(inputs, a) })
+        : await stopOnSignals(inputs.graceSeconds, ({ stop, kill }) =>
+            runLocal({ ...local, prompt: inputs.prompt!, signal: stop, stopGraceMs, kill }),
+          );
       printOutcome(inputs, outcome, recorder.unsaved);
       process.exitCode = outcome.exitCode;
     }),

@@ -180,7 +180,16 @@ export const runnerFlags = {
 
 export const execFlags = {
   ...profileFlags,
-  prompt: { type: "string", valueHint: "text", description: "The prompt (required)" },
+  prompt: {
+    type: "string",
+    valueHint: "text",
+    description: "The prompt (required, except with --interactive: there it is the first turn's)",
+  },
+  interactive: {
+    type: "boolean",
+    description:
+      "A conversation with one persistent executor: each line typed is a turn (the first, or --prompt, starts the session); Ctrl+C interrupts a turn, Ctrl+C or Ctrl+D at the prompt ends the session",
+  },
   "project-dir": {
     ...commonFlags["project-dir"],
     description: "Project directory of the run (default: current directory)",
