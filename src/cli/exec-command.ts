@@ -5,6 +5,7 @@
  * `--interactive`, a conversation: one persistent executor, a turn per line typed.
  */
 import { randomBytes } from "node:crypto";
+import { realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { execFlags, type FlagValues } from "../config/flags.ts";
@@ -47,14 +48,44 @@ function newSessionId(): string {
   return `ses_${randomBytes(6).toString("hex")}`;
 }
 
-/** On resume the project directory is the recorded session's, as the coordinator would have it. */
-function projectDirectory(flag: string | undefined, recorded: LocalSession | undefined): string {
+/**
+ * The run's project directory: --project-dir, else on resume the recorded session's (as the
+ * coordinator would have it), else PROJECT_DIR, else the current directory. A sandboxed profile
+ * never takes it from the record, because it becomes writable: a record is a file any process of
+ * the user can write, and an unsandboxed executor's bind chose what it says. Its resume runs in
+ * the directory given, and a record that names another one is refused (the session's agent would
+ * not find its work there, or the record was changed).
+ */
+function projectDirectory(
+  flag: string | undefined,
+  recorded: { session: LocalSession; file: string } | undefined,
+  sandboxed: boolean,
+): string {
   if (flag !== undefined) return directory({ value: flag, from: "--project-dir" });
-  if (recorded?.project_dir) {
-    return directory({ value: recorded.project_dir, from: `project_dir of recorded session ${recorded.session_id}` });
+  const { session, file } = recorded ?? {};
+  if (session?.project_dir && !sandboxed) {
+    return directory({ value: session.project_dir, from: `project_dir of recorded session ${session.session_id}` });
   }
-  if (process.env.PROJECT_DIR) return directory({ value: process.env.PROJECT_DIR, from: "PROJECT_DIR" });
-  return process.cwd();
+  const given = process.env.PROJECT_DIR
+    ? directory({ value: process.env.PROJECT_DIR, from: "PROJECT_DIR" })
+    : process.cwd();
+  if (session?.project_dir && !sameDirectory(session.project_dir, given)) {
+    throw new ConfigError(
+      `Session ${session.session_id} is recorded in ${session.project_dir}, not in ${given}: a sandboxed profile gets as writable only the directory this exec is given (--project-dir, else the current directory), never one read from ${file}. If the session belongs in ${session.project_dir}, resume it there (cd to it, or --project-dir)`,
+    );
+  }
+  return given;
+}
+
+function sameDirectory(a: string, b: string): boolean {
+  const real = (path: string) => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return resolve(path);
+    }
+  };
+  return real(a) === real(b);
 }
 
 const AgentBlueprint = type.schema(AGENT_BLUEPRINT_SCHEMA).as<AgentBlueprintShape>();
@@ -119,10 +150,16 @@ async function readExecInputs(args: ExecArgs): Promise<ExecInputs> {
   if (profile.sandbox) (await import("../process/sandbox-check.ts")).requireSandbox(profile.name);
   const store = new ExecSessionStore(args["state-dir"] ? resolve(args["state-dir"]) : defaultExecStateDir());
   store.assertWritable();
-  const known = store.load(sessionId);
+  let known = store.load(sessionId);
   if (mode === "resume" && !known) {
     log.warn(`No session '${sessionId}' recorded in ${store.dir}; the executor will not find it`);
   }
+  const sandboxed = Boolean(profile.sandbox);
+  const recorded = mode === "resume" && known ? { session: known, file: store.pathOf(sessionId) } : undefined;
+  const projectDir = projectDirectory(args["project-dir"], recorded, sandboxed);
+  // A sandboxed executor is told the directory it can write, not the record's (an agent works
+  // where the session says it is).
+  if (sandboxed && known) known = { ...known, project_dir: projectDir };
   return {
     args,
     mode,
@@ -132,7 +169,7 @@ async function readExecInputs(args: ExecArgs): Promise<ExecInputs> {
     profilesDir,
     store,
     known,
-    projectDir: projectDirectory(args["project-dir"], mode === "resume" ? known : undefined),
+    projectDir,
     agentBlueprint: args.blueprint === undefined ? undefined : readBlueprint(args.blueprint),
     graceSeconds,
   };

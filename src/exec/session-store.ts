@@ -4,7 +4,7 @@
  * executor session id and project directory of the start.
  */
 
-import { mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, renameSync, rmSync, type Stats, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Env } from "../shared/env.ts";
@@ -32,7 +32,8 @@ export function assertSessionId(sessionId: string): void {
 export class ExecSessionStore {
   constructor(readonly dir: string) {}
 
-  private file(sessionId: string): string {
+  /** The file that holds a session's record. */
+  pathOf(sessionId: string): string {
     assertSessionId(sessionId);
     return join(this.dir, `${sessionId}.json`);
   }
@@ -54,12 +55,34 @@ export class ExecSessionStore {
     }
   }
 
-  /** The stored session, or undefined when there is none. */
+  /**
+   * The stored session, or undefined when there is none. Only a file of this user's that is not a
+   * symbolic link is read: exec writes its records so (save), and anything else was put there by
+   * someone else, who must not choose what a resume does.
+   */
   load(sessionId: string): LocalSession | undefined {
-    const path = this.file(sessionId);
+    const path = this.pathOf(sessionId);
+    let stat: Stats;
+    try {
+      stat = lstatSync(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new ConfigError(`Cannot read stored session ${path}: ${messageOf(error)}`);
+    }
+    if (stat.isSymbolicLink()) {
+      throw new ConfigError(
+        `Stored session ${path} is a symbolic link: exec writes its records as files of their own; delete it to start over`,
+      );
+    }
+    const uid = process.getuid?.();
+    if (uid !== undefined && stat.uid !== uid) {
+      throw new ConfigError(
+        `Stored session ${path} belongs to user ${stat.uid}, not to this one (${uid}): exec reads only records it wrote; delete it to start over`,
+      );
+    }
     let text: string;
     try {
-      text = readSmallFile(path);
+      text = readSmallFile(path, undefined, { noFollow: true });
     } catch (error) {
       if (error instanceof SmallFileError && error.code === "ENOENT") return undefined;
       throw new ConfigError(`Cannot read stored session ${path}: ${messageOf(error)}`);
@@ -78,12 +101,17 @@ export class ExecSessionStore {
     return session;
   }
 
-  /** Writes atomically, so an interrupted exec never leaves half a file. */
+  /**
+   * Writes atomically, so an interrupted exec never leaves half a file. The temporary file is
+   * created anew (never opened through a link or a file someone else left under its name), and the
+   * rename replaces a link at the record's name rather than writing where it points.
+   */
   save(session: LocalSession): void {
-    const path = this.file(session.session_id);
+    const path = this.pathOf(session.session_id);
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const temp = `${path}.${process.pid}.tmp`;
-    writeFileSync(temp, `${JSON.stringify(session, null, 2)}\n`, { mode: 0o600 });
+    rmSync(temp, { force: true });
+    writeFileSync(temp, `${JSON.stringify(session, null, 2)}\n`, { mode: 0o600, flag: "wx" });
     renameSync(temp, path);
   }
 }

@@ -40,12 +40,18 @@ function kindOf(stat: Stats): string {
 /**
  * The text of a regular file of at most `maxBytes`. Opened without blocking (a FIFO with no
  * writer would block the open itself), checked on the open descriptor, read up to the limit.
+ * With `noFollow`, a symbolic link is not followed (the open fails with ELOOP).
  * A refusal is a SmallFileError; callers put the file's name and purpose before its message.
  */
-export function readSmallFile(path: string, maxBytes = MAX_SMALL_FILE_BYTES): string {
+export function readSmallFile(
+  path: string,
+  maxBytes = MAX_SMALL_FILE_BYTES,
+  options: { noFollow?: boolean } = {},
+): string {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+    const noFollow = options.noFollow ? constants.O_NOFOLLOW : 0;
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | noFollow);
   } catch (error) {
     throw new SmallFileError(messageOf(error), (error as NodeJS.ErrnoException).code);
   }

@@ -95,12 +95,14 @@ describe("exec with a sandboxed profile", () => {
     const sessionId = result.session_id as string;
 
     const from = api.agentRequests().length;
-    // Elsewhere, without --project-dir: the recorded session's directory is the project.
-    const resumed = await exec(
-      [...common, "--resume", "--session-id", sessionId, "--prompt", "SECOND_TURN_MARKER"],
-      env,
-      temp.make(),
-    );
+    // Elsewhere, without --project-dir: refused, the record does not choose a sandbox's writable directory.
+    const resume = [...common, "--resume", "--session-id", sessionId, "--prompt", "SECOND_TURN_MARKER"];
+    const elsewhere = await exec(resume, env, temp.make());
+    expect(elsewhere.exitCode).toBe(1);
+    expect(elsewhere.stderr).toContain(`Session ${sessionId} is recorded in ${w.project}, not in `);
+    expect(api.agentRequests()).toHaveLength(from);
+    // In the session's project it resumes.
+    const resumed = await exec(resume, env, w.project);
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     expect(JSON.parse(resumed.stdout.trim().split("\n").at(-1)!)).toMatchObject({ exit_code: 0 });
     const history = api.conversationSince(from);

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { readdirSync, statSync, writeFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../../src/exec/session-store.ts";
 import { ConfigError } from "../../src/shared/errors.ts";
@@ -36,6 +36,18 @@ describe("ExecSessionStore", () => {
     const other = { session_id: "ses_other", status: "finished", created_at: "2026-01-01T00:00:00Z" };
     writeFileSync(join(dir, "ses_d.json"), JSON.stringify(other));
     expect(() => new ExecSessionStore(dir).load("ses_d")).toThrow("holds session ses_other, not ses_d");
+  });
+
+  test("a save never writes through a link planted where its temporary file goes", () => {
+    const dir = temp.make();
+    const victim = join(temp.make(), "victim");
+    writeFileSync(victim, "untouched");
+    symlinkSync(victim, join(dir, `ses_t.json.${process.pid}.tmp`));
+    const store = new ExecSessionStore(dir);
+    store.save({ session_id: "ses_t", status: "running", created_at: "2025-01-01T00:00:00.000Z" });
+    expect(readFileSync(victim, "utf8")).toBe("untouched");
+    expect(store.load("ses_t")?.status).toBe("running");
+    expect(lstatSync(join(dir, "ses_t.json")).isFile()).toBe(true);
   });
 
   test("session ids that are not plain names are refused", () => {
