@@ -22,8 +22,10 @@ export class InteractiveExec {
   /** Every process started for this exec carries it in its environment. */
   readonly mark = randomUUID();
 
-  constructor(args: string[], options: { env?: Record<string, string | undefined>; cwd: string }) {
-    this.process = Bun.spawn([process.execPath, INDEX, "exec", "--interactive", ...args], {
+  /** `exec --interactive` with `args` (with `oneShot`: plain `exec`, for the same harness). */
+  constructor(args: string[], options: { env?: Record<string, string | undefined>; cwd: string; oneShot?: boolean }) {
+    const mode = options.oneShot ? [] : ["--interactive"];
+    this.process = Bun.spawn([process.execPath, INDEX, "exec", ...mode, ...args], {
       cwd: options.cwd,
       env: cleanEnv({ ...options.env, [MARK]: this.mark }),
       stdin: "pipe",
