@@ -76,6 +76,8 @@ export class InteractiveSession {
   private wake = Promise.withResolvers<{ kind: "end"; signal: string }>();
   /** The signal that ended the wait for a line, if one did. */
   private endSignal?: string;
+  /** A stop (SIGTERM or SIGKILL) went to the executor: it is on its way out. */
+  private stopped = false;
 
   constructor(private readonly options: InteractiveOptions) {}
 
@@ -106,6 +108,8 @@ export class InteractiveSession {
     try {
       return await this.converse();
     } finally {
+      // Every way out above waits for the executor's end; should one fail, nothing of it stays.
+      this.started.executor.process.kill();
       await this.started.close();
     }
   }
@@ -120,6 +124,8 @@ export class InteractiveSession {
         if (end.status.code === 0) log.warn(`The executor exited during turn ${turn} without completing it`);
         return this.outcome(end.status, `during turn ${turn}`);
       }
+      // Stopped as the turn completed: it is ending, there is no next prompt.
+      if (this.stopped) return this.outcome(await executor.process.exited, `during turn ${turn}`);
       this.enter("prompt");
       const reported = end.result ? undefined : resultOfRecords(gateway.records.slice(from));
       this.options.onAnswer({
@@ -147,7 +153,11 @@ export class InteractiveSession {
   private async nextPrompt(): Promise<AtPrompt> {
     const exited = this.started?.executor.process.exited.then((status) => ({ kind: "exited", status }) as const);
     for (;;) {
-      const line = this.options.lines.next().then((text) => (text === undefined ? ({ kind: "end" } as const) : text));
+      // Input that cannot be read is its end.
+      const line = this.options.lines.next().then(
+        (text) => (text === undefined ? ({ kind: "end" } as const) : text),
+        () => ({ kind: "end" }) as const,
+      );
       const next = await Promise.race([line, this.wake.promise, ...(exited ? [exited] : [])]);
       if (typeof next === "string") {
         if (next.trim() === "") continue;
@@ -198,8 +208,13 @@ export class InteractiveSession {
     const executor = this.started?.executor;
     if (!executor || (this.phase !== "turn" && this.phase !== "ending")) return;
     if (this.step === 1 && this.phase === "turn") executor.interrupt();
-    else if (this.step === 2) void executor.process.stop(this.options.stopGraceMs);
-    else if (this.step === 3) executor.process.kill();
+    else if (this.step === 2) {
+      this.stopped = true;
+      void executor.process.stop(this.options.stopGraceMs);
+    } else if (this.step === 3) {
+      this.stopped = true;
+      executor.process.kill();
+    }
   }
 
   private outcome(status: ExitStatus, endedWhen?: string): LocalRunResult {
@@ -233,8 +248,11 @@ export class TerminalLines implements PromptLines {
   }
 
   async next(): Promise<string | undefined> {
-    if (process.stdin.isTTY) process.stderr.write("> ");
+    const terminal = process.stdin.isTTY;
+    if (terminal) process.stderr.write("> ");
     const { value, done } = await this.lines.next();
+    // Ctrl+D leaves the cursor after the prompt.
+    if (done && terminal) process.stderr.write("\n");
     return done ? undefined : value;
   }
 

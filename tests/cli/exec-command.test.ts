@@ -529,6 +529,7 @@ describe("agent-runner exec: bad input", () => {
     expect(outcome.exitCode).toBe(0);
     expect(outcome.stdout).toContain("--prompt");
     expect(outcome.stdout).toContain("--resume");
+    expect(outcome.stdout).toContain("--interactive");
   });
 });
 
