@@ -40,6 +40,7 @@ import { seconds } from "../shared/retry.ts";
 import { readSmallFile } from "../shared/small-file.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
+import { withSignals } from "./signals.ts";
 
 const execArgs = commandArgs(execFlags);
 type ExecArgs = FlagValues<typeof execFlags>;
@@ -194,14 +195,7 @@ async function stopOnSignals<T>(
       killing.abort();
     }
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
-    return await work({ stop: stopping.signal, kill: killing.signal });
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  return withSignals(["SIGINT", "SIGTERM"], onSignal, () => work({ stop: stopping.signal, kill: killing.signal }));
 }
 
 /**
@@ -212,18 +206,12 @@ async function stopOnSignals<T>(
 async function converse(options: Omit<InteractiveOptions, "lines">): Promise<InteractiveOutcome> {
   const lines = new TerminalLines();
   const session = new InteractiveSession({ ...options, lines });
-  const onInterrupt = (signal: NodeJS.Signals) => session.interrupt(signal);
-  const onTerminate = (signal: NodeJS.Signals) => session.terminate(signal);
-  process.on("SIGINT", onInterrupt);
-  process.on("SIGTERM", onTerminate);
-  process.on("SIGHUP", onTerminate);
+  const onSignal = (signal: NodeJS.Signals) =>
+    signal === "SIGINT" ? session.interrupt(signal) : session.terminate(signal);
   try {
-    return await session.run();
+    return await withSignals(["SIGINT", "SIGTERM", "SIGHUP"], onSignal, () => session.run());
   } finally {
     lines.close();
-    process.off("SIGINT", onInterrupt);
-    process.off("SIGTERM", onTerminate);
-    process.off("SIGHUP", onTerminate);
   }
 }
 
