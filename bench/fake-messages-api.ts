@@ -45,6 +45,7 @@ export class FakeMessagesApi {
   /** Arrival time of every `POST /v1/messages`, in order. */
   readonly messageArrivals: bigint[] = [];
   private readonly server: Server<undefined>;
+  private waiters: Array<{ after: bigint; resolve: (at: bigint) => void }> = [];
 
   constructor() {
     this.server = serveOnLoopback((request) => this.handle(request));
@@ -58,11 +59,21 @@ export class FakeMessagesApi {
     return this.server.stop(true);
   }
 
+  /** The arrival time of the first `POST /v1/messages` at or after `after` (already there, or still to come). */
+  arrivalAfter(after: bigint): Promise<bigint> {
+    const seen = this.messageArrivals.find((at) => at >= after);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve) => this.waiters.push({ after, resolve }));
+  }
+
   private async handle(request: Request): Promise<Response> {
     const at = monoNs();
     const path = new URL(request.url).pathname;
     if (request.method === "POST" && path === "/v1/messages") {
       this.messageArrivals.push(at);
+      const ready = this.waiters.filter((w) => at >= w.after);
+      this.waiters = this.waiters.filter((w) => !ready.includes(w));
+      for (const waiter of ready) waiter.resolve(at);
       const body = (await request.json()) as { model?: string; stream?: boolean };
       const model = body.model ?? "claude-bench";
       if (body.stream) return new Response(sse(model), { headers: { "content-type": "text/event-stream" } });

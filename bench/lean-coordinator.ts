@@ -3,17 +3,20 @@ import { monoNs } from "./clock.ts";
 import { serveOnLoopback, urlOf } from "./loopback-server.ts";
 
 /**
- * A coordinator for the benchmark only: the runner protocol and nothing else. Not
+ * A coordinator for the benchmark only: the runner protocol (both generations' runs; for
+ * persistent sessions, what their executors report through the gateway) and nothing else. Not
  * tests/support/fake-coordinator.ts, which parses and keeps every request with its headers and
  * scans its waiters on each one; here the hot path (poll → run, report → ok) does no more than
  * a real coordinator's cheapest answer, and timestamps are taken with the shared clock
  * (CLOCK_MONOTONIC) at the exact moment a run is handed out and a report arrives.
  */
+/** A run of protocol 2.1 (`prompt`) or 2.2 (`parameters`). */
 export interface BenchRun {
   run_id: string;
   type: "start_session";
   session_id: string;
-  prompt: string;
+  prompt?: string;
+  parameters?: Record<string, unknown>;
 }
 
 type Kind = "started" | "completed" | "failed" | "stopped";
@@ -127,6 +130,13 @@ export class LeanCoordinator {
         });
       }
       if (path === "/runner/heartbeat" || path.startsWith("/runners/")) return OK();
+      // Protocol 2.2 with persistent sessions: what their executors report through the runner's
+      // gateway, a session's end, and a draining runner's question about an idle session.
+      if (/^\/sessions\/[^/]+\/(bind|events|metadata)$/.test(path) || path.startsWith("/runner/sessions/")) {
+        return OK();
+      }
+      if (request.method === "GET" && /^\/sessions\/[^/]+\/status$/.test(path))
+        return Response.json({ status: "idle" });
       return Response.json({ detail: `bench coordinator: no route for ${request.method} ${path}` }, { status: 404 });
     } finally {
       this.settle();

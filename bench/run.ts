@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 /**
  * `bun run bench [--runs N] [--variants compiled,source] [--startups K] [--no-build]
- *                [--overhead-runs M] [--sections runner,executor_overhead]`
+ *                [--overhead-runs M] [--session-runs S] [--idle-sessions K]
+ *                [--sections runner,executor_overhead,sessions]`
  *
  * Section `runner`: the runner's overhead against the floor (the same minimal executor spawned
  * directly with Bun.spawn): dispatch and report latency, throughput at 1 and 16 runs in flight,
@@ -9,6 +10,8 @@
  * binary and `bun index.ts`) against a lean coordinator in this process.
  * Section `executor_overhead` (bench/executor-overhead.ts): the Claude Code executor against
  * Claude Code run directly, M runs each, and the test executor's start → exit.
+ * Section `sessions` (bench/sessions.ts): a persistent Claude Code executor's second turn against a
+ * one-shot resume, S each; the memory of 2K idle persistent sessions under a real runner.
  * All traffic stays on 127.0.0.1. Prints a table and writes bench/results.json.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
@@ -18,6 +21,12 @@ import type { Subprocess } from "bun";
 import { monoNs, nsToMs } from "./clock.ts";
 import { claudeCodeBinary, type ExecutorOverhead, measureExecutorOverhead } from "./executor-overhead.ts";
 import { type BenchRun, LeanCoordinator } from "./lean-coordinator.ts";
+import {
+  type IdleSessionMemory,
+  measureIdleSessions,
+  measurePersistentTurn,
+  type SessionsMeasures,
+} from "./sessions.ts";
 import { type Percentiles, percentiles, round } from "./stats.ts";
 
 const REPO = resolve(import.meta.dir, "..");
@@ -36,14 +45,23 @@ const BUILD = !process.argv.includes("--no-build");
 const WARMUP = Math.min(50, RUNS);
 // Each Claude Code run takes ~0.5-1 s and two CPU-heavy processes: a handful gives a stable median.
 const OVERHEAD_RUNS = Number(option("overhead-runs") ?? 10);
-const SECTIONS = (option("sections") ?? "runner,executor_overhead").split(",");
+const SESSION_RUNS = Number(option("session-runs") ?? 10);
+const IDLE_SESSIONS = Number(option("idle-sessions") ?? 8);
+const KNOWN_SECTIONS = ["runner", "executor_overhead", "sessions"];
+const SECTIONS = (option("sections") ?? KNOWN_SECTIONS.join(",")).split(",");
 if (!Number.isInteger(RUNS) || RUNS < 1)
   throw new Error(`--runs must be a positive whole number, got ${option("runs")}`);
-if (!Number.isInteger(OVERHEAD_RUNS) || OVERHEAD_RUNS < 1)
-  throw new Error(`--overhead-runs must be a positive whole number, got ${option("overhead-runs")}`);
+for (const [name, value] of [
+  ["overhead-runs", OVERHEAD_RUNS],
+  ["session-runs", SESSION_RUNS],
+  ["idle-sessions", IDLE_SESSIONS],
+] as const) {
+  if (!Number.isInteger(value) || value < 1)
+    throw new Error(`--${name} must be a positive whole number, got ${option(name)}`);
+}
 for (const section of SECTIONS) {
-  if (section !== "runner" && section !== "executor_overhead")
-    throw new Error(`--sections: unknown section '${section}' (known: runner, executor_overhead)`);
+  if (!KNOWN_SECTIONS.includes(section))
+    throw new Error(`--sections: unknown section '${section}' (known: ${KNOWN_SECTIONS.join(", ")})`);
 }
 
 // ---------- helpers ----------
@@ -331,7 +349,11 @@ async function measureVariant(variant: "compiled" | "source") {
 
 // ---------- main ----------
 type RunnerMeasures = Awaited<ReturnType<typeof measureVariant>>;
-type VariantResult = Partial<RunnerMeasures> & { executor_overhead?: ExecutorOverhead | { skipped: string } };
+type Skipped = { skipped: string };
+type VariantResult = Partial<RunnerMeasures> & {
+  executor_overhead?: ExecutorOverhead | Skipped;
+  sessions?: Partial<SessionsMeasures> & { persistent_turn?: Skipped; idle_sessions?: IdleSessionMemory };
+};
 const isOverhead = (o: VariantResult["executor_overhead"]): o is ExecutorOverhead =>
   o !== undefined && !("skipped" in o);
 
@@ -358,6 +380,8 @@ try {
     warmup_runs: WARMUP,
     startups: STARTUPS,
     overhead_runs: OVERHEAD_RUNS,
+    session_runs: SESSION_RUNS,
+    idle_sessions: 2 * IDLE_SESSIONS,
     executor: executor.kind,
     coordinator: "bench/lean-coordinator.ts (in the bench process)",
     claude_code_binary: claudeBinary ?? "(not installed: executor_overhead skipped)",
@@ -374,6 +398,12 @@ try {
       wrapper_peak_rss_mb:
         "median over the runs of the executor process's own VmHWM (its Claude Code child not included)",
       test_executor_ms: "test executor, echo start run, spawn → exit, gateway answering at once",
+      persistent_second_turn_ms:
+        "persistent Claude Code executor (2.2, coding config): its first turn done, the second turn's line written → that turn's first POST /v1/messages",
+      one_shot_resume_ms:
+        "one-shot Claude Code executor with a 2.2 resume invocation of a session an earlier one-shot run started: spawn → its first POST /v1/messages",
+      idle_sessions:
+        "a runner at protocol 2.2 (lean coordinator) with a persistent test-executor profile: K sessions started and left idle, then K more; runner_kb_per_idle_session = (runner RSS at 2K − at K) ÷ K; executor_rss_mb_per_idle_session = agent_runner_idle_session_memory_bytes ÷ idle sessions; executor_pss_mb_per_idle_session = the executors' PSS (/proc/<pid>/smaps_rollup) ÷ idle sessions",
     },
   };
   const measured: Record<string, VariantResult> = {};
@@ -398,6 +428,18 @@ try {
         };
       }
     }
+    if (SECTIONS.includes("sessions")) {
+      const sessions: NonNullable<VariantResult["sessions"]> = {};
+      if (claudeBinary) {
+        console.error(`measuring ${variant} persistent second turns against one-shot resumes (${SESSION_RUNS} each)…`);
+        Object.assign(sessions, await measurePersistentTurn(variant, { runs: SESSION_RUNS, tmp, claudeBinary }));
+      } else {
+        sessions.persistent_turn = { skipped: `no Claude Code binary for ${process.platform}-${process.arch}` };
+      }
+      console.error(`measuring ${variant} memory of ${2 * IDLE_SESSIONS} idle sessions…`);
+      sessions.idle_sessions = await measureIdleSessions(variant, { sessions: IDLE_SESSIONS, tmp, baseEnv: baseEnv() });
+      result.sessions = sessions;
+    }
     measured[variant] = result;
     results[variant] = result;
   }
@@ -421,6 +463,7 @@ try {
     ],
     ["wrapper peak RSS (MB)", (m) => overhead(m)?.wrapper_peak_rss_mb, "< 50", (v) => v < 50],
     ["test executor p50 (ms)", (m) => overhead(m)?.test_executor_ms.p50, "< 60", (v) => v < 60],
+    ["resume p50 ÷ persistent p50", (m) => m.sessions?.resume_vs_persistent_p50, "≥ 5", (v) => v >= 5],
   ];
   const applicable = (variant: string) =>
     targets.flatMap(([name, get, target, ok]) => {
@@ -476,6 +519,33 @@ try {
     ["executor peak RSS MB (own, median)", (o) => String(o.wrapper_peak_rss_mb)],
     ["test executor spawn → exit ms p50", (o) => String(o.test_executor_ms.p50)],
   ];
+  const sessionRows: Array<[string, (s: NonNullable<VariantResult["sessions"]>) => string]> = [
+    [
+      "persistent 2nd turn → 1st request ms p50/p95",
+      (s) =>
+        s.persistent_second_turn_ms
+          ? `${s.persistent_second_turn_ms.p50} / ${s.persistent_second_turn_ms.p95}`
+          : `skipped: ${s.persistent_turn?.skipped}`,
+    ],
+    [
+      "one-shot resume → 1st request ms p50/p95",
+      (s) => (s.one_shot_resume_ms ? `${s.one_shot_resume_ms.p50} / ${s.one_shot_resume_ms.p95}` : "skipped"),
+    ],
+    ["resume p50 ÷ persistent p50", (s) => String(s.resume_vs_persistent_p50 ?? "skipped")],
+    [
+      "runner RSS MB: registered / K / 2K idle",
+      (s) => {
+        const r = s.idle_sessions!.runner_rss_mb;
+        return `${r.registered} / ${r.at_k} / ${r.at_2k}`;
+      },
+    ],
+    ["runner KB per idle session", (s) => String(s.idle_sessions!.runner_kb_per_idle_session)],
+    [
+      "executor MB per idle session RSS / PSS",
+      (s) =>
+        `${s.idle_sessions!.executor_rss_mb_per_idle_session} / ${s.idle_sessions!.executor_pss_mb_per_idle_session}`,
+    ],
+  ];
   const body: string[][] = [];
   if (SECTIONS.includes("runner")) {
     for (const [name, get] of runnerRows) body.push([name, ...VARIANTS.map((v) => get(measured[v] as RunnerMeasures))]);
@@ -491,12 +561,18 @@ try {
       ]);
     }
   }
+  if (SECTIONS.includes("sessions")) {
+    for (const [name, get] of sessionRows) body.push([name, ...VARIANTS.map((v) => get(measured[v]!.sessions!))]);
+  }
   const header = ["metric", ...VARIANTS];
   const widths = header.map((_, i) => Math.max(...[header, ...body].map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i]!)).join(" | ");
   const what = [
     SECTIONS.includes("runner") ? `${RUNS} runs per phase, executor: ${executor.kind}` : undefined,
     SECTIONS.includes("executor_overhead") ? `${OVERHEAD_RUNS} Claude Code runs each way` : undefined,
+    SECTIONS.includes("sessions")
+      ? `${SESSION_RUNS} second turns each way, ${2 * IDLE_SESSIONS} idle sessions`
+      : undefined,
   ].filter(Boolean);
   console.log(`\n${what.join("; ")}, ${cpus().length} CPUs (load ${loadavg()[0]!.toFixed(2)}), Bun ${Bun.version}\n`);
   console.log(line(header));
