@@ -282,7 +282,9 @@ describe("exec --interactive with Claude Code against the fake Messages API", ()
       expect(await exec.end()).toBe(0);
       expect(exec.answers()).toEqual(["You said: FIRST_TURN_MARKER", "You said: AFTER_THE_INTERRUPT"]);
       // The summary covers the whole conversation: every turn's usage event.
-      expect(exec.stderr.output).toMatch(/Session ses_cc done in [\d.]+ s, \d+ turns, [\d,]+ tokens, \$[\d.]+\. Continue/);
+      expect(exec.stderr.output).toMatch(
+        /Session ses_cc done in [\d.]+ s, \d+ turns, [\d,]+ tokens, \$[\d.]+\. Continue/,
+      );
       // One Claude Code process for the whole conversation, which carries every turn.
       expect(claude.starts()).toHaveLength(1);
       expect(binds(exec.stderr.output)).toBe(1);
