@@ -9,6 +9,7 @@ import test from "../../profiles/test.json" with { type: "json" };
 import { builtinExecutorArgv } from "../executors/builtin.ts";
 import { sandboxNeedsOf } from "../executors/sandbox-needs.ts";
 import type { SandboxOptions, SandboxSettings } from "../process/sandbox.ts";
+import { LIFECYCLES, type Lifecycle } from "../protocol/lifecycle.ts";
 import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
@@ -32,10 +33,6 @@ const SandboxObject = type({
 });
 /** A profile's `sandbox`: `true`, or the object form. */
 export type ProfileSandbox = true | typeof SandboxObject.infer;
-
-/** How long an executor process serves its session: one run, or turn after turn while the session lives. */
-export const LIFECYCLES = ["one_shot", "persistent"] as const;
-export type Lifecycle = (typeof LIFECYCLES)[number];
 
 /** The executor types of the coordinator's protocol 2.2 (a run demands one of them). */
 const PROTOCOL_TYPES = ["autonomous", "procedural"];
@@ -82,7 +79,7 @@ const ProfileFile = type({
   type: "string > 0",
   command: "string > 0",
   "config?": JsonObject,
-  "lifecycle?": "'one_shot' | 'persistent'",
+  "lifecycle?": type.enumerated(...LIFECYCLES),
   "agents_dir?": "string",
   // The object form is checked on its own: a union's message would list both forms' complaints.
   "sandbox?": type("boolean").or(JsonObject),

@@ -1,6 +1,7 @@
 /** The body of `POST /runner/register`: who this runner is and what it runs, in either protocol generation. */
-import { type ExecutorProfile, type Lifecycle, type ProfileSandbox, protocolExecutorType } from "../config/profiles.ts";
+import { type ExecutorProfile, type ProfileSandbox, protocolExecutorType } from "../config/profiles.ts";
 import type { ProtocolGeneration } from "../protocol/generation.ts";
+import type { Lifecycle } from "../protocol/lifecycle.ts";
 import type { JsonObject } from "../shared/json.ts";
 
 /** Body of `POST /runner/register`. */
