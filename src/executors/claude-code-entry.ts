@@ -4,6 +4,7 @@
  * loads the executor itself (the Agent SDK, the validator) and runs it. Loads in a few ms.
  */
 import { type Lifecycle, lifecycleFrom } from "../protocol/lifecycle.ts";
+import type { Env } from "../shared/env.ts";
 import { EarlyClaudeCode, plannedSpawn } from "./claude-code-early.ts";
 import { CLAUDE_CODE_EXECUTOR_NAME } from "./claude-code-settings.ts";
 import { ExecutorLog, isDebugEnabled } from "./kit/executor-log.ts";
@@ -11,7 +12,7 @@ import { StdinReader } from "./kit/stdin-reader.ts";
 import { StopWatch } from "./kit/stop-watch.ts";
 
 /** The lifecycle asked for; undefined when the variable holds something else (the kit says so). */
-function lifecycleOrNone(env: Record<string, string | undefined>): Lifecycle | undefined {
+function lifecycleOrNone(env: Env): Lifecycle | undefined {
   try {
     return lifecycleFrom(env);
   } catch {

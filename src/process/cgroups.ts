@@ -7,6 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, normalize } from "node:path";
+import { messageOf } from "../shared/errors.ts";
 import { isSameProcessAlive, processStartTime } from "../shared/process-group.ts";
 
 /** Where run cgroups are made: this process's own cgroup, and how they are killed there. */
@@ -202,7 +203,7 @@ export class RunCgroup {
     try {
       mkdirSync(path);
     } catch (error) {
-      throw new Error(`cannot make the run's cgroup ${path}: ${(error as Error).message}`);
+      throw new Error(`cannot make the run's cgroup ${path}: ${messageOf(error)}`);
     }
     return new RunCgroup(path, home.killFile);
   }

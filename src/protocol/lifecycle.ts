@@ -1,7 +1,9 @@
 /**
  * How long an executor lives, shared by the runner (which says it) and the executors (which read
- * it). No imports on purpose: the Claude Code executor's entry reads it before anything heavy loads.
+ * it). No runtime imports on purpose: the Claude Code executor's entry reads it before anything
+ * heavy loads.
  */
+import type { Env } from "../shared/env.ts";
 
 /** Tells an executor how long it lives (set by the runner and by `exec`): one of LIFECYCLES. */
 export const LIFECYCLE_ENV = "AGENT_RUNNER_LIFECYCLE";
@@ -20,7 +22,7 @@ export class LifecycleError extends Error {
 }
 
 /** The lifecycle the environment asks for: `one_shot` when the variable is not set (or empty). */
-export function lifecycleFrom(env: Record<string, string | undefined>): Lifecycle {
+export function lifecycleFrom(env: Env): Lifecycle {
   const value = env[LIFECYCLE_ENV];
   if (value === undefined || value === "") return "one_shot";
   const known = LIFECYCLES.find((lifecycle) => lifecycle === value);
