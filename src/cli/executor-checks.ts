@@ -97,7 +97,7 @@ export async function runnable(
 }
 
 /** Which Claude Code binary the executor will use, and that it runs (a binary for another libc does not). */
-export async function checkClaudeCode(env: Env): Promise<CheckResult> {
+async function checkClaudeCode(env: Env): Promise<CheckResult> {
   const lookup = findClaudeCode(env);
   if ("tried" in lookup) return { ok: false, detail: claudeCodeNotFound(lookup.tried) };
   const { path, from } = lookup.found;
@@ -133,7 +133,7 @@ export async function checkClaudeCode(env: Env): Promise<CheckResult> {
  * A sandboxed profile's executors need bubblewrap and user namespaces, and a project directory
  * the sandbox accepts: the sandbox of a run in the default project directory is created, running `true`.
  */
-export async function checkSandbox(
+async function checkSandbox(
   config: Pick<RunnerConfig, "projectDir" | "stateDir">,
   sandbox: SandboxOptions,
   env: Env,

@@ -199,7 +199,7 @@ export function protocolExecutorType(profile: Pick<ExecutorProfile, "type">): st
 }
 
 /** Why this runner cannot run a profile's executors at all, or undefined. */
-export function unsupportedProfile(profile: Pick<ExecutorProfile, "name" | "type" | "agents_dir">): string | undefined {
+function unsupportedProfile(profile: Pick<ExecutorProfile, "name" | "type" | "agents_dir">): string | undefined {
   if (profile.type === "procedural") {
     return `Profile '${profile.name}' is procedural: this runner runs autonomous executors (agents that take a prompt) only; procedural executors, their runner-owned agents and script sync are not supported`;
   }

@@ -169,7 +169,7 @@ export function resolveLogFormat(values: FlagValues<typeof runnerFlags>, env: En
 }
 
 /** `--log-level`, else LOG_LEVEL, else info; `-v` is `--log-level debug` and contradicts any other level given as a flag. */
-export function resolveLogLevel(values: FlagValues<typeof runnerFlags>, env: Env = process.env): LogLevel {
+function resolveLogLevel(values: FlagValues<typeof runnerFlags>, env: Env = process.env): LogLevel {
   const input = flagReader(runnerFlags, values, env)("log-level");
   const level = input && LOG_LEVELS.find((known) => known === input.value.trim().toLowerCase());
   if (input && !level) {

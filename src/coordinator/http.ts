@@ -10,7 +10,7 @@ import { REQUEST_TIMEOUT_MS } from "./request-timeout.ts";
  * What a request to the coordinator is for (the `call` label of its latency): the runner
  * protocol's calls, the executors' requests the gateway forwards, the MCP tools' requests.
  */
-export const COORDINATOR_CALLS = [
+const COORDINATOR_CALLS = [
   "protocol_probe",
   "register",
   "poll",

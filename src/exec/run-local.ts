@@ -24,7 +24,7 @@ import { type GatewayRecord, LocalGateway, type LocalSession, resultOfRecords } 
  * that a blueprint's output_schema and parameters_schema work and each turn ends with a result
  * event. The built-in executors read both; `prompt` becomes `{"prompt": …}`.
  */
-export const EXEC_SCHEMA_VERSION = "2.2";
+const EXEC_SCHEMA_VERSION = "2.2";
 
 export interface LocalExecutorOptions {
   profile: ExecutorProfile;

@@ -3,10 +3,9 @@
  * subreaper, reaping one given child, and an exclusive lock on a file. Loaded on first use;
  * unavailable where libc cannot be loaded (not Linux, no glibc).
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { dlopen, FFIType } from "bun:ffi";
 
 const PR_SET_CHILD_SUBREAPER = 36;
-const PR_GET_CHILD_SUBREAPER = 37;
 const WNOHANG = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -37,14 +36,6 @@ function symbols() {
  */
 export function setChildSubreaper(on: boolean): boolean {
   return symbols()?.prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0) === 0;
-}
-
-/** Whether this process is a child subreaper (false when that cannot be known). */
-export function isChildSubreaper(): boolean {
-  const lib = symbols();
-  if (!lib) return false;
-  const flag = new Int32Array(1);
-  return lib.prctl(PR_GET_CHILD_SUBREAPER, BigInt(ptr(flag)), 0, 0, 0) === 0 && flag[0] === 1;
 }
 
 /**

@@ -21,7 +21,7 @@ export function newMark(): string {
   return randomBytes(16).toString("hex");
 }
 
-export function isMark(value: unknown): value is string {
+function isMark(value: unknown): value is string {
   return typeof value === "string" && MARK.test(value);
 }
 
@@ -29,7 +29,7 @@ export function isMark(value: unknown): value is string {
 const SWEEP_MS = 1000;
 
 /** The mark in a process's environment, or undefined (none, unreadable, gone). */
-export function markOf(pid: number): string | undefined {
+function markOf(pid: number): string | undefined {
   let environ: string;
   try {
     environ = readFileSync(`/proc/${pid}/environ`, "latin1");

@@ -22,7 +22,7 @@ interface Mount {
 }
 
 /** Where bwrap finds the first descriptor of a sandbox's mounts; the others follow it. */
-export const SANDBOX_FIRST_FD = 4;
+const SANDBOX_FIRST_FD = 4;
 
 /** Open without reading or writing (Linux's O_PATH): a handle on the place itself. */
 const O_PATH = 0o10000000;

@@ -39,7 +39,7 @@ export interface ExecutorLine {
 const COMMAND_TYPES = ["turn", "shutdown", "interrupt"] as const;
 
 /** Each command's schema; keys it does not name are allowed (and ignored). */
-export const SESSION_COMMAND_SCHEMAS = {
+const SESSION_COMMAND_SCHEMAS = {
   turn: {
     domain: "object",
     required: [
@@ -62,7 +62,7 @@ const COMMAND_VALIDATORS = {
   interrupt: schemaValidator<InterruptCommand>(SESSION_COMMAND_SCHEMAS.interrupt),
 };
 
-export const TURN_COMPLETE_SCHEMA = {
+const TURN_COMPLETE_SCHEMA = {
   domain: "object",
   required: [{ key: "type", value: { unit: "turn_complete" } }],
   optional: [

@@ -352,7 +352,7 @@ function peekJournal(path: string): JournalFile | undefined {
  * A journal holds a few hundred bytes a run, and up to some 50 KB for a failed run's stderr tail
  * (escaped): 16 MiB is hundreds of undelivered outcomes, far more than a runner ever has in hand.
  */
-export const MAX_JOURNAL_BYTES = 16 * 1024 * 1024;
+const MAX_JOURNAL_BYTES = 16 * 1024 * 1024;
 
 /** Moves what is at `path` to `<path>.<kind>-<time>`, for the operator to look at; returns the new path. */
 function setAside(path: string, kind: string): string {

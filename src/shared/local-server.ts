@@ -20,7 +20,7 @@ import { openFilesLimit } from "./open-files.ts";
  * moves in 4 s steps: it may be up to 8 s more). A run's own connections have no idle timeout: an
  * MCP `sync` call waits for its run with nothing sent meanwhile; they end with the run's processes.
  */
-export const IDLE_TIMEOUT_SECONDS = 10;
+const IDLE_TIMEOUT_SECONDS = 10;
 /** A request line longer than this cannot carry a run token the runner issued. */
 const MAX_REQUEST_LINE_BYTES = 8192;
 /** At most one log line about closed or refused connections per this many ms. */
@@ -120,7 +120,7 @@ export class ConnectionBudget {
 let processBudget: ConnectionBudget | undefined;
 
 /** The budget all local servers of this process share. */
-export function localConnectionBudget(): ConnectionBudget {
+function localConnectionBudget(): ConnectionBudget {
   processBudget ??= new ConnectionBudget();
   return processBudget;
 }
