@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { messageOf } from "../shared/errors.ts";
-import { isSameProcessAlive, processStartTime } from "../shared/process-group.ts";
+import { isSameProcessAlive, processStartTime, signalAll } from "../shared/process-group.ts";
 
 /** Where run cgroups are made: this process's own cgroup, and how they are killed there. */
 export interface CgroupHome {
@@ -154,16 +154,6 @@ function populated(dir: string): boolean {
     return /^populated 1$/m.test(readFileSync(join(dir, "cgroup.events"), "utf8"));
   } catch {
     return false;
-  }
-}
-
-function signalAll(pids: number[], signal: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // Gone meanwhile.
-    }
   }
 }
 

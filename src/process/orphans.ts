@@ -9,7 +9,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { childrenOf, processTree, subtreeOf } from "../shared/process-group.ts";
+import { childrenOf, processTree, signalAll, subtreeOf } from "../shared/process-group.ts";
 import { reapChild } from "./libc.ts";
 
 /** Set in each executor's environment, and so in everything it starts: which run a process belongs to. */
@@ -62,16 +62,6 @@ function pidfdChildren(): Set<number> {
     }
   }
   return pids;
-}
-
-function signalAll(pids: number[], signal: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
 }
 
 export class OrphanKeeper {

@@ -128,6 +128,17 @@ export function childrenOf(pid: number): Array<{ pid: number; pgrp: number; zomb
   return children;
 }
 
+/** Sends `signal` to each of `pids`; those gone meanwhile are passed over. */
+export function signalAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
 /** True while a process of the group is still running (zombies do not count; without /proc, the kernel's word). */
 export function groupAlive(pgid: number): boolean {
   try {
