@@ -37,8 +37,6 @@ export interface LiveSessionsOptions {
   tokens: Pick<RunTokens, "revoke">;
   /** A session ended while it had no run: the coordinator must hear how. */
   report(sessionId: string, end: SessionEnd): void;
-  /** The number of idle sessions changed. */
-  onIdleCount?(count: number): void;
 }
 
 /** Why an idle session is ended; only a stop request can end it as `stopped`. */
@@ -109,7 +107,6 @@ export class LiveSessions {
     clearTimeout(session.idleTimer);
     session.runId = runId;
     session.idleSince = undefined;
-    this.changed();
   }
 
   /**
@@ -136,7 +133,6 @@ export class LiveSessions {
         detail: `the longest idle of more than ${this.options.maxIdle} (--max-idle-sessions)`,
       });
     }
-    this.changed();
     return "idle";
   }
 
@@ -196,7 +192,6 @@ export class LiveSessions {
         `Session ${sessionId} ended (${ended.kind === "killed" ? `by ${ended.signal}` : `exit code ${ended.status.code ?? ended.status.signal}`})${report ? `; reported ${end}` : ""}`,
       );
     })();
-    this.changed();
     return session.ending;
   }
 
@@ -204,10 +199,5 @@ export class LiveSessions {
     clearTimeout(session.idleTimer);
     this.options.tokens.revoke(session.token);
     if (this.sessions.get(session.sessionId) === session) this.sessions.delete(session.sessionId);
-    this.changed();
-  }
-
-  private changed(): void {
-    this.options.onIdleCount?.(this.idleCount);
   }
 }
