@@ -7,7 +7,7 @@ import type { SessionEnd } from "../coordinator/client.ts";
 import type { PersistentExecutor } from "../process/persistent-executor.ts";
 import type { RunTokens } from "../protocol/run-tokens.ts";
 import { log } from "../shared/log.ts";
-import { groupMembers, residentBytes } from "../shared/process-group.ts";
+import { membersOfGroups, residentBytes } from "../shared/process-group.ts";
 import type { RunJournal } from "./run-journal.ts";
 
 /** One session's executor, kept alive by the runner. */
@@ -65,10 +65,10 @@ export class LiveSessions {
 
   /** The resident memory of the idle sessions' processes (their whole groups), in bytes. */
   idleMemoryBytes(): number {
+    const groups = new Set(this.idle().map((session) => session.executor.pid));
+    if (groups.size === 0) return 0;
     let bytes = 0;
-    for (const session of this.idle()) {
-      for (const pid of groupMembers(session.executor.pid) ?? []) bytes += residentBytes(pid) ?? 0;
-    }
+    for (const pid of membersOfGroups(groups)) bytes += residentBytes(pid) ?? 0;
     return bytes;
   }
 

@@ -67,6 +67,11 @@ export function groupMembers(pgid: number): number[] | undefined {
     .map((running) => running.pid);
 }
 
+/** The running processes of all of these groups, from one look at /proc (empty without /proc). */
+export function membersOfGroups(pgids: ReadonlySet<number>): number[] {
+  return (runningProcesses() ?? []).filter((running) => pgids.has(running.pgrp)).map((running) => running.pid);
+}
+
 /** Which running process is whose child: a snapshot of /proc to look up many subtrees in (empty without /proc). */
 export type ProcessTree = Map<number, ProcStat[]>;
 

@@ -7,6 +7,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync, realpathSync } from "node:fs";
+import { type IdleSessions, noObserver, type RunnerObserver } from "../../src/runner/observer.ts";
 import { descendantsOf } from "../../src/shared/process-group.ts";
 import { captureLog } from "../support/fault-tools.ts";
 import { completedBody, persistentProfile } from "../support/generations.ts";
@@ -243,6 +244,32 @@ describe("bounds", () => {
     await h.fake.waitForSessionStatus("ses_timeout", ["finished"], 5000);
     expect(sessionReports(h, "ses_timeout")).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
     expect(await goneWithin(pid, 2000)).toBe(true);
+  });
+});
+
+describe("what /readyz and /metrics read of the idle sessions", () => {
+  test("their number, and the resident memory of their executors' processes", async () => {
+    let read: (() => IdleSessions) | undefined;
+    const observer: RunnerObserver = {
+      ...noObserver,
+      trackIdleSessions: (idle) => {
+        read = idle;
+      },
+    };
+    const h = await persistentHarness({ observer });
+    expect(read?.()).toEqual({ count: 0, memoryBytes: 0 });
+    const runs = ["ses_mem_1", "ses_mem_2"].map((sessionId) => h.handRun({ session_id: sessionId, prompt: "one" }));
+    for (const runId of runs) await h.fake.waitForStatus(runId, ["completed"]);
+    // Each fixture executor is a Bun process: tens of MB resident.
+    const MIB = 1024 * 1024;
+    const both = read!();
+    expect(both.count).toBe(2);
+    expect(both.memoryBytes).toBeGreaterThan(2 * 10 * MIB);
+    h.fake.requestSessionStop("ses_mem_1");
+    await h.fake.waitForSessionStatus("ses_mem_1", ["finished"]);
+    const one = read!();
+    expect(one.count).toBe(1);
+    expect(one.memoryBytes).toBeGreaterThan(10 * MIB);
   });
 });
 
