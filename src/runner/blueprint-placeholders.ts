@@ -8,17 +8,22 @@ export interface BlueprintContext {
 
 type Server = Record<string, unknown>;
 
-function fill(value: unknown, context: BlueprintContext): unknown {
-  if (typeof value === "string") {
-    return value
-      .replaceAll("${AGENT_SESSION_ID}", context.sessionId)
-      .replaceAll("${AGENT_ORCHESTRATOR_MCP_URL}", context.mcpUrl);
-  }
-  if (Array.isArray(value)) return value.map((item) => fill(item, context));
+/** `value` with `replace` applied to every string in it, however deep. */
+function mapStrings(value: unknown, replace: (text: string) => string): unknown {
+  if (typeof value === "string") return replace(value);
+  if (Array.isArray(value)) return value.map((item) => mapStrings(item, replace));
   if (value !== null && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, fill(item, context)]));
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, mapStrings(item, replace)]));
   }
   return value;
+}
+
+function fill(value: unknown, context: BlueprintContext): unknown {
+  return mapStrings(value, (text) =>
+    text
+      .replaceAll("${AGENT_SESSION_ID}", context.sessionId)
+      .replaceAll("${AGENT_ORCHESTRATOR_MCP_URL}", context.mcpUrl),
+  );
 }
 
 /** The fields of an MCP server entry that may carry placeholders, by server type. */
@@ -59,13 +64,5 @@ const RUNNER_MCP_URL = "${runner.orchestrator_mcp_url}";
  * filled wherever it appears; any other placeholder is left as it is.
  */
 export function fillRunnerPlaceholders(blueprint: JsonObject, mcpUrl: string): JsonObject {
-  const fillAll = (value: unknown): unknown => {
-    if (typeof value === "string") return value.replaceAll(RUNNER_MCP_URL, mcpUrl);
-    if (Array.isArray(value)) return value.map(fillAll);
-    if (value !== null && typeof value === "object") {
-      return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, fillAll(item)]));
-    }
-    return value;
-  };
-  return fillAll(blueprint) as JsonObject;
+  return mapStrings(blueprint, (text) => text.replaceAll(RUNNER_MCP_URL, mcpUrl)) as JsonObject;
 }
