@@ -210,18 +210,21 @@ export class CoordinatorClient {
   }
 
   /** A run's status at the coordinator (`stopping` once a stop was requested), undefined if it does not know it. */
-  async runStatus(runId: string, signal?: AbortSignal): Promise<string | undefined> {
-    const path = `/runs/${encodeURIComponent(runId)}`;
-    const response = await this.http.fetch(path, { call: "run_status", signal });
-    const text = await response.text();
-    if (response.status === 404) return undefined;
-    if (!response.ok) throw new CoordinatorError(response.status, path, text);
-    return parseJson(text, RunStatusReply, `Coordinator reply to GET ${path}`, BadReplyError).status;
+  runStatus(runId: string, signal?: AbortSignal): Promise<string | undefined> {
+    return this.status(`/runs/${encodeURIComponent(runId)}`, "run_status", signal);
   }
+
   /** A session's status at the coordinator (`stopping` once a stop was requested), undefined if it does not know it. */
-  async sessionStatus(sessionId: string, signal?: AbortSignal): Promise<string | undefined> {
-    const path = `/sessions/${encodeURIComponent(sessionId)}/status`;
-    const response = await this.http.fetch(path, { call: "session_status", signal });
+  sessionStatus(sessionId: string, signal?: AbortSignal): Promise<string | undefined> {
+    return this.status(`/sessions/${encodeURIComponent(sessionId)}/status`, "session_status", signal);
+  }
+
+  private async status(
+    path: string,
+    call: "run_status" | "session_status",
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    const response = await this.http.fetch(path, { call, signal });
     const text = await response.text();
     if (response.status === 404) return undefined;
     if (!response.ok) throw new CoordinatorError(response.status, path, text);
