@@ -5,7 +5,6 @@
  * `--interactive`, a conversation: one persistent executor, a turn per line typed.
  */
 import { randomBytes } from "node:crypto";
-import { realpathSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { execFlags, type FlagValues } from "../config/flags.ts";
@@ -29,6 +28,7 @@ import type { GatewayRecord, LocalSession } from "../exec/local-gateway.ts";
 import { type LocalExecutorOptions, runLocal } from "../exec/run-local.ts";
 import { assertSessionId, defaultExecStateDir, ExecSessionStore } from "../exec/session-store.ts";
 import { builtinExecutorName } from "../executors/builtin.ts";
+import { real } from "../process/sandbox-mounts.ts";
 import { AGENT_BLUEPRINT_SCHEMA, type AgentBlueprint as AgentBlueprintShape } from "../protocol/invocation.ts";
 import { type } from "../shared/arktype.ts";
 import type { Env } from "../shared/env.ts";
@@ -79,14 +79,7 @@ function projectDirectory(
 }
 
 function sameDirectory(a: string, b: string): boolean {
-  const real = (path: string) => {
-    try {
-      return realpathSync(path);
-    } catch {
-      return resolve(path);
-    }
-  };
-  return real(a) === real(b);
+  return (real(a) ?? resolve(a)) === (real(b) ?? resolve(b));
 }
 
 const AgentBlueprint = type.schema(AGENT_BLUEPRINT_SCHEMA).as<AgentBlueprintShape>();
