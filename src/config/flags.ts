@@ -53,7 +53,7 @@ const commonFlags = {
   verbose: {
     type: "boolean",
     alias: "v",
-    description: "Debug logging, with every line the executor writes; the executor is asked for its debug lines too",
+    description: "Debug logging, in this process and the executor (AGENT_RUNNER_DEBUG=1)",
   },
 } as const satisfies FlagDefs;
 
@@ -202,7 +202,8 @@ export const execFlags = {
   blueprint: {
     type: "string",
     valueHint: "file.json",
-    description: "Agent blueprint (JSON: name, system_prompt, mcp_servers) handed to the executor as agent_blueprint",
+    description:
+      "Agent blueprint (JSON: name, system_prompt, mcp_servers, parameters_schema, output_schema) handed to the executor as agent_blueprint",
   },
   resume: { type: "boolean", description: "Resume the session named by --session-id (recorded by an earlier exec)" },
   "state-dir": {
