@@ -36,9 +36,10 @@ export interface ExecutorOverhead {
   test_executor_ms: { p50: number };
 }
 
-type Variant = "compiled" | "source";
+export type Variant = "compiled" | "source";
 
-function executorArgv(variant: Variant, name: "claude-code" | "test"): string[] {
+/** A built-in executor's program, as the compiled runner or the source tree has it. */
+export function executorArgv(variant: Variant, name: "claude-code" | "test"): string[] {
   if (variant === "compiled") return [join(REPO, "dist", "agent-runner"), "__executor", name];
   return [
     join(
@@ -46,6 +47,34 @@ function executorArgv(variant: Variant, name: "claude-code" | "test"): string[] 
       name === "claude-code" ? "executors/claude-code/ao-claude-code-exec" : "executors/test-executor/ao-test-exec",
     ),
   ];
+}
+
+/** The `coding` profile's settings (bypassPermissions, project+local settings, opus). */
+export function codingConfig(): Record<string, unknown> {
+  return (
+    JSON.parse(readFileSync(join(REPO, "profiles", "coding.json"), "utf8")) as { config: Record<string, unknown> }
+  ).config;
+}
+
+/**
+ * Only what Claude Code and the executor need, pointed at the fakes: nothing of the real user
+ * leaks in. The caller adds the gateway and the session.
+ */
+export function fakeClaudeEnv(home: string, apiUrl: string, claudeExecutable: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: home,
+    CLAUDE_CONFIG_DIR: join(home, ".claude"),
+    ANTHROPIC_BASE_URL: apiUrl,
+    ANTHROPIC_API_KEY: "x",
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+    DISABLE_TELEMETRY: "1",
+    DISABLE_AUTOUPDATER: "1",
+    DISABLE_ERROR_REPORTING: "1",
+    IS_SANDBOX: "1",
+    NO_COLOR: "1",
+    CLAUDE_CODE_EXECUTABLE: claudeExecutable,
+  };
 }
 
 /** One process to completion: its exit code, output, and its PID while it lives (for sampling). */
@@ -102,27 +131,11 @@ export async function measureExecutorOverhead(
   const api = new FakeMessagesApi();
   const gateway = new RecordingGateway();
   const recorder = new SdkSpawnRecorder(dir, options.claudeBinary);
-  // The `coding` profile's settings (bypassPermissions, project+local settings, opus).
-  const codingConfig = (
-    JSON.parse(readFileSync(join(REPO, "profiles", "coding.json"), "utf8")) as { config: Record<string, unknown> }
-  ).config;
-
-  /** Only what Claude Code and the executor need, pointed at the fakes: nothing of the real user leaks in. */
+  const coding = codingConfig();
   const executorEnv = (claudeExecutable: string): Record<string, string> => ({
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: home,
-    CLAUDE_CONFIG_DIR: join(home, ".claude"),
-    ANTHROPIC_BASE_URL: api.url,
-    ANTHROPIC_API_KEY: "x",
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-    DISABLE_TELEMETRY: "1",
-    DISABLE_AUTOUPDATER: "1",
-    DISABLE_ERROR_REPORTING: "1",
-    IS_SANDBOX: "1",
-    NO_COLOR: "1",
+    ...fakeClaudeEnv(home, api.url, claudeExecutable),
     AGENT_ORCHESTRATOR_API_URL: gateway.url,
     AGENT_SESSION_ID: "ses_overhead",
-    CLAUDE_CODE_EXECUTABLE: claudeExecutable,
   });
   const invocation = (sessionId: string, config?: Record<string, unknown>) =>
     JSON.stringify({
@@ -141,7 +154,7 @@ export async function measureExecutorOverhead(
     let sampler: PeakRssSampler | undefined;
     const spawnedAt = monoNs();
     const out = await runExecutorToExit(executorArgv(variant, "claude-code"), {
-      stdin: invocation("ses_overhead", codingConfig),
+      stdin: invocation("ses_overhead", coding),
       env: executorEnv(claudeExecutable),
       cwd: project,
       onSpawn: (pid) => (sampler = new PeakRssSampler(pid)),

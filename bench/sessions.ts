@@ -1,13 +1,3 @@
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { LocalGateway } from "../src/exec/local-gateway.ts";
-import { ExecutorProcess } from "../src/process/executor-process.ts";
-import { PersistentExecutor } from "../src/process/persistent-executor.ts";
-import { monoNs, nsToMs } from "./clock.ts";
-import { FakeMessagesApi } from "./fake-messages-api.ts";
-import { LeanCoordinator } from "./lean-coordinator.ts";
-import { percentiles, round } from "./stats.ts";
-
 /**
  * Section `sessions`: what a persistent session buys and costs.
  * - A second turn through a persistent Claude Code executor (a `turn` line to the process that
@@ -20,10 +10,21 @@ import { percentiles, round } from "./stats.ts";
  *   `agent_runner_idle_session_memory_bytes` counts it, and its PSS, which shares the pages of
  *   the executable it runs with the other executors).
  */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { LocalGateway } from "../src/exec/local-gateway.ts";
+import { ExecutorProcess } from "../src/process/executor-process.ts";
+import { PersistentExecutor } from "../src/process/persistent-executor.ts";
+import { messageOf } from "../src/shared/errors.ts";
+import { descendantsOf, residentBytes } from "../src/shared/process-group.ts";
+import { monoNs, nsToMs } from "./clock.ts";
+import { codingConfig, executorArgv, fakeClaudeEnv, type Variant } from "./executor-overhead.ts";
+import { FakeMessagesApi } from "./fake-messages-api.ts";
+import { LeanCoordinator } from "./lean-coordinator.ts";
+import { percentiles, round } from "./stats.ts";
+
 const REPO = resolve(import.meta.dir, "..");
 const TURN_TIMEOUT_MS = 60_000;
-
-type Variant = "compiled" | "source";
 
 export interface SessionsMeasures {
   persistent_second_turn_ms: { p50: number; p95: number };
@@ -42,16 +43,6 @@ export interface IdleSessionMemory {
   executor_rss_mb_per_idle_session: number;
   /** the executors' summed PSS ÷ idle sessions, at 2K */
   executor_pss_mb_per_idle_session: number;
-}
-
-function executorArgv(variant: Variant, name: "claude-code" | "test"): string[] {
-  if (variant === "compiled") return [join(REPO, "dist", "agent-runner"), "__executor", name];
-  return [
-    join(
-      REPO,
-      name === "claude-code" ? "executors/claude-code/ao-claude-code-exec" : "executors/test-executor/ao-test-exec",
-    ),
-  ];
 }
 
 /** Rejects after `ms` with what was awaited. */
@@ -77,22 +68,9 @@ export async function measurePersistentTurn(
   const api = new FakeMessagesApi();
   // exec's gateway: it keeps the sessions it saw bound, so a resume finds its executor session.
   const gateway = new LocalGateway({ hostname: "bench", executorProfile: "coding" }).start();
-  const codingConfig = (
-    JSON.parse(readFileSync(join(REPO, "profiles", "coding.json"), "utf8")) as { config: Record<string, unknown> }
-  ).config;
+  const coding = codingConfig();
   const env = (sessionId: string, lifecycle: "one_shot" | "persistent"): Record<string, string> => ({
-    PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: home,
-    CLAUDE_CONFIG_DIR: join(home, ".claude"),
-    ANTHROPIC_BASE_URL: api.url,
-    ANTHROPIC_API_KEY: "x",
-    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-    DISABLE_TELEMETRY: "1",
-    DISABLE_AUTOUPDATER: "1",
-    DISABLE_ERROR_REPORTING: "1",
-    IS_SANDBOX: "1",
-    NO_COLOR: "1",
-    CLAUDE_CODE_EXECUTABLE: options.claudeBinary,
+    ...fakeClaudeEnv(home, api.url, options.claudeBinary),
     AGENT_ORCHESTRATOR_API_URL: gateway.urlFor(sessionId),
     AGENT_SESSION_ID: sessionId,
     AGENT_RUNNER_LIFECYCLE: lifecycle,
@@ -104,7 +82,7 @@ export async function measurePersistentTurn(
       session_id: sessionId,
       parameters: { prompt },
       ...(mode === "start" ? { project_dir: project } : {}),
-      executor_config: codingConfig,
+      executor_config: coding,
     });
   const argv = executorArgv(variant, "claude-code");
 
@@ -148,7 +126,7 @@ export async function measurePersistentTurn(
       if (second.kind !== "completed") throw new Error(`second turn: ${JSON.stringify(second)}`);
       return nsToMs((await arrival) - sentAt);
     } catch (error) {
-      throw new Error(`persistent session (${variant}): ${(error as Error).message}\n${executor.process.stderrTail()}`);
+      throw new Error(`persistent session (${variant}): ${messageOf(error)}\n${executor.process.stderrTail()}`);
     } finally {
       await executor.shutdown(5_000);
     }
@@ -190,15 +168,6 @@ export async function measurePersistentTurn(
   }
 }
 
-/** VmRSS of one process, in kB (0 once gone). */
-function rssKb(pid: number): number {
-  try {
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
-}
-
 /** Proportional set size of one process, in kB: its private pages plus its share of pages others map too. */
 function pssKb(pid: number): number {
   try {
@@ -206,25 +175,6 @@ function pssKb(pid: number): number {
   } catch {
     return 0;
   }
-}
-
-/** The processes below `pid`. */
-function descendants(pid: number): number[] {
-  const found: number[] = [];
-  for (let queue = [pid], next = queue.pop(); next !== undefined; next = queue.pop()) {
-    try {
-      for (const task of readdirSync(`/proc/${next}/task`)) {
-        const text = readFileSync(`/proc/${next}/task/${task}/children`, "utf8").trim();
-        if (!text) continue;
-        const children = text.split(" ").map(Number);
-        found.push(...children);
-        queue.push(...children);
-      }
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return found;
 }
 
 /** A free port on 127.0.0.1 (taken, then given back). */
@@ -306,9 +256,9 @@ export async function measureIdleSessions(
   const sample = async () => {
     // Like the runner section's idle reading: a second for start-up work and GC to settle.
     await Bun.sleep(1000);
-    const executors = descendants(runner.pid);
+    const executors = descendantsOf(runner.pid);
     return {
-      runnerKb: rssKb(runner.pid),
+      runnerKb: (residentBytes(runner.pid) ?? 0) / 1024,
       idle: await metric("agent_runner_idle_sessions"),
       idleBytes: await metric("agent_runner_idle_session_memory_bytes"),
       pssKb: executors.reduce((sum, pid) => sum + pssKb(pid), 0),
@@ -340,7 +290,7 @@ export async function measureIdleSessions(
     };
   } finally {
     // Whatever a failed measurement left: the runner and its executors (found before it goes).
-    const left = descendants(runner.pid);
+    const left = descendantsOf(runner.pid);
     runner.kill("SIGKILL");
     for (const pid of left) {
       try {
