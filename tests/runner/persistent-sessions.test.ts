@@ -6,13 +6,12 @@
  * are in tests/faults/runner-lifecycle.test.ts.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync, realpathSync } from "node:fs";
+import { realpathSync } from "node:fs";
 import { type IdleSessions, noObserver, type RunnerObserver } from "../../src/runner/observer.ts";
-import { descendantsOf } from "../../src/shared/process-group.ts";
 import { captureLog } from "../support/fault-tools.ts";
 import { completedBody, persistentProfile } from "../support/generations.ts";
-import { goneWithin, isAlive } from "../support/processes.ts";
-import { type HarnessOptions, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
+import { executorsOf, goneWithin, isAlive } from "../support/processes.ts";
+import { type HarnessOptions, noJournal, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
 const STARTED = { kind: "started", body: { runner_id: "lnch_test" } };
 
@@ -30,17 +29,6 @@ const invocations = (h: RunnerHarness, sessionId: string) =>
     .find("POST", `/sessions/${sessionId}/events`)
     .filter((r) => r.body?.invocation)
     .map((r) => r.body.invocation);
-
-/** This test process's descendants started for a session (by the environment the runner gave them). */
-function executorsOf(sessionId: string): number[] {
-  return descendantsOf(process.pid).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`AGENT_SESSION_ID=${sessionId}`);
-    } catch {
-      return false;
-    }
-  });
-}
 
 const finalReport = (h: RunnerHarness, runId: string) =>
   h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
@@ -295,16 +283,10 @@ describe("the runner's own failures", () => {
     let broken = true;
     const h = await persistentHarness({
       journal: {
-        setRunnerId() {},
-        runStarted() {},
-        runEnded() {},
-        settled() {},
+        ...noJournal,
         sessionStarted() {
           if (broken) throw new Error("EIO: the disk went away");
         },
-        sessionEnded() {},
-        sessionSettled() {},
-        close() {},
       },
     });
     const runId = h.handRun({ session_id: "ses_eio", prompt: "one" });

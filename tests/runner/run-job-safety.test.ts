@@ -3,21 +3,10 @@
  * that throws), its executor is stopped and the run reported failed, and the runner goes on.
  */
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
-import { descendantsOf, groupAlive } from "../../src/shared/process-group.ts";
+import { groupAlive } from "../../src/shared/process-group.ts";
+import { executorsOf } from "../support/processes.ts";
 import { releaseServer } from "../support/release-server.ts";
-import { startRunnerHarness } from "../support/runner-harness.ts";
-
-/** This test process's descendants started for a session (by the environment the runner gave them). */
-function executorsOf(sessionId: string): number[] {
-  return descendantsOf(process.pid).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`AGENT_SESSION_ID=${sessionId}`);
-    } catch {
-      return false;
-    }
-  });
-}
+import { noJournal, startRunnerHarness } from "../support/runner-harness.ts";
 
 test("a run whose handling throws after its executor started is stopped and reported failed; the next run works", async () => {
   const release = releaseServer();
@@ -27,18 +16,12 @@ test("a run whose handling throws after its executor started is stopped and repo
     fixture: "wait-release",
     env: { FIXTURE_RELEASE_URL: release.url },
     journal: {
-      setRunnerId() {},
+      ...noJournal,
       runStarted(_runId, _sessionId, executor) {
         if (!broken) return;
         started = executor.pid;
         throw new Error("EIO: the disk went away");
       },
-      runEnded() {},
-      settled() {},
-      sessionStarted() {},
-      sessionEnded() {},
-      sessionSettled() {},
-      close() {},
     },
   });
   const runId = harness.handRun({ session_id: "ses_throw" });

@@ -6,7 +6,13 @@ import { describe, expect, test } from "bun:test";
 import type { ExecutorProfile } from "../../src/config/profiles.ts";
 import { noObserver, type RunEnd, type RunnerObserver } from "../../src/runner/observer.ts";
 import { isoNow } from "../support/fake-sessions.ts";
-import { FIXTURES, fixtureProfile, type HarnessOptions, startRunnerHarness } from "../support/runner-harness.ts";
+import {
+  FIXTURES,
+  fixtureProfile,
+  type HarnessOptions,
+  noJournal,
+  startRunnerHarness,
+} from "../support/runner-harness.ts";
 
 /** An observer that keeps what it is told about runs. */
 function recordingObserver() {
@@ -100,16 +106,10 @@ describe("failure reasons: each place a run fails says why", () => {
 
   test("runner_error: the runner itself failed handling the run", async () => {
     const broken = {
-      setRunnerId() {},
+      ...noJournal,
       runStarted() {
         throw new Error("disk on fire");
       },
-      runEnded() {},
-      settled() {},
-      sessionStarted() {},
-      sessionEnded() {},
-      sessionSettled() {},
-      close() {},
     };
     const { harness, recorder } = await harnessWith({ fixture: "hang", journal: broken });
     const runId = harness.handRun();

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { runnerEnvironmentVariables } from "../../src/config/flags.ts";
+import { descendantsOf } from "../../src/shared/process-group.ts";
 import { onTeardown } from "./teardown.ts";
 
 export const REPO_ROOT = join(import.meta.dir, "..", "..");
@@ -185,4 +186,15 @@ export function spawnRunner(args: string[], env: Record<string, string> = {}): R
   });
   onTeardown(() => killTree(child));
   return { process: child, output: new OutputWatcher([child.stdout, child.stderr]) };
+}
+
+/** This test process's descendants started for a session (by the environment the runner gave them). */
+export function executorsOf(sessionId: string): number[] {
+  return descendantsOf(process.pid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`AGENT_SESSION_ID=${sessionId}`);
+    } catch {
+      return false;
+    }
+  });
 }

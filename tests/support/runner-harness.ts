@@ -66,8 +66,8 @@ export interface HarnessOptions {
   observer?: RunnerObserver;
 }
 
-/** A journal that keeps nothing: the harness's runs need no crash recovery. */
-const noJournal: AgentWorkerOptions["journal"] = {
+/** A journal that keeps nothing: the harness's runs need no crash recovery (tests override a part of it). */
+export const noJournal: AgentWorkerOptions["journal"] = {
   setRunnerId() {},
   runStarted() {},
   runEnded() {},
