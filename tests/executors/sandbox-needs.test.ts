@@ -1,3 +1,4 @@
+/** What each executor declares it needs in a sandbox, and how a profile's sandbox options take it. */
 import { expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -1,3 +1,4 @@
+/** A persistent executor's lines both ways, and the lifecycle its environment asks for. */
 import { describe, expect, test } from "bun:test";
 import { LIFECYCLE_ENV, LifecycleError, lifecycleFrom } from "../../src/protocol/lifecycle.ts";
 import {

@@ -1,3 +1,4 @@
+/** Usage events: each turn's own share of a session's running cost, a run's sum, and how it reads. */
 import { describe, expect, test } from "bun:test";
 import { sessionEvents, type TurnUsage } from "../../src/protocol/session-events.ts";
 import { formatUsd, RunUsage, SessionCosts, UsageEvent } from "../../src/protocol/usage.ts";
