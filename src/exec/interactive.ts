@@ -12,12 +12,12 @@ import type { JsonObject } from "../shared/json.ts";
 import { log } from "../shared/log.ts";
 import { resultOfRecords } from "./local-gateway.ts";
 import {
+  endOf,
   type LocalExecutor,
   type LocalExecutorOptions,
   type LocalRunResult,
   signalExitCode,
   startLocalExecutor,
-  usageOf,
 } from "./run-local.ts";
 
 /** One turn's answer, as the turn completes. */
@@ -218,21 +218,15 @@ export class InteractiveSession {
   }
 
   private outcome(status: ExitStatus, endedWhen?: string): LocalRunResult {
-    const { invocation, gateway, spawnedAt } = this.started!;
-    const last = resultOfRecords(gateway.records);
+    // Every turn's usage event counts: the whole conversation's.
+    const end = endOf(this.started!, status, this.options);
+    const last = resultOfRecords(end.records);
     return {
-      invocation,
-      exitCode: status.signal === null ? status.code : signalExitCode(status.signal),
-      durationMs: performance.now() - spawnedAt,
-      // Every turn's usage event: the whole conversation's.
-      usage: usageOf(gateway.records, this.options),
-      ...(status.signal === null ? {} : { signal: status.signal }),
+      ...end,
       stdout: "",
       result: last?.text ?? "",
       ...(last?.data ? { resultData: last.data } : {}),
-      ...(endedWhen && (status.signal !== null || status.code !== 0) ? { endedWhen } : {}),
-      records: gateway.records,
-      session: gateway.session(this.options.sessionId),
+      ...(endedWhen && end.exitCode !== 0 ? { endedWhen } : {}),
     };
   }
 }

@@ -8,7 +8,7 @@
 import { constants, hostname } from "node:os";
 import { executorEnvironment } from "../config/executor-env.ts";
 import { type ExecutorProfile, sandboxOptions } from "../config/profiles.ts";
-import { ExecutorProcess } from "../process/executor-process.ts";
+import { ExecutorProcess, type ExitStatus } from "../process/executor-process.ts";
 import { PersistentExecutor, type PersistentExecutorOptions } from "../process/persistent-executor.ts";
 import { buildInvocation, type Invocation, type InvocationMode } from "../protocol/invocation.ts";
 import { LIFECYCLE_ENV, type Lifecycle } from "../protocol/lifecycle.ts";
@@ -105,7 +105,7 @@ export function signalExitCode(signal: string): number {
  * start counts from 0, a resume from the running total recorded when the session last ran here
  * (Claude Code restores it).
  */
-export function usageOf(
+function usageOf(
   records: GatewayRecord[],
   options: Pick<LocalExecutorOptions, "mode" | "sessionId" | "knownSessions">,
 ): RunUsage {
@@ -169,9 +169,32 @@ export async function startLocalExecutor<L extends Lifecycle>(
   }
 }
 
+/**
+ * What a local executor's end says, the same for a one-shot run and an interactive session: its
+ * exit code (128 + the number of a signal that ended it), how long it ran, what its agent used,
+ * and what the gateway recorded.
+ */
+export function endOf(
+  started: LocalExecutor<unknown>,
+  status: ExitStatus,
+  options: Pick<LocalExecutorOptions, "mode" | "sessionId" | "knownSessions">,
+): Pick<LocalRunResult, "invocation" | "exitCode" | "durationMs" | "usage" | "signal" | "records" | "session"> {
+  const { invocation, gateway, spawnedAt } = started;
+  return {
+    invocation,
+    exitCode: status.signal === null ? status.code : signalExitCode(status.signal),
+    durationMs: performance.now() - spawnedAt,
+    usage: usageOf(gateway.records, options),
+    ...(status.signal === null ? {} : { signal: status.signal }),
+    records: gateway.records,
+    session: gateway.session(options.sessionId),
+  };
+}
+
 /** Runs one turn in a one-shot executor, to its exit. */
 export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult> {
-  const { invocation, gateway, executor, spawnedAt, close } = await startLocalExecutor(options, "one_shot");
+  const started = await startLocalExecutor(options, "one_shot");
+  const { gateway, executor } = started;
   try {
     const stop = () => void executor.stop(options.stopGraceMs);
     const kill = () => executor.kill();
@@ -184,7 +207,7 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
       else signal?.addEventListener("abort", act, { once: true });
     }
     const status = await executor.exited;
-    const durationMs = performance.now() - spawnedAt;
+    const end = endOf(started, status, options);
     options.signal?.removeEventListener("abort", stop);
     options.kill?.removeEventListener("abort", kill);
     const stdout = executor.stdout();
@@ -192,18 +215,12 @@ export async function runLocal(options: LocalRunOptions): Promise<LocalRunResult
     // This run's own events only: a resumed session's record still holds the earlier run's result.
     const reported = resultOfRecords(gateway.records);
     return {
-      invocation,
-      exitCode: status.signal === null ? status.code : signalExitCode(status.signal),
-      durationMs,
-      usage: usageOf(gateway.records, options),
-      signal: status.signal ?? undefined,
+      ...end,
       stdout,
       result: printed !== "" ? printed : (reported?.text ?? ""),
       ...(reported?.data ? { resultData: reported.data } : {}),
-      records: gateway.records,
-      session: gateway.session(options.sessionId),
     };
   } finally {
-    await close();
+    await started.close();
   }
 }
