@@ -28,6 +28,7 @@ import {
   sdkOptionsFor,
 } from "./claude-code-options.ts";
 import { CLAUDE_CODE_EXECUTOR_NAME, PERMISSION_MODES, SETTING_SOURCES } from "./claude-code-settings.ts";
+import { AsyncQueue } from "./kit/async-queue.ts";
 import {
   type EntryStart,
   type ExecutorContext,
@@ -112,37 +113,12 @@ function assistantText(message: SDKMessage): string | undefined {
   return text === "" ? undefined : text;
 }
 
-/** The prompts of a persistent session, as the Agent SDK's streaming input: one user message per turn. */
-class PromptStream implements AsyncIterable<SDKUserMessage> {
-  private readonly queued: SDKUserMessage[] = [];
-  private ended = false;
-  private wake?: () => void;
-
-  push(prompt: string): void {
-    this.queued.push({ type: "user", message: { role: "user", content: prompt }, parent_tool_use_id: null });
-    this.wake?.();
-  }
-
-  /** No more prompts: the SDK closes Claude Code's input, and Claude Code exits. */
-  end(): void {
-    this.ended = true;
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<SDKUserMessage> {
-    for (;;) {
-      const next = this.queued.shift();
-      if (next) yield next;
-      else if (this.ended) return;
-      else {
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-        });
-        this.wake = undefined;
-      }
-    }
-  }
-}
+/** A prompt as the Agent SDK's streaming input takes it: a persistent session gets one per turn. */
+const userMessage = (prompt: string): SDKUserMessage => ({
+  type: "user",
+  message: { role: "user", content: prompt },
+  parent_tool_use_id: null,
+});
 
 /**
  * One Claude Code session through the Agent SDK: one Claude Code process for all its turns. A
@@ -152,7 +128,8 @@ class PromptStream implements AsyncIterable<SDKUserMessage> {
 class ClaudeCodeSession implements ExecutorSession {
   private query?: Query;
   private messages?: AsyncIterator<SDKMessage, void>;
-  private prompts?: PromptStream;
+  /** A persistent session's prompts; ending it closes Claude Code's input, and Claude Code exits. */
+  private prompts?: AsyncQueue<SDKUserMessage>;
   private turns = 0;
   private executorSessionId?: string;
   private interruptRequested = false;
@@ -183,7 +160,7 @@ class ClaudeCodeSession implements ExecutorSession {
     this.interruptRequested = false;
     if (firstTurn) this.open(prompt);
     else {
-      this.prompts?.push(prompt);
+      this.prompts?.push(userMessage(prompt));
       await reporter.message("user", prompt);
     }
     let lastText: string | undefined;
@@ -255,8 +232,8 @@ class ClaudeCodeSession implements ExecutorSession {
         `SDK options: cwd=${options.cwd} permissionMode=${options.permissionMode} settingSources=${JSON.stringify(options.settingSources)} model=${options.model ?? "(SDK default)"} resume=${options.resume ?? "-"} mcpServers=${Object.keys(options.mcpServers ?? {}).join(",") || "-"} maxTurns=${options.maxTurns ?? "-"} maxBudgetUsd=${options.maxBudgetUsd ?? "-"} outputFormat=${options.outputFormat ? "json_schema" : "-"} input=${this.context.lifecycle === "persistent" ? "streamed" : "one prompt"}`,
     );
     if (this.context.lifecycle === "persistent") {
-      this.prompts = new PromptStream();
-      this.prompts.push(prompt);
+      this.prompts = new AsyncQueue<SDKUserMessage>();
+      this.prompts.push(userMessage(prompt));
       this.query = query({ prompt: this.prompts, options });
     } else this.query = query({ prompt, options });
     this.messages = this.query[Symbol.asyncIterator]();

@@ -8,6 +8,7 @@ import { sessionEvents } from "../../protocol/session-events.ts";
 import { parseSessionCommand, type SessionCommand, turnCompleteLine } from "../../protocol/session-lines.ts";
 import { messageOf } from "../../shared/errors.ts";
 import type { JsonObject } from "../../shared/validation.ts";
+import { AsyncQueue } from "./async-queue.ts";
 import type { ExecutorLog } from "./executor-log.ts";
 import type { SessionReporter } from "./gateway-client.ts";
 import type { StdinReader } from "./stdin-reader.ts";
@@ -75,46 +76,11 @@ export class TurnRunner {
 
 type QueuedCommand = Exclude<SessionCommand, { type: "interrupt" }>;
 
-/** The turn and shutdown commands read so far, in order; the end of input ends it. */
-class CommandQueue {
-  private readonly items: QueuedCommand[] = [];
-  private ended = false;
-  private wake?: () => void;
-
-  push(command: QueuedCommand): void {
-    this.items.push(command);
-    this.wake?.();
-  }
-
-  end(): void {
-    this.ended = true;
-    this.wake?.();
-  }
-
-  /** The next command; undefined once the input has ended with none left. Rejects when `signal` aborts. */
-  async next(signal: AbortSignal): Promise<QueuedCommand | undefined> {
-    for (;;) {
-      signal.throwIfAborted();
-      const item = this.items.shift();
-      if (item || this.ended) return item;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.wake = undefined;
-          signal.removeEventListener("abort", done);
-          resolve();
-        };
-        this.wake = done;
-        signal.addEventListener("abort", done, { once: true });
-      });
-    }
-  }
-}
-
 /**
  * Reads the runner's lines after the invocation: turns and shutdown are queued in order, an
  * interrupt acts at once on the running turn, anything else is logged and ignored.
  */
-async function readCommands(stdin: StdinReader, queue: CommandQueue, turns: TurnRunner, log: ExecutorLog) {
+async function readCommands(stdin: StdinReader, queue: AsyncQueue<QueuedCommand>, turns: TurnRunner, log: ExecutorLog) {
   try {
     for (let line = await stdin.readLine(); line !== undefined; line = await stdin.readLine()) {
       if (line.trim() === "") continue;
@@ -146,7 +112,8 @@ export async function runPersistentSession(
   log: ExecutorLog,
   stop: StopWatch,
 ): Promise<void> {
-  const queue = new CommandQueue();
+  // The turn and shutdown commands read so far, in order; the end of input ends it.
+  const queue = new AsyncQueue<QueuedCommand>();
   void readCommands(stdin, queue, turns, log);
   let parameters = invocationParameters(turns.invocation);
   for (;;) {
