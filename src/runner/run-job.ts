@@ -116,8 +116,7 @@ export class RunJob {
   async execute(): Promise<void> {
     // A sandboxed executor binds the directory the runner gave it, whatever it says: a later resume
     // makes that directory writable.
-    const { profile, config } = this.context;
-    const projectDir = profile.sandbox ? this.run.project_dir || config.projectDir : undefined;
+    const projectDir = this.context.profile.sandbox ? this.projectDir : undefined;
     this.token = this.context.tokens.issue(this.run.session_id, { projectDir });
     try {
       await this.lifecycle();
@@ -148,6 +147,11 @@ export class RunJob {
     const { stopGraceSeconds } = this.context.config;
     this.say(level, `${reason} (SIGTERM, SIGKILL after ${stopGraceSeconds} s)`);
     this.stopping = this.execution.stop(stopGraceSeconds * 1000);
+  }
+
+  /** The run's project directory: its own, else the runner's. */
+  private get projectDir(): string {
+    return this.run.project_dir || this.context.config.projectDir;
   }
 
   /** Persistent sessions need protocol 2.2: under 2.1 a session is never idle between runs. */
@@ -266,7 +270,7 @@ export class RunJob {
       mode,
       sessionId: run.session_id,
       parameters: run.parameters,
-      projectDir: run.project_dir || config.projectDir,
+      projectDir: this.projectDir,
       agentName: run.agent_name ?? undefined,
       agentBlueprint: blueprint,
       executorConfig: profile.config,
@@ -283,7 +287,7 @@ export class RunJob {
       input: JSON.stringify(invocation),
       // Also what a sandbox makes writable, on a resume too: the run's word or the runner's,
       // never the project_dir an executor bound (an agent can write that through the gateway).
-      cwd: run.project_dir || config.projectDir,
+      cwd: this.projectDir,
       // The run journal is hidden: an agent must not forge what the next runner process kills.
       sandbox: sandboxOptions(profile, [config.stateDir], env),
       env,
