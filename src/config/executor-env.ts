@@ -1,7 +1,8 @@
 /**
  * The environment an executor starts with: the runner's own, less the runner's settings, plus the
  * variables the runner documents for executors (AGENT_ORCHESTRATOR_API_URL, AGENT_SESSION_ID,
- * AGENT_RUNNER_DEBUG; the process module adds AGENT_RUNNER_LIFELINE_FD).
+ * AGENT_RUNNER_LIFECYCLE, AGENT_RUNNER_DEBUG; the process module adds AGENT_RUNNER_LIFELINE_FD and
+ * AGENT_RUNNER_PROCESS_MARK).
  */
 import type { Env } from "../shared/env.ts";
 import { runnerEnvironmentVariables } from "./flags.ts";

@@ -219,8 +219,8 @@ export function sandboxPlaces(options: Omit<BubblewrapOptions, "settings">) {
 /**
  * The command prefix that runs an executor in a bubblewrap sandbox, and the descriptors of what
  * it shows: spawn `argv` followed by the executor's argv, with `fds` as the child's descriptors
- * 4, 5, … (bwrap closes them once it has mounted them), then `closeSandboxFds`. Spawn it in a process group of its own and stop it by signalling the group
- * (SIGTERM, then SIGKILL).
+ * 4, 5, … (bwrap closes them once it has mounted them), then call `closeSandboxFds`. Spawn it in
+ * a process group of its own and stop it by signalling the group (SIGTERM, then SIGKILL).
  */
 export interface SandboxPrefix {
   argv: string[];
