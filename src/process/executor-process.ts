@@ -75,8 +75,6 @@ export interface ExecutorProcessOptions {
  */
 export class ExecutorProcess {
   readonly pid: number;
-  /** The executor's own cgroup, when cgroups are set up here: what a restarted runner kills. */
-  readonly cgroup?: string;
   /** The mark every process the executor starts inherits (orphans.ts): what finds them should the runner die. */
   readonly mark: string;
   /**
@@ -144,7 +142,6 @@ export class ExecutorProcess {
     }
     this.pid = this.child.pid;
     this.runCgroup = cgroup;
-    this.cgroup = cgroup?.path;
     this.keeper = contained?.keeper;
     this.keeper?.track(this.mark, this.pid);
     if (options.keepInputOpen && typeof this.child.stdin === "object" && this.child.stdin !== null) {
@@ -197,6 +194,11 @@ export class ExecutorProcess {
       const signal = this.child.signalCode ?? (options.sandbox ? signalOfSandboxExit(code) : undefined);
       return signal ? { code: null, signal: String(signal) } : { code, signal: null };
     });
+  }
+
+  /** The executor's own cgroup, when cgroups are set up here: what a restarted runner kills. */
+  get cgroup(): string | undefined {
+    return this.runCgroup?.path;
   }
 
   /**
