@@ -22,7 +22,7 @@ export class StdinReader {
   }
 
   /** Everything up to the end of input (what is left of it). */
-  async readAll(): Promise<string> {
+  private async readAll(): Promise<string> {
     while (await this.fill()) {}
     const text = this.buffer;
     this.buffer = "";
@@ -53,7 +53,7 @@ export class StdinReader {
   }
 
   /** The first line that is not blank (a persistent session's invocation), or "" at the end of input. */
-  async readFirstLine(): Promise<string> {
+  private async readFirstLine(): Promise<string> {
     for (let line = await this.readLine(); line !== undefined; line = await this.readLine()) {
       if (line.trim() !== "") return line;
     }
