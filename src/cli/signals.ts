@@ -1,5 +1,5 @@
 /** How exec takes signals: a handler while its work runs, and after it a quiet one while it prints and exits. */
-import { constants } from "node:os";
+import { signalExitCode } from "../exec/run-local.ts";
 
 /**
  * Runs `work` with `onSignal` taking `signals`. Once the work is over, a signal that arrives late
@@ -17,7 +17,7 @@ export async function withSignals<T>(
   } finally {
     let late = false;
     const afterWork = (signal: NodeJS.Signals) => {
-      if (late) process.exit(128 + (constants.signals[signal] ?? 0));
+      if (late) process.exit(signalExitCode(signal));
       late = true;
     };
     for (const signal of signals) {
