@@ -9,14 +9,14 @@ import { join } from "node:path";
 import { tempDir } from "../support/processes.ts";
 import { fixtureProfile, startRunnerHarness } from "../support/runner-harness.ts";
 
-const UPSTREAM =
-  process.env.UPSTREAM_GIT ?? join(import.meta.dir, "../../../.mirror/rawe+claude-agent-orchestrator/repo");
+/** A clone (or bare git directory) of the reference coordinator's repository, rawe/claude-agent-orchestrator. */
+const UPSTREAM = process.env.UPSTREAM_GIT;
 const ECHO = "servers/agent-runner/executors/echo-executor/ao-echo-exec";
 const PYTHON = "/usr/bin/python3";
 
 /** The echo executor from the upstream repository, with a wrapper that runs it (it is written for `uv run`). */
 function upstreamEcho(): string | undefined {
-  if (!existsSync(UPSTREAM) || !existsSync(PYTHON)) return undefined;
+  if (!UPSTREAM || !existsSync(UPSTREAM) || !existsSync(PYTHON)) return undefined;
   const source = Bun.spawnSync(["git", "-C", UPSTREAM, "show", `HEAD:${ECHO}`]);
   if (source.exitCode !== 0) return undefined;
   if (Bun.spawnSync([PYTHON, "-c", "import httpx"]).exitCode !== 0) return undefined;
@@ -30,7 +30,7 @@ function upstreamEcho(): string | undefined {
 const echo = upstreamEcho();
 if (!echo) {
   console.warn(
-    `upstream-echo: skipped: needs the upstream repository (${UPSTREAM}, or UPSTREAM_GIT) and ${PYTHON} with httpx (Debian's python3-httpx)`,
+    `upstream-echo: skipped: needs UPSTREAM_GIT (a clone of rawe/claude-agent-orchestrator; ${UPSTREAM ?? "not set"}) and ${PYTHON} with httpx (Debian's python3-httpx)`,
   );
 }
 
