@@ -417,9 +417,10 @@ export class RunJob {
   private async failedByRunner(error: unknown): Promise<void> {
     this.say("error", `Run ${this.runId}: the runner failed handling it: ${messageOf(error)}`);
     const execution = this.execution;
-    if (execution && !this.stopping) {
+    if (execution) {
+      // A stop already under way is waited for: the outcome is queued only once it is all gone.
       const { stopGraceSeconds } = this.context.config;
-      await execution.stop(stopGraceSeconds * 1000).catch(() => undefined);
+      await (this.stopping ?? execution.stop(stopGraceSeconds * 1000)).catch(() => undefined);
       if (execution.session) this.context.sessions.forget(execution.session);
     }
     this.fail(`the runner failed handling the run: ${messageOf(error)}`, "runner_error");
