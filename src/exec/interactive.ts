@@ -143,6 +143,7 @@ export class InteractiveSession {
       from = gateway.records.length;
       this.enter("turn");
       if (!executor.startTurn({ prompt: next.line })) {
+        log.warn("The executor no longer reads its input (its stdin is closed): it is ended");
         return this.outcome(await executor.process.exited, `before turn ${turn + 1}`);
       }
       log.debug(`Turn ${turn + 1} sent to the executor (pid ${executor.pid})`);

@@ -63,11 +63,18 @@ export class PersistentExecutor {
     return this.turn.promise;
   }
 
-  /** Starts the next turn. False when it cannot take one: a turn is under way, or it no longer reads its input. */
+  /**
+   * Starts the next turn. False when it cannot take one: a turn is under way, or it no longer
+   * reads its input. One that no longer reads it (it closed its stdin and lives on) can neither
+   * take a turn nor be shut down by a line: it is killed, with all it started.
+   */
   startTurn(parameters: JsonObject): boolean {
     if (this.turn) return false;
     const turn = Promise.withResolvers<TurnEnd>();
-    if (!this.process.writeInput(turnLine(parameters))) return false;
+    if (!this.process.writeInput(turnLine(parameters))) {
+      this.process.kill();
+      return false;
+    }
     this.turn = turn;
     return true;
   }

@@ -248,9 +248,12 @@ export class RunJob {
       if (live) {
         sessions.resume(live, this.runId);
         if (live.executor.startTurn(this.run.parameters)) return this.turnOf(live, false);
-        // It no longer reads its input: gone, or going. Its exit is its own; a new one resumes.
+        // It no longer reads its input: gone, or killed by startTurn. A new one resumes the session.
         sessions.forget(live);
-        this.say("warn", `Session ${this.sessionId}: its executor no longer takes turns; resuming it in a new one`);
+        this.say(
+          "warn",
+          `Session ${this.sessionId}: its executor (pid ${live.executor.pid}) no longer reads its input; it is ended and a new one resumes the session`,
+        );
       }
     } else if (this.persistent && sessions.get(this.sessionId)) {
       this.fail(

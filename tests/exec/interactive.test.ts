@@ -12,7 +12,8 @@ afterAll(() => temp.cleanup());
 
 /**
  * A persistent executor whose turn_complete carries no result: the turn's answer is its result
- * event (`{"echo": <prompt>}`). "hang" never completes; "stay" makes it ignore shutdown and end of input.
+ * event (`{"echo": <prompt>}`). "hang" never completes; "stay" makes it ignore shutdown and end of input;
+ * "deaf" closes its stdin (and stays).
  */
 function resultEventExecutor(): ExecutorProfile {
   const path = join(temp.make("ar-int-exec-"), "result-event-exec");
@@ -27,11 +28,16 @@ const post = (path, body) => fetch(api + path, { method: "POST", headers: { "con
 async function turn(prompt) {
   if (prompt === "hang") return;
   if (prompt === "stay") stay = true;
+  if (prompt === "deaf") {
+    stay = true;
+    require("node:fs").closeSync(0);
+  }
   await post("/events", { event_type: "result", result_text: null, result_data: { echo: prompt } });
   process.stdout.write('{"type":"turn_complete"}\\n');
 }
 let buffer = "";
 let first = true;
+try {
 for await (const chunk of Bun.stdin.stream()) {
   buffer += new TextDecoder().decode(chunk);
   for (let at = buffer.indexOf("\\n"); at >= 0; at = buffer.indexOf("\\n")) {
@@ -45,6 +51,9 @@ for await (const chunk of Bun.stdin.stream()) {
     } else if (message.type === "turn") await turn(message.parameters.prompt);
     else if (message.type === "shutdown" && !stay) process.exit(0);
   }
+}
+} catch (error) {
+  if (!stay) throw error;
 }
 if (stay) setInterval(() => {}, 1000);
 `,
@@ -154,6 +163,15 @@ describe("InteractiveSession", () => {
     conversation.interrupt();
     conversation.interrupt();
     expect(started(await running)).toMatchObject({ exitCode: 143, signal: "SIGTERM" });
+  });
+
+  test("an executor that closed its stdin: the next line ends it (SIGKILL) instead of waiting for it", async () => {
+    const { conversation, lines, nextAnswer } = session({ prompt: "deaf" });
+    const answer = nextAnswer();
+    const running = conversation.run();
+    await answer;
+    lines.type("two");
+    expect(started(await running)).toMatchObject({ exitCode: 137, signal: "SIGKILL", endedWhen: "before turn 2" });
   });
 
   test("the end of input before any line: nothing is started", async () => {

@@ -155,6 +155,18 @@ describe("the executor dies", () => {
 });
 
 describe("resumes", () => {
+  test("an idle executor that closed its stdin: the resume is served by a new process and the old one is killed", async () => {
+    const h = await persistentHarness();
+    const first = h.handRun({ session_id: "ses_deaf", prompt: "close-stdin" });
+    await h.fake.waitForStatus(first, ["completed"]);
+    const { pid: deaf } = await turnRecord(h, "ses_deaf", 1);
+    const resumed = h.handRun({ session_id: "ses_deaf", type: "resume_session", prompt: "again" });
+    await h.fake.waitForStatus(resumed, ["completed"]);
+    expect(invocations(h, "ses_deaf").map((i) => i.mode)).toEqual(["start", "resume"]);
+    expect(await goneWithin(deaf, 2000)).toBe(true);
+    expect(executorsOf("ses_deaf")).toHaveLength(1);
+  });
+
   test("a resume while the session's turn is under way is reported failed as busy; the turn goes on", async () => {
     const h = await persistentHarness();
     const first = h.handRun({ session_id: "ses_busy", prompt: "hang" });
