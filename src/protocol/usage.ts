@@ -102,19 +102,19 @@ export class RunUsage {
   last?: TurnUsage;
 
   add(share: TurnShare, usage: TurnUsage): void {
-    this.inputTokens += share.inputTokens;
-    this.outputTokens += share.outputTokens;
-    this.cacheReadInputTokens += share.cacheReadInputTokens;
-    this.cacheCreationInputTokens += share.cacheCreationInputTokens;
-    this.costUsd += share.costUsd;
-    this.numTurns += share.numTurns;
+    this.inputTokens = capped(this.inputTokens + share.inputTokens);
+    this.outputTokens = capped(this.outputTokens + share.outputTokens);
+    this.cacheReadInputTokens = capped(this.cacheReadInputTokens + share.cacheReadInputTokens);
+    this.cacheCreationInputTokens = capped(this.cacheCreationInputTokens + share.cacheCreationInputTokens);
+    this.costUsd = capped(this.costUsd + share.costUsd);
+    this.numTurns = capped(this.numTurns + share.numTurns);
     this.costIncludesEarlierTurns ||= share.costIncludesEarlierTurns;
     this.events += 1;
     this.last = usage;
   }
 
   get tokens(): number {
-    return this.inputTokens + this.outputTokens + this.cacheReadInputTokens + this.cacheCreationInputTokens;
+    return capped(this.inputTokens + this.outputTokens + this.cacheReadInputTokens + this.cacheCreationInputTokens);
   }
 
   /** `8 turns, 41,200 tokens, $0.18`; empty when no usage came. */
@@ -152,6 +152,14 @@ export const RunUsageReport = type({
   "cost_includes_earlier_turns?": "true",
 });
 export type RunUsageReport = typeof RunUsageReport.infer;
+
+/**
+ * A sum kept within what a usage figure may be (a safe number): each event's figures are, but an
+ * executor can send many. The report is journalled, and a journal must read back whole.
+ */
+function capped(sum: number): number {
+  return Math.min(sum, Number.MAX_SAFE_INTEGER);
+}
 
 /** Sums and differences of amounts leave float noise (0.30000000000000004): 12 significant digits. */
 function withoutFloatNoise(amount: number): number {

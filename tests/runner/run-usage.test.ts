@@ -6,6 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { TurnUsage } from "../../src/protocol/session-events.ts";
 import { CLAUDE_CODE_BINARY, offlineClaudeEnv } from "../support/claude-code.ts";
@@ -170,6 +171,31 @@ describe("a run's usage", () => {
     expect(end("run_silent").cost_usd).toBeUndefined();
     runner.process.kill("SIGTERM");
     expect(await runner.process.exited).toBe(0);
+  });
+});
+
+describe("absurd figures", () => {
+  test("token counts whose sum passes 2^53 are capped there: the outcome, kept in the journal over a crash, is delivered by the next start", async () => {
+    const fake = startFakeCoordinator();
+    const env = { AGENT_RUNNER_STATE_DIR: tempDir("ar-usage-state-") };
+    // The first runner's report is never answered: the outcome stays in its journal.
+    let answer = false;
+    fake.on("POST", /\/completed$/, () => (answer ? undefined : new Promise<Response>(() => {})));
+    const first = startRunner(fake, [], {}, { env });
+    await fake.waitForRequest("GET", "/runner/runs");
+    // Each figure is a safe integer; their sum is not.
+    const huge = turn({ input_tokens: Number.MAX_SAFE_INTEGER, total_cost_usd: 0.01 });
+    fake.handRun(run("run_huge", { usage: [huge, huge] }));
+    await fake.waitForRequest("POST", "/runner/runs/run_huge/completed");
+    first.process.kill("SIGKILL");
+    await first.process.exited;
+    answer = true;
+    fake.heldBy = hostname();
+    const restartedAt = performance.now();
+    const second = startRunner(fake, [], {}, { env });
+    const report = await fake.waitFor((r) => r.path === "/runner/runs/run_huge/completed" && r.at > restartedAt);
+    expect(report.body.usage).toMatchObject({ input_tokens: Number.MAX_SAFE_INTEGER, num_turns: 2 });
+    expect(second.output()).not.toContain("cannot be used");
   });
 });
 
