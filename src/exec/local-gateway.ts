@@ -169,7 +169,7 @@ export class LocalGateway {
       name: "exec gateway",
       hostname: "127.0.0.1",
       port: 0,
-      trusted: (path) => this.tokens.carriedBy(path),
+      tokenOf: (path) => this.tokens.carriedBy(path),
       fetch: (request) => this.handle(request),
       // An executor reads JSON errors; Bun's own error page is HTML.
       error: (error) =>

@@ -100,7 +100,7 @@ export async function startMcpServer(options: McpServerOptions): Promise<Running
       name: "MCP server",
       hostname: HOSTNAME,
       port: options.port ?? 0,
-      trusted: (path) => options.tokens.carriedBy(path),
+      tokenOf: (path) => options.tokens.carriedBy(path),
       async fetch(request) {
         // Host (DNS rebinding), a live run's token (other local processes), a JSON body (web pages).
         const admission = admit(request, {

@@ -53,9 +53,10 @@ export class RunTokens {
     return this.grants.size;
   }
 
-  /** Whether a request path starts with a live token (`/<token>/…`). */
-  carriedBy(path: string): boolean {
-    return this.grants.has(path.split("/")[1] ?? "");
+  /** The live token a request path starts with (`/<token>/…`), if it does. */
+  carriedBy(path: string): string | undefined {
+    const token = path.split("/")[1] ?? "";
+    return this.grants.has(token) ? token : undefined;
   }
 }
 

@@ -174,7 +174,7 @@ export function startGateway(options: GatewayOptions): Gateway {
     port: 0,
     // Bun refuses larger bodies itself; the checks above give the JSON answer for declared sizes.
     maxRequestBodySize: maxBodyBytes + 1,
-    trusted: (path) => options.tokens.carriedBy(path),
+    tokenOf: (path) => options.tokens.carriedBy(path),
     fetch: handle,
     error: (error) => problem(500, `Gateway error: ${error.message}`),
   });

@@ -35,11 +35,23 @@ export function defaultConnectionBound(limit = openFilesLimit().soft): number {
   return Math.min(1024, Math.max(16, Math.floor(limit / 8)));
 }
 
+/**
+ * Connections one run token may hold as its run's (kept, no idle timeout): a quarter of the bound,
+ * at least 4. More of them are taken like connections without a token, so that one agent, whose
+ * executor has its run's token, cannot hold every place and shut out the other runs and the
+ * health probes.
+ */
+export function perTokenBound(bound: number): number {
+  return Math.max(4, Math.floor(bound / 4));
+}
+
 /** One accepted connection, as the budget sees it. */
 interface Held {
   server: string;
-  /** Its first request carries a live run token: it is never closed to make room. */
+  /** Its first request carries a live run token within the token's share: it is never closed to make room. */
   readonly trusted: boolean;
+  /** The run token it holds one of that token's places for, once granted. */
+  grant?: string;
   /** Being closed: it still counts until its sockets are gone, but it cannot make room again. */
   ended: boolean;
   /** Closes its sockets; the server releases it from the budget once they are closed. */
@@ -50,15 +62,23 @@ interface Held {
  * The connections a process's local servers hold, and their bound. A connection counts from its
  * accept until its last socket is closed. At the bound, a new connection takes the place of the
  * oldest one without a live run token (a silent connection, an unknown or revoked token, a
- * health probe); when every one has a live token, the new one is refused.
+ * health probe); when every one has a live token, the new one is refused. A run token holds at
+ * most `perToken` connections as its run's; more of its connections count as without a token.
  */
 export class ConnectionBudget {
   private readonly held = new Set<Held>();
+  /** Connections held as a run's, by run token. */
+  private readonly granted = new Map<string, number>();
   private closed = new Map<string, number>();
   private refused = new Map<string, number>();
+  private overShare = new Map<string, number>();
   private window?: ReturnType<typeof setTimeout>;
+  /** Connections one run token may hold as its run's. */
+  readonly perToken: number;
 
-  constructor(readonly bound: number = defaultConnectionBound()) {}
+  constructor(readonly bound: number = defaultConnectionBound()) {
+    this.perToken = perTokenBound(bound);
+  }
 
   get size(): number {
     return this.held.size;
@@ -82,8 +102,28 @@ export class ConnectionBudget {
     return true;
   }
 
+  /**
+   * A held connection's first request carries the live run `token`: it becomes one of the run's
+   * own while the token holds fewer than its share. False when it does not (it stays a connection
+   * without a token).
+   */
+  grant(connection: Held, token: string): boolean {
+    if (!this.held.has(connection) || connection.grant !== undefined) return connection.grant === token;
+    const count = this.granted.get(token) ?? 0;
+    if (count >= this.perToken) {
+      this.count(this.overShare, connection.server);
+      return false;
+    }
+    this.granted.set(token, count + 1);
+    connection.grant = token;
+    return true;
+  }
+
   release(connection: Held): void {
-    this.held.delete(connection);
+    if (!this.held.delete(connection) || connection.grant === undefined) return;
+    const count = (this.granted.get(connection.grant) ?? 1) - 1;
+    if (count > 0) this.granted.set(connection.grant, count);
+    else this.granted.delete(connection.grant);
   }
 
   private oldestUntrusted(): Held | undefined {
@@ -99,19 +139,23 @@ export class ConnectionBudget {
 
   private report(): void {
     this.window = undefined;
-    if (this.closed.size === 0 && this.refused.size === 0) return;
+    if (this.closed.size === 0 && this.refused.size === 0 && this.overShare.size === 0) return;
     const list = (counts: Map<string, number>) =>
       [...counts].map(([server, count]) => `${count} to the ${server}`).join(", ");
     const what = [
       this.closed.size > 0 ? `closed ${list(this.closed)} (the oldest without a live run token)` : "",
       this.refused.size > 0 ? `refused ${list(this.refused)} (the others belong to live runs)` : "",
+      this.overShare.size > 0
+        ? `took ${list(this.overShare)} as connections without a token (their run token already held ${this.perToken})`
+        : "",
     ].filter(Boolean);
     log.warn(
-      `Local servers at their bound of ${this.bound} open connections: ${what.join("; ")}. ` +
+      `Local servers (at most ${this.bound} open connections, ${this.perToken} of them a run's): ${what.join("; ")}. ` +
         `A local process is opening many connections; the runner carries on. (At most one such line per ${REFUSAL_LOG_INTERVAL_MS / 1000} s.)`,
     );
     this.closed = new Map();
     this.refused = new Map();
+    this.overShare = new Map();
     this.window = setTimeout(() => this.report(), REFUSAL_LOG_INTERVAL_MS);
     this.window.unref();
   }
@@ -142,8 +186,8 @@ export interface LocalServerOptions {
   fetch(request: Request): Response | Promise<Response>;
   error?(error: Error): Response | Promise<Response>;
   maxRequestBodySize?: number;
-  /** Whether a request path carries a live run token (decided by a connection's first request). */
-  trusted?(path: string): boolean;
+  /** The live run token a request path carries, if any (a connection's first request decides). */
+  tokenOf?(path: string): string | undefined;
   /** Default: the process's budget. */
   budget?: ConnectionBudget;
   /** Default IDLE_TIMEOUT_SECONDS. */
@@ -289,7 +333,9 @@ export function serveLocal(options: LocalServerOptions): LocalServer {
     throw error;
   }
 
-  const isTrusted = (link: Link) => link.path !== undefined && (options.trusted?.(link.path) ?? false);
+  /** Its first request carried a live token that granted it one of its places, and the token is still live. */
+  const isTrusted = (link: Link) =>
+    link.grant !== undefined && link.path !== undefined && options.tokenOf?.(link.path) === link.grant;
   /** Bytes moved: a connection without a live token gets its idle time again. */
   const active = (link: Link) => {
     if (link.clientOpen && !isTrusted(link)) link.client.timeout(idleSeconds);
@@ -363,7 +409,8 @@ export function serveLocal(options: LocalServerOptions): LocalServer {
     if (eol < 0 && link.head!.length <= MAX_REQUEST_LINE_BYTES) return;
     link.path = eol < 0 ? "" : targetPath(link.head!.slice(0, eol).trimEnd());
     link.head = undefined;
-    if (isTrusted(link)) link.client.timeout(0);
+    const token = options.tokenOf?.(link.path);
+    if (token !== undefined && budget.grant(link, token)) link.client.timeout(0);
   };
 
   let listener: TCPSocketListener<Link>;

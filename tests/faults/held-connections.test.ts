@@ -2,14 +2,15 @@
  * Any local process can open TCP connections to the runner's local servers without a token. A
  * runner whose file descriptor limit is low, with hundreds of such connections held open and
  * idle on its MCP and gateway ports, still runs and reports a run, and its open descriptors stay
- * well below its limit.
+ * well below its limit. An agent can also open them with its own run's token: that holds no more
+ * than its share, and the other runs and the health server still get through.
  */
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { until } from "../support/fault-tools.ts";
+import { FAULT_FIXTURES, until } from "../support/fault-tools.ts";
 import { cleanEnv, killTree, OutputWatcher, REPO_ROOT, tempDir } from "../support/processes.ts";
 import { FIXTURES } from "../support/runner-harness.ts";
 import { onTeardown } from "../support/teardown.ts";
@@ -17,14 +18,11 @@ import { onTeardown } from "../support/teardown.ts";
 const FD_LIMIT = 256;
 const HELD_PER_PORT = 400;
 
-/** A runner process under `ulimit -n FD_LIMIT`, with the `capture` fixture (it posts an event through the gateway). */
-function startLimitedRunner(coordinatorUrl: string) {
+/** A runner process under `ulimit -n FD_LIMIT`, by default with the `capture` fixture (it posts an event through the gateway). */
+function startLimitedRunner(coordinatorUrl: string, command = join(FIXTURES, "capture"), extra: string[] = []) {
   const profiles = tempDir("held-profiles-");
-  writeFileSync(
-    join(profiles, "fixture.json"),
-    JSON.stringify({ type: "fixture", command: join(FIXTURES, "capture") }),
-  );
-  const args = ["--profile", "fixture", "--profiles-dir", profiles, "-c", coordinatorUrl, "-v"];
+  writeFileSync(join(profiles, "fixture.json"), JSON.stringify({ type: "fixture", command }));
+  const args = ["--profile", "fixture", "--profiles-dir", profiles, "-c", coordinatorUrl, "-v", ...extra];
   const child = Bun.spawn(
     ["sh", "-c", `ulimit -n ${FD_LIMIT} && exec "$0" "$@"`, process.execPath, join(REPO_ROOT, "index.ts"), ...args],
     { cwd: REPO_ROOT, env: cleanEnv(), stdin: "ignore", stdout: "pipe", stderr: "pipe" },
@@ -120,5 +118,24 @@ test(`a runner under ulimit -n ${FD_LIMIT} with ${HELD_PER_PORT} idle connection
   expect(await answers(gatewayPort), "the gateway port answers a new request").toBe(401);
   // Said once (at most one line a minute), with the bound: an eighth of the limit.
   expect(output.output).toContain(`Open files limit ${FD_LIMIT} (hard ${FD_LIMIT})`);
-  expect(output.output.match(/Local servers at their bound of 32 open connections/g)).toHaveLength(1);
+  expect(output.output.match(/Local servers \(at most 32 open connections/g)).toHaveLength(1);
+}, 60_000);
+
+test("an agent holding connections with its own run token takes no more than its share: another run still reports through the gateway, /healthz still answers", async () => {
+  const fake = startFakeCoordinator();
+  const { output } = startLimitedRunner(fake.url, join(FAULT_FIXTURES, "hold-token"), ["--health-addr", "127.0.0.1:0"]);
+  await fake.waitForRequest("GET", "/runner/runs");
+  const health = /Health and metrics at (\S+)/.exec(output.output)![1]!;
+  fake.handRun({ run_id: "run_hold", type: "start_session", session_id: "ses_hold", prompt: "hold" });
+  await output.waitFor(/holding \d+ connections/);
+
+  fake.handRun({ run_id: "run_other", type: "start_session", session_id: "ses_other", prompt: "event" });
+  const report = await fake.waitForRequest("POST", /^\/runner\/runs\/run_other\/(completed|failed)$/);
+  expect(report.path, JSON.stringify(report.body)).toEndWith("/completed");
+  const healthz = await fetch(`${health}/healthz`, { keepalive: false, signal: AbortSignal.timeout(5000) }).then(
+    (response) => response.status,
+    () => 0,
+  );
+  expect(healthz).toBe(200);
+  expect(fake.reportsFor("run_hold").map((r) => r.kind)).toEqual(["started"]);
 }, 60_000);

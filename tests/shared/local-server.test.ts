@@ -1,7 +1,8 @@
 /**
  * The door of the runner's local servers: a bound on the connections they hold, room made by
- * closing the oldest connection without a run token, refusals logged at most once a minute, long
- * waits allowed only where the server holds them, and bytes passed on exactly.
+ * closing the oldest connection without a run token, a share of the bound per run token,
+ * refusals logged at most once a minute, long waits allowed only where the server holds them,
+ * and bytes passed on exactly.
  */
 import { expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, utimesSync } from "node:fs";
@@ -19,6 +20,9 @@ import { killTree, tempDir } from "../support/processes.ts";
 import { onTeardown } from "../support/teardown.ts";
 
 const TOKEN = "/tok_live";
+const OTHER = "/tok_other";
+/** The test's live tokens: a path's first segment, when it is one of them. */
+const tokenOf = (path: string) => [TOKEN, OTHER].find((token) => path.startsWith(`${token}/`));
 
 function start(options: {
   bound: number;
@@ -32,7 +36,7 @@ function start(options: {
     port: 0,
     budget,
     idleTimeoutSeconds: options.idleTimeoutSeconds,
-    trusted: (path) => path.startsWith(`${TOKEN}/`),
+    tokenOf,
     fetch: options.fetch ?? ((request) => Response.json({ path: new URL(request.url).pathname })),
   });
   onTeardown(() => server.stop());
@@ -94,17 +98,37 @@ function request(socket: Socket, path: string): Promise<string> {
   });
 }
 
-test("connections of a live run are kept; once all held ones are, new ones are refused, and that is logged once", async () => {
+test("connections of live runs are kept; once all held ones are, new ones are refused, and that is logged once", async () => {
   const log = captureLog();
   const { server } = start({ bound: 8 });
   const runs = await open(server.port, 8);
-  for (const socket of runs) expect(await request(socket, `${TOKEN}/a`)).toStartWith("HTTP/1.1 200");
+  for (const [i, socket] of runs.entries()) {
+    expect(await request(socket, `${i % 2 ? TOKEN : OTHER}/a`)).toStartWith("HTTP/1.1 200");
+  }
   const flood = await open(server.port, 200);
   await until(() => flood.every((s) => s.destroyed), "every new connection to be refused");
   expect(runs.filter((s) => s.destroyed)).toHaveLength(0);
-  const lines = log.lines.filter((line) => line.includes("bound of 8"));
+  const lines = log.lines.filter((line) => line.includes("at most 8 open connections"));
   expect(lines).toHaveLength(1);
   expect(lines[0]).toContain("refused 1 to the test server");
+});
+
+test("one run token holds at most a quarter of the bound as its run's: more of its connections make room like any other", async () => {
+  const log = captureLog();
+  const { server, budget } = start({ bound: 16 });
+  expect(budget.perToken).toBe(4);
+  const held = await open(server.port, 16);
+  for (const socket of held) expect(await request(socket, `${TOKEN}/held`)).toStartWith("HTTP/1.1 200");
+  const other = await open(server.port, 8);
+  for (const socket of other) expect(await request(socket, `${OTHER}/a`)).toStartWith("HTTP/1.1 200");
+  expect(other.filter((s) => s.destroyed)).toHaveLength(0);
+  expect((await get(server.port)).status).toBe(200);
+  // The first four of the holder's are its run's: kept; the others made room.
+  expect(held.slice(0, 4).filter((s) => s.destroyed)).toHaveLength(0);
+  await until(() => held.filter((s) => !s.destroyed).length <= 8, "the holder's extra connections to be closed");
+  expect(log.lines.find((line) => line.includes("at most 16 open connections"))).toContain(
+    "took 1 to the test server as connections without a token (their run token already held 4)",
+  );
 });
 
 test("a flood of silent connections closes the oldest untrusted ones: a request with a token still gets through", async () => {
@@ -122,7 +146,7 @@ test("a connection whose token is no longer live makes room like any other", asy
     hostname: "127.0.0.1",
     port: 0,
     budget,
-    trusted: (path) => live && path.startsWith(`${TOKEN}/`),
+    tokenOf: (path) => (live ? tokenOf(path) : undefined),
     fetch: () => new Response("ok"),
   });
   onTeardown(() => server.stop());
