@@ -131,6 +131,8 @@ export class AgentWorker {
         journal.setRunnerId(runnerId);
         setLogContext({ runner_id: runnerId });
         observer.registered(runnerId);
+        // A coordinator back as 2.1 has no idle sessions.
+        if (client.generation === "2.1") this.sessions.endIdleUnreported();
       },
       onFailure: () => {
         observer.requestFailed("register");

@@ -39,6 +39,8 @@ export interface LiveSessionsOptions {
   report(sessionId: string, end: SessionEnd): void;
 }
 
+const NO_IDLE_SESSIONS_AT_2_1 = "the coordinator now speaks protocol 2.1, which has no idle sessions";
+
 /** Why an idle session is ended; only a stop request can end it as `stopped`. */
 type EndReason = { kind: "stop" } | { kind: "evicted" | "timeout" | "shutdown"; detail: string };
 
@@ -111,13 +113,14 @@ export class LiveSessions {
 
   /**
    * The turn is over and the executor lives on. Returns how the session stands: `idle` (kept for
-   * its next turn), or `finished` when no idle session may be kept (`--max-idle-sessions 0`): it is
-   * ended now, and the run's report says so.
+   * its next turn), or `finished` when no idle session may be kept (`--max-idle-sessions 0`, or
+   * not `keepIdle`: the coordinator now speaks 2.1): it is ended now, and the run's report says so.
    */
-  turnCompleted(session: LiveSession): "idle" | "finished" {
+  turnCompleted(session: LiveSession, keepIdle = true): "idle" | "finished" {
     session.runId = undefined;
-    if (this.options.maxIdle === 0) {
-      void this.end(session, { kind: "evicted", detail: "no session is kept idle (--max-idle-sessions 0)" }, false);
+    if (this.options.maxIdle === 0 || !keepIdle) {
+      const detail = keepIdle ? "no session is kept idle (--max-idle-sessions 0)" : NO_IDLE_SESSIONS_AT_2_1;
+      void this.end(session, { kind: "evicted", detail }, false);
       return "finished";
     }
     session.idleSince = performance.now();
@@ -152,6 +155,16 @@ export class LiveSessions {
     if (!session || session.runId !== undefined || session.ending) return false;
     void this.end(session, { kind: "stop" });
     return true;
+  }
+
+  /**
+   * The coordinator now speaks protocol 2.1: it has no idle sessions, nor a route to hear how one
+   * ended. The idle ones are ended without a report (a resume there starts a one-shot executor,
+   * which must not run beside them).
+   */
+  endIdleUnreported(): void {
+    for (const session of this.idle())
+      void this.end(session, { kind: "evicted", detail: NO_IDLE_SESSIONS_AT_2_1 }, false);
   }
 
   /** Ends every idle session (the runner is shutting down); resolves when they are gone. */

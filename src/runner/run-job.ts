@@ -365,8 +365,10 @@ export class RunJob {
     const tookAndSpent = spent ? `${took}, ${spent}` : took;
     let sessionStatus: SessionStatusAfterRun = "finished";
     if (execution.session) {
-      if (end.kind === "completed" && !signal) sessionStatus = this.context.sessions.turnCompleted(execution.session);
-      else this.context.sessions.forget(execution.session);
+      if (end.kind === "completed" && !signal) {
+        // Kept idle only while the coordinator has idle sessions (it may have come back as 2.1).
+        sessionStatus = this.context.sessions.turnCompleted(execution.session, this.persistent);
+      } else this.context.sessions.forget(execution.session);
     }
     if (this.timedOut) {
       this.fail(

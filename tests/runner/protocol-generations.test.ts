@@ -6,8 +6,10 @@
  * The executors are fixture processes, the coordinator the fake at the generation under test.
  */
 import { describe, expect, test } from "bun:test";
+import { FakeCoordinator } from "../support/fake-coordinator.ts";
 import { captureLog, startCli } from "../support/fault-tools.ts";
-import { completedBody } from "../support/generations.ts";
+import { completedBody, persistentProfile } from "../support/generations.ts";
+import { goneWithin } from "../support/processes.ts";
 import { fixtureProfile, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
 import { onTeardown } from "../support/teardown.ts";
 
@@ -60,6 +62,23 @@ describe("the generation", () => {
     expect(h.fake.find("POST", "/runner/register")).toHaveLength(1);
     await log.waitFor(/Cannot register with .*attempt 1.*503/);
     await log.waitFor(/\(protocol 2\.2, detected;/);
+  });
+
+  test("a 2.2 coordinator that comes back as 2.1: idle persistent sessions are ended, none is reported on a 2.2 route, a resume runs alone", async () => {
+    const log = captureLog();
+    const h = await startRunnerHarness({ profile: persistentProfile(), fake: { protocol: "2.2" } });
+    const first = h.handRun({ session_id: "ses_gen", prompt: "one" });
+    await h.fake.waitForStatus(first, ["completed"]);
+    const { pid } = (await h.fake.waitFor((r) => r.path === "/sessions/ses_gen/events" && r.body?.turn === 1)).body;
+    await h.fake.down();
+    const older = new FakeCoordinator({ protocol: "2.1", port: h.fake.port }).start();
+    onTeardown(() => older.stop());
+    await log.waitFor(/now speaks protocol 2\.1/);
+    expect(await goneWithin(pid, 5000)).toBe(true);
+    older.handRun({ run_id: "run_gen", type: "resume_session", session_id: "ses_gen", prompt: "two" });
+    await older.waitForStatus("run_gen", ["completed"]);
+    expect(older.find("POST", /^\/runner\/sessions\/ses_gen\//)).toEqual([]);
+    expect(h.tokens.size).toBe(0);
   });
 
   test("a URL that is no coordinator (404 for everything): exit 1 naming the URL and the flag", async () => {
