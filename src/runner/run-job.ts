@@ -172,14 +172,7 @@ export class RunJob {
     } catch (error) {
       return this.fail(messageOf(error), "blueprint_error");
     }
-    if (this.stopRequested) {
-      return this.end(
-        { kind: "stopped", signal: "SIGTERM" },
-        "stopped",
-        "info",
-        `Run ${run.run_id} stopped before its executor started`,
-      );
-    }
+    if (this.stopRequested) return this.stoppedBeforeStart();
     const execution = await this.startExecution(mode, blueprint);
     if (!execution) return;
     this.execution = execution;
@@ -238,6 +231,11 @@ export class RunJob {
         await live.ending;
         live = sessions.get(this.sessionId);
       }
+      // A stop that came meanwhile: no executor takes the turn.
+      if (this.stopRequested) {
+        this.stoppedBeforeStart();
+        return undefined;
+      }
       if (live?.runId !== undefined) {
         this.fail(
           `Session ${this.sessionId} is busy with run ${live.runId}; run ${this.runId} cannot take a turn now`,
@@ -263,6 +261,15 @@ export class RunJob {
       return undefined;
     }
     return this.spawn(mode, blueprint);
+  }
+
+  private stoppedBeforeStart(): void {
+    this.end(
+      { kind: "stopped", signal: "SIGTERM" },
+      "stopped",
+      "info",
+      `Run ${this.runId} stopped before its executor started`,
+    );
   }
 
   private spawn(mode: InvocationMode, blueprint: JsonObject | undefined): Execution | undefined {

@@ -102,6 +102,24 @@ describe("stops", () => {
     expect(await goneWithin(pid, 2000)).toBe(true);
   });
 
+  test("a stop for a resume that waits for its session's executor to end: no executor starts for it, it is reported stopped", async () => {
+    const h = await persistentHarness();
+    // Its executor ignores the shutdown: ending it takes the grace twice (shutdown, then SIGTERM).
+    const first = h.handRun({ session_id: "ses_wait_stop", prompt: "ignore-shutdown" });
+    await h.fake.waitForStatus(first, ["completed"]);
+    const log = captureLog();
+    h.fake.requestSessionStop("ses_wait_stop");
+    await log.waitFor(/Ending session ses_wait_stop/);
+    const resumed = h.handRun({ session_id: "ses_wait_stop", type: "resume_session", prompt: "hang" });
+    await h.fake.waitForStatus(resumed, ["claimed"]);
+    expect(h.fake.requestStop(resumed).body.status).toBe("stopping");
+    const report = await finalReport(h, resumed);
+    expect(report.path).toEndWith("/stopped");
+    expect(h.fake.reportsFor(resumed).map((r) => r.kind)).toEqual(["stopped"]);
+    expect(invocations(h, "ses_wait_stop").map((i) => i.mode)).toEqual(["start"]);
+    expect(executorsOf("ses_wait_stop")).toEqual([]);
+  });
+
   test("a stop while idle reaches a runner at capacity, which does not poll: it asks about its idle sessions", async () => {
     const h = await persistentHarness({ flags: { "max-concurrent-runs": "1" } });
     const idle = h.handRun({ session_id: "ses_idle_cap", prompt: "one" });
