@@ -27,7 +27,9 @@ export const MAX_LINE_CHARS = 2000;
 
 /**
  * Reads a stream to its end, handing on every chunk and, if asked, every line: at most
- * `maxLineChars` of it (a flood without newlines is cut into pieces that long).
+ * `maxLineChars` of it (a flood without newlines is cut into pieces that long). The part of a line
+ * read so far is kept in pieces and joined once, when the line ends or passes the limit: a long
+ * line trickled in small chunks costs its length, not its length at every chunk.
  */
 export async function drain(
   stream: ReadableStream<Uint8Array>,
@@ -36,19 +38,30 @@ export async function drain(
   maxLineChars = MAX_LINE_CHARS,
 ): Promise<void> {
   const decoder = onLine ? new TextDecoder() : undefined;
-  let partial = "";
+  let pieces: string[] = [];
+  let length = 0;
+  const endLine = () => {
+    const line = pieces.length === 1 ? pieces[0]! : pieces.join("");
+    pieces = [];
+    length = 0;
+    onLine?.(line.slice(0, maxLineChars));
+  };
   for await (const chunk of stream) {
     onChunk(chunk);
-    if (decoder && onLine) {
-      const lines = (partial + decoder.decode(chunk, { stream: true })).split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) onLine(line.slice(0, maxLineChars));
-      // A flood without newlines must not grow the buffer without bound.
-      if (partial.length > maxLineChars) {
-        onLine(partial.slice(0, maxLineChars));
-        partial = "";
-      }
+    if (!decoder) continue;
+    const text = decoder.decode(chunk, { stream: true });
+    let start = 0;
+    for (let end = text.indexOf("\n"); end >= 0; end = text.indexOf("\n", start)) {
+      pieces.push(text.slice(start, end));
+      endLine();
+      start = end + 1;
     }
+    if (start < text.length) {
+      pieces.push(start === 0 ? text : text.slice(start));
+      length += text.length - start;
+    }
+    // A flood without newlines must not grow the buffer without bound.
+    if (length > maxLineChars) endLine();
   }
-  if (onLine && partial) onLine(partial);
+  if (length > 0) endLine();
 }
