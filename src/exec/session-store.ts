@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import type { Env } from "../shared/env.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
 import { parseJson } from "../shared/json.ts";
-import { readSmallFile, SmallFileError } from "../shared/small-file.ts";
+import { MAX_SMALL_FILE_BYTES, readSmallFile, SmallFileError } from "../shared/small-file.ts";
 import { LocalSession } from "./local-gateway.ts";
 
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -111,7 +111,19 @@ export class ExecSessionStore {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const temp = `${path}.${process.pid}.tmp`;
     rmSync(temp, { force: true });
-    writeFileSync(temp, `${JSON.stringify(session, null, 2)}\n`, { mode: 0o600, flag: "wx" });
+    writeFileSync(temp, recordText(session), { mode: 0o600, flag: "wx" });
     renameSync(temp, path);
   }
+}
+
+/**
+ * A session's record as saved, within what `load` reads back (MAX_SMALL_FILE_BYTES): an agent's
+ * result can be larger, and would make the session impossible to resume. Such a result (already
+ * printed; a resume needs only the session's executor id and directory) is left out.
+ */
+function recordText(session: LocalSession): string {
+  const text = `${JSON.stringify(session, null, 2)}\n`;
+  if (Buffer.byteLength(text) <= MAX_SMALL_FILE_BYTES) return text;
+  const { result: _result, result_text: _text, result_data: _data, ...kept } = session;
+  return `${JSON.stringify(kept, null, 2)}\n`;
 }

@@ -25,6 +25,24 @@ describe("ExecSessionStore", () => {
     expect(statSync(join(dir, "ses_a.json")).mode & 0o777).toBe(0o600);
   });
 
+  test("a result too large for the record to be read back is left out of it: the session still loads, to resume", () => {
+    const store = new ExecSessionStore(temp.make());
+    const session = {
+      session_id: "ses_big",
+      status: "finished" as const,
+      created_at: "2025-01-01T00:00:00.000Z",
+      executor_session_id: "exe",
+      project_dir: "/work",
+      result: "r".repeat(2 * 1024 * 1024),
+      result_text: "r".repeat(2 * 1024 * 1024),
+      result_data: null,
+      total_cost_usd: 0.5,
+    };
+    store.save(session);
+    const { result: _result, result_text: _text, result_data: _data, ...kept } = session;
+    expect(store.load("ses_big")).toEqual(kept);
+  });
+
   test("a broken file is a ConfigError naming it", () => {
     const dir = temp.make();
     writeFileSync(join(dir, "ses_b.json"), "{broken");
