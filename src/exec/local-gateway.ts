@@ -7,6 +7,7 @@
 import {
   BindRequest,
   EventRequest,
+  GATEWAY_MAX_BODY_BYTES,
   GATEWAY_ROUTES_SUMMARY,
   type GatewayRoute,
   gatewayRoute,
@@ -170,6 +171,8 @@ export class LocalGateway {
       hostname: "127.0.0.1",
       port: 0,
       tokenOf: (path) => this.tokens.carriedBy(path),
+      // Bun refuses larger bodies itself; handle() gives the JSON answer for declared sizes.
+      maxRequestBodySize: GATEWAY_MAX_BODY_BYTES + 1,
       fetch: (request) => this.handle(request),
       // An executor reads JSON errors; Bun's own error page is HTML.
       error: (error) =>
@@ -230,14 +233,15 @@ export class LocalGateway {
     });
     // What is recorded never shows a token.
     const path = admission.ok ? admission.path : redact(new URL(request.url).pathname);
-    const text = await request.text();
+    // The body of a refused request is neither read nor kept: it may come from any local process.
+    const read = admission.ok ? await readBody(request) : undefined;
     let body: unknown;
     let badJson = false;
-    if (text) {
+    if (read?.text) {
       try {
-        body = JSON.parse(text);
+        body = JSON.parse(read.text);
       } catch {
-        body = text;
+        body = read.text;
         badJson = true;
       }
     }
@@ -245,9 +249,11 @@ export class LocalGateway {
     const kind = (route && RECORD_KINDS[route]) ?? "request";
     const answer = !admission.ok
       ? detail(admission.status, admission.message)
-      : badJson
-        ? detail(400, "request body is not valid JSON")
-        : this.route(route, request.method, path, body, admission.sessionId);
+      : read?.tooBig
+        ? detail(413, `Request body over ${GATEWAY_MAX_BODY_BYTES} bytes`)
+        : badJson
+          ? detail(400, "request body is not valid JSON")
+          : this.route(route, request.method, path, body, admission.sessionId);
     const record: GatewayRecord = {
       kind,
       method: request.method,
@@ -351,4 +357,11 @@ export class LocalGateway {
     this.changed(session);
     return reply({ ok: true, session });
   }
+}
+
+/** A request's body as text, unless it is declared, or turns out, larger than a gateway takes. */
+async function readBody(request: Request): Promise<{ text?: string; tooBig?: true }> {
+  if (Number(request.headers.get("content-length") ?? 0) > GATEWAY_MAX_BODY_BYTES) return { tooBig: true };
+  const text = await request.text();
+  return Buffer.byteLength(text) > GATEWAY_MAX_BODY_BYTES ? { tooBig: true } : { text };
 }

@@ -3,6 +3,12 @@ import { type } from "../shared/arktype.ts";
 
 const SessionId = type("string > 0");
 
+/**
+ * The largest request body a gateway takes (the runner's and exec's): executors send events and
+ * small documents; anything bigger is a bug or an attack, answered 413.
+ */
+export const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
+
 /** `POST /bind`: the executor's own session id, once its framework has one. */
 export const BindRequest = type({
   session_id: SessionId,

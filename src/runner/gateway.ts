@@ -1,6 +1,7 @@
 /** The executors' door to the coordinator: adds the credentials and the runner's own facts. */
 import type { CoordinatorHttp } from "../coordinator/http.ts";
 import {
+  GATEWAY_MAX_BODY_BYTES,
   GATEWAY_ROUTES_SUMMARY,
   type GatewayRoute,
   gatewayRoute,
@@ -12,9 +13,6 @@ import { messageOf } from "../shared/errors.ts";
 import { JsonObject, parseJson } from "../shared/json.ts";
 import { serveLocal } from "../shared/local-server.ts";
 import { log } from "../shared/log.ts";
-
-/** Executors send events and small documents; anything bigger is a bug or an attack. */
-const GATEWAY_MAX_BODY_BYTES = 10 * 1024 * 1024;
 
 export interface GatewayOptions {
   http: CoordinatorHttp;

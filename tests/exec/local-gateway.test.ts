@@ -221,6 +221,19 @@ describe("LocalGateway serves its own executor only, as the runner's gateway doe
     expect(gateway.records.at(-1)).toMatchObject({ path: "/events", status: 200 });
   });
 
+  test("what is refused is not kept: no body recorded without a live token; a body over 10 MB is refused (413)", async () => {
+    const post = (url: string, body: string) =>
+      fetch(`${url}/events`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    const bare = await post(gateway.url, event("ses_big"));
+    expect(bare.status).toBe(401);
+    expect(gateway.records.at(-1)).toMatchObject({ status: 401 });
+    expect(gateway.records.at(-1)?.body).toBeUndefined();
+    const big = JSON.stringify({ session_id: "ses_big", event_type: "message", pad: "x".repeat(11 * 1024 * 1024) });
+    expect((await post(gateway.urlFor("ses_big"), big)).status).toBe(413);
+    expect(gateway.records.filter((record) => record.body !== undefined)).toEqual([]);
+    expect(gateway.session("ses_big")).toBeUndefined();
+  });
+
   test("a foreign Host (403) and a body not declared JSON (415) are refused", async () => {
     const url = gateway.urlFor("ses_h");
     const rebound = await fetch(`${url}/events`, {

@@ -168,7 +168,7 @@ setInterval(() => {}, 60_000);
       try {
         const parent = Bun.spawn([process.execPath, parentScript(how)], {
           cwd: temp.make(),
-          env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.url, AGENT_SESSION_ID: "ses_p" }),
+          env: cleanEnv({ AGENT_ORCHESTRATOR_API_URL: gateway.urlFor("ses_p"), AGENT_SESSION_ID: "ses_p" }),
           stdio: ["ignore", "ignore", Bun.file(stderrFile)],
         });
         killAfterTest(parent.pid);
