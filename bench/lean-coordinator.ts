@@ -35,7 +35,14 @@ export class LeanCoordinator {
   private waiters: Array<{ test: () => boolean; resolve: () => void }> = [];
   private server: Server<undefined>;
 
-  constructor(readonly pollTimeoutSeconds = 30) {
+  /**
+   * `protocol`: the generation it speaks, which the runner asks it before registering; a 2.1
+   * coordinator has no `/runner/sessions/…` routes.
+   */
+  constructor(
+    readonly pollTimeoutSeconds = 30,
+    readonly protocol: "2.1" | "2.2" = "2.1",
+  ) {
     this.server = serveOnLoopback((request) => this.handle(request));
   }
 
@@ -132,6 +139,9 @@ export class LeanCoordinator {
       if (path === "/runner/heartbeat" || path.startsWith("/runners/")) return OK();
       // Protocol 2.2 with persistent sessions: what their executors report through the runner's
       // gateway, a session's end, and a draining runner's question about an idle session.
+      if (path.startsWith("/runner/sessions/") && this.protocol === "2.1") {
+        return Response.json({ detail: "Not Found" }, { status: 404 });
+      }
       if (/^\/sessions\/[^/]+\/(bind|events|metadata)$/.test(path) || path.startsWith("/runner/sessions/")) {
         return OK();
       }

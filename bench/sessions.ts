@@ -199,7 +199,7 @@ export async function measureIdleSessions(
     join(profiles, "persist.json"),
     JSON.stringify({ type: "test-executor", command: "executors/test-executor/ao-test-exec", lifecycle: "persistent" }),
   );
-  const coordinator = new LeanCoordinator();
+  const coordinator = new LeanCoordinator(30, "2.2");
   const port = freePort();
   const argv =
     variant === "compiled" ? [join(REPO, "dist", "agent-runner")] : [process.execPath, join(REPO, "index.ts")];
