@@ -176,7 +176,10 @@ describe("sandboxPrefix", () => {
     });
     expect(argv.slice(3, 8)).toEqual(["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL"]);
     const text = argv.join(" ");
-    expect(text.indexOf("--tmpfs /tmp ")).toBeLessThan(text.indexOf(` ${project} --chdir`));
+    // The project's bind, wherever the checkout is (under /tmp, the runner's directory is bound after it).
+    const projectBind = text.search(new RegExp(`--bind-fd \\d+ ${project} `));
+    expect(projectBind).toBeGreaterThan(-1);
+    expect(text.indexOf("--tmpfs /tmp ")).toBeLessThan(projectBind);
     expect(text.indexOf("--tmpfs /tmp ")).toBeLessThan(text.indexOf(`--tmpfs ${home} `));
   });
 
