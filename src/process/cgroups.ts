@@ -10,11 +10,17 @@ import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { messageOf } from "../shared/errors.ts";
 import { isSameProcessAlive, processStartTime, signalAll } from "../shared/process-group.ts";
 
-/** Where run cgroups are made: this process's own cgroup, and how they are killed there. */
+/** Where run cgroups are made: this process's own cgroup, and how executors enter and leave them there. */
 export interface CgroupHome {
   dir: string;
   /** `cgroup.kill` (Linux 5.14 and later); else frozen, then each process killed. */
   killFile: boolean;
+  /**
+   * How an executor gets into its run cgroup before it can start anything: made in it by the spawn
+   * itself (`clone3` into the cgroup, Linux 5.7 and a Bun that knows the spawn option), else a
+   * shell that moves itself in and then becomes the program (one more exec per run).
+   */
+  entry: "spawn" | "shell";
 }
 
 export type CgroupProbe = { ok: true; home: CgroupHome } | { ok: false; reason: string };
@@ -87,7 +93,8 @@ function creatorOf(name: string): { namespace: string; pid: number; start: strin
 
 /**
  * Whether run cgroups can be made here, found by doing it: a cgroup is created in this process's
- * own, a shell moves itself into it, and it is removed. Synchronous, a few milliseconds.
+ * own, a process is started in it (by the spawn, else by a shell moving itself in), and it is
+ * removed. Synchronous, a few milliseconds.
  */
 export function probeCgroups(): CgroupProbe {
   const own = ownCgroup();
@@ -100,6 +107,8 @@ export function probeCgroups(): CgroupProbe {
     return { ok: false, reason: `no cgroup can be made in this process's cgroup ${own.dir} (${code}): not delegated` };
   }
   try {
+    const killFile = existsSync(join(probe, "cgroup.kill"));
+    if (startsInside(probe)) return { ok: true, home: { dir: own.dir, killFile, entry: "spawn" } };
     const moved = spawnSync("/bin/sh", ["-c", 'echo $$ > "$0/cgroup.procs"', probe], {
       stdio: ["ignore", "ignore", "pipe"],
       encoding: "utf8",
@@ -109,9 +118,24 @@ export function probeCgroups(): CgroupProbe {
       const said = (moved.stderr ?? "").trim() || String(moved.error ?? `exit ${moved.status}`);
       return { ok: false, reason: `a process cannot be moved into a cgroup made in ${own.dir}: ${said}` };
     }
-    return { ok: true, home: { dir: own.dir, killFile: existsSync(join(probe, "cgroup.kill")) } };
+    return { ok: true, home: { dir: own.dir, killFile, entry: "shell" } };
   } finally {
     removeTree(probe);
+  }
+}
+
+/**
+ * True when a process spawned with `cgroup` is in it from its start. A Bun without the spawn
+ * option ignores it (the process would be in this one's cgroup); a kernel without `clone3` into a
+ * cgroup makes the spawn fail.
+ */
+function startsInside(cgroup: string): boolean {
+  try {
+    const seen = Bun.spawnSync({ cmd: ["cat", "/proc/self/cgroup"], cgroup, stdout: "pipe", stderr: "ignore" });
+    const line = seen.stdout.toString().match(/^0::(.*)$/m)?.[1];
+    return seen.exitCode === 0 && line !== undefined && basename(line) === basename(cgroup);
+  } catch {
+    return false;
   }
 }
 
@@ -185,6 +209,7 @@ export class RunCgroup {
   private constructor(
     readonly path: string,
     private readonly killFile: boolean,
+    private readonly entry: CgroupHome["entry"],
   ) {}
 
   /** Makes a new run cgroup in `home`; throws, naming it, when that fails. */
@@ -195,17 +220,23 @@ export class RunCgroup {
     } catch (error) {
       throw new Error(`cannot make the run's cgroup ${path}: ${messageOf(error)}`);
     }
-    return new RunCgroup(path, home.killFile);
+    return new RunCgroup(path, home.killFile, home.entry);
   }
 
   /**
-   * The argv that starts `argv` inside this cgroup: a shell moves itself in, then becomes the
-   * program, so that the executor is in it before it can start anything.
+   * How to spawn `argv` so that it is in this cgroup before it can start anything: the spawn
+   * option `cgroup`, or an argv whose shell moves itself in, then becomes the program.
    */
-  wrap(argv: string[]): string[] {
+  spawnWith(argv: string[]): { argv: string[]; cgroup?: string } {
+    if (this.entry === "spawn") return { argv, cgroup: this.path };
     const enter =
       'echo $$ > "$0/cgroup.procs" || { echo "agent-runner: cannot enter the run\'s cgroup $0" >&2; exit 125; }';
-    return ["/bin/sh", "-c", `${enter}; exec "$@"`, this.path, ...argv];
+    return { argv: ["/bin/sh", "-c", `${enter}; exec "$@"`, this.path, ...argv] };
+  }
+
+  /** Whether a program that cannot be started would only be seen by the entering shell's exit code. */
+  get entersByShell(): boolean {
+    return this.entry === "shell";
   }
 
   /** True while anything of the run is left in it. */

@@ -75,7 +75,9 @@ export function describeContainment(containment: Containment): string {
       ? "killed whole with cgroup.kill at the run's end"
       : "frozen and killed at the run's end: no cgroup.kill before Linux 5.14";
     const net = subreaper ? "; child subreaper as a second net" : "";
-    return `cgroup v2 per run (delegated at ${cgroups.dir}; ${kill})${net}`;
+    const entry =
+      cgroups.entry === "spawn" ? "entered at the spawn" : "entered through a shell step: no clone3 into a cgroup";
+    return `cgroup v2 per run (delegated at ${cgroups.dir}; ${entry}; ${kill})${net}`;
   }
   if (subreaper) {
     return `child subreaper (descendants are tracked by a mark in their environment and killed with their run; no cgroup per run: ${missing.join("; ")})`;

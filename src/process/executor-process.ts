@@ -113,14 +113,16 @@ export class ExecutorProcess {
       argv = [...sandbox.argv, ...argv];
     }
     let cgroup: RunCgroup | undefined;
+    let cgroupPath: string | undefined;
     try {
       if (contained?.containment.cgroups) {
-        // The shell that enters the cgroup would report a missing program only by its exit code.
-        if (!sandbox) checkProgram(argv[0] ?? "", options.env.PATH, options.cwd);
         cgroup = RunCgroup.create(contained.containment.cgroups);
-        argv = cgroup.wrap(argv);
+        // The shell that enters the cgroup would report a missing program only by its exit code.
+        if (!sandbox && cgroup.entersByShell) checkProgram(argv[0] ?? "", options.env.PATH, options.cwd);
+        ({ argv, cgroup: cgroupPath } = cgroup.spawnWith(argv));
       }
       this.child = Bun.spawn(argv, {
+        cgroup: cgroupPath,
         // The fourth descriptor is the lifeline: this process holds its other end, which the kernel
         // closes whenever this process ends, however it ends. A sandbox's mounts follow it.
         stdio: [

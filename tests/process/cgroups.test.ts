@@ -18,13 +18,16 @@ function home(): CgroupHome {
   return probe.home;
 }
 
+/** Spawns `argv` in `cgroup` as an executor is spawned. */
+function spawnIn(cgroup: RunCgroup, argv: string[], stderr: "inherit" | "pipe" = "inherit") {
+  const { argv: command, cgroup: path } = cgroup.spawnWith(argv);
+  return Bun.spawn(command, { cgroup: path, env: cleanEnv(), stdio: ["ignore", "ignore", stderr] });
+}
+
 /** A bash script in `cgroup`: it starts a sleep in a session of its own, names it in `file`, and waits. */
 function startIn(cgroup: RunCgroup, file: string) {
   const script = `setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! > ${file}; exec sleep 300`;
-  const child = Bun.spawn(cgroup.wrap(["bash", "-c", script]), {
-    env: cleanEnv(),
-    stdio: ["ignore", "ignore", "inherit"],
-  });
+  const child = spawnIn(cgroup, ["bash", "-c", script]);
   onTeardown(() => child.kill("SIGKILL"));
   return child;
 }
@@ -36,9 +39,15 @@ async function pidIn(file: string) {
   return { pid, startTime: startTimeOf(pid) };
 }
 
-describe.each([true, false])("a run cgroup (cgroup.kill: %p)", (killFile) => {
+test("this host's Bun and kernel start a process in its cgroup at the spawn (no shell step)", () => {
+  expect(home().entry).toBe("spawn");
+});
+
+const kinds = [true, false].flatMap((killFile) => (["spawn", "shell"] as const).map((entry) => ({ killFile, entry })));
+
+describe.each(kinds)("a run cgroup (cgroup.kill: $killFile, entered by the $entry)", ({ killFile, entry }) => {
   test("the program is in it from its start, with all it starts; SIGKILL ends all of it; then it is removed", async () => {
-    const cgroup = RunCgroup.create({ ...home(), killFile });
+    const cgroup = RunCgroup.create({ ...home(), killFile, entry });
     onTeardown(() => cgroup.signal("SIGKILL"));
     const file = join(tempDir("ar-cgroup-"), "escapee");
     const program = startIn(cgroup, file);
@@ -55,13 +64,16 @@ describe.each([true, false])("a run cgroup (cgroup.kill: %p)", (killFile) => {
   });
 });
 
-test("a program that cannot enter its cgroup does not start: it fails with a message naming it", async () => {
-  const cgroup = RunCgroup.create(home());
-  cgroup.remove();
-  const child = Bun.spawn(cgroup.wrap(["true"]), { stdio: ["ignore", "ignore", "pipe"] });
+test("a program that cannot enter its cgroup does not start: it fails with a message naming the cgroup", async () => {
+  const bySpawn = RunCgroup.create({ ...home(), entry: "spawn" });
+  bySpawn.remove();
+  expect(() => spawnIn(bySpawn, ["true"])).toThrow(bySpawn.path);
+  const byShell = RunCgroup.create({ ...home(), entry: "shell" });
+  byShell.remove();
+  const child = spawnIn(byShell, ["true"], "pipe");
   expect(await child.exited).toBe(125);
   expect(await new Response(child.stderr).text()).toContain(
-    `agent-runner: cannot enter the run's cgroup ${cgroup.path}`,
+    `agent-runner: cannot enter the run's cgroup ${byShell.path}`,
   );
 });
 
