@@ -91,8 +91,6 @@ export class RunJob {
   /** When this run spawned an executor of its own, until its first sign of life. */
   private spawnedAt?: number;
   private token = "";
-  /** Set when this run started a persistent session's executor: the session keeps the token. */
-  private tokenKept = false;
   /** What its agent used, from the usage events its executor sent (the worker adds them). */
   readonly usage = new RunUsage();
   /** Set once the outcome is queued: nothing is reported twice. */
@@ -124,7 +122,8 @@ export class RunJob {
       await this.failedByRunner(error);
     } finally {
       clearTimeout(this.timeoutTimer);
-      if (!this.tokenKept) this.context.tokens.revoke(this.token);
+      // A persistent session's executor this run started keeps the token: the session revokes it.
+      if (!this.execution?.newSession) this.context.tokens.revoke(this.token);
     }
   }
 
@@ -312,7 +311,6 @@ export class RunJob {
     try {
       if (this.persistent) {
         const executor = new PersistentExecutor(options);
-        this.tokenKept = true;
         return this.turnOf(this.context.sessions.add(run.session_id, executor, run.run_id, this.token), true);
       }
       const executor = new ExecutorProcess({ ...options, stdout: isDebug() ? "lines" : "ignore" });
