@@ -355,11 +355,7 @@ export class AgentWorker {
           ? `${reason}: taking no new runs; waiting for ${count} active run(s) to finish. Press Ctrl+C again (or send SIGTERM) to stop them now.`
           : `${reason}: shutting down`,
       );
-      if (this.poller.polling) {
-        log.info(
-          `The poll in flight may still bring a run (it returns within ${this.poller.holdSeconds} s); it would run too`,
-        );
-      }
+      this.notePollInFlight();
     } else if (this.shutdownStage === 2) {
       log.warn(`${reason} again: stopping ${this.activeRunCount} active run(s)`);
       this.runs.stopAll();
@@ -405,11 +401,15 @@ export class AgentWorker {
         ? `${reason}: taking no more runs; deregistering and exiting once the ${this.runs.size} active run(s) ended`
         : `${reason}: deregistering and exiting`,
     );
-    if (this.poller.polling) {
-      log.info(
-        `The poll in flight may still bring a run (it returns within ${this.poller.holdSeconds} s); it would run too`,
-      );
-    }
+    this.notePollInFlight();
+  }
+
+  /** Once the runner takes no more runs, a poll still held by the coordinator may bring one. */
+  private notePollInFlight(): void {
+    if (!this.poller.polling) return;
+    log.info(
+      `The poll in flight may still bring a run (it returns within ${this.poller.holdSeconds} s); it would run too`,
+    );
   }
 
   private takesNoMoreRuns(): boolean {

@@ -116,7 +116,7 @@ export class LiveSessions {
    * its next turn), or `finished` when no idle session may be kept (`--max-idle-sessions 0`, or
    * not `keepIdle`: the coordinator now speaks 2.1): it is ended now, and the run's report says so.
    */
-  turnCompleted(session: LiveSession, keepIdle = true): "idle" | "finished" {
+  turnCompleted(session: LiveSession, keepIdle: boolean): "idle" | "finished" {
     session.runId = undefined;
     if (this.options.maxIdle === 0 || !keepIdle) {
       const detail = keepIdle ? "no session is kept idle (--max-idle-sessions 0)" : NO_IDLE_SESSIONS_AT_2_1;

@@ -84,6 +84,8 @@ export class RunnerMetrics {
   private readonly registered: Gauge;
   private readonly buildInfo: Gauge<"version" | "profile" | "runner_id">;
   private readonly journalWriteFailures: Counter;
+  private readonly idleSessionCount: Gauge;
+  private readonly idleSessionMemory: Gauge;
   private idleSessions: () => IdleSessions = () => ({ count: 0, memoryBytes: 0 });
   private lastContact: () => number | undefined = () => undefined;
   private readonly atCapacity: Gauge;
@@ -199,22 +201,15 @@ export class RunnerMetrics {
       help: "Run journal writes that failed (runs go on; a crash meanwhile could not be cleaned up after).",
       registers,
     });
-    const idle = () => this.idleSessions();
-    new Gauge({
+    this.idleSessionCount = new Gauge({
       name: `${PREFIX}idle_sessions`,
       help: "Persistent sessions whose executors wait for their next turn.",
       registers,
-      collect() {
-        this.set(idle().count);
-      },
     });
-    new Gauge({
+    this.idleSessionMemory = new Gauge({
       name: `${PREFIX}idle_session_memory_bytes`,
       help: "Resident memory of the idle persistent sessions' processes.",
       registers,
-      collect() {
-        this.set(idle().memoryBytes);
-      },
     });
     const lastContact = () => this.lastContact();
     new Gauge({
@@ -312,6 +307,10 @@ export class RunnerMetrics {
 
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string> {
+    // Read once for both gauges: the memory is a look at every process in /proc.
+    const idle = this.idleSessions();
+    this.idleSessionCount.set(idle.count);
+    this.idleSessionMemory.set(idle.memoryBytes);
     return this.registry.metrics();
   }
 

@@ -13,7 +13,7 @@ import { buildInvocation, type InvocationMode } from "../protocol/invocation.ts"
 import { LIFECYCLE_ENV } from "../protocol/lifecycle.ts";
 import { type RunTokens, urlWithToken } from "../protocol/run-tokens.ts";
 import type { StopSignal } from "../protocol/stop-signal.ts";
-import { RunUsage, type RunUsageReport, type SessionCosts } from "../protocol/usage.ts";
+import { RunUsage, type SessionCosts } from "../protocol/usage.ts";
 import type { Env } from "../shared/env.ts";
 import { messageOf } from "../shared/errors.ts";
 import type { JsonObject } from "../shared/json.ts";
@@ -91,8 +91,6 @@ export class RunJob {
   /** When this run spawned an executor of its own, until its first sign of life. */
   private spawnedAt?: number;
   private token = "";
-  /** Set when this run started a persistent session's executor: the session keeps the token. */
-  private tokenKept = false;
   /** What its agent used, from the usage events its executor sent (the worker adds them). */
   readonly usage = new RunUsage();
   /** Set once the outcome is queued: nothing is reported twice. */
@@ -124,7 +122,8 @@ export class RunJob {
       await this.failedByRunner(error);
     } finally {
       clearTimeout(this.timeoutTimer);
-      if (!this.tokenKept) this.context.tokens.revoke(this.token);
+      // A persistent session's executor this run started keeps the token: the session revokes it.
+      if (!this.execution?.newSession) this.context.tokens.revoke(this.token);
     }
   }
 
@@ -312,7 +311,6 @@ export class RunJob {
     try {
       if (this.persistent) {
         const executor = new PersistentExecutor(options);
-        this.tokenKept = true;
         return this.turnOf(this.context.sessions.add(run.session_id, executor, run.run_id, this.token), true);
       }
       const executor = new ExecutorProcess({ ...options, stdout: isDebug() ? "lines" : "ignore" });
@@ -476,7 +474,8 @@ export class RunJob {
         outcome: counted,
         ...(outcome.kind === "failed" && outcome.exitCode !== undefined ? { exit_code: outcome.exitCode } : {}),
         ...(durationSeconds === undefined ? {} : { duration_s: Math.round(durationSeconds * 1000) / 1000 }),
-        ...(usage ? usageFields(usage) : {}),
+        // The report's usage fields are the log line's too.
+        ...usage,
       }),
     );
     this.context.report(this.runId, this.sessionId, report);
@@ -498,19 +497,6 @@ function secondsSince(timestamp: string | null | undefined): number | undefined 
   const zoned = /(Z|[+-]\d\d:?\d\d)$/i.test(timestamp) ? timestamp : `${timestamp}Z`;
   const elapsed = (Date.now() - Date.parse(zoned)) / 1000;
   return Number.isFinite(elapsed) && elapsed >= 0 ? elapsed : undefined;
-}
-
-/** A run's usage as fields of its JSON log line. */
-function usageFields(usage: RunUsageReport): LogFields {
-  return {
-    cost_usd: usage.cost_usd,
-    input_tokens: usage.input_tokens,
-    output_tokens: usage.output_tokens,
-    cache_read_input_tokens: usage.cache_read_input_tokens,
-    cache_creation_input_tokens: usage.cache_creation_input_tokens,
-    num_turns: usage.num_turns,
-    ...(usage.cost_includes_earlier_turns ? { cost_includes_earlier_turns: true } : {}),
-  };
 }
 
 function exitDescription(status: ExitStatus): string {

@@ -23,7 +23,7 @@ import { lockFile } from "../process/libc.ts";
 import { RunUsageReport } from "../protocol/usage.ts";
 import { type } from "../shared/arktype.ts";
 import { ConfigError, messageOf } from "../shared/errors.ts";
-import { validate } from "../shared/json.ts";
+import { parseJson, validate } from "../shared/json.ts";
 import { log } from "../shared/log.ts";
 import { isSameProcessAlive, processStartTime } from "../shared/process-group.ts";
 import { limitText, readSmallFile, SmallFileError } from "../shared/small-file.ts";
@@ -342,7 +342,7 @@ function untrusted(path: string): string | undefined {
 /** Who holds the journal, when another process does: read only, never set aside. */
 function peekJournal(path: string): JournalFile | undefined {
   try {
-    return validate(JSON.parse(readSmallFile(path, MAX_JOURNAL_BYTES)), JournalFile, "its content");
+    return parseJson(readSmallFile(path, MAX_JOURNAL_BYTES), JournalFile, "its content");
   } catch {
     return undefined;
   }

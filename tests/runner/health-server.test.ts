@@ -309,6 +309,22 @@ describe("/metrics", () => {
     expect(families.get("agent_runner_build_info")?.samples.map((s) => s.labels.runner_id)).toEqual(["lnch_def"]);
   });
 
+  test("the idle persistent sessions and their memory, read once per scrape (the memory is a look at /proc)", async () => {
+    const { monitor } = start();
+    let families = await scrape();
+    expect(sampleValue(families, "agent_runner_idle_sessions")).toBe(0);
+    expect(sampleValue(families, "agent_runner_idle_session_memory_bytes")).toBe(0);
+    let reads = 0;
+    monitor.trackIdleSessions(() => {
+      reads++;
+      return { count: 3, memoryBytes: 123_456_789 };
+    });
+    families = await scrape();
+    expect(sampleValue(families, "agent_runner_idle_sessions")).toBe(3);
+    expect(sampleValue(families, "agent_runner_idle_session_memory_bytes")).toBe(123_456_789);
+    expect(reads).toBe(1);
+  });
+
   test("the process's own figures: CPU, resident memory, descriptors, start time; nothing Bun cannot tell", async () => {
     start();
     const families = await scrape();
