@@ -37,7 +37,7 @@ export type PollEvent =
   | { kind: "stop_sessions"; sessionIds: string[] }
   | { kind: "run"; run: RunRequest }
   /** A run the runner cannot execute as given; reported failed when it has a run id. */
-  | { kind: "bad_run"; runId?: string; reason: string }
+  | { kind: "bad_run"; runId?: string; sessionId?: string; reason: string }
   | { kind: "deregistered" }
   | { kind: "not_registered" };
 
@@ -99,10 +99,10 @@ function runEvent(data: unknown, generation: ProtocolGeneration): PollEvent {
 }
 
 function badRun(data: unknown, summary: string): PollEvent {
-  const runId = RunIdOnly(data);
+  const ids = RunIdOnly(data);
   return {
     kind: "bad_run",
-    runId: runId instanceof type.errors ? undefined : runId.run_id,
+    ...(ids instanceof type.errors ? {} : { runId: ids.run_id, sessionId: ids.session_id }),
     reason: `Malformed run payload: ${summary.replaceAll("\n", "; ")}`,
   };
 }

@@ -50,7 +50,10 @@ export const RunRequest22 = type({
 });
 
 /** Enough of a malformed run to report it failed. */
-export const RunIdOnly = type({ run_id: "string > 0" });
+export const RunIdOnly = type({ run_id: "string > 0", "session_id?": "unknown" }).pipe(({ run_id, session_id }) => ({
+  run_id,
+  session_id: typeof session_id === "string" && session_id !== "" ? session_id : undefined,
+}));
 
 /** `GET /runner/runs` → 200: what the poll brought (the run itself is checked on its own). */
 export const PollReply = JsonObject.and({

@@ -6,7 +6,7 @@
 import { DEFAULT_HEARTBEAT_INTERVAL_SECONDS, DEFAULT_POLL_TIMEOUT_SECONDS } from "../config/defaults.ts";
 import type { ExecutorProfile } from "../config/profiles.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
-import type { CoordinatorClient, PollEvent } from "../coordinator/client.ts";
+import type { CoordinatorClient, PollEvent, RunReport } from "../coordinator/client.ts";
 import type { RegistrationInput } from "../coordinator/registration.ts";
 import { REQUEST_TIMEOUT_MS } from "../coordinator/request-timeout.ts";
 import type { RunTokens } from "../protocol/run-tokens.ts";
@@ -430,7 +430,12 @@ export class AgentWorker {
       case "bad_run":
         log.error(event.reason);
         if (event.runId) {
-          this.outbox.send(event.runId, { kind: "failed", error: event.reason });
+          // Its failure is journalled like any outcome, until the coordinator has it. Without a
+          // session of its own, it queues on its own.
+          const sessionId = event.sessionId ?? event.runId;
+          const report: RunReport = { kind: "failed", error: event.reason };
+          this.options.journal.runEnded(event.runId, sessionId, report);
+          this.outbox.send(event.runId, report, sessionId);
           this.observer.runEnded({ outcome: "failed", reason: "bad_run" });
         }
         return;
