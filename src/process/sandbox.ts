@@ -209,13 +209,11 @@ function openPlaces(options: Omit<BubblewrapOptions, "settings">) {
 }
 
 /**
- * The home to empty, the runner's directory and the project's real path, checked: throws, naming
- * the path, when the project or home cannot be sandboxed. Touches nothing.
+ * Checks the home to empty and the project: throws, naming the path, when either cannot be
+ * sandboxed. Touches nothing.
  */
-export function sandboxPlaces(options: Omit<BubblewrapOptions, "settings">) {
-  const { home, realHome, runnerDir, project } = openPlaces(options);
-  closePlace(project);
-  return { home, realHome, runnerDir, project: project.path };
+export function checkSandboxPlaces(options: Omit<BubblewrapOptions, "settings">): void {
+  closePlace(openPlaces(options).project);
 }
 
 /**
