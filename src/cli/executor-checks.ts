@@ -8,10 +8,10 @@ import { type ExecutorProfile, resolveExecutorCommand, sandboxOptions } from "..
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { claudeCodeNotFound, findClaudeCode } from "../executors/claude-code-binary.ts";
 import {
+  checkSandboxPlaces,
   closeSandboxFds,
   type SandboxOptions,
   type SandboxPrefix,
-  sandboxPlaces,
   sandboxPrefix,
 } from "../process/sandbox.ts";
 import { checkBubblewrap } from "../process/sandbox-check.ts";
@@ -142,7 +142,7 @@ async function checkSandbox(
   if (!check.ok) return { ok: false, detail: check.reason };
   const inProject = { ...sandbox, projectDir: config.projectDir, env };
   try {
-    sandboxPlaces(inProject);
+    checkSandboxPlaces(inProject);
   } catch (error) {
     return { ok: false, detail: messageOf(error), someRuns: true };
   }

@@ -43,11 +43,13 @@ async function printProfileList(profilesDir: string | undefined): Promise<void> 
     entry.source,
     entry.error ? `(unusable: ${entry.error})` : "",
   ]);
-  const widths = [0, 1, 2, 3, 4, 5, 6].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
+  // Every column as wide as its widest cell (the last one's padding is trimmed).
+  const width = (column: number) => Math.max(...rows.map((row) => row[column]!.length));
+  const widths = rows[0]?.map((_, column) => width(column)) ?? [];
   for (const row of rows) {
     console.log(
       row
-        .map((cell, column) => cell.padEnd(widths[column] ?? 0))
+        .map((cell, column) => cell.padEnd(widths[column]!))
         .join("  ")
         .trimEnd(),
     );

@@ -31,10 +31,16 @@ export interface LookupOptions {
 
 const SDK_PACKAGE = "@anthropic-ai/claude-agent-sdk";
 
+let musl: boolean | undefined;
+
+/** Whether this process runs on musl libc: asked of a diagnostic report (costly), once. */
 function isMusl(): boolean {
   if (process.platform !== "linux") return false;
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
-  return report?.header?.glibcVersionRuntime === undefined;
+  if (musl === undefined) {
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+    musl = report?.header?.glibcVersionRuntime === undefined;
+  }
+  return musl;
 }
 
 /** The SDK's platform packages for this machine, in the order the SDK itself tries them. */

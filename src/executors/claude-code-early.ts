@@ -12,10 +12,11 @@ import sdkPackage from "@anthropic-ai/claude-agent-sdk/package.json" with { type
 import type { Env } from "../shared/env.ts";
 import { findClaudeCode } from "./claude-code-binary.ts";
 import {
-  CLAUDE_CODE_DEFAULTS,
+  type ClaudeCodeConfig,
   type ClaudeCodeSettings,
   PERMISSION_MODES,
   SETTING_SOURCES,
+  settingsOf,
 } from "./claude-code-settings.ts";
 import type { ExecutorLog } from "./kit/executor-log.ts";
 
@@ -39,45 +40,24 @@ const isFields = (value: unknown): value is JsonFields =>
   value !== null && typeof value === "object" && !Array.isArray(value);
 const isNonEmptyString = (value: unknown): value is string => typeof value === "string" && value !== "";
 
+const absent = (value: unknown) => value === undefined || value === null;
+const isOneOf = (values: readonly unknown[], value: unknown) => values.includes(value);
+
 /**
  * The settings `executor_config` asks for, when every key this executor reads holds a value the
  * validator accepts (claude-code-options.ts); undefined otherwise, and the validator will say why.
  */
 function plainSettings(config: unknown): ClaudeCodeSettings | undefined {
-  if (config === undefined) return { ...CLAUDE_CODE_DEFAULTS };
+  if (config === undefined) return settingsOf({});
   if (!isFields(config)) return undefined;
-  const {
-    permission_mode: mode,
-    setting_sources: sources,
-    model,
-    max_budget_usd: maxBudgetUsd,
-    max_turns: maxTurns,
-  } = config;
-  const settings: ClaudeCodeSettings = { ...CLAUDE_CODE_DEFAULTS };
-  if (mode !== undefined && mode !== null) {
-    const known = PERMISSION_MODES.find((name) => name === mode);
-    if (!known) return undefined;
-    settings.permissionMode = known;
-  }
-  if (sources !== undefined && sources !== null) {
-    if (!Array.isArray(sources)) return undefined;
-    const known = sources.map((source) => SETTING_SOURCES.find((name) => name === source));
-    if (known.some((source) => source === undefined)) return undefined;
-    settings.settingSources = [...new Set(known as ClaudeCodeSettings["settingSources"])];
-  }
-  if (model !== undefined && model !== null) {
-    if (typeof model !== "string" || model.trim() === "") return undefined;
-    settings.model = model;
-  }
-  if (maxBudgetUsd !== undefined && maxBudgetUsd !== null) {
-    if (typeof maxBudgetUsd !== "number" || !(maxBudgetUsd > 0)) return undefined;
-    settings.maxBudgetUsd = maxBudgetUsd;
-  }
-  if (maxTurns !== undefined && maxTurns !== null) {
-    if (typeof maxTurns !== "number" || !Number.isInteger(maxTurns) || maxTurns < 1) return undefined;
-    settings.maxTurns = maxTurns;
-  }
-  return settings;
+  const { permission_mode: mode, setting_sources: sources, model, max_budget_usd: budget, max_turns: turns } = config;
+  const plain =
+    (absent(mode) || isOneOf(PERMISSION_MODES, mode)) &&
+    (absent(sources) || (Array.isArray(sources) && sources.every((source) => isOneOf(SETTING_SOURCES, source)))) &&
+    (absent(model) || (typeof model === "string" && model.trim() !== "")) &&
+    (absent(budget) || (typeof budget === "number" && budget > 0)) &&
+    (absent(turns) || (typeof turns === "number" && Number.isInteger(turns) && turns >= 1));
+  return plain ? settingsOf(config as ClaudeCodeConfig) : undefined;
 }
 
 /**

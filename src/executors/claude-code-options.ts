@@ -11,25 +11,17 @@ import type { Env } from "../shared/env.ts";
 import { JsonObject, schemaValidator, validate } from "../shared/validation.ts";
 import { type ClaudeCodeLookup, claudeCodeNotFound, findClaudeCode } from "./claude-code-binary.ts";
 import {
-  CLAUDE_CODE_DEFAULTS,
+  type ClaudeCodeConfig,
   type ClaudeCodeSettings,
   PERMISSION_MODES,
   SETTING_SOURCES,
+  settingsOf,
 } from "./claude-code-settings.ts";
 import { ExecutorError } from "./kit/run-executor.ts";
 
-/** What `executor_config` holds under the keys this executor reads (null = default). */
-interface ClaudeCodeConfig {
-  permission_mode?: ClaudeCodeSettings["permissionMode"] | null;
-  setting_sources?: ClaudeCodeSettings["settingSources"] | null;
-  model?: string | null;
-  max_budget_usd?: number | null;
-  max_turns?: number | null;
-}
-
 const units = (values: readonly string[]) => values.map((unit) => ({ unit }));
 /** The keys this executor reads from `executor_config`; other keys are ignored. */
-const ClaudeCodeConfig = schemaValidator<ClaudeCodeConfig>({
+const ClaudeCodeConfigSchema = schemaValidator<ClaudeCodeConfig>({
   domain: "object",
   optional: [
     { key: "permission_mode", value: [...units(PERMISSION_MODES), { unit: null }] },
@@ -54,24 +46,7 @@ const ClaudeCodeConfig = schemaValidator<ClaudeCodeConfig>({
 
 /** Reads the keys this executor knows from `executor_config`; other keys are ignored (forward compatibility). */
 export function claudeCodeSettings(config: JsonObject | undefined): ClaudeCodeSettings {
-  const settings: ClaudeCodeSettings = {
-    ...CLAUDE_CODE_DEFAULTS,
-    settingSources: [...CLAUDE_CODE_DEFAULTS.settingSources],
-  };
-  if (!config) return settings;
-  const {
-    permission_mode: mode,
-    setting_sources: sources,
-    model,
-    max_budget_usd: maxBudgetUsd,
-    max_turns: maxTurns,
-  } = validate(config, ClaudeCodeConfig, "executor_config", ExecutorError);
-  if (mode) settings.permissionMode = mode;
-  if (sources) settings.settingSources = [...new Set(sources)];
-  if (model) settings.model = model;
-  if (typeof maxBudgetUsd === "number") settings.maxBudgetUsd = maxBudgetUsd;
-  if (typeof maxTurns === "number") settings.maxTurns = maxTurns;
-  return settings;
+  return settingsOf(config ? validate(config, ClaudeCodeConfigSchema, "executor_config", ExecutorError) : {});
 }
 
 /** `${VAR}` → the variable's value; a variable that is not set leaves its placeholder as is. */

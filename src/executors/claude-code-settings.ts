@@ -27,3 +27,26 @@ export const CLAUDE_CODE_DEFAULTS: ClaudeCodeSettings = {
   permissionMode: "bypassPermissions",
   settingSources: ["user", "project", "local"],
 };
+
+/** What `executor_config` holds under the keys this executor reads, once checked (null = default). */
+export interface ClaudeCodeConfig {
+  permission_mode?: PermissionMode | null;
+  setting_sources?: SettingSource[] | null;
+  model?: string | null;
+  max_budget_usd?: number | null;
+  max_turns?: number | null;
+}
+
+/** The settings a checked `executor_config` asks for: its values over the defaults. */
+export function settingsOf(config: ClaudeCodeConfig): ClaudeCodeSettings {
+  const settings: ClaudeCodeSettings = {
+    ...CLAUDE_CODE_DEFAULTS,
+    settingSources: [...CLAUDE_CODE_DEFAULTS.settingSources],
+  };
+  if (config.permission_mode) settings.permissionMode = config.permission_mode;
+  if (config.setting_sources) settings.settingSources = [...new Set(config.setting_sources)];
+  if (config.model) settings.model = config.model;
+  if (typeof config.max_budget_usd === "number") settings.maxBudgetUsd = config.max_budget_usd;
+  if (typeof config.max_turns === "number") settings.maxTurns = config.max_turns;
+  return settings;
+}

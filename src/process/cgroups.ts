@@ -79,9 +79,13 @@ function pidNamespace(): string {
 
 const NAME = /^agent-runner-(\d+)-(\d+)-(\d+)-(\d+)$/;
 
+/** This process as a run cgroup's name says it: its PID namespace, pid and start time (the same for every run). */
+let creatorPart: string | undefined;
+
 /** A run cgroup's name: the creator's PID namespace, pid and start time, and a sequence number. */
 function runCgroupName(sequence: number): string {
-  return `agent-runner-${pidNamespace()}-${process.pid}-${processStartTime(process.pid) ?? 0}-${sequence}`;
+  creatorPart ??= `${pidNamespace()}-${process.pid}-${processStartTime(process.pid) ?? 0}`;
+  return `agent-runner-${creatorPart}-${sequence}`;
 }
 
 /** Who made a run cgroup of this name, or undefined when the name is not one this module gives. */

@@ -144,8 +144,10 @@ function neededWritable(needs: SandboxNeeds, home: string): string[] {
 /** Kernel filesystems: writable in the sandbox they would reach other processes and the host. */
 const SYSTEM_DIRS = ["/proc", "/sys", "/dev"];
 
-/** Directories the sandbox protects from being written: the runner's own, with what they are. */
-type Guarded = Array<[string, string]>;
+/** Directories the sandbox protects from being written: the runner's own, what they are, where they really are. */
+type Guarded = Array<{ dir: string; which: string; realDir: string }>;
+
+const guard = (dir: string, which: string) => ({ dir, which, realDir: real(dir) ?? resolve(dir) });
 
 /**
  * Nothing the sandbox makes writable may open up what it protects: be inside the runner's
@@ -153,8 +155,7 @@ type Guarded = Array<[string, string]>;
  * contain one (the agent could rename a parent of it and put its own in its place).
  */
 function checkWritable(place: Place, given: string, what: string, guarded: Guarded): void {
-  for (const [dir, which] of guarded) {
-    const realDir = real(dir) ?? resolve(dir);
+  for (const { dir, which, realDir } of guarded) {
     if (isWithin(place.path, realDir)) {
       throw new Error(`Sandbox: ${what} ${given} is inside ${which} ${dir}, which stays read-only or hidden`);
     }
@@ -199,21 +200,20 @@ function openPlaces(options: Omit<BubblewrapOptions, "settings">) {
   if (!realHome || !statSync(realHome).isDirectory()) throw new Error(`Sandbox: home directory ${home} does not exist`);
   if (realHome === sep) throw new Error("Sandbox: the home directory is /, which cannot be replaced by an empty one");
   const { runnerDir } = options;
+  // Resolved once: each writable place is checked against them.
   const guarded: Guarded = [
-    [runnerDir, "the runner's directory"],
-    ...options.stateDirs.map((dir): [string, string] => [dir, "the runner's state directory"]),
+    guard(runnerDir, "the runner's directory"),
+    ...options.stateDirs.map((dir) => guard(dir, "the runner's state directory")),
   ];
   return { home, realHome, runnerDir, guarded, project: openProject(options.projectDir, realHome, home, guarded) };
 }
 
 /**
- * The home to empty, the runner's directory and the project's real path, checked: throws, naming
- * the path, when the project or home cannot be sandboxed. Touches nothing.
+ * Checks the home to empty and the project: throws, naming the path, when either cannot be
+ * sandboxed. Touches nothing.
  */
-export function sandboxPlaces(options: Omit<BubblewrapOptions, "settings">) {
-  const { home, realHome, runnerDir, project } = openPlaces(options);
-  closePlace(project);
-  return { home, realHome, runnerDir, project: project.path };
+export function checkSandboxPlaces(options: Omit<BubblewrapOptions, "settings">): void {
+  closePlace(openPlaces(options).project);
 }
 
 /**

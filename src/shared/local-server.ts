@@ -41,7 +41,7 @@ export function defaultConnectionBound(limit = openFilesLimit().soft): number {
  * executor has its run's token, cannot hold every place and shut out the other runs and the
  * health probes.
  */
-export function perTokenBound(bound: number): number {
+function perTokenBound(bound: number): number {
   return Math.max(4, Math.floor(bound / 4));
 }
 

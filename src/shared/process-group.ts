@@ -78,7 +78,9 @@ export type ProcessTree = Map<number, ProcStat[]>;
 export function processTree(): ProcessTree {
   const children: ProcessTree = new Map();
   for (const running of runningProcesses() ?? []) {
-    children.set(running.ppid, [...(children.get(running.ppid) ?? []), running]);
+    const siblings = children.get(running.ppid);
+    if (siblings) siblings.push(running);
+    else children.set(running.ppid, [running]);
   }
   return children;
 }

@@ -2,7 +2,13 @@
 import type { Lifecycle } from "../../protocol/lifecycle.ts";
 
 export class StdinReader {
+  /** Text read and not yet handed on, after `partial`; only its newest chunk has not been searched for a line break. */
   private buffer = "";
+  /**
+   * The part of the next line read so far, in pieces, joined once when the line ends: a long line
+   * in many chunks costs its length, not its length at every chunk.
+   */
+  private partial: string[] = [];
   private ended = false;
   private readonly decoder = new TextDecoder();
   private reader?: { read(): Promise<{ done: boolean; value?: Uint8Array }> };
@@ -24,9 +30,7 @@ export class StdinReader {
   /** Everything up to the end of input (what is left of it). */
   private async readAll(): Promise<string> {
     while (await this.fill()) {}
-    const text = this.buffer;
-    this.buffer = "";
-    return text;
+    return this.take();
   }
 
   /** The next line without its line break (a last line may lack one), or undefined at the end of input. */
@@ -34,15 +38,18 @@ export class StdinReader {
     for (;;) {
       const end = this.buffer.indexOf("\n");
       if (end >= 0) {
-        const line = this.buffer.slice(0, end);
+        this.partial.push(this.buffer.slice(0, end));
         this.buffer = this.buffer.slice(end + 1);
+        const line = this.partial.join("");
+        this.partial = [];
         return line.endsWith("\r") ? line.slice(0, -1) : line;
       }
+      // No line break in it: kept aside, so that only what comes next is searched.
+      if (this.buffer !== "") this.partial.push(this.buffer);
+      this.buffer = "";
       if (!(await this.fill())) {
-        if (this.buffer === "") return undefined;
-        const last = this.buffer;
-        this.buffer = "";
-        return last;
+        const last = this.take();
+        return last === "" ? undefined : last;
       }
     }
   }
@@ -58,6 +65,14 @@ export class StdinReader {
       if (line.trim() !== "") return line;
     }
     return "";
+  }
+
+  /** What was read and not handed on yet, all of it. */
+  private take(): string {
+    const text = this.partial.join("") + this.buffer;
+    this.partial = [];
+    this.buffer = "";
+    return text;
   }
 
   /** Reads one more chunk into the buffer; false once the input has ended. */

@@ -54,6 +54,27 @@ describe("StdinReader", () => {
     expect(await persistent.readLine()).toBe('{"type":"shutdown"}');
     expect(await new StdinReader("\n\n").readInvocation("persistent")).toBe("");
   });
+
+  test("a 32 MB turn line in 16 KB chunks is read at the cost of its length", async () => {
+    // Joined and searched again at each chunk, the part read so far would cost some 7 s of
+    // copying here; read once, well under 0.5 s.
+    const bytes = encoder.encode(`${"x".repeat(32 * 1024 * 1024)}\n${SHUTDOWN_LINE}`);
+    let at = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (at >= bytes.length) return controller.close();
+        controller.enqueue(bytes.subarray(at, at + 16 * 1024));
+        at += 16 * 1024;
+      },
+    });
+    const reader = new StdinReader(stream);
+    const started = performance.now();
+    const line = await reader.readLine();
+    const seconds = (performance.now() - started) / 1000;
+    expect(line?.length).toBe(32 * 1024 * 1024);
+    expect(await reader.readLine()).toBe(SHUTDOWN_LINE.trimEnd());
+    expect(seconds).toBeLessThan(2);
+  }, 30_000);
 });
 
 let gateway: LocalGateway;
