@@ -63,6 +63,16 @@ async function gone(pid: number, timeoutMs: number): Promise<boolean> {
   return true;
 }
 
+/**
+ * SIGKILLs `runner` and waits for its end. The coordinator still counts the dead incarnation
+ * online, as it would after a crash: the next registration gets 409 until it is adopted.
+ */
+async function crashRunner(fake: FakeCoordinator, runner: CliRunner): Promise<void> {
+  runner.process.kill("SIGKILL");
+  await runner.process.exited;
+  fake.heldBy = hostname();
+}
+
 const readyPid = async (f: FakeCoordinator, sessionId: string): Promise<number> =>
   (await f.waitFor((r) => r.path === `/sessions/${sessionId}/events` && r.body?.event_type === "ready")).body.pid;
 
@@ -93,11 +103,8 @@ test.each(GENERATIONS)(
     fake.handRun({ run_id: "run_crash", type: "start_session", session_id: "ses_crash", prompt: "p" });
     const orphan = await readyPid(fake, "ses_crash");
     killAfterTest(orphan);
-    first.process.kill("SIGKILL");
-    await first.process.exited;
+    await crashRunner(fake, first);
     expect(alive(orphan)).toBe(true);
-    // The coordinator still counts the dead incarnation online: a new registration gets 409.
-    fake.heldBy = hostname();
     const restartedAt = performance.now();
     const second = startRunner(fake, "ignore-term", stateDir);
     const report = await finalReport(fake, "run_crash", restartedAt);
@@ -122,9 +129,7 @@ test.each(GENERATIONS)(
     await fake.down();
     release.release("ses_known");
     await first.waitFor(/Run run_known completed/);
-    first.process.kill("SIGKILL");
-    await first.process.exited;
-    fake.heldBy = hostname();
+    await crashRunner(fake, first);
     fake.up();
     const second = startRunner(fake, "outcome", stateDir);
     const report = await finalReport(fake, "run_known");
@@ -216,10 +221,8 @@ test("after SIGKILL with a persistent session idle, the restarted runner kills i
   expect(fake.sessionStatus.get("ses_orphan")).toBe("idle");
   const orphan = await turnPid(fake, "ses_orphan");
   killAfterTest(orphan);
-  first.process.kill("SIGKILL");
-  await first.process.exited;
+  await crashRunner(fake, first);
   expect(alive(orphan)).toBe(true);
-  fake.heldBy = hostname();
   const second = startPersistentRunner(fake, stateDir);
   await fake.waitForSessionStatus("ses_orphan", ["finished"]);
   expect(fake.find("POST", "/runner/sessions/ses_orphan/status").map((r) => r.body)).toEqual([
@@ -254,10 +257,8 @@ test("after SIGKILL during a persistent session's turn, the restarted runner kil
   const { run_id: runId } = fake.handRun({ session_id: "ses_midturn", prompt: "ignore-shutdown hang" });
   const orphan = await turnPid(fake, "ses_midturn");
   killAfterTest(orphan);
-  first.process.kill("SIGKILL");
-  await first.process.exited;
+  await crashRunner(fake, first);
   expect(alive(orphan)).toBe(true);
-  fake.heldBy = hostname();
   const restartedAt = performance.now();
   startPersistentRunner(fake, stateDir);
   const report = await finalReport(fake, runId, restartedAt);
