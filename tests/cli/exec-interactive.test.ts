@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { offlineClaudeEnv, recordingClaude } from "../support/claude-code.ts";
-import { type MessagesRequest, startFakeAnthropic } from "../support/fake-anthropic.ts";
+import { echoLastLine, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { InteractiveExec, leftoversAfter } from "../support/interactive-exec.ts";
 import { cleanEnv, goneWithin, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 import { homeWithSecrets, needBubblewrap } from "../support/sandbox.ts";
@@ -33,11 +33,6 @@ function interactive(args: string[], env: Record<string, string | undefined> = {
   const project = temp.make("ar-int-project-");
   const exec = new InteractiveExec([...args, "--state-dir", state], { env, cwd: project });
   return { exec, state, project };
-}
-
-/** The fake model's answer: the last line of what the user said last, echoed. */
-function echoLastLine(request: MessagesRequest) {
-  return { text: `You said: ${request.userText.trim().split("\n").at(-1)}` };
 }
 
 /** How many `bind` lines exec showed. */
@@ -269,10 +264,7 @@ describe("exec --interactive with Claude Code against the fake Messages API", ()
       const { exec } = interactive(["--session-id", "ses_cc", "--prompt", "FIRST_TURN_MARKER"], env);
       await exec.stdout.waitFor(/You said: FIRST_TURN_MARKER\n/);
       // The model "thinks" until released: the turn is under way when the Ctrl+C comes.
-      api.holdMessages();
-      const from = api.requests.length;
-      exec.type("TAKE_YOUR_TIME");
-      await api.waitFor((r) => api.requests.indexOf(r) >= from && JSON.stringify(r.body).includes("TAKE_YOUR_TIME"));
+      await api.holdTurn("TAKE_YOUR_TIME", () => exec.type("TAKE_YOUR_TIME"));
       exec.ctrlC();
       await exec.stderr.waitFor(/Turn 2 was interrupted/);
       api.releaseHeld();

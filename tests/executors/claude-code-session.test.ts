@@ -11,7 +11,7 @@ import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { claudeCodeSandboxNeeds } from "../../src/executors/sandbox-needs.ts";
 import { closeSandboxFds, sandboxPrefix } from "../../src/process/sandbox.ts";
 import { offlineClaudeEnv, recordingClaude } from "../support/claude-code.ts";
-import { type FakeAnthropic, type MessagesRequest, startFakeAnthropic } from "../support/fake-anthropic.ts";
+import { echoLastLine, type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { PersistentExecutor } from "../support/persistent-executor.ts";
 import { CLAUDE_CODE_EXECUTOR, goneWithin, REPO_ROOT, runProcess, TempDirs, tempDir } from "../support/processes.ts";
 import { homeWithSecrets, needBubblewrap } from "../support/sandbox.ts";
@@ -29,11 +29,6 @@ beforeEach(() => {
 afterEach(async () => {
   await gateway.stop();
 });
-
-/** The fake model's answer: the last line of what the user said last, echoed. */
-function echoLastLine(request: MessagesRequest) {
-  return { text: `You said: ${request.userText.trim().split("\n").at(-1)}` };
-}
 
 /** Only what Claude Code needs, pointed at the fakes; `claude` (a recording wrapper) as its binary when given. */
 function claudeEnv(api: FakeAnthropic, claude?: string, home = tempDir("ar-ccs-home-")) {
@@ -100,14 +95,6 @@ function startSession(
   return { api, claude, executor };
 }
 
-/** Starts a turn whose Messages request the model holds unanswered, and waits until that request has arrived. */
-async function startHeldTurn(api: FakeAnthropic, executor: PersistentExecutor): Promise<void> {
-  api.holdMessages();
-  const from = api.requests.length;
-  executor.turn({ prompt: "TAKE_YOUR_TIME" });
-  await api.waitFor((r) => api.requests.indexOf(r) >= from && JSON.stringify(r.body).includes("TAKE_YOUR_TIME"));
-}
-
 describe("persistent Claude Code session", () => {
   test(
     "two turns served by one Claude Code process; the second carries the first's history; shutdown exits 0",
@@ -155,7 +142,7 @@ describe("persistent Claude Code session", () => {
       const { api, claude, executor } = startSession("hello");
       expect((await executor.turnComplete()).result).toBe("You said: hello");
       // The model "thinks" until released: the turn is under way when the interrupt comes.
-      await startHeldTurn(api, executor);
+      await api.holdTurn("TAKE_YOUR_TIME", () => executor.turn({ prompt: "TAKE_YOUR_TIME" }));
       executor.interrupt();
       expect(await executor.turnComplete()).toEqual({ type: "turn_complete", result: "", interrupted: true });
       api.releaseHeld();
@@ -202,7 +189,7 @@ describe("persistent Claude Code session", () => {
     async () => {
       const { api, claude, executor } = startSession("hello");
       expect((await executor.turnComplete()).result).toBe("You said: hello");
-      await startHeldTurn(api, executor);
+      await api.holdTurn("TAKE_YOUR_TIME", () => executor.turn({ prompt: "TAKE_YOUR_TIME" }));
       executor.process.kill("SIGTERM");
       expect(await executor.exited).toBe(143);
       expect(executor.stderr).toContain("ao-claude-code-exec: Stopped by SIGTERM");
