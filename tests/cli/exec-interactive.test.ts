@@ -35,6 +35,11 @@ function interactive(args: string[], env: Record<string, string | undefined> = {
   return { exec, state, project };
 }
 
+/** exec --interactive with the persistent fixture executor, its first turn `prompt`, and `args` after. */
+function interactiveFixture(prompt: string, ...args: string[]) {
+  return interactive(["--profile", "fixture", "--profiles-dir", fixtureProfiles(), "--prompt", prompt, ...args]);
+}
+
 /** How many `bind` lines exec showed. */
 const binds = (stderr: string) => stderr.split("\n").filter((line) => /^\d\d:\d\d:\d\d {2}bind /.test(line)).length;
 
@@ -177,7 +182,7 @@ describe("exec --interactive with the test profile", () => {
 
 describe("exec --interactive: stops and executors that end", () => {
   test("double Ctrl+C mid-turn stops the executor (SIGTERM); exit 143, and says in which turn", async () => {
-    const { exec } = interactive(["--profile", "fixture", "--profiles-dir", fixtureProfiles(), "--prompt", "hang"]);
+    const { exec } = interactiveFixture("hang");
     await exec.stderr.waitFor(/"prompt":"hang"/);
     const [executor] = exec.children();
     exec.ctrlC();
@@ -190,16 +195,7 @@ describe("exec --interactive: stops and executors that end", () => {
   });
 
   test("a third Ctrl+C kills an executor that ignores SIGTERM at once; exit 137", async () => {
-    const { exec } = interactive([
-      "--profile",
-      "fixture",
-      "--profiles-dir",
-      fixtureProfiles(),
-      "--prompt",
-      "ignore-term",
-      "--stop-grace-seconds",
-      "60",
-    ]);
+    const { exec } = interactiveFixture("ignore-term", "--stop-grace-seconds", "60");
     await exec.stdout.waitFor(/turn 1: ignore-term\n/);
     exec.type("hang");
     await exec.stderr.waitFor(/"prompt":"hang"/);
@@ -216,16 +212,7 @@ describe("exec --interactive: stops and executors that end", () => {
   });
 
   test("an executor that stays after the shutdown line and SIGTERM: SIGTERM after the grace, then SIGKILL; exit 137", async () => {
-    const { exec } = interactive([
-      "--profile",
-      "fixture",
-      "--profiles-dir",
-      fixtureProfiles(),
-      "--prompt",
-      "ignore-shutdown",
-      "--stop-grace-seconds",
-      "1",
-    ]);
+    const { exec } = interactiveFixture("ignore-shutdown", "--stop-grace-seconds", "1");
     await exec.stdout.waitFor(/turn 1: ignore-shutdown\n/);
     exec.endInput();
     expect(await exec.end()).toBe(137);
@@ -234,7 +221,7 @@ describe("exec --interactive: stops and executors that end", () => {
   });
 
   test("the executor dies during a turn: its exit code, and the turn it died in", async () => {
-    const { exec } = interactive(["--profile", "fixture", "--profiles-dir", fixtureProfiles(), "--prompt", "one"]);
+    const { exec } = interactiveFixture("one");
     await exec.stdout.waitFor(/turn 1: one\n/);
     exec.type("exit 3");
     expect(await exec.end()).toBe(3);
@@ -243,7 +230,7 @@ describe("exec --interactive: stops and executors that end", () => {
   });
 
   test("the executor dies while waiting for the next prompt: exec ends at once with its status", async () => {
-    const { exec } = interactive(["--profile", "fixture", "--profiles-dir", fixtureProfiles(), "--prompt", "one"]);
+    const { exec } = interactiveFixture("one");
     await exec.stdout.waitFor(/turn 1: one\n/);
     const [executor] = exec.children();
     process.kill(executor!, "SIGKILL");
