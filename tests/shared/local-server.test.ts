@@ -25,10 +25,12 @@ const OTHER = "/tok_other";
 /** The test's live tokens: a path's first segment, when it is one of them. */
 const tokenOf = (path: string) => [TOKEN, OTHER].find((token) => path.startsWith(`${token}/`));
 
+/** A local server on 127.0.0.1 under a bound of `bound` connections; by default it answers with the path it got. */
 function start(options: {
   bound: number;
   fetch?: (request: Request) => Response | Promise<Response>;
   idleTimeoutSeconds?: number;
+  tokenOf?: (path: string) => string | undefined;
 }) {
   const budget = new ConnectionBudget(options.bound);
   const server = serveLocal({
@@ -37,7 +39,7 @@ function start(options: {
     port: 0,
     budget,
     idleTimeoutSeconds: options.idleTimeoutSeconds,
-    tokenOf,
+    tokenOf: options.tokenOf ?? tokenOf,
     fetch: options.fetch ?? ((request) => Response.json({ path: new URL(request.url).pathname })),
   });
   onTeardown(() => server.stop());
@@ -118,16 +120,11 @@ test("a flood of silent connections closes the oldest untrusted ones: a request 
 
 test("a connection whose token is no longer live makes room like any other", async () => {
   let live = true;
-  const budget = new ConnectionBudget(2);
-  const server = serveLocal({
-    name: "test server",
-    hostname: "127.0.0.1",
-    port: 0,
-    budget,
+  const { server } = start({
+    bound: 2,
     tokenOf: (path) => (live ? tokenOf(path) : undefined),
     fetch: () => new Response("ok"),
   });
-  onTeardown(() => server.stop());
   const runs = await openConnections(server.port, 2);
   for (const socket of runs) expect(await request(socket, `${TOKEN}/a`)).toStartWith("HTTP/1.1 200");
   const refused = await openConnections(server.port, 1);
