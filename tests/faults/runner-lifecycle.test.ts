@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
+import { type CliRunner, crashRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
 import { completedBody, GENERATIONS } from "../support/generations.ts";
 import { tempDir } from "../support/processes.ts";
 import { releaseServer } from "../support/release-server.ts";
@@ -61,16 +61,6 @@ async function gone(pid: number, timeoutMs: number): Promise<boolean> {
     await Bun.sleep(20);
   }
   return true;
-}
-
-/**
- * SIGKILLs `runner` and waits for its end. The coordinator still counts the dead incarnation
- * online, as it would after a crash: the next registration gets 409 until it is adopted.
- */
-async function crashRunner(fake: FakeCoordinator, runner: CliRunner): Promise<void> {
-  runner.process.kill("SIGKILL");
-  await runner.process.exited;
-  fake.heldBy = hostname();
 }
 
 const readyPid = async (f: FakeCoordinator, sessionId: string): Promise<number> =>

@@ -6,13 +6,12 @@
  */
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
-import { hostname } from "node:os";
 import { join } from "node:path";
 import type { TurnUsage } from "../../src/protocol/session-events.ts";
 import { CLAUDE_CODE_BINARY, offlineClaudeEnv } from "../support/claude-code.ts";
 import { startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { type CliRunner, startCli } from "../support/fault-tools.ts";
+import { type CliRunner, crashRunner, startCli } from "../support/fault-tools.ts";
 import { persistentProfile } from "../support/generations.ts";
 import { CLAUDE_CODE_EXECUTOR, tempDir } from "../support/processes.ts";
 import { parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
@@ -187,10 +186,8 @@ describe("absurd figures", () => {
     const huge = turn({ input_tokens: Number.MAX_SAFE_INTEGER, total_cost_usd: 0.01 });
     fake.handRun(run("run_huge", { usage: [huge, huge] }));
     await fake.waitForRequest("POST", "/runner/runs/run_huge/completed");
-    first.process.kill("SIGKILL");
-    await first.process.exited;
+    await crashRunner(fake, first);
     answer = true;
-    fake.heldBy = hostname();
     const restartedAt = performance.now();
     const second = startRunner(fake, [], {}, { env });
     const report = await fake.waitFor((r) => r.path === "/runner/runs/run_huge/completed" && r.at > restartedAt);
