@@ -38,6 +38,18 @@ async function firstTurnCompleted(h: RunnerHarness, sessionId: string, prompt: s
   return { runId, pid };
 }
 
+/**
+ * Leaves a session being ended: its executor ignores the shutdown line, so ending it, once a stop
+ * while idle asks for it, takes the grace twice (shutdown, then SIGTERM). Resolves once that began.
+ */
+async function sessionBeingEnded(h: RunnerHarness, sessionId: string): Promise<void> {
+  const first = h.handRun({ session_id: sessionId, prompt: "ignore-shutdown" });
+  await h.fake.waitForStatus(first, ["completed"]);
+  const log = captureLog();
+  h.fake.requestSessionStop(sessionId);
+  await log.waitFor(new RegExp(`Ending session ${sessionId}`));
+}
+
 const finalReport = (h: RunnerHarness, runId: string) =>
   h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
 
@@ -108,12 +120,7 @@ describe("stops", () => {
 
   test("a stop for a resume that waits for its session's executor to end: no executor starts for it, it is reported stopped", async () => {
     const h = await persistentHarness();
-    // Its executor ignores the shutdown: ending it takes the grace twice (shutdown, then SIGTERM).
-    const first = h.handRun({ session_id: "ses_wait_stop", prompt: "ignore-shutdown" });
-    await h.fake.waitForStatus(first, ["completed"]);
-    const log = captureLog();
-    h.fake.requestSessionStop("ses_wait_stop");
-    await log.waitFor(/Ending session ses_wait_stop/);
+    await sessionBeingEnded(h, "ses_wait_stop");
     const resumed = h.handRun({ session_id: "ses_wait_stop", type: "resume_session", prompt: "hang" });
     await h.fake.waitForStatus(resumed, ["claimed"]);
     expect(h.fake.requestStop(resumed).body.status).toBe("stopping");
@@ -199,12 +206,7 @@ describe("resumes", () => {
 
   test("two resumes for a session whose executor is being ended: one new process takes a turn, the other run is refused as busy", async () => {
     const h = await persistentHarness();
-    // Its executor ignores the shutdown: ending it takes the grace twice (shutdown, then SIGTERM).
-    const first = h.handRun({ session_id: "ses_twice", prompt: "ignore-shutdown" });
-    await h.fake.waitForStatus(first, ["completed"]);
-    const log = captureLog();
-    h.fake.requestSessionStop("ses_twice");
-    await log.waitFor(/Ending session ses_twice/);
+    await sessionBeingEnded(h, "ses_twice");
     const a = h.handRun({ session_id: "ses_twice", type: "resume_session", prompt: "hang" });
     const b = h.handRun({ session_id: "ses_twice", type: "resume_session", prompt: "hang" });
     await h.fake.waitFor((r) => r.path === `/runner/runs/${a}/started` || r.path === `/runner/runs/${b}/started`);
