@@ -7,7 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { offlineClaudeEnv, recordingClaude } from "../support/claude-code.ts";
-import { type MessagesRequest, startFakeAnthropic } from "../support/fake-anthropic.ts";
+import { echoLastLine, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { InteractiveExec, leftoversAfter } from "../support/interactive-exec.ts";
 import { cleanEnv, goneWithin, REPO_ROOT, runProcess, TempDirs } from "../support/processes.ts";
 import { homeWithSecrets, needBubblewrap } from "../support/sandbox.ts";
@@ -35,9 +35,9 @@ function interactive(args: string[], env: Record<string, string | undefined> = {
   return { exec, state, project };
 }
 
-/** The fake model's answer: the last line of what the user said last, echoed. */
-function echoLastLine(request: MessagesRequest) {
-  return { text: `You said: ${request.userText.trim().split("\n").at(-1)}` };
+/** exec --interactive with the persistent fixture executor, its first turn `prompt`, and `args` after. */
+function interactiveFixture(prompt: string, ...args: string[]) {
+  return interactive(["--profile", "fixture", "--profiles-dir", fixtureProfiles(), "--prompt", prompt, ...args]);
 }
 
 /** How many `bind` lines exec showed. */
@@ -182,7 +182,7 @@ describe("exec --interactive with the test profile", () => {
 
 describe("exec --interactive: stops and executors that end", () => {
   test("double Ctrl+C mid-turn stops the executor (SIGTERM); exit 143, and says in which turn", async () => {
-    const { exec } = interactive(["--profile", "fixture", "--profiles-dir", fixtureProfiles(), "--prompt", "hang"]);
+    const { exec } = interactiveFixture("hang");
     await exec.stderr.waitFor(/"prompt":"hang"/);
     const [executor] = exec.children();
     exec.ctrlC();
@@ -195,16 +195,7 @@ describe("exec --interactive: stops and executors that end", () => {
   });
 
   test("a third Ctrl+C kills an executor that ignores SIGTERM at once; exit 137", async () => {
-    const { exec } = interactive([
-      "--profile",
-      "fixture",
-      "--profiles-dir",
-      fixtureProfiles(),
-      "--prompt",
-      "ignore-term",
-      "--stop-grace-seconds",
-      "60",
-    ]);
+    const { exec } = interactiveFixture("ignore-term", "--stop-grace-seconds", "60");
     await exec.stdout.waitFor(/turn 1: ignore-term\n/);
     exec.type("hang");
     await exec.stderr.waitFor(/"prompt":"hang"/);
@@ -221,16 +212,7 @@ describe("exec --interactive: stops and executors that end", () => {
   });
 
   test("an executor that stays after the shutdown line and SIGTERM: SIGTERM after the grace, then SIGKILL; exit 137", async () => {
-    const { exec } = interactive([
-      "--profile",
-      "fixture",
-      "--profiles-dir",
-      fixtureProfiles(),
-      "--prompt",
-      "ignore-shutdown",
-      "--stop-grace-seconds",
-      "1",
-    ]);
+    const { exec } = interactiveFixture("ignore-shutdown", "--stop-grace-seconds", "1");
     await exec.stdout.waitFor(/turn 1: ignore-shutdown\n/);
     exec.endInput();
     expect(await exec.end()).toBe(137);
@@ -239,7 +221,7 @@ describe("exec --interactive: stops and executors that end", () => {
   });
 
   test("the executor dies during a turn: its exit code, and the turn it died in", async () => {
-    const { exec } = interactive(["--profile", "fixture", "--profiles-dir", fixtureProfiles(), "--prompt", "one"]);
+    const { exec } = interactiveFixture("one");
     await exec.stdout.waitFor(/turn 1: one\n/);
     exec.type("exit 3");
     expect(await exec.end()).toBe(3);
@@ -248,7 +230,7 @@ describe("exec --interactive: stops and executors that end", () => {
   });
 
   test("the executor dies while waiting for the next prompt: exec ends at once with its status", async () => {
-    const { exec } = interactive(["--profile", "fixture", "--profiles-dir", fixtureProfiles(), "--prompt", "one"]);
+    const { exec } = interactiveFixture("one");
     await exec.stdout.waitFor(/turn 1: one\n/);
     const [executor] = exec.children();
     process.kill(executor!, "SIGKILL");
@@ -269,10 +251,7 @@ describe("exec --interactive with Claude Code against the fake Messages API", ()
       const { exec } = interactive(["--session-id", "ses_cc", "--prompt", "FIRST_TURN_MARKER"], env);
       await exec.stdout.waitFor(/You said: FIRST_TURN_MARKER\n/);
       // The model "thinks" until released: the turn is under way when the Ctrl+C comes.
-      api.holdMessages();
-      const from = api.requests.length;
-      exec.type("TAKE_YOUR_TIME");
-      await api.waitFor((r) => api.requests.indexOf(r) >= from && JSON.stringify(r.body).includes("TAKE_YOUR_TIME"));
+      await api.holdTurn("TAKE_YOUR_TIME", () => exec.type("TAKE_YOUR_TIME"));
       exec.ctrlC();
       await exec.stderr.waitFor(/Turn 2 was interrupted/);
       api.releaseHeld();

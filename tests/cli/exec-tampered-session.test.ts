@@ -60,6 +60,11 @@ async function recorded(w: ReturnType<typeof world>, id: string): Promise<string
   return join(w.stateDir, `${id}.json`);
 }
 
+/** `exec --resume` of session `id` with a prompt, then `extra`, run in `cwd` (default: the session's own project). */
+function resume(w: ReturnType<typeof world>, id: string, extra: string[] = [], cwd = w.project) {
+  return exec(w, ["--resume", "--session-id", id, "--prompt", "again", ...extra], cwd);
+}
+
 const edit = (file: string, change: Record<string, unknown>) =>
   writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), ...change }));
 
@@ -73,7 +78,7 @@ describe("a tampered exec session record on --resume", () => {
     const file = await recorded(w, "ses_etc");
     edit(file, { project_dir: "/etc" });
     // From the session's own project, as a user would resume it.
-    const resumed = await exec(w, ["--resume", "--session-id", "ses_etc", "--prompt", "again"], w.project);
+    const resumed = await resume(w, "ses_etc");
     expect(resumed.stdout).not.toContain("cwd=/etc");
     expect(resumed.exitCode).toBe(1);
     expect(resumed.stderr).toContain(
@@ -86,11 +91,7 @@ describe("a tampered exec session record on --resume", () => {
     const w = world(true);
     const file = await recorded(w, "ses_given");
     edit(file, { project_dir: "/etc" });
-    const resumed = await exec(
-      w,
-      ["--resume", "--session-id", "ses_given", "--prompt", "again", "--project-dir", w.project],
-      temp.make(),
-    );
+    const resumed = await resume(w, "ses_given", ["--project-dir", w.project], temp.make());
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     const said = lines(resumed.stdout);
     expect(said).toMatchObject({ cwd: w.project, cwd_writable: "yes" });
@@ -102,7 +103,7 @@ describe("a tampered exec session record on --resume", () => {
     needBubblewrap();
     const w = world(true);
     await recorded(w, "ses_plain");
-    const resumed = await exec(w, ["--resume", "--session-id", "ses_plain", "--prompt", "again"], w.project);
+    const resumed = await resume(w, "ses_plain");
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     expect(lines(resumed.stdout)).toMatchObject({ cwd: w.project, cwd_writable: "yes" });
   });
@@ -112,7 +113,7 @@ describe("a tampered exec session record on --resume", () => {
     const w = world(true);
     const file = await recorded(w, "ses_other_exe");
     edit(file, { executor_session_id: "someone-elses" });
-    const resumed = await exec(w, ["--resume", "--session-id", "ses_other_exe", "--prompt", "again"], w.project);
+    const resumed = await resume(w, "ses_other_exe");
     expect(resumed.exitCode, resumed.stderr).toBe(0);
     const said = lines(resumed.stdout);
     expect(JSON.parse(said.gateway_session!).session.executor_session_id).toBe("someone-elses");
@@ -123,7 +124,7 @@ describe("a tampered exec session record on --resume", () => {
     const w = world(false);
     const file = await recorded(w, "ses_junk");
     writeFileSync(file, "\u0000\u0001 not json {");
-    const resumed = await exec(w, ["--resume", "--session-id", "ses_junk", "--prompt", "again"], w.project);
+    const resumed = await resume(w, "ses_junk");
     expect(resumed.exitCode).toBe(1);
     expect(resumed.stdout).toBe("");
     expect(resumed.stderr).toContain(`Stored session ${file} is not valid JSON`);
@@ -138,7 +139,7 @@ describe("a tampered exec session record on --resume", () => {
     edit(planted, { executor_session_id: "planted" });
     rmSync(file);
     symlinkSync(planted, file);
-    const resumed = await exec(w, ["--resume", "--session-id", "ses_link", "--prompt", "again"], w.project);
+    const resumed = await resume(w, "ses_link");
     expect(resumed.exitCode).toBe(1);
     expect(resumed.stdout).toBe("");
     expect(resumed.stderr).toContain(
@@ -150,7 +151,7 @@ describe("a tampered exec session record on --resume", () => {
     const w = world(false);
     const file = await recorded(w, "ses_theirs");
     chownSync(file, 65534, 65534);
-    const resumed = await exec(w, ["--resume", "--session-id", "ses_theirs", "--prompt", "again"], w.project);
+    const resumed = await resume(w, "ses_theirs");
     expect(resumed.exitCode).toBe(1);
     expect(resumed.stderr).toContain(
       `Stored session ${file} belongs to user 65534, not to this one (0): exec reads only records it wrote; delete it to start over`,

@@ -33,6 +33,22 @@ function start(fake: FakeCoordinator, fixture: string, extraArgs: string[] = [],
   );
 }
 
+/**
+ * A runner of the `fail` fixture, with `extraArgs` and `env`, through one run (`run_<name>`) to its
+ * failed report, then SIGINT; resolves with all it wrote, once it exited 0.
+ */
+async function failedRunThenSigint(name: string, extraArgs: string[], env: Record<string, string> = {}) {
+  const fake = startFakeCoordinator();
+  const runner = start(fake, "fail", extraArgs, env);
+  await fake.waitForRequest("GET", "/runner/runs");
+  fake.handRun({ run_id: `run_${name}`, type: "start_session", session_id: `ses_${name}`, prompt: "hi" });
+  await fake.waitForRequest("POST", `/runner/runs/run_${name}/failed`);
+  runner.process.kill("SIGINT");
+  expect(await runner.process.exited).toBe(0);
+  await runner.output.closed;
+  return runner.output.output;
+}
+
 test("runs a run, then SIGINT deregisters and exits 0", async () => {
   const fake = startFakeCoordinator();
   const { process: runner, output } = start(fake, "capture");
@@ -127,29 +143,15 @@ test("with auth: every request carries the token; neither secret nor token is ev
 });
 
 test("--log-level warn keeps warnings and errors only; LOG_LEVEL=debug adds debug lines and the executor's output", async () => {
-  const quiet = startFakeCoordinator();
-  const warn = start(quiet, "fail", ["--log-level", "warn"]);
-  await quiet.waitForRequest("GET", "/runner/runs");
-  quiet.handRun({ run_id: "run_warn", type: "start_session", session_id: "ses_warn", prompt: "hi" });
-  await quiet.waitForRequest("POST", "/runner/runs/run_warn/failed");
-  warn.process.kill("SIGINT");
-  expect(await warn.process.exited).toBe(0);
-  await warn.output.closed;
-  expect(warn.output.output).toContain("Run run_warn failed (exit code 3)");
-  expect(warn.output.output).not.toContain("Registered with");
-  expect(warn.output.output).not.toContain("Run run_warn started");
+  const warn = await failedRunThenSigint("warn", ["--log-level", "warn"]);
+  expect(warn).toContain("Run run_warn failed (exit code 3)");
+  expect(warn).not.toContain("Registered with");
+  expect(warn).not.toContain("Run run_warn started");
 
-  const loud = startFakeCoordinator();
-  const debug = start(loud, "fail", [], { LOG_LEVEL: "debug" });
-  await loud.waitForRequest("GET", "/runner/runs");
-  loud.handRun({ run_id: "run_debug", type: "start_session", session_id: "ses_debug", prompt: "hi" });
-  await loud.waitForRequest("POST", "/runner/runs/run_debug/failed");
-  debug.process.kill("SIGINT");
-  expect(await debug.process.exited).toBe(0);
-  await debug.output.closed;
-  expect(debug.output.output).toContain("Gateway for executors at http://127.0.0.1:");
-  expect(debug.output.output).toContain("[run_debug stderr] boom: the agent crashed");
-  expect(debug.output.output).toContain("Registered with");
+  const debug = await failedRunThenSigint("debug", [], { LOG_LEVEL: "debug" });
+  expect(debug).toContain("Gateway for executors at http://127.0.0.1:");
+  expect(debug).toContain("[run_debug stderr] boom: the agent crashed");
+  expect(debug).toContain("Registered with");
 });
 
 test("a bad LOG_LEVEL stops the start, naming the variable", async () => {

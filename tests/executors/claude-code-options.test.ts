@@ -27,6 +27,11 @@ function invocation(fields: Partial<Invocation> = {}): Invocation {
   );
 }
 
+/** A 2.2 start of session `s` with `fields` (its parameters, its blueprint). */
+function start22(fields: Record<string, unknown>): Invocation {
+  return parseInvocation(JSON.stringify({ schema_version: "2.2", mode: "start", session_id: "s", ...fields }));
+}
+
 describe("claudeCodeSettings", () => {
   test("defaults: bypassPermissions, all setting sources, the SDK's model", () => {
     expect(claudeCodeSettings(undefined)).toEqual({
@@ -118,15 +123,7 @@ describe("sdkOptionsFor", () => {
 
   test("a 2.2 blueprint's output_schema becomes the SDK's JSON Schema output format; 2.1's is not read", () => {
     const outputSchema = { type: "object", properties: { ok: { type: "boolean" } } };
-    const v22 = parseInvocation(
-      JSON.stringify({
-        schema_version: "2.2",
-        mode: "start",
-        session_id: "s",
-        parameters: { prompt: "p" },
-        agent_blueprint: { name: "a", output_schema: outputSchema },
-      }),
-    );
+    const v22 = start22({ parameters: { prompt: "p" }, agent_blueprint: { name: "a", output_schema: outputSchema } });
     expect(sdkOptionsFor(v22, { cwd: "/x" }, {}).outputFormat).toEqual({ type: "json_schema", schema: outputSchema });
     expect(outputSchemaOf(v22)).toEqual(outputSchema);
     const v21 = invocation({ agent_blueprint: { name: "a", output_schema: outputSchema } });
@@ -225,15 +222,10 @@ describe("prompt and placeholders", () => {
   test("later turns of a start get their prompt alone; 2.2 prompts come from the turn's parameters", () => {
     const blueprint = { name: "a", system_prompt: "You are careful." };
     expect(promptFor(invocation({ agent_blueprint: blueprint }), { prompt: "next" }, false)).toBe("next");
-    const v22 = parseInvocation(
-      JSON.stringify({
-        schema_version: "2.2",
-        mode: "start",
-        session_id: "s",
-        parameters: { topic: "tides" },
-        agent_blueprint: { ...blueprint, parameters_schema: { type: "object" } },
-      }),
-    );
+    const v22 = start22({
+      parameters: { topic: "tides" },
+      agent_blueprint: { ...blueprint, parameters_schema: { type: "object" } },
+    });
     expect(promptFor(v22)).toBe("You are careful.\n\n---\n\n<inputs>\ntopic: tides\n</inputs>");
   });
 

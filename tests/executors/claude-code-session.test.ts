@@ -11,7 +11,7 @@ import { LocalGateway } from "../../src/exec/local-gateway.ts";
 import { claudeCodeSandboxNeeds } from "../../src/executors/sandbox-needs.ts";
 import { closeSandboxFds, sandboxPrefix } from "../../src/process/sandbox.ts";
 import { offlineClaudeEnv, recordingClaude } from "../support/claude-code.ts";
-import { type FakeAnthropic, type MessagesRequest, startFakeAnthropic } from "../support/fake-anthropic.ts";
+import { echoLastLine, type FakeAnthropic, startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { PersistentExecutor } from "../support/persistent-executor.ts";
 import { CLAUDE_CODE_EXECUTOR, goneWithin, REPO_ROOT, runProcess, TempDirs, tempDir } from "../support/processes.ts";
 import { homeWithSecrets, needBubblewrap } from "../support/sandbox.ts";
@@ -29,11 +29,6 @@ beforeEach(() => {
 afterEach(async () => {
   await gateway.stop();
 });
-
-/** The fake model's answer: the last line of what the user said last, echoed. */
-function echoLastLine(request: MessagesRequest) {
-  return { text: `You said: ${request.userText.trim().split("\n").at(-1)}` };
-}
 
 /** Only what Claude Code needs, pointed at the fakes; `claude` (a recording wrapper) as its binary when given. */
 function claudeEnv(api: FakeAnthropic, claude?: string, home = tempDir("ar-ccs-home-")) {
@@ -85,15 +80,26 @@ async function allGone(pids: number[]): Promise<boolean> {
   return pids.length > 0;
 }
 
+/** A persistent session (invocation 2.2) opened with `prompt`: Claude Code recorded, `api` (or an echo) answering. */
+function startSession(
+  prompt: string,
+  {
+    api = startFakeAnthropic(echoLastLine),
+    fields = {},
+  }: { api?: FakeAnthropic; fields?: Record<string, unknown> } = {},
+) {
+  const claude = recordingClaude();
+  const executor = new PersistentExecutor([CLAUDE_CODE_EXECUTOR], start22(prompt, fields), {
+    env: claudeEnv(api, claude.path),
+  });
+  return { api, claude, executor };
+}
+
 describe("persistent Claude Code session", () => {
   test(
     "two turns served by one Claude Code process; the second carries the first's history; shutdown exits 0",
     async () => {
-      const api = startFakeAnthropic(echoLastLine);
-      const claude = recordingClaude();
-      const executor = new PersistentExecutor([CLAUDE_CODE_EXECUTOR], start22("FIRST_TURN_MARKER"), {
-        env: claudeEnv(api, claude.path),
-      });
+      const { api, claude, executor } = startSession("FIRST_TURN_MARKER");
       expect(await executor.turnComplete()).toEqual({ type: "turn_complete", result: "You said: FIRST_TURN_MARKER" });
       const afterFirst = api.agentRequests().length;
       executor.turn({ prompt: "SECOND_TURN_MARKER" });
@@ -133,17 +139,10 @@ describe("persistent Claude Code session", () => {
   test(
     "interrupt mid-turn: the turn ends early with interrupted: true, the session goes on",
     async () => {
-      const api = startFakeAnthropic(echoLastLine);
-      const claude = recordingClaude();
-      const executor = new PersistentExecutor([CLAUDE_CODE_EXECUTOR], start22("hello"), {
-        env: claudeEnv(api, claude.path),
-      });
+      const { api, claude, executor } = startSession("hello");
       expect((await executor.turnComplete()).result).toBe("You said: hello");
       // The model "thinks" until released: the turn is under way when the interrupt comes.
-      api.holdMessages();
-      const from = api.requests.length;
-      executor.turn({ prompt: "TAKE_YOUR_TIME" });
-      await api.waitFor((r) => api.requests.indexOf(r) >= from && JSON.stringify(r.body).includes("TAKE_YOUR_TIME"));
+      await api.holdTurn("TAKE_YOUR_TIME", () => executor.turn({ prompt: "TAKE_YOUR_TIME" }));
       executor.interrupt();
       expect(await executor.turnComplete()).toEqual({ type: "turn_complete", result: "", interrupted: true });
       api.releaseHeld();
@@ -170,10 +169,8 @@ describe("persistent Claude Code session", () => {
   test(
     "interrupt then shutdown (a runner ending a running turn cleanly): exit 0, Claude Code gone",
     async () => {
-      const api = startFakeAnthropic(echoLastLine).holdMessages();
-      const claude = recordingClaude();
-      const executor = new PersistentExecutor([CLAUDE_CODE_EXECUTOR], start22("TAKE_YOUR_TIME"), {
-        env: claudeEnv(api, claude.path),
+      const { api, claude, executor } = startSession("TAKE_YOUR_TIME", {
+        api: startFakeAnthropic(echoLastLine).holdMessages(),
       });
       await api.waitFor((r) => JSON.stringify(r.body).includes("TAKE_YOUR_TIME"));
       executor.interrupt();
@@ -190,16 +187,9 @@ describe("persistent Claude Code session", () => {
   test(
     "SIGTERM mid-turn: exit 143, Claude Code gone",
     async () => {
-      const api = startFakeAnthropic(echoLastLine);
-      const claude = recordingClaude();
-      const executor = new PersistentExecutor([CLAUDE_CODE_EXECUTOR], start22("hello"), {
-        env: claudeEnv(api, claude.path),
-      });
+      const { api, claude, executor } = startSession("hello");
       expect((await executor.turnComplete()).result).toBe("You said: hello");
-      api.holdMessages();
-      const from = api.requests.length;
-      executor.turn({ prompt: "TAKE_YOUR_TIME" });
-      await api.waitFor((r) => api.requests.indexOf(r) >= from && JSON.stringify(r.body).includes("TAKE_YOUR_TIME"));
+      await api.holdTurn("TAKE_YOUR_TIME", () => executor.turn({ prompt: "TAKE_YOUR_TIME" }));
       executor.process.kill("SIGTERM");
       expect(await executor.exited).toBe(143);
       expect(executor.stderr).toContain("ao-claude-code-exec: Stopped by SIGTERM");
@@ -213,11 +203,7 @@ describe("persistent Claude Code session", () => {
   test(
     "SIGTERM while idle between turns: exit 143, Claude Code gone",
     async () => {
-      const api = startFakeAnthropic(echoLastLine);
-      const claude = recordingClaude();
-      const executor = new PersistentExecutor([CLAUDE_CODE_EXECUTOR], start22("hello"), {
-        env: claudeEnv(api, claude.path),
-      });
+      const { claude, executor } = startSession("hello");
       expect((await executor.turnComplete()).result).toBe("You said: hello");
       expect(claude.starts()).toHaveLength(1);
       const from = performance.now();
@@ -244,12 +230,10 @@ describe("persistent Claude Code session", () => {
           cache_creation_input_tokens: 200,
         },
       }));
-      const claude = recordingClaude();
-      const executor = new PersistentExecutor(
-        [CLAUDE_CODE_EXECUTOR],
-        start22("one", { executor_config: { model: "claude-sonnet-4-5", max_budget_usd: 0.015 } }),
-        { env: claudeEnv(api, claude.path) },
-      );
+      const { claude, executor } = startSession("one", {
+        api,
+        fields: { executor_config: { model: "claude-sonnet-4-5", max_budget_usd: 0.015 } },
+      });
       expect((await executor.turnComplete()).result).toBe("You said: one");
       executor.turn({ prompt: "two" });
       expect(await executor.exited).toBe(1);

@@ -7,8 +7,8 @@
  */
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { connect, type Socket } from "node:net";
 import { join } from "node:path";
+import { openConnections } from "../support/connections.ts";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { FAULT_FIXTURES, until } from "../support/fault-tools.ts";
 import { cleanEnv, killTree, OutputWatcher, REPO_ROOT, tempDir } from "../support/processes.ts";
@@ -29,29 +29,6 @@ function startLimitedRunner(coordinatorUrl: string, command = join(FIXTURES, "ca
   );
   onTeardown(() => killTree(child));
   return { child, output: new OutputWatcher([child.stdout, child.stderr]) };
-}
-
-/**
- * Opens `count` connections to `port` and keeps them idle; resolves once each is either open or
- * already closed by the server. All are destroyed after the test.
- */
-async function holdConnections(port: number, count: number): Promise<Socket[]> {
-  const sockets: Socket[] = [];
-  onTeardown(() => {
-    for (const socket of sockets) socket.destroy();
-  });
-  await Promise.all(
-    Array.from({ length: count }, () => {
-      const socket = connect(port, "127.0.0.1");
-      sockets.push(socket);
-      return new Promise<void>((settled) => {
-        socket.once("connect", () => settled());
-        socket.once("close", () => settled());
-        socket.on("error", () => {});
-      });
-    }),
-  );
-  return sockets;
 }
 
 const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
@@ -92,8 +69,9 @@ test(`a runner under ulimit -n ${FD_LIMIT} with ${HELD_PER_PORT} idle connection
   const gatewayPort = Number(/Gateway for executors at http:\/\/127\.0\.0\.1:(\d+)/.exec(output.output)![1]);
   await fake.waitForRequest("POST", "/runner/register");
 
-  await holdConnections(mcpPort, HELD_PER_PORT);
-  await holdConnections(gatewayPort, HELD_PER_PORT);
+  // Held idle: they send nothing.
+  await openConnections(mcpPort, HELD_PER_PORT);
+  await openConnections(gatewayPort, HELD_PER_PORT);
   // A runner out of descriptors leaves them in its ports' accept queues.
   const accepted = await until(
     () => notYetAccepted(mcpPort) + notYetAccepted(gatewayPort) === 0,

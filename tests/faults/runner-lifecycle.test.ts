@@ -9,9 +9,9 @@ import { writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
+import { type CliRunner, crashRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../support/fault-tools.ts";
 import { completedBody, GENERATIONS } from "../support/generations.ts";
-import { tempDir } from "../support/processes.ts";
+import { goneWithin, isAlive, tempDir } from "../support/processes.ts";
 import { releaseServer } from "../support/release-server.ts";
 import { FIXTURES } from "../support/runner-harness.ts";
 import { killAfterTest, onTeardown } from "../support/teardown.ts";
@@ -45,24 +45,6 @@ function startPersistentRunner(fake: FakeCoordinator, stateDir: string): CliRunn
 const turnPid = async (f: FakeCoordinator, sessionId: string): Promise<number> =>
   (await f.waitFor((r) => r.path === `/sessions/${sessionId}/events` && r.body?.turn === 1)).body.pid;
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-async function gone(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = performance.now() + timeoutMs;
-  while (alive(pid)) {
-    if (performance.now() > deadline) return false;
-    await Bun.sleep(20);
-  }
-  return true;
-}
-
 const readyPid = async (f: FakeCoordinator, sessionId: string): Promise<number> =>
   (await f.waitFor((r) => r.path === `/sessions/${sessionId}/events` && r.body?.event_type === "ready")).body.pid;
 
@@ -93,17 +75,14 @@ test.each(GENERATIONS)(
     fake.handRun({ run_id: "run_crash", type: "start_session", session_id: "ses_crash", prompt: "p" });
     const orphan = await readyPid(fake, "ses_crash");
     killAfterTest(orphan);
-    first.process.kill("SIGKILL");
-    await first.process.exited;
-    expect(alive(orphan)).toBe(true);
-    // The coordinator still counts the dead incarnation online: a new registration gets 409.
-    fake.heldBy = hostname();
+    await crashRunner(fake, first);
+    expect(isAlive(orphan)).toBe(true);
     const restartedAt = performance.now();
     const second = startRunner(fake, "ignore-term", stateDir);
     const report = await finalReport(fake, "run_crash", restartedAt);
     expect(report.path).toEndWith("/failed");
     expect(report.body.error).toContain("runner process ended unexpectedly");
-    expect(await gone(orphan, 5000)).toBe(true);
+    expect(await goneWithin(orphan, 5000)).toBe(true);
     await second.waitFor(/[Aa]dopt/);
     await fake.waitFor((r) => r.path === "/runner/runs" && r.at > report.at);
   },
@@ -122,9 +101,7 @@ test.each(GENERATIONS)(
     await fake.down();
     release.release("ses_known");
     await first.waitFor(/Run run_known completed/);
-    first.process.kill("SIGKILL");
-    await first.process.exited;
-    fake.heldBy = hostname();
+    await crashRunner(fake, first);
     fake.up();
     const second = startRunner(fake, "outcome", stateDir);
     const report = await finalReport(fake, "run_known");
@@ -165,7 +142,7 @@ test("a second runner with the same identity and state directory refuses to star
   const second = startRunner(fake, "outcome", stateDir);
   expect(await second.process.exited).toBe(1);
   expect(second.output()).toContain(`pid ${first.process.pid}`);
-  expect(alive(first.process.pid)).toBe(true);
+  expect(isAlive(first.process.pid)).toBe(true);
 });
 
 test.each([
@@ -216,16 +193,14 @@ test("after SIGKILL with a persistent session idle, the restarted runner kills i
   expect(fake.sessionStatus.get("ses_orphan")).toBe("idle");
   const orphan = await turnPid(fake, "ses_orphan");
   killAfterTest(orphan);
-  first.process.kill("SIGKILL");
-  await first.process.exited;
-  expect(alive(orphan)).toBe(true);
-  fake.heldBy = hostname();
+  await crashRunner(fake, first);
+  expect(isAlive(orphan)).toBe(true);
   const second = startPersistentRunner(fake, stateDir);
   await fake.waitForSessionStatus("ses_orphan", ["finished"]);
   expect(fake.find("POST", "/runner/sessions/ses_orphan/status").map((r) => r.body)).toEqual([
     { runner_id: "lnch_test", status: "finished" },
   ]);
-  expect(await gone(orphan, 5000)).toBe(true);
+  expect(await goneWithin(orphan, 5000)).toBe(true);
   await second.waitFor(/[Aa]dopt/);
   fake.heldBy = undefined;
 
@@ -254,16 +229,14 @@ test("after SIGKILL during a persistent session's turn, the restarted runner kil
   const { run_id: runId } = fake.handRun({ session_id: "ses_midturn", prompt: "ignore-shutdown hang" });
   const orphan = await turnPid(fake, "ses_midturn");
   killAfterTest(orphan);
-  first.process.kill("SIGKILL");
-  await first.process.exited;
-  expect(alive(orphan)).toBe(true);
-  fake.heldBy = hostname();
+  await crashRunner(fake, first);
+  expect(isAlive(orphan)).toBe(true);
   const restartedAt = performance.now();
   startPersistentRunner(fake, stateDir);
   const report = await finalReport(fake, runId, restartedAt);
   expect(report.path).toEndWith("/failed");
   expect(report.body.error).toContain("runner process ended unexpectedly");
-  expect(await gone(orphan, 5000)).toBe(true);
+  expect(await goneWithin(orphan, 5000)).toBe(true);
   expect(fake.sessionStatus.get("ses_midturn")).toBe("failed");
   expect(fake.find("POST", "/runner/sessions/ses_midturn/status")).toEqual([]);
 });

@@ -6,6 +6,7 @@ import { ExecutorProcess, type ExecutorProcessOptions, STDERR_TAIL_BYTES } from 
 import { LIFELINE_ENV } from "../../src/protocol/lifeline.ts";
 import { within } from "../../src/shared/retry.ts";
 import {
+  type ContainmentMode,
   cgroupRemovedWithin,
   containedParent,
   running,
@@ -250,14 +251,32 @@ const DETACHED = `detached() { until [ "$(cut -d' ' -f6 /proc/$1/stat 2>/dev/nul
 /** Bash: `orphan FILE CMD…` starts CMD in a subshell that exits at once, so CMD is orphaned; its pid lands in FILE. */
 const ORPHAN = `orphan() { f=$1; shift; ( "$@" </dev/null >/dev/null 2>&1 & echo $! > "$f" ); until [ -s "$f" ]; do sleep 0.01; done; }; `;
 
+/** A contained parent (tests/support/contained-parent.ts), once it is ready to start executors. */
+async function readyParent(mode: ContainmentMode) {
+  const contained = containedParent(mode);
+  await contained.ready;
+  return contained;
+}
+
+/**
+ * Starts executor `id`, which orphans `command` (see ORPHAN), prints the orphan's pid and then
+ * goes on with `then`; resolves with the orphan's pid and start time.
+ */
+async function startLeavingOrphan(
+  p: Awaited<ReturnType<typeof readyParent>>,
+  id: string,
+  command: string,
+  then: string,
+) {
+  const file = join(temp.make(), id);
+  await p.start(id, `${ORPHAN} orphan ${file} ${command}; echo escapee $(cat ${file}); ${then}`);
+  return p.printed(id, "escapee");
+}
+
 describe.each(["cgroup", "subreaper"] as const)(
   "ExecutorProcess contained by %s: nothing it starts outlives it",
   (mode) => {
-    async function parent() {
-      const contained = containedParent(mode);
-      await contained.ready;
-      return contained;
-    }
+    const parent = () => readyParent(mode);
 
     test("a child in a session of its own (setsid) is killed when the executor exits 0, and its cgroup removed", async () => {
       const p = await parent();
@@ -323,13 +342,10 @@ describe.each(["cgroup", "subreaper"] as const)(
 
     test("two runs at once: when one ends, only its orphans are killed; the other's live until it ends", async () => {
       const p = await parent();
-      const dir = temp.make();
-      await p.start("b", `${ORPHAN} orphan ${dir}/b setsid sleep 300; echo escapee $(cat ${dir}/b); exec sleep 1000`);
-      const ofB = await p.printed("b", "escapee");
+      const ofB = await startLeavingOrphan(p, "b", "setsid sleep 300", "exec sleep 1000");
       // Adopted by the parent (subreaper): only the mark in its environment says whose it is.
       await until(() => stateOf(ofB.pid)?.ppid === p.pid, "the orphan of b adopted by the parent");
-      await p.start("a", `${ORPHAN} orphan ${dir}/a setsid sleep 300; echo escapee $(cat ${dir}/a); exit 0`);
-      const ofA = await p.printed("a", "escapee");
+      const ofA = await startLeavingOrphan(p, "a", "setsid sleep 300", "exit 0");
       expect(await p.exited("a")).toEqual({ code: 0, signal: null });
       expect(await vanishedWithin(ofA.pid, ofA.startTime, 5000)).toBe(true);
       // The end of a went through the orphans (a sweep) after a's were gone: b's is still there.
@@ -342,9 +358,7 @@ describe.each(["cgroup", "subreaper"] as const)(
 
     test("orphans that end while their run goes on are reaped (no zombies), and executors' exit codes stay theirs", async () => {
       const p = await parent();
-      const dir = temp.make();
-      await p.start("a", `${ORPHAN} orphan ${dir}/a setsid sleep 0.5; echo escapee $(cat ${dir}/a); exec sleep 1000`);
-      const brief = await p.printed("a", "escapee");
+      const brief = await startLeavingOrphan(p, "a", "setsid sleep 0.5", "exec sleep 1000");
       expect(stateOf(brief.pid)?.ppid).toBe(p.pid);
       await p.start("b", "exit 7");
       expect(await p.exited("b")).toEqual({ code: 7, signal: null });
@@ -358,14 +372,8 @@ describe.each(["cgroup", "subreaper"] as const)(
 
 describe("ExecutorProcess contained by subreaper alone", () => {
   test("an orphan with its environment cleared but still in its executor's group is that run's: kept while it runs", async () => {
-    const p = containedParent("subreaper");
-    await p.ready;
-    const dir = temp.make();
-    await p.start(
-      "b",
-      `${ORPHAN} orphan ${dir}/b env -i /bin/sleep 300; echo escapee $(cat ${dir}/b); exec sleep 1000`,
-    );
-    const ofB = await p.printed("b", "escapee");
+    const p = await readyParent("subreaper");
+    const ofB = await startLeavingOrphan(p, "b", "env -i /bin/sleep 300", "exec sleep 1000");
     await until(() => stateOf(ofB.pid)?.ppid === p.pid, "the orphan of b adopted by the parent");
     // The end of another run sweeps the orphans: b's, unmarked but in b's group, is kept.
     await p.start("a", "exit 0");
@@ -377,14 +385,13 @@ describe("ExecutorProcess contained by subreaper alone", () => {
   });
 
   test("an orphan whose run cannot be told (its mark removed from its environment) is killed at once", async () => {
-    const p = containedParent("subreaper");
-    await p.ready;
-    const dir = temp.make();
-    await p.start(
+    const p = await readyParent("subreaper");
+    const unmarked = await startLeavingOrphan(
+      p,
       "a",
-      `${ORPHAN} orphan ${dir}/a env -u AGENT_RUNNER_PROCESS_MARK setsid sleep 300; echo escapee $(cat ${dir}/a); exec sleep 1000`,
+      "env -u AGENT_RUNNER_PROCESS_MARK setsid sleep 300",
+      "exec sleep 1000",
     );
-    const unmarked = await p.printed("a", "escapee");
     // Its run still runs, but nothing says it is that run's: the keeper's next sweep kills it.
     expect(await vanishedWithin(unmarked.pid, unmarked.startTime, 5000)).toBe(true);
     p.kill("a");

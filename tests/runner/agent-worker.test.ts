@@ -1,8 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { realpathSync } from "node:fs";
 import { completedBody, GENERATIONS, invocationFor, stopRun } from "../support/generations.ts";
-import { releaseServer } from "../support/release-server.ts";
-import { fixtureProfile, type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
+import {
+  fixtureProfile,
+  type RunnerHarness,
+  startHeldRunsHarness,
+  startRunnerHarness,
+} from "../support/runner-harness.ts";
 
 const captured = async (h: RunnerHarness, sessionId: string) =>
   (await h.fake.waitFor((r) => r.path === `/sessions/${sessionId}/events` && r.body?.event_type === "captured")).body;
@@ -163,11 +167,8 @@ describe.each(GENERATIONS)("executing runs (protocol %s)", (protocol) => {
   });
 
   test("runs execute concurrently", async () => {
-    const release = releaseServer();
-    const harness = await startRunnerHarness({
+    const { harness, release } = await startHeldRunsHarness({
       fake: { protocol },
-      fixture: "wait-release",
-      env: { FIXTURE_RELEASE_URL: release.url },
     });
     const first = harness.handRun({ session_id: "ses_c1" });
     const second = harness.handRun({ session_id: "ses_c2" });
@@ -327,11 +328,8 @@ describe.each([
 
 describe.each(GENERATIONS)("coordinator trouble (protocol %s)", (protocol) => {
   test("a completed report survives the coordinator being down and arrives when it returns", async () => {
-    const release = releaseServer();
-    const harness = await startRunnerHarness({
+    const { harness, release } = await startHeldRunsHarness({
       fake: { protocol },
-      fixture: "wait-release",
-      env: { FIXTURE_RELEASE_URL: release.url },
     });
     const runId = harness.handRun({ session_id: "ses_down" });
     await release.waiting("ses_down");
@@ -406,11 +404,8 @@ describe("tagged-only runners", () => {
 
 describe.each(GENERATIONS)("shutdown (protocol %s)", (protocol) => {
   test("first signal waits for active runs, then deregisters", async () => {
-    const release = releaseServer();
-    const harness = await startRunnerHarness({
+    const { harness, release } = await startHeldRunsHarness({
       fake: { protocol },
-      fixture: "wait-release",
-      env: { FIXTURE_RELEASE_URL: release.url },
     });
     const runId = harness.handRun({ session_id: "ses_wait" });
     await release.waiting("ses_wait");
@@ -453,10 +448,7 @@ describe.each(GENERATIONS)("shutdown (protocol %s)", (protocol) => {
 // The heartbeat is the same in both generations.
 describe("shutdown", () => {
   test("heartbeats go on while active runs drain", async () => {
-    const release = releaseServer();
-    const harness = await startRunnerHarness({
-      fixture: "wait-release",
-      env: { FIXTURE_RELEASE_URL: release.url },
+    const { harness, release } = await startHeldRunsHarness({
       fake: { heartbeatIntervalSeconds: 0.05 },
     });
     harness.handRun({ session_id: "ses_drain" });

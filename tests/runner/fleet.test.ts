@@ -10,7 +10,7 @@ import { type CliRunner, FAULT_FIXTURES, profilesDirFor, startCli } from "../sup
 import { GENERATIONS } from "../support/generations.ts";
 import { parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
 import { releaseServer } from "../support/release-server.ts";
-import { FIXTURES, startRunnerHarness } from "../support/runner-harness.ts";
+import { FIXTURES, startHeldRunsHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
 /** A real runner process for the fault profile running `executor`, against `fake`. */
 function startRunner(
@@ -35,10 +35,7 @@ const run = (id: string, session = `ses_${id}`) => ({
 
 describe("--max-concurrent-runs", () => {
   test("never more runs at once than the limit; the rest wait at the coordinator and start as slots free up", async () => {
-    const release = releaseServer();
-    const harness = await startRunnerHarness({
-      fixture: "wait-release",
-      env: { FIXTURE_RELEASE_URL: release.url },
+    const { harness, release } = await startHeldRunsHarness({
       flags: { "max-concurrent-runs": "2" },
     });
     for (const n of [1, 2, 3, 4]) harness.fake.handRun(run(`run_cap${n}`));

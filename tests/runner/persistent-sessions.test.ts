@@ -30,6 +30,26 @@ const invocations = (h: RunnerHarness, sessionId: string) =>
     .filter((r) => r.body?.invocation)
     .map((r) => r.body.invocation);
 
+/** Hands a session's first turn to the runner and waits until it completed; returns its run and its executor's pid. */
+async function firstTurnCompleted(h: RunnerHarness, sessionId: string, prompt: string) {
+  const runId = h.handRun({ session_id: sessionId, prompt });
+  await h.fake.waitForStatus(runId, ["completed"]);
+  const { pid } = await turnRecord(h, sessionId, 1);
+  return { runId, pid };
+}
+
+/**
+ * Leaves a session being ended: its executor ignores the shutdown line, so ending it, once a stop
+ * while idle asks for it, takes the grace twice (shutdown, then SIGTERM). Resolves once that began.
+ */
+async function sessionBeingEnded(h: RunnerHarness, sessionId: string): Promise<void> {
+  const first = h.handRun({ session_id: sessionId, prompt: "ignore-shutdown" });
+  await h.fake.waitForStatus(first, ["completed"]);
+  const log = captureLog();
+  h.fake.requestSessionStop(sessionId);
+  await log.waitFor(new RegExp(`Ending session ${sessionId}`));
+}
+
 const finalReport = (h: RunnerHarness, runId: string) =>
   h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
 
@@ -80,9 +100,7 @@ describe("stops", () => {
 
   test("a stop while idle: the shutdown line ends the process, the session is reported finished, its token revoked", async () => {
     const h = await persistentHarness();
-    const runId = h.handRun({ session_id: "ses_stop_idle", prompt: "one" });
-    await h.fake.waitForStatus(runId, ["completed"]);
-    const { pid } = await turnRecord(h, "ses_stop_idle", 1);
+    const { runId, pid } = await firstTurnCompleted(h, "ses_stop_idle", "one");
     expect(h.fake.requestSessionStop("ses_stop_idle").body.status).toBe("stopping");
     await h.fake.waitForSessionStatus("ses_stop_idle", ["finished"]);
     expect(sessionReports(h, "ses_stop_idle")).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
@@ -93,9 +111,7 @@ describe("stops", () => {
 
   test("a stop while idle for an executor that ignores the shutdown and SIGTERM: SIGKILL, reported stopped", async () => {
     const h = await persistentHarness();
-    const runId = h.handRun({ session_id: "ses_stubborn", prompt: "ignore-shutdown" });
-    await h.fake.waitForStatus(runId, ["completed"]);
-    const { pid } = await turnRecord(h, "ses_stubborn", 1);
+    const { pid } = await firstTurnCompleted(h, "ses_stubborn", "ignore-shutdown");
     h.fake.requestSessionStop("ses_stubborn");
     await h.fake.waitForSessionStatus("ses_stubborn", ["stopped"]);
     expect(sessionReports(h, "ses_stubborn")).toEqual([{ runner_id: "lnch_test", status: "stopped" }]);
@@ -104,12 +120,7 @@ describe("stops", () => {
 
   test("a stop for a resume that waits for its session's executor to end: no executor starts for it, it is reported stopped", async () => {
     const h = await persistentHarness();
-    // Its executor ignores the shutdown: ending it takes the grace twice (shutdown, then SIGTERM).
-    const first = h.handRun({ session_id: "ses_wait_stop", prompt: "ignore-shutdown" });
-    await h.fake.waitForStatus(first, ["completed"]);
-    const log = captureLog();
-    h.fake.requestSessionStop("ses_wait_stop");
-    await log.waitFor(/Ending session ses_wait_stop/);
+    await sessionBeingEnded(h, "ses_wait_stop");
     const resumed = h.handRun({ session_id: "ses_wait_stop", type: "resume_session", prompt: "hang" });
     await h.fake.waitForStatus(resumed, ["claimed"]);
     expect(h.fake.requestStop(resumed).body.status).toBe("stopping");
@@ -162,9 +173,7 @@ describe("the executor dies", () => {
 
   test("while idle: the session is reported failed (killed by a signal)", async () => {
     const h = await persistentHarness();
-    const runId = h.handRun({ session_id: "ses_die_idle", prompt: "one" });
-    await h.fake.waitForStatus(runId, ["completed"]);
-    const { pid } = await turnRecord(h, "ses_die_idle", 1);
+    const { pid } = await firstTurnCompleted(h, "ses_die_idle", "one");
     process.kill(pid, "SIGKILL");
     await h.fake.waitForSessionStatus("ses_die_idle", ["failed"]);
     expect(sessionReports(h, "ses_die_idle")).toEqual([{ runner_id: "lnch_test", status: "failed" }]);
@@ -175,9 +184,7 @@ describe("the executor dies", () => {
 describe("resumes", () => {
   test("an idle executor that closed its stdin: the resume is served by a new process and the old one is killed", async () => {
     const h = await persistentHarness();
-    const first = h.handRun({ session_id: "ses_deaf", prompt: "close-stdin" });
-    await h.fake.waitForStatus(first, ["completed"]);
-    const { pid: deaf } = await turnRecord(h, "ses_deaf", 1);
+    const { pid: deaf } = await firstTurnCompleted(h, "ses_deaf", "close-stdin");
     const resumed = h.handRun({ session_id: "ses_deaf", type: "resume_session", prompt: "again" });
     await h.fake.waitForStatus(resumed, ["completed"]);
     expect(invocations(h, "ses_deaf").map((i) => i.mode)).toEqual(["start", "resume"]);
@@ -199,12 +206,7 @@ describe("resumes", () => {
 
   test("two resumes for a session whose executor is being ended: one new process takes a turn, the other run is refused as busy", async () => {
     const h = await persistentHarness();
-    // Its executor ignores the shutdown: ending it takes the grace twice (shutdown, then SIGTERM).
-    const first = h.handRun({ session_id: "ses_twice", prompt: "ignore-shutdown" });
-    await h.fake.waitForStatus(first, ["completed"]);
-    const log = captureLog();
-    h.fake.requestSessionStop("ses_twice");
-    await log.waitFor(/Ending session ses_twice/);
+    await sessionBeingEnded(h, "ses_twice");
     const a = h.handRun({ session_id: "ses_twice", type: "resume_session", prompt: "hang" });
     const b = h.handRun({ session_id: "ses_twice", type: "resume_session", prompt: "hang" });
     await h.fake.waitFor((r) => r.path === `/runner/runs/${a}/started` || r.path === `/runner/runs/${b}/started`);
@@ -219,9 +221,7 @@ describe("resumes", () => {
 
   test("--max-idle-sessions 1: the longest idle is ended and reported finished; its resume starts a new process", async () => {
     const h = await persistentHarness({ flags: { "max-idle-sessions": "1" } });
-    const a = h.handRun({ session_id: "ses_old", prompt: "a" });
-    await h.fake.waitForStatus(a, ["completed"]);
-    const { pid: oldPid } = await turnRecord(h, "ses_old", 1);
+    const { pid: oldPid } = await firstTurnCompleted(h, "ses_old", "a");
     const b = h.handRun({ session_id: "ses_new", prompt: "b" });
     await h.fake.waitForStatus(b, ["completed"]);
     await h.fake.waitForSessionStatus("ses_old", ["finished"]);
@@ -256,9 +256,7 @@ describe("bounds", () => {
 
   test("--idle-session-timeout: a session idle that long is ended and reported finished", async () => {
     const h = await persistentHarness({ flags: { "idle-session-timeout": "1" } });
-    const runId = h.handRun({ session_id: "ses_timeout", prompt: "one" });
-    await h.fake.waitForStatus(runId, ["completed"]);
-    const { pid } = await turnRecord(h, "ses_timeout", 1);
+    const { pid } = await firstTurnCompleted(h, "ses_timeout", "one");
     await h.fake.waitForSessionStatus("ses_timeout", ["finished"], 5000);
     expect(sessionReports(h, "ses_timeout")).toEqual([{ runner_id: "lnch_test", status: "finished" }]);
     expect(await goneWithin(pid, 2000)).toBe(true);
@@ -294,9 +292,7 @@ describe("what /readyz and /metrics read of the idle sessions", () => {
 describe("runner shutdown", () => {
   test("first signal with an idle session: the session is ended and reported finished, then the runner deregisters", async () => {
     const h = await persistentHarness();
-    const runId = h.handRun({ session_id: "ses_shutdown", prompt: "one" });
-    await h.fake.waitForStatus(runId, ["completed"]);
-    const { pid } = await turnRecord(h, "ses_shutdown", 1);
+    const { pid } = await firstTurnCompleted(h, "ses_shutdown", "one");
     h.worker.shutdown("SIGTERM");
     await h.done;
     expect(isAlive(pid)).toBe(false);
@@ -337,9 +333,7 @@ describe("the runner's own failures", () => {
 describe("removed from outside", () => {
   test("deregistered with a session idle: the session is ended and its end delivered, the registration made for it taken back", async () => {
     const h = await persistentHarness();
-    const runId = h.handRun({ session_id: "ses_removed", prompt: "one" });
-    await h.fake.waitForStatus(runId, ["completed"]);
-    const { pid } = await turnRecord(h, "ses_removed", 1);
+    const { pid } = await firstTurnCompleted(h, "ses_removed", "one");
     h.fake.deregister();
     await h.done;
     expect(isAlive(pid)).toBe(false);

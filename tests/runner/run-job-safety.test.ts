@@ -5,16 +5,12 @@
 import { expect, test } from "bun:test";
 import { groupAlive } from "../../src/shared/process-group.ts";
 import { executorsOf } from "../support/processes.ts";
-import { releaseServer } from "../support/release-server.ts";
-import { noJournal, startRunnerHarness } from "../support/runner-harness.ts";
+import { noJournal, startHeldRunsHarness } from "../support/runner-harness.ts";
 
 test("a run whose handling throws after its executor started is stopped and reported failed; the next run works", async () => {
-  const release = releaseServer();
   let broken = true;
   let started: number | undefined;
-  const harness = await startRunnerHarness({
-    fixture: "wait-release",
-    env: { FIXTURE_RELEASE_URL: release.url },
+  const { harness, release } = await startHeldRunsHarness({
     journal: {
       ...noJournal,
       runStarted(_runId, _sessionId, executor) {

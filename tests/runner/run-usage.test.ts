@@ -6,13 +6,12 @@
  */
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
-import { hostname } from "node:os";
 import { join } from "node:path";
 import type { TurnUsage } from "../../src/protocol/session-events.ts";
 import { CLAUDE_CODE_BINARY, offlineClaudeEnv } from "../support/claude-code.ts";
 import { startFakeAnthropic } from "../support/fake-anthropic.ts";
 import { type FakeCoordinator, startFakeCoordinator } from "../support/fake-coordinator.ts";
-import { type CliRunner, startCli } from "../support/fault-tools.ts";
+import { type CliRunner, crashRunner, startCli } from "../support/fault-tools.ts";
 import { persistentProfile } from "../support/generations.ts";
 import { CLAUDE_CODE_EXECUTOR, tempDir } from "../support/processes.ts";
 import { parsePrometheusText, sampleValue } from "../support/prometheus-text.ts";
@@ -187,10 +186,8 @@ describe("absurd figures", () => {
     const huge = turn({ input_tokens: Number.MAX_SAFE_INTEGER, total_cost_usd: 0.01 });
     fake.handRun(run("run_huge", { usage: [huge, huge] }));
     await fake.waitForRequest("POST", "/runner/runs/run_huge/completed");
-    first.process.kill("SIGKILL");
-    await first.process.exited;
+    await crashRunner(fake, first);
     answer = true;
-    fake.heldBy = hostname();
     const restartedAt = performance.now();
     const second = startRunner(fake, [], {}, { env });
     const report = await fake.waitFor((r) => r.path === "/runner/runs/run_huge/completed" && r.at > restartedAt);
@@ -304,6 +301,15 @@ describe("the Claude Code executor under a runner (fake Messages API)", () => {
           }
         : undefined,
     );
+    // What a run's report says of its one turn: the usage event's figures, its cost as the run's.
+    const reportedFor = (usage: TurnUsage) => ({
+      input_tokens: usage.input_tokens,
+      output_tokens: usage.output_tokens,
+      cache_read_input_tokens: usage.cache_read_input_tokens,
+      cache_creation_input_tokens: usage.cache_creation_input_tokens,
+      cost_usd: usage.total_cost_usd,
+      num_turns: 1,
+    });
     const fake = startFakeCoordinator();
     const home = tempDir("ar-usage-home-");
     const runner = startRunner(
@@ -324,14 +330,7 @@ describe("the Claude Code executor under a runner (fake Messages API)", () => {
     const cheap = cheapEvents[0]!.body.usage;
     expect(cheap).toMatchObject({ input_tokens: 900, output_tokens: 17, num_turns: 1 });
     expect(cheap.total_cost_usd).toBeGreaterThan(0);
-    expect(completed.body.usage).toEqual({
-      input_tokens: cheap.input_tokens,
-      output_tokens: cheap.output_tokens,
-      cache_read_input_tokens: cheap.cache_read_input_tokens,
-      cache_creation_input_tokens: cheap.cache_creation_input_tokens,
-      cost_usd: cheap.total_cost_usd,
-      num_turns: 1,
-    });
+    expect(completed.body.usage).toEqual(reportedFor(cheap));
 
     fake.handRun({ run_id: "run_expensive", type: "start_session", session_id: "ses_exp", prompt: "expensive" });
     const failed = await fake.waitFor((r) => r.path === "/runner/runs/run_expensive/failed", 30_000);
@@ -342,14 +341,7 @@ describe("the Claude Code executor under a runner (fake Messages API)", () => {
       .body.usage;
     // (On a budget stop the SDK's result counts no tokens, only the cost: passed on as it is.)
     expect(expensive.total_cost_usd).toBeGreaterThanOrEqual(0.01);
-    expect(failed.body.usage).toEqual({
-      input_tokens: expensive.input_tokens,
-      output_tokens: expensive.output_tokens,
-      cache_read_input_tokens: expensive.cache_read_input_tokens,
-      cache_creation_input_tokens: expensive.cache_creation_input_tokens,
-      cost_usd: expensive.total_cost_usd,
-      num_turns: 1,
-    });
+    expect(failed.body.usage).toEqual(reportedFor(expensive));
 
     const metrics = await metricsOf(runner);
     const value = (name: string, labels: Record<string, string> = {}) =>

@@ -6,8 +6,7 @@
 import { describe, expect, test } from "bun:test";
 import { captureLog } from "../support/fault-tools.ts";
 import { GENERATIONS } from "../support/generations.ts";
-import { releaseServer } from "../support/release-server.ts";
-import { type RunnerHarness, startRunnerHarness } from "../support/runner-harness.ts";
+import { type RunnerHarness, startHeldRunsHarness, startRunnerHarness } from "../support/runner-harness.ts";
 
 const finalReport = (h: RunnerHarness, runId: string) =>
   h.fake.waitFor((r) => r.path.startsWith(`/runner/runs/${runId}/`) && !r.path.endsWith("/started"));
@@ -24,11 +23,8 @@ describe.each(GENERATIONS)("graceful shutdown (protocol %s)", (protocol) => {
   });
 
   test("a stop requested while the runner drains is honoured", async () => {
-    const release = releaseServer();
-    const harness = await startRunnerHarness({
+    const { harness, release } = await startHeldRunsHarness({
       fake: { protocol },
-      fixture: "wait-release",
-      env: { FIXTURE_RELEASE_URL: release.url },
     });
     const runId = harness.handRun({ session_id: "ses_drain" });
     await release.waiting("ses_drain");
@@ -99,10 +95,7 @@ describe.each(GENERATIONS)("reports (protocol %s)", (protocol) => {
   });
 
   test("the outcome of a run is delivered after the runner was deregistered from outside", async () => {
-    const release = releaseServer();
-    const harness = await startRunnerHarness({
-      fixture: "wait-release",
-      env: { FIXTURE_RELEASE_URL: release.url },
+    const { harness, release } = await startHeldRunsHarness({
       fake: { protocol, strictReports: true },
     });
     const log = captureLog();
@@ -120,10 +113,7 @@ describe.each(GENERATIONS)("reports (protocol %s)", (protocol) => {
 
 describe("reports", () => {
   test("a successful report ends the poll's backoff: polling resumes at once, not after the backoff", async () => {
-    const release = releaseServer();
-    const harness = await startRunnerHarness({
-      fixture: "wait-release",
-      env: { FIXTURE_RELEASE_URL: release.url },
+    const { harness, release } = await startHeldRunsHarness({
       retryInitialMs: 4000,
     });
     const runId = harness.handRun({ session_id: "ses_backoff" });

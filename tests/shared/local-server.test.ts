@@ -6,7 +6,7 @@
  */
 import { expect, test } from "bun:test";
 import { existsSync, mkdirSync, readdirSync, utimesSync } from "node:fs";
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -15,6 +15,7 @@ import {
   serveLocal,
   sweepSocketDirectories,
 } from "../../src/shared/local-server.ts";
+import { openConnections } from "../support/connections.ts";
 import { captureLog, until } from "../support/fault-tools.ts";
 import { killTree, tempDir } from "../support/processes.ts";
 import { onTeardown } from "../support/teardown.ts";
@@ -24,10 +25,12 @@ const OTHER = "/tok_other";
 /** The test's live tokens: a path's first segment, when it is one of them. */
 const tokenOf = (path: string) => [TOKEN, OTHER].find((token) => path.startsWith(`${token}/`));
 
+/** A local server on 127.0.0.1 under a bound of `bound` connections; by default it answers with the path it got. */
 function start(options: {
   bound: number;
   fetch?: (request: Request) => Response | Promise<Response>;
   idleTimeoutSeconds?: number;
+  tokenOf?: (path: string) => string | undefined;
 }) {
   const budget = new ConnectionBudget(options.bound);
   const server = serveLocal({
@@ -36,34 +39,11 @@ function start(options: {
     port: 0,
     budget,
     idleTimeoutSeconds: options.idleTimeoutSeconds,
-    tokenOf,
+    tokenOf: options.tokenOf ?? tokenOf,
     fetch: options.fetch ?? ((request) => Response.json({ path: new URL(request.url).pathname })),
   });
   onTeardown(() => server.stop());
   return { server, budget };
-}
-
-/** Opens `count` connections; each sends `first` (if any) once connected. Destroyed after the test. */
-async function open(port: number, count: number, first?: string): Promise<Socket[]> {
-  const sockets: Socket[] = [];
-  onTeardown(() => {
-    for (const socket of sockets) socket.destroy();
-  });
-  await Promise.all(
-    Array.from({ length: count }, () => {
-      const socket = connect(port, "127.0.0.1");
-      sockets.push(socket);
-      socket.on("error", () => {});
-      return new Promise<void>((settled) => {
-        socket.once("connect", () => {
-          if (first) socket.write(first);
-          settled();
-        });
-        socket.once("close", () => settled());
-      });
-    }),
-  );
-  return sockets;
 }
 
 const fds = () => readdirSync("/proc/self/fd").length;
@@ -80,7 +60,7 @@ test("the bound is an eighth of the open-files limit, between 16 and 1024", () =
 test("600 silent connections: the server holds at most its bound, the process's descriptors stay bounded, a new request is answered", async () => {
   const { server, budget } = start({ bound: 16 });
   const before = fds();
-  const sockets = await open(server.port, 600);
+  const sockets = await openConnections(server.port, 600);
   await until(() => sockets.filter((s) => !s.destroyed).length <= 16, "the server to close all but 16");
   // The test's own ends of the 16 still open, and the server's: no more.
   expect(fds() - before).toBeLessThanOrEqual(2 * 16);
@@ -101,11 +81,11 @@ function request(socket: Socket, path: string): Promise<string> {
 test("connections of live runs are kept; once all held ones are, new ones are refused, and that is logged once", async () => {
   const log = captureLog();
   const { server } = start({ bound: 8 });
-  const runs = await open(server.port, 8);
+  const runs = await openConnections(server.port, 8);
   for (const [i, socket] of runs.entries()) {
     expect(await request(socket, `${i % 2 ? TOKEN : OTHER}/a`)).toStartWith("HTTP/1.1 200");
   }
-  const flood = await open(server.port, 200);
+  const flood = await openConnections(server.port, 200);
   await until(() => flood.every((s) => s.destroyed), "every new connection to be refused");
   expect(runs.filter((s) => s.destroyed)).toHaveLength(0);
   const lines = log.lines.filter((line) => line.includes("at most 8 open connections"));
@@ -117,9 +97,9 @@ test("one run token holds at most a quarter of the bound as its run's: more of i
   const log = captureLog();
   const { server, budget } = start({ bound: 16 });
   expect(budget.perToken).toBe(4);
-  const held = await open(server.port, 16);
+  const held = await openConnections(server.port, 16);
   for (const socket of held) expect(await request(socket, `${TOKEN}/held`)).toStartWith("HTTP/1.1 200");
-  const other = await open(server.port, 8);
+  const other = await openConnections(server.port, 8);
   for (const socket of other) expect(await request(socket, `${OTHER}/a`)).toStartWith("HTTP/1.1 200");
   expect(other.filter((s) => s.destroyed)).toHaveLength(0);
   expect((await get(server.port)).status).toBe(200);
@@ -133,29 +113,24 @@ test("one run token holds at most a quarter of the bound as its run's: more of i
 
 test("a flood of silent connections closes the oldest untrusted ones: a request with a token still gets through", async () => {
   const { server } = start({ bound: 8 });
-  await open(server.port, 300);
+  await openConnections(server.port, 300);
   const response = await get(server.port, `${TOKEN}/b`);
   expect(await response.json()).toEqual({ path: `${TOKEN}/b` });
 });
 
 test("a connection whose token is no longer live makes room like any other", async () => {
   let live = true;
-  const budget = new ConnectionBudget(2);
-  const server = serveLocal({
-    name: "test server",
-    hostname: "127.0.0.1",
-    port: 0,
-    budget,
+  const { server } = start({
+    bound: 2,
     tokenOf: (path) => (live ? tokenOf(path) : undefined),
     fetch: () => new Response("ok"),
   });
-  onTeardown(() => server.stop());
-  const runs = await open(server.port, 2);
+  const runs = await openConnections(server.port, 2);
   for (const socket of runs) expect(await request(socket, `${TOKEN}/a`)).toStartWith("HTTP/1.1 200");
-  const refused = await open(server.port, 1);
+  const refused = await openConnections(server.port, 1);
   await until(() => refused[0]!.destroyed, "the new connection to be refused");
   live = false;
-  const admitted = await open(server.port, 1);
+  const admitted = await openConnections(server.port, 1);
   await until(() => runs[0]!.destroyed, "the oldest run connection to be closed");
   expect(admitted[0]!.destroyed).toBe(false);
 });
@@ -181,7 +156,7 @@ test("idle timeout: connections without a token are closed when idle; a run's re
       return new Response(body, { headers: { "content-type": "text/event-stream" } });
     },
   });
-  const [silent] = await open(server.port, 1);
+  const [silent] = await openConnections(server.port, 1);
   const silentClosed = new Promise((resolve) => silent!.once("close", resolve));
   const url = `http://127.0.0.1:${server.port}`;
   const [run, events, stranger] = await Promise.allSettled([
@@ -219,7 +194,7 @@ test("stop closes every connection and removes the unix socket's directory", asy
   const created = dirs().filter((dir) => !before.has(dir));
   expect(created).toHaveLength(1);
   expect(existsSync(join(tmpdir(), created[0]!, "http.sock"))).toBe(true);
-  const sockets = await open(server.port, 4, "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const sockets = await openConnections(server.port, 4, "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   await server.stop();
   await until(() => sockets.every((s) => s.destroyed), "the connections to close");
   expect(existsSync(join(tmpdir(), created[0]!))).toBe(false);

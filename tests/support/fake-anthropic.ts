@@ -230,6 +230,17 @@ export class FakeAnthropic {
     for (const release of held) release();
   }
 
+  /**
+   * Holds Messages requests (as `holdMessages`), runs `send`, which starts a turn saying `marker`, and
+   * resolves once that turn's request has arrived: the turn is then under way until `releaseHeld()`.
+   */
+  async holdTurn(marker: string, send: () => void): Promise<void> {
+    this.holdMessages();
+    const from = this.requests.length;
+    send();
+    await this.waitFor((r) => this.requests.indexOf(r) >= from && JSON.stringify(r.body).includes(marker));
+  }
+
   /** Resolves with the first request (received or still to come) that passes the test. */
   waitFor(test: (request: AnthropicRequest) => boolean, timeoutMs = 30_000): Promise<AnthropicRequest> {
     const seen = this.requests.find(test);
@@ -359,6 +370,11 @@ export class FakeAnthropic {
       headers: { ...headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" },
     });
   }
+}
+
+/** A default reply: the last line of what the user said last, echoed ("You said: …"). */
+export function echoLastLine(request: MessagesRequest): ScriptedReply {
+  return { text: `You said: ${request.userText.trim().split("\n").at(-1)}` };
 }
 
 /** A fake Messages API on 127.0.0.1, stopped after the test (or, started in a beforeAll, after the run). */

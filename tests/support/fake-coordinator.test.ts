@@ -36,6 +36,9 @@ const RUN_FIELDS_22 = [
   "type",
 ];
 
+/** A hostname of its own: runs demanding it go to this check's runner only. */
+const freshHostname = () => `host-${crypto.randomUUID().slice(0, 8)}`;
+
 interface Reply {
   status: number;
   body: any;
@@ -58,19 +61,29 @@ class Wire {
   post = (path: string, body?: unknown) => this.send("POST", path, body);
   get = (path: string) => this.send("GET", path);
 
-  /** Registers a runner of a fresh identity (deregistered after the test); returns its id and hostname. */
-  async register(executorType: string): Promise<{ runnerId: string; hostname: string }> {
-    const hostname = `host-${crypto.randomUUID().slice(0, 8)}`;
+  /** Registers a runner on `hostname` (deregistered after the test); returns the reply. */
+  async registerOn(hostname: string, executorProfile: string, executor: Record<string, unknown>): Promise<Reply> {
     const registered = await this.post("/runner/register", {
       hostname,
       project_dir: "/work",
-      executor_profile: "coding",
-      executor: { type: executorType, command: "executors/x", config: {} },
+      executor_profile: executorProfile,
+      executor,
+    });
+    const runnerId = registered.body?.runner_id;
+    if (typeof runnerId === "string") onTeardown(() => this.send("DELETE", `/runners/${runnerId}?self=true`));
+    return registered;
+  }
+
+  /** Registers a runner of a fresh identity (deregistered after the test); returns its id and hostname. */
+  async register(executorType: string): Promise<{ runnerId: string; hostname: string }> {
+    const hostname = freshHostname();
+    const registered = await this.registerOn(hostname, "coding", {
+      type: executorType,
+      command: "executors/x",
+      config: {},
     });
     expect(registered.status).toBe(200);
-    const runnerId = registered.body.runner_id as string;
-    onTeardown(() => this.send("DELETE", `/runners/${runnerId}?self=true`));
-    return { runnerId, hostname };
+    return { runnerId: registered.body.runner_id as string, hostname };
   }
 
   poll = (runnerId: string) => this.get(`/runner/runs?runner_id=${runnerId}`);
@@ -149,7 +162,7 @@ describe("wire, 2.2", () => {
 
   test("a run demands executor_type autonomous: a runner registered as claude-code never gets it", async () => {
     const wire = wireTo("2.2");
-    const hostname = `host-${crypto.randomUUID().slice(0, 8)}`;
+    const hostname = freshHostname();
     const created = await wire.post("/runs", {
       type: "start_session",
       parameters: { prompt: "hello" },
@@ -157,15 +170,11 @@ describe("wire, 2.2", () => {
     });
     expect(created.status).toBe(201);
     expect(created.body).toEqual({ run_id: expect.any(String), session_id: expect.any(String), status: "pending" });
-    const register = (type: string, profile: string) =>
-      wire.post("/runner/register", { hostname, project_dir: "/work", executor_profile: profile, executor: { type } });
-    const wrong = (await register("claude-code", "cc")).body.runner_id;
-    onTeardown(() => wire.send("DELETE", `/runners/${wrong}?self=true`));
+    const wrong = (await wire.registerOn(hostname, "cc", { type: "claude-code" })).body.runner_id;
     expect((await wire.poll(wrong)).status).toBe(204);
     expect(await wire.runStatus(created.body.run_id)).toBe("pending");
 
-    const right = (await register("autonomous", "auto")).body.runner_id;
-    onTeardown(() => wire.send("DELETE", `/runners/${right}?self=true`));
+    const right = (await wire.registerOn(hostname, "auto", { type: "autonomous" })).body.runner_id;
     const polled = await wire.poll(right);
     const run = polled.body.run;
     expect(Object.keys(run).sort()).toEqual(RUN_FIELDS_22);
@@ -211,7 +220,7 @@ describe("wire, 2.2", () => {
       status: 404,
       body: { detail: "Session 'ses_nope' not found" },
     });
-    const hostname = `host-${crypto.randomUUID().slice(0, 8)}`;
+    const hostname = freshHostname();
     const created = await wire.post("/runs", {
       type: "start_session",
       parameters: { prompt: "hello" },
@@ -436,21 +445,14 @@ describe("wire, 2.1", () => {
   test("POST /runs takes a prompt; the result is the last assistant message once a session_stop finished it", async () => {
     const wire = wireTo("2.1");
     expect((await wire.post("/runs", { type: "start_session", parameters: { prompt: "hi" } })).status).toBe(422);
-    const hostname = `host-${crypto.randomUUID().slice(0, 8)}`;
+    const hostname = freshHostname();
     const created = await wire.post("/runs", {
       type: "start_session",
       prompt: "hello",
       additional_demands: { hostname },
     });
     expect(created.status).toBe(200);
-    const registered = await wire.post("/runner/register", {
-      hostname,
-      project_dir: "/work",
-      executor_profile: "cc",
-      executor: { type: "claude-code" },
-    });
-    const runnerId = registered.body.runner_id;
-    onTeardown(() => wire.send("DELETE", `/runners/${runnerId}?self=true`));
+    const runnerId = (await wire.registerOn(hostname, "cc", { type: "claude-code" })).body.runner_id;
     const run = (await wire.poll(runnerId)).body.run;
     expect(run).toMatchObject({ run_id: created.body.run_id, prompt: "hello", demands: { hostname, tags: [] } });
     expect("parameters" in run).toBe(false);
@@ -489,20 +491,13 @@ describe("wire, 2.1", () => {
 
   test("a stop names the run (stop_runs)", async () => {
     const wire = wireTo("2.1");
-    const hostname = `host-${crypto.randomUUID().slice(0, 8)}`;
+    const hostname = freshHostname();
     const created = await wire.post("/runs", {
       type: "start_session",
       prompt: "hello",
       additional_demands: { hostname },
     });
-    const registered = await wire.post("/runner/register", {
-      hostname,
-      project_dir: "/work",
-      executor_profile: "cc",
-      executor: { type: "claude-code" },
-    });
-    const runnerId = registered.body.runner_id;
-    onTeardown(() => wire.send("DELETE", `/runners/${runnerId}?self=true`));
+    const runnerId = (await wire.registerOn(hostname, "cc", { type: "claude-code" })).body.runner_id;
     await wire.poll(runnerId);
     await wire.report(created.body.run_id, "started", { runner_id: runnerId });
     const stop = await wire.post(`/sessions/${created.body.session_id}/stop`);

@@ -1,9 +1,11 @@
 import { readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { ConsolaReporter } from "consola";
 import type { ExecutorProfile } from "../../src/config/profiles.ts";
 import { log } from "../../src/shared/log.ts";
+import type { FakeCoordinator } from "./fake-coordinator.ts";
 import { cleanEnv, killTree, REPO_ROOT, tempDir } from "./processes.ts";
 import { onTeardown } from "./teardown.ts";
 
@@ -148,4 +150,14 @@ export function startCli(args: string[], env: Record<string, string> = {}, keepB
       await child.exited;
     },
   };
+}
+
+/**
+ * SIGKILLs `runner` and waits for its end. The coordinator still counts the dead incarnation
+ * online, as it would after a crash: the next registration gets 409 until it is adopted.
+ */
+export async function crashRunner(fake: FakeCoordinator, runner: CliRunner): Promise<void> {
+  runner.process.kill("SIGKILL");
+  await runner.process.exited;
+  fake.heldBy = hostname();
 }

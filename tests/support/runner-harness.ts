@@ -10,6 +10,7 @@ import { type Gateway, startGateway } from "../../src/runner/gateway.ts";
 import type { RunnerObserver } from "../../src/runner/observer.ts";
 import type { JsonObject } from "../../src/shared/json.ts";
 import { type FakeCoordinator, type FakeCoordinatorOptions, startFakeCoordinator } from "./fake-coordinator.ts";
+import { releaseServer } from "./release-server.ts";
 import { onTeardown } from "./teardown.ts";
 
 export const FIXTURES = join(import.meta.dir, "..", "fixtures", "executors");
@@ -156,4 +157,18 @@ export async function startRunnerHarness(options: HarnessOptions = {}): Promise<
     },
     close,
   };
+}
+
+/**
+ * A harness whose runs each wait until the test releases their session (the wait-release fixture
+ * against a release server): the test decides when each run ends.
+ */
+export async function startHeldRunsHarness(options: Omit<HarnessOptions, "fixture" | "profile"> = {}) {
+  const release = releaseServer();
+  const harness = await startRunnerHarness({
+    ...options,
+    fixture: "wait-release",
+    env: { ...options.env, FIXTURE_RELEASE_URL: release.url },
+  });
+  return { harness, release };
 }

@@ -155,13 +155,19 @@ function persistentIO(input: ReturnType<typeof pipe>) {
 const invocationLine = (prompt: string) =>
   `${JSON.stringify({ schema_version: "2.1", mode: "start", session_id: "s1", prompt })}\n`;
 
+/** A controlled executor's persistent session, run in process, with `firstLines` (its invocation first) on stdin. */
+function startSession(firstLines: string) {
+  const input = pipe();
+  const output = persistentIO(input);
+  const executor = controlledExecutor();
+  input.write(firstLines);
+  const exit = runExecutor(executor.definition, [], output.io);
+  return { input, executor, exit, ...output };
+}
+
 describe("a persistent session", () => {
   test("turns in order; an interrupt reaches only the running turn; shutdown comes after the turns before it", async () => {
-    const input = pipe();
-    const { io, out, err, lines } = persistentIO(input);
-    const executor = controlledExecutor();
-    input.write(invocationLine("one"));
-    const exit = runExecutor(executor.definition, [], io);
+    const { input, executor, exit, out, err, lines } = startSession(invocationLine("one"));
     await executor.turnRunning();
     executor.answer("answer one");
     await lines(1);
@@ -184,11 +190,7 @@ describe("a persistent session", () => {
   });
 
   test("a failed turn: its message, exit 1, no finish, dispose; the turn queued after it never runs", async () => {
-    const input = pipe();
-    const { io, out, err } = persistentIO(input);
-    const executor = controlledExecutor();
-    input.write(invocationLine("one") + turnLine({ prompt: "two" }));
-    const exit = runExecutor(executor.definition, [], io);
+    const { executor, exit, out, err } = startSession(invocationLine("one") + turnLine({ prompt: "two" }));
     await executor.turnRunning();
     executor.fail("the agent fell over");
     expect(await exit).toBe(1);
@@ -198,11 +200,7 @@ describe("a persistent session", () => {
   });
 
   test("SIGTERM while idle: exit 143 at once, the session disposed of", async () => {
-    const input = pipe();
-    const { io, err, lines } = persistentIO(input);
-    const executor = controlledExecutor();
-    input.write(invocationLine("one"));
-    const exit = runExecutor(executor.definition, [], io);
+    const { executor, exit, err, lines } = startSession(invocationLine("one"));
     await executor.turnRunning();
     executor.answer("answer one");
     await lines(1);
