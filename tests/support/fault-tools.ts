@@ -1,3 +1,4 @@
+/** Tools for the fault tests: fault fixtures and profiles, a runner as a real CLI process, its memory, waiting on a condition, a crash. */
 import { readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";

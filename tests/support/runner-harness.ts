@@ -1,3 +1,4 @@
+/** An AgentWorker in this process against the fake coordinator, with fixture executors: what most runner tests start. */
 import { join } from "node:path";
 import { executorEnvironment } from "../../src/config/executor-env.ts";
 import type { ExecutorProfile } from "../../src/config/profiles.ts";
