@@ -25,6 +25,8 @@ import {
   MAX_HEARTBEAT_INTERVAL_SECONDS,
   MAX_POLL_TIMEOUT_SECONDS,
   MAX_STOP_GRACE_SECONDS,
+  MIN_HEARTBEAT_INTERVAL_SECONDS,
+  MIN_POLL_TIMEOUT_SECONDS,
 } from "./defaults.ts";
 import { type FlagDefs, type FlagValues, runnerFlags } from "./flags.ts";
 
@@ -320,8 +322,14 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
     profile: values.profile,
     profilesDir: resolveProfilesDir(values, env),
     mcpPort: number(input("mcp-port"), { min: 1, max: 65535, integer: true }),
-    pollTimeoutSeconds: number(input("poll-timeout"), { min: 1, max: MAX_POLL_TIMEOUT_SECONDS }),
-    heartbeatIntervalSeconds: number(input("heartbeat-interval"), { min: 1, max: MAX_HEARTBEAT_INTERVAL_SECONDS }),
+    pollTimeoutSeconds: number(input("poll-timeout"), {
+      min: MIN_POLL_TIMEOUT_SECONDS,
+      max: MAX_POLL_TIMEOUT_SECONDS,
+    }),
+    heartbeatIntervalSeconds: number(input("heartbeat-interval"), {
+      min: MIN_HEARTBEAT_INTERVAL_SECONDS,
+      max: MAX_HEARTBEAT_INTERVAL_SECONDS,
+    }),
     stopGraceSeconds: stopGraceSeconds(input("stop-grace-seconds")),
     stateDir: stateDir ? absolutePath(stateDir) : resolve(defaultStateDir(env)),
     maxConcurrentRuns: number(input("max-concurrent-runs"), { min: 1, max: UNBOUNDED, integer: true }),
