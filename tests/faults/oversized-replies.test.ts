@@ -5,6 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { CoordinatorHttp } from "../../src/coordinator/http.ts";
 import { startFakeCoordinator } from "../support/fake-coordinator.ts";
 import { FAULT_FIXTURES, memoryMb, profilesDirFor, startCli } from "../support/fault-tools.ts";
 import { tempDir } from "../support/processes.ts";
@@ -37,9 +38,20 @@ test("a 1 GiB poll reply, streamed, then one of 200 MiB with its length: neither
     ["--profile", "fault", "--profiles-dir", profilesDirFor(join(FAULT_FIXTURES, "outcome")), "-c", fake.url],
     { AGENT_RUNNER_STATE_DIR: tempDir("ar-state-") },
   );
-  await runner.waitFor(/Poll failed \(attempt 1\).*over the 64 MiB/);
-  await runner.waitFor(/Poll failed \(attempt 2\).*over the 64 MiB/);
+  await runner.waitFor(/Poll failed \(attempt 1\): the reply to \/runner\/runs\S* is over the 64 MiB/);
+  await runner.waitFor(/Coordinator answers again after 2 failed poll\(s\)/);
   fake.handRun({ run_id: "run_after", type: "start_session", session_id: "ses_after", prompt: "p" });
   await fake.waitForStatus("run_after", ["completed"]);
   expect(memoryMb(runner.process.pid).peak).toBeLessThan(600);
+}, 60_000);
+
+test("a reply that declares a length over the bound fails at once, naming its size; one within it is read", async () => {
+  const fake = startFakeCoordinator();
+  fake.on("GET", /^\/big$/, () => new Response(" ".repeat(65 * MIB)));
+  fake.on("GET", /^\/fits$/, () => new Response(" ".repeat(MIB)));
+  const http = new CoordinatorHttp(fake.url);
+  await expect(http.fetch("/big")).rejects.toThrow(
+    `the reply to /big is over the 64 MiB a reply may have (${65 * MIB} bytes)`,
+  );
+  expect((await (await http.fetch("/fits")).text()).length).toBe(MIB);
 });
