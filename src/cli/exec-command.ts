@@ -40,7 +40,7 @@ import { seconds } from "../shared/retry.ts";
 import { readSmallFile } from "../shared/small-file.ts";
 import { assertKnownFlags, commandArgs } from "./args.ts";
 import { exitOnConfigError } from "./exit.ts";
-import { withSignals } from "./signals.ts";
+import { STOP_SIGNALS, withSignals } from "./signals.ts";
 
 const execArgs = commandArgs(execFlags);
 type ExecArgs = FlagValues<typeof execFlags>;
@@ -170,8 +170,8 @@ async function readExecInputs(args: ExecArgs): Promise<ExecInputs> {
 }
 
 /**
- * Runs `work` with Ctrl+C and SIGTERM wired to it: the first stops the executor (SIGTERM, SIGKILL
- * after the grace), the second kills it at once.
+ * Runs `work` with Ctrl+C, SIGTERM and SIGHUP wired to it: the first stops the executor (SIGTERM,
+ * SIGKILL after the grace), the second kills it at once.
  */
 async function stopOnSignals<T>(
   graceSeconds: number,
@@ -188,7 +188,7 @@ async function stopOnSignals<T>(
       killing.abort();
     }
   };
-  return withSignals(["SIGINT", "SIGTERM"], onSignal, () => work({ stop: stopping.signal, kill: killing.signal }));
+  return withSignals(STOP_SIGNALS, onSignal, () => work({ stop: stopping.signal, kill: killing.signal }));
 }
 
 /**
@@ -202,7 +202,7 @@ async function converse(options: Omit<InteractiveOptions, "lines">): Promise<Int
   const onSignal = (signal: NodeJS.Signals) =>
     signal === "SIGINT" ? session.interrupt(signal) : session.terminate(signal);
   try {
-    return await withSignals(["SIGINT", "SIGTERM", "SIGHUP"], onSignal, () => session.run());
+    return await withSignals(STOP_SIGNALS, onSignal, () => session.run());
   } finally {
     lines.close();
   }

@@ -25,6 +25,8 @@ import {
   MAX_HEARTBEAT_INTERVAL_SECONDS,
   MAX_POLL_TIMEOUT_SECONDS,
   MAX_STOP_GRACE_SECONDS,
+  MIN_HEARTBEAT_INTERVAL_SECONDS,
+  MIN_POLL_TIMEOUT_SECONDS,
 } from "./defaults.ts";
 import { type FlagDefs, type FlagValues, runnerFlags } from "./flags.ts";
 
@@ -202,8 +204,17 @@ function httpUrl(input: Sourced): string {
 }
 
 /** An existing directory, resolved to an absolute path; otherwise a ConfigError naming its source. */
+/**
+ * A path from a flag, made absolute. An empty one is refused: resolved, it would be the current
+ * directory, which nobody said (an empty variable is unset instead, see flagReader).
+ */
+function absolutePath(input: Sourced): string {
+  if (input.value.trim() === "") throw new ConfigError(`${input.from} is empty: expected a directory`);
+  return resolve(input.value);
+}
+
 export function directory(input: Sourced): string {
-  const path = resolve(input.value);
+  const path = absolutePath(input);
   let isDirectory = false;
   try {
     isDirectory = statSync(path).isDirectory();
@@ -297,6 +308,7 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
   const coordinator = input("coordinator-url");
   const projectDir = input("project-dir");
   const healthAddr = input("health-addr");
+  const stateDir = input("state-dir");
   const tags = parseTags(input("tags")?.value);
   const requireMatchingTags = values["require-matching-tags"] ?? false;
   if (requireMatchingTags && tags.length === 0) {
@@ -310,10 +322,16 @@ export function resolveConfig(values: FlagValues<typeof runnerFlags>, env: Env =
     profile: values.profile,
     profilesDir: resolveProfilesDir(values, env),
     mcpPort: number(input("mcp-port"), { min: 1, max: 65535, integer: true }),
-    pollTimeoutSeconds: number(input("poll-timeout"), { min: 1, max: MAX_POLL_TIMEOUT_SECONDS }),
-    heartbeatIntervalSeconds: number(input("heartbeat-interval"), { min: 1, max: MAX_HEARTBEAT_INTERVAL_SECONDS }),
+    pollTimeoutSeconds: number(input("poll-timeout"), {
+      min: MIN_POLL_TIMEOUT_SECONDS,
+      max: MAX_POLL_TIMEOUT_SECONDS,
+    }),
+    heartbeatIntervalSeconds: number(input("heartbeat-interval"), {
+      min: MIN_HEARTBEAT_INTERVAL_SECONDS,
+      max: MAX_HEARTBEAT_INTERVAL_SECONDS,
+    }),
     stopGraceSeconds: stopGraceSeconds(input("stop-grace-seconds")),
-    stateDir: resolve(input("state-dir")?.value ?? defaultStateDir(env)),
+    stateDir: stateDir ? absolutePath(stateDir) : resolve(defaultStateDir(env)),
     maxConcurrentRuns: number(input("max-concurrent-runs"), { min: 1, max: UNBOUNDED, integer: true }),
     runTimeoutSeconds: duration(input("run-timeout")),
     maxRuns: number(input("max-runs"), { min: 1, max: UNBOUNDED, integer: true }),

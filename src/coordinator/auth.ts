@@ -4,6 +4,7 @@ import { messageOf } from "../shared/errors.ts";
 import { parseJson } from "../shared/json.ts";
 import { addSecret, log } from "../shared/log.ts";
 import { TokenReply } from "./replies.ts";
+import { limitReply } from "./reply-limit.ts";
 import { REQUEST_TIMEOUT_MS } from "./request-timeout.ts";
 
 /** Gives the Authorization header value for coordinator requests, or undefined without auth. */
@@ -71,11 +72,14 @@ export class ClientCredentialsAuth implements TokenSource {
         }),
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
+      response = limitReply(response, url);
     } catch (error) {
       // Unreachable is worth retrying; a refusal (AuthError below) is not.
       throw new Error(`Token request to ${url} failed: ${messageOf(error)}`);
     }
-    const text = await response.text();
+    const text = await response.text().catch((error) => {
+      throw new Error(`Token request to ${url} failed: ${messageOf(error)}`);
+    });
     if (!response.ok) {
       const refused =
         response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429;

@@ -4,6 +4,7 @@ import { parseJson } from "../shared/json.ts";
 import { Wakeup } from "../shared/retry.ts";
 import type { Validator } from "../shared/validation.ts";
 import { noAuth, type TokenSource } from "./auth.ts";
+import { limitReply } from "./reply-limit.ts";
 import { REQUEST_TIMEOUT_MS } from "./request-timeout.ts";
 
 /**
@@ -81,7 +82,10 @@ export class CoordinatorHttp {
     return `${this.baseUrl}${path.startsWith("/") ? path : `/${path}`}`;
   }
 
-  /** Sends a request; the Response comes back whatever its status. Network failures throw. */
+  /**
+   * Sends a request; the Response comes back whatever its status, its body readable up to
+   * MAX_REPLY_BYTES (reply-limit.ts). Network failures throw.
+   */
   async fetch(path: string, request: CoordinatorRequest = {}): Promise<Response> {
     const headers = new Headers(request.headers);
     const authorization = await this.auth.authorization();
@@ -95,12 +99,15 @@ export class CoordinatorHttp {
     let response: Response;
     const sentAt = performance.now();
     try {
-      response = await fetch(this.url(path), {
-        method: request.method ?? (body === undefined ? "GET" : "POST"),
-        headers,
-        body,
-        signal: request.signal ? AbortSignal.any([request.signal, timeout]) : timeout,
-      });
+      response = limitReply(
+        await fetch(this.url(path), {
+          method: request.method ?? (body === undefined ? "GET" : "POST"),
+          headers,
+          body,
+          signal: request.signal ? AbortSignal.any([request.signal, timeout]) : timeout,
+        }),
+        path,
+      );
     } catch (error) {
       if (!request.signal?.aborted) this.failing = true;
       throw error;

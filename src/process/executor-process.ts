@@ -39,6 +39,23 @@ const GROUP_POLL_MS = { first: 10, max: 200 };
 
 export type ExitStatus = { code: number; signal: null } | { code: null; signal: string };
 
+/** The executors this process started that are not all gone yet. */
+const running = new Set<ExecutorProcess>();
+let exitHookInstalled = false;
+
+/**
+ * An exit of this process with executors still running (a signal past the graceful stages, a
+ * fatal error) kills all of each first: in a process group of its own, and maybe ignoring its
+ * lifeline, an executor would otherwise outlive what started it.
+ */
+function killRunningAtExit(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on("exit", () => {
+    for (const executor of running) executor.kill();
+  });
+}
+
 export interface ExecutorProcessOptions {
   argv: string[];
   /** Written to the executor's stdin, which is then closed (unless `keepInputOpen`). */
@@ -143,6 +160,8 @@ export class ExecutorProcess {
       if (sandbox) closeSandboxFds(sandbox);
     }
     this.pid = this.child.pid;
+    running.add(this);
+    killRunningAtExit();
     this.runCgroup = cgroup;
     this.keeper = contained?.keeper;
     this.keeper?.track(this.mark, this.pid);
@@ -291,6 +310,7 @@ export class ExecutorProcess {
       await sleep(delay);
     }
     this.groupGone = true;
+    running.delete(this);
     this.runCgroup?.remove();
     this.keeper?.untrack(this.mark);
   }

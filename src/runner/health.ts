@@ -20,6 +20,13 @@ export interface ProbeAnswer {
   body: Record<string, unknown>;
 }
 
+/**
+ * How often the idle sessions' figures are read at most: their memory is a look at every process
+ * on the machine (/proc), which a local process asking /readyz or /metrics in a loop must not be
+ * able to make the runner repeat per request.
+ */
+const IDLE_SESSIONS_READ_MS = 1000;
+
 interface WatchedLoop {
   lastBeat: number;
   maxSilenceMs: number;
@@ -117,8 +124,14 @@ export class HealthMonitor implements RunnerObserver {
   }
 
   trackIdleSessions(read: () => IdleSessions): void {
-    this.idleSessions = read;
-    this.metrics.trackIdleSessions(read);
+    let last: { at: number; figures: IdleSessions } | undefined;
+    const recent = () => {
+      const now = this.now();
+      if (!last || now - last.at >= IDLE_SESSIONS_READ_MS) last = { at: now, figures: read() };
+      return last.figures;
+    };
+    this.idleSessions = recent;
+    this.metrics.trackIdleSessions(recent);
   }
 
   watchLoop(name: string, maxSilenceMs: number): LoopWatch {

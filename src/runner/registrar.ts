@@ -7,6 +7,8 @@ import {
   DEFAULT_POLL_TIMEOUT_SECONDS,
   MAX_HEARTBEAT_INTERVAL_SECONDS,
   MAX_POLL_TIMEOUT_SECONDS,
+  MIN_HEARTBEAT_INTERVAL_SECONDS,
+  MIN_POLL_TIMEOUT_SECONDS,
 } from "../config/defaults.ts";
 import type { RunnerConfig } from "../config/runner-config.ts";
 import { AuthError } from "../coordinator/auth.ts";
@@ -202,11 +204,25 @@ export class Registrar {
   }
 }
 
-/** A duration the coordinator gave, kept within what the runner accepts from its own flags. */
-function fromCoordinator(name: string, value: number | undefined, max: number): number | undefined {
-  if (value === undefined || value <= max) return value;
-  log.warn(`The coordinator's ${name} ${value} is over ${max} s; using ${max}`);
-  return max;
+/**
+ * A duration the coordinator gave, kept within what the runner accepts from its own flags: above
+ * them a timer could overflow, below them a millisecond (a unit mistaken) would be a busy loop.
+ */
+function fromCoordinator(
+  name: string,
+  value: number | undefined,
+  bounds: { min: number; max: number },
+): number | undefined {
+  if (value === undefined) return value;
+  if (value > bounds.max) {
+    log.warn(`The coordinator's ${name} ${value} is over ${bounds.max} s; using ${bounds.max}`);
+    return bounds.max;
+  }
+  if (value < bounds.min) {
+    log.warn(`The coordinator's ${name} ${value} is below ${bounds.min} s; using ${bounds.min}`);
+    return bounds.min;
+  }
+  return value;
 }
 
 /** How long polls are held and how often to heartbeat: the runner's flags, else the coordinator's word, bounded. */
@@ -218,11 +234,14 @@ export function coordinatorTiming(
   return {
     holdSeconds:
       config.pollTimeoutSeconds ??
-      fromCoordinator("poll_timeout_seconds", hold, MAX_POLL_TIMEOUT_SECONDS) ??
+      fromCoordinator("poll_timeout_seconds", hold, { min: MIN_POLL_TIMEOUT_SECONDS, max: MAX_POLL_TIMEOUT_SECONDS }) ??
       DEFAULT_POLL_TIMEOUT_SECONDS,
     heartbeatSeconds:
       config.heartbeatIntervalSeconds ??
-      fromCoordinator("heartbeat_interval_seconds", beat, MAX_HEARTBEAT_INTERVAL_SECONDS) ??
+      fromCoordinator("heartbeat_interval_seconds", beat, {
+        min: MIN_HEARTBEAT_INTERVAL_SECONDS,
+        max: MAX_HEARTBEAT_INTERVAL_SECONDS,
+      }) ??
       DEFAULT_HEARTBEAT_INTERVAL_SECONDS,
   };
 }

@@ -143,8 +143,9 @@ export async function startRunner(
 
   const onSignal = (signal: NodeJS.Signals) => {
     if (worker.shutdown(signal) >= 3) {
-      // The journal keeps the active runs: the next start stops their executors and reports them.
-      log.error(`${signal} again: exiting now, without waiting for runs or reports`);
+      // Their executors are killed as the process exits (executor-process.ts); the journal keeps
+      // the active runs and undelivered reports: the next start reports them.
+      log.error(`${signal} again: exiting now, killing the executors still running, without waiting for reports`);
       process.exit(130);
     }
   };
