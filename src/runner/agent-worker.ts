@@ -404,6 +404,14 @@ export class AgentWorker {
     this.notePollInFlight();
   }
 
+  /** For a run it cannot read: a pinned generation may be the wrong one (auto would have asked). */
+  private pinHint(): string {
+    if (this.registrar.generationSource === "detected") return "";
+    const pinned = this.options.client.generation;
+    const other = pinned === "2.1" ? "2.2" : "2.1";
+    return ` (protocol ${pinned} is pinned by --coordinator-protocol: if the coordinator speaks ${other}, pin that or use auto)`;
+  }
+
   /** Once the runner takes no more runs, a poll still held by the coordinator may bring one. */
   private notePollInFlight(): void {
     if (!this.poller.polling) return;
@@ -428,7 +436,7 @@ export class AgentWorker {
         this.runs.start(event.run, this.shutdownStage >= 2);
         return;
       case "bad_run":
-        log.error(event.reason);
+        log.error(`${event.reason}${this.pinHint()}`);
         if (event.runId) {
           // Its failure is journalled like any outcome, until the coordinator has it. Without a
           // session of its own, it queues on its own.

@@ -50,6 +50,23 @@ describe("the generation", () => {
     },
   );
 
+  test("pinned to 2.1 against a 2.2 coordinator, a run it cannot read is failed, and the log says the pin may be wrong", async () => {
+    const log = captureLog();
+    // An autonomous profile: what a 2.2 coordinator's runs ask for, so that they are handed to it.
+    const h = await startRunnerHarness({
+      profile: { ...fixtureProfile("capture"), type: "autonomous" },
+      fake: { protocol: "2.2" },
+      flags: { "coordinator-protocol": "2.1" },
+    });
+    const runId = h.handRun({ session_id: "ses_pin", prompt: "p" });
+    const report = await finalReport(h, runId);
+    expect(report.path).toEndWith("/failed");
+    expect(report.body.error).toStartWith("Malformed run payload:");
+    await log.waitFor(
+      /Malformed run payload: .*\(protocol 2\.1 is pinned by --coordinator-protocol: if the coordinator speaks 2\.2, pin that or use auto\)/,
+    );
+  });
+
   test("a probe answered 503, then 422, is retried and the coordinator taken for 2.2", async () => {
     const log = captureLog();
     const h = await startRunnerHarness({ fake: { protocol: "2.2" }, manual: true });
